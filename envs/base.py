@@ -1,0 +1,61 @@
+"""The per-agent environment contract every adapter implements.
+
+Agents may differ in observation and action spaces, so everything is a per-agent list.
+A single env returns plain numpy arrays; the vectorised wrapper (`envs/vector.py`) adds a
+leading env axis to every array and auto-resets finished envs.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+
+@dataclass
+class EnvSpec:
+    """Static description of a multi-agent env: what the algorithm needs to build networks."""
+
+    agents: list[str]
+    observation_spaces: list[spaces.Space]
+    action_spaces: list[spaces.Space]
+    state_space: spaces.Box
+    episode_limit: int
+    name: str = ""  # registry name, e.g. "mamujoco"
+    task: str = ""  # e.g. "HalfCheetah-2x3", "simple_spread-continuous"
+
+    @property
+    def n_agents(self) -> int:
+        return len(self.agents)
+
+
+@dataclass
+class StepResult:
+    """One env step. `info` may hold "avail_actions" (per-agent 0/1 masks, discrete agents;
+    None for continuous ones) and "alive" (per-agent bools, for envs where agents can die)."""
+
+    obs: list[np.ndarray]
+    state: np.ndarray
+    rewards: np.ndarray  # float32 [n_agents]
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class MultiAgentEnv(ABC):
+    """A single (unbatched) multi-agent env."""
+
+    spec: EnvSpec
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
+        """Start an episode: (per-agent obs, global state, info)."""
+
+    @abstractmethod
+    def step(self, actions: list[np.ndarray]) -> StepResult:
+        """Advance one step with one action per agent (Box: float array, Discrete: int scalar)."""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,160 @@
+"""A contiguous block of envs stepped together, with auto-reset and array stacking.
+
+`VecEnv` runs one block in-process (n_workers=0) or one block per worker process; stacking
+happens here so that a worker sends one message of a few arrays per step, whatever its size.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.base import EnvSpec, MultiAgentEnv
+from envs.vec_types import VecObs, VecStep
+
+
+class EnvFailure(RuntimeError):
+    """An env of the block raised; carries the env's global index."""
+
+    def __init__(self, env_index: int, stage: str) -> None:
+        super().__init__(f"env {env_index} raised during {stage}")
+        self.env_index = env_index
+
+
+class EnvBlock:
+    """Envs `first_index .. first_index + len(seeds) - 1` of a vectorised env."""
+
+    def __init__(self, env_fn: Callable[[], MultiAgentEnv], first_index: int, seeds: Sequence[int]) -> None:
+        self.first_index = first_index
+        self._seeds = list(seeds)
+        self.envs: list[MultiAgentEnv] = []
+        for j in range(len(self._seeds)):
+            try:
+                self.envs.append(env_fn())
+            except Exception as exc:
+                raise EnvFailure(first_index + j, "construction") from exc
+        self.spec: EnvSpec = self.envs[0].spec
+        self._discrete = [isinstance(s, spaces.Discrete) for s in self.spec.action_spaces]
+        n_envs, n_agents = len(self.envs), self.spec.n_agents
+        self._ones = [np.ones((n_envs, s.n), np.float32) if d else None
+                      for s, d in zip(self.spec.action_spaces, self._discrete)]
+        self._returns = np.zeros(n_envs, dtype=np.float64)
+        self._lengths = np.zeros(n_envs, dtype=np.int64)
+        self._all_alive = np.ones(n_agents, dtype=bool)
+        self._seeded = False
+        self._started = False
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    def reset(self) -> VecObs:
+        """Reset every env: with its seed the first time, continuing its own RNG afterwards."""
+        out = self._empty_obs()
+        for j, env in enumerate(self.envs):
+            seed = None if self._seeded else self._seeds[j]
+            obs, state, info = self._call(j, "reset", env.reset, seed)
+            self._fill(out, j, obs, state, info)
+        self._seeded = self._started = True
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return out
+
+    def step(self, actions: Sequence[np.ndarray]) -> VecStep:
+        """Step every env with its row of each agent's actions; reset the envs that end."""
+        if not self._started:
+            raise RuntimeError("step() called before reset()")
+        n_envs, n_agents = len(self.envs), self.spec.n_agents
+        rows = self._action_rows(actions)
+        nxt = self._empty_obs()
+        rewards = np.empty((n_envs, n_agents), dtype=np.float32)
+        terminated = np.zeros(n_envs, dtype=bool)
+        truncated = np.zeros(n_envs, dtype=bool)
+        alive = np.empty((n_envs, n_agents), dtype=bool)
+        ended: list[tuple[int, list[np.ndarray], np.ndarray]] = []
+        episode_infos: list[tuple[int, dict[str, Any]]] = []
+
+        for j, env in enumerate(self.envs):
+            res = self._call(j, "step", env.step, [agent_rows[j] for agent_rows in rows])
+            rewards[j] = res.rewards
+            terminated[j], truncated[j] = res.terminated, res.truncated and not res.terminated
+            alive[j] = res.info.get("alive", self._all_alive)
+            rewards_j = res.rewards.tolist()  # np.mean costs ~9 us on a 2-element array
+            self._returns[j] += sum(rewards_j) / len(rewards_j)
+            self._lengths[j] += 1
+            if terminated[j] or truncated[j]:
+                ended.append((j, res.obs, res.state))
+                episode_infos.append((self.first_index + j, self._episode_info(j, res.info, terminated[j])))
+                self._returns[j], self._lengths[j] = 0.0, 0
+                obs, state, info = self._call(j, "reset", env.reset, None)
+                self._fill(nxt, j, obs, state, info)
+            else:
+                self._fill(nxt, j, res.obs, res.state, res.info)
+
+        final_obs = [o.copy() for o in nxt.obs]
+        final_state = nxt.state.copy()
+        for j, obs, state in ended:
+            for i in range(n_agents):
+                final_obs[i][j] = obs[i]
+            final_state[j] = state
+        return VecStep(nxt, rewards, terminated, truncated, final_obs, final_state, alive, episode_infos)
+
+    def close(self) -> None:
+        """Close every env once; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        for env in self.envs:
+            env.close()
+
+    def _call(self, j: int, stage: str, fn: Callable, arg: Any) -> Any:
+        try:
+            return fn(arg)
+        except Exception as exc:
+            # Name the env: the traceback alone does not say which of the block's envs failed.
+            raise EnvFailure(self.first_index + j, stage) from exc
+
+    def _action_rows(self, actions: Sequence[np.ndarray]) -> list[Any]:
+        """Per agent, something indexable by env row: int rows for Discrete, float rows for Box."""
+        n_envs = len(self.envs)
+        if len(actions) != self.spec.n_agents:
+            raise ValueError(f"expected actions for {self.spec.n_agents} agents, got {len(actions)}")
+        rows = []
+        for i, (a, discrete) in enumerate(zip(actions, self._discrete)):
+            a = np.asarray(a)
+            if a.shape[0] != n_envs:
+                raise ValueError(f"agent {i}: expected {n_envs} action rows, got shape {a.shape}")
+            # Python ints: the discrete adapters take a scalar per agent, [n] and [n, 1] both work.
+            rows.append(a.reshape(n_envs).tolist() if discrete else a.reshape(n_envs, -1))
+        return rows
+
+    def _empty_obs(self) -> VecObs:
+        n_envs = len(self.envs)
+        return VecObs(
+            obs=[np.empty((n_envs, s.shape[0]), np.float32) for s in self.spec.observation_spaces],
+            state=np.empty((n_envs, self.spec.state_space.shape[0]), np.float32),
+            avail=[None if ones is None else ones.copy() for ones in self._ones],
+        )
+
+    def _fill(self, out: VecObs, j: int, obs: list[np.ndarray], state: np.ndarray, info: dict) -> None:
+        for i, o in enumerate(obs):
+            out.obs[i][j] = o
+        out.state[j] = state
+        avail = info.get("avail_actions")
+        if avail is not None:
+            for i, mask in enumerate(avail):
+                if mask is not None:
+                    out.avail[i][j] = mask
+
+    def _episode_info(self, j: int, info: dict, terminated: bool) -> dict[str, Any]:
+        # The masks are per-step data; everything else describes how the episode ended.
+        episode = {k: v for k, v in info.items() if k not in ("avail_actions", "alive")}
+        episode.update(
+            episode_return=float(self._returns[j]),
+            episode_length=int(self._lengths[j]),
+            terminated=bool(terminated),
+            truncated=not terminated,
+        )
+        return episode

@@ -1,0 +1,36 @@
+"""What every learner offers the runners."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or gradient became NaN/inf; names the agent and the quantity."""
+
+
+def check_finite(value: torch.Tensor, quantity: str, agent: int | None = None) -> None:
+    if not torch.isfinite(value).all():
+        who = "critic" if agent is None else f"agent {agent}"
+        raise NonFiniteLossError(f"non-finite {quantity} for {who} ({value.detach().cpu().flatten()[:4].tolist()}); "
+                                 "try a lower learning rate, grad clipping (max_grad_norm) or check "
+                                 "the env's observations/rewards for NaN/inf")
+
+
+class Learner(ABC):
+    """An algorithm: networks, optimisers and its update rule. Knows spaces and tensors, not envs."""
+
+    runner: ClassVar[str]  # name of the runner that drives this learner ("on_policy", ...)
+
+    @abstractmethod
+    def train(self, batch: Any) -> dict[str, float]:
+        """One update phase; returns scalar diagnostics for logging."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: networks, optimisers, normalisers, RNGs."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,0 +1,51 @@
+"""The heterogeneous-agent sequential update scheme shared by the HA learners.
+
+Each iteration agents are updated one at a time in an order drawn afresh (or fixed); each
+later agent receives what the earlier ones changed. For the on-policy HA learners (HAPPO,
+HATRPO, HAA2C) that is the "factor": the per-sample product of the earlier agents' probability
+ratios new/old on the rollout actions, which multiplies the next agent's advantage.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def agent_order(n_agents: int, rng: np.random.Generator, fixed: bool) -> list[int]:
+    """0..n-1 when `fixed`, else a fresh random permutation from the learner's own RNG."""
+    return list(range(n_agents)) if fixed else [int(i) for i in rng.permutation(n_agents)]
+
+
+def aggregate_ratio(log_ratio: torch.Tensor, how: str) -> torch.Tensor:
+    """Per-sample importance ratio [N] from per-dimension log-ratios [N, d].
+
+    prod: the joint ratio exp(sum d); mean: the mean of the per-dimension ratios.
+    """
+    if how == "prod":
+        return log_ratio.sum(-1).exp()
+    if how == "mean":
+        return log_ratio.exp().mean(-1)
+    raise ValueError(f"unknown action_aggregation {how!r}; valid: prod, mean")
+
+
+def factor_sequential_update(order: list[int], n_samples: int, device: torch.device,
+                             log_prob: Callable[[int], torch.Tensor],
+                             update_agent: Callable[[int, torch.Tensor], dict[str, float]],
+                             aggregation: str) -> tuple[dict[int, dict[str, float]], torch.Tensor]:
+    """Update agents in `order`, threading the factor through.
+
+    log_prob(i): agent i's per-dimension log-probs of its rollout actions under its current
+    parameters ([N, d], no grad). update_agent(i, factor): one agent's update given the
+    product of earlier agents' ratios ([N], detached); returns its diagnostics.
+    Returns (diagnostics per agent, final factor).
+    """
+    factor = torch.ones(n_samples, device=device)
+    infos: dict[int, dict[str, float]] = {}
+    for i in order:
+        before = log_prob(i)
+        infos[i] = update_agent(i, factor)
+        after = log_prob(i)
+        factor = factor * aggregate_ratio(after - before, aggregation)
+    return infos, factor

@@ -1,0 +1,26 @@
+"""Choosing the training device and torch's thread count."""
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but torch sees no CUDA GPU "
+                             f"(torch {torch.__version__}); use device=cpu or device=auto")
+        return torch.device(name)
+    raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:<index>")
+
+
+def configure_threads(n_threads: int) -> None:
+    """Trainer's intra-op threads. 1 is the safe default on small machines: with 2 threads and
+    any other busy process (env workers) OpenMP spin-waiting makes each update several times
+    slower (measured: 6 ms -> 50-190 ms)."""
+    if n_threads > 0:
+        torch.set_num_threads(n_threads)

@@ -1,0 +1,142 @@
+"""Config schemas: dataclasses registered with Hydra so unknown keys and wrong types fail fast.
+
+Hydra groups: `algo=<name>` (conf/algo/<name>.yaml extends the `<name>_schema` node stored
+here) and `env=<name>` (conf/env/<name>.yaml extends `<name>_schema`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+# ---------------------------------------------------------------- algorithms
+@dataclass
+class OnPolicyConfig:
+    """Shared by the on-policy learners (defaults = the reference code's happo.yaml)."""
+
+    name: str = MISSING
+    # networks
+    hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
+    activation: str = "relu"           # relu | tanh | leaky_relu | selu
+    feature_norm: bool = True          # LayerNorm on raw inputs
+    output_gain: float = 0.01          # orthogonal init gain of the action head
+    std_x_coef: float = 1.0            # Gaussian std = sigmoid(log_std / x) * y, log_std init x
+    std_y_coef: float = 0.5
+    # optimisation
+    lr: float = 5e-4
+    critic_lr: float = 5e-4
+    opti_eps: float = 1e-5
+    weight_decay: float = 0.0
+    use_linear_lr_decay: bool = False
+    max_grad_norm: Optional[float] = 10.0   # null: no clipping (norm still logged)
+    critic_epoch: int = 5
+    critic_num_mini_batch: int = 1
+    value_loss_coef: float = 1.0
+    use_clipped_value_loss: bool = True
+    use_huber_loss: bool = True
+    huber_delta: float = 10.0
+    use_valuenorm: bool = True
+    # returns
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    truncation_bootstrap: bool = True  # false: reference behaviour (advantage 0 at time limits)
+    # policy loss
+    clip_param: float = 0.2            # also the critic's value clip
+    entropy_coef: float = 0.01
+    use_policy_active_masks: bool = True
+    action_aggregation: str = "prod"   # prod (joint ratio) | mean
+    fixed_order: bool = False          # false: random agent permutation every iteration
+
+
+@dataclass
+class HAPPOConfig(OnPolicyConfig):
+    name: str = "happo"
+    ppo_epoch: int = 5
+    actor_num_mini_batch: int = 1
+
+
+# ---------------------------------------------------------------- environments
+@dataclass
+class MaMuJoCoConfig:
+    name: str = "mamujoco"
+    scenario: str = "HalfCheetah"
+    agent_conf: str = "2x3"
+    obs_mode: str = "global"           # global: full obs + one-hot id (papers); local: agent_obsk
+    agent_obsk: int = 1
+    max_episode_steps: int = 1000
+    task: str = "${.scenario}-${.agent_conf}"
+
+
+@dataclass
+class MPEConfig:
+    name: str = "mpe"
+    scenario: str = "simple_spread"
+    continuous: bool = True
+    max_cycles: int = 25
+    task: str = "${.scenario}-${discrete_or_continuous:${.continuous}}"
+
+
+# ---------------------------------------------------------------- top level
+@dataclass
+class TrainConfig:
+    algo: Any = MISSING
+    env: Any = MISSING
+    seed: int = 1
+    device: str = "auto"               # auto | cpu | cuda
+    torch_threads: int = 1             # trainer's torch threads (workers always use 1)
+    total_steps: int = 10_000_000      # env steps (summed over n_envs)
+    n_envs: int = 20
+    n_workers: int = 0                 # processes stepping blocks of envs; 0 = in-process
+    rollout_length: int = 200          # on-policy steps per env per iteration
+    eval_interval: int = 100_000       # env steps; 0 disables evaluation
+    eval_episodes: int = 10
+    n_eval_envs: int = 10
+    log_interval: int = 20_000         # env steps between progress lines / csv rows
+    save_interval: int = 100_000       # env steps between checkpoints
+    resume: Optional[str] = None       # run dir or checkpoint path
+    results_dir: str = "results"
+
+
+# Keys of an algorithm/env config that only name or derive things (not passed to the builder).
+META_KEYS = ("name", "task")
+
+ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig}
+ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for name, node in ALGO_SCHEMAS.items():
+        cs.store(group="algo", name=f"{name}_schema", node=node)
+    for name, node in ENV_SCHEMAS.items():
+        cs.store(group="env", name=f"{name}_schema", node=node)
+
+
+# ---------------------------------------------------------------- resolvers
+def _run_dir(resume: Optional[str], default: str) -> str:
+    """hydra.run.dir: a resumed run keeps writing into its original run directory."""
+    if resume:
+        from harl.common.checkpoint import CheckpointError, resolve_checkpoint, run_dir_of
+
+        try:
+            return str(run_dir_of(resolve_checkpoint(resume)))
+        except CheckpointError:
+            return default  # harl.train reports the bad path with a clear message
+    return default
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("discrete_or_continuous",
+                                    lambda c: "continuous" if c else "discrete", replace=True)
+    OmegaConf.register_new_resolver("harl_run_dir", _run_dir, replace=True)
+
+
+# Top-level keys that may change when a run is resumed; everything else must stay as it was.
+RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "n_workers", "log_interval",
+                       "eval_interval", "eval_episodes", "n_eval_envs", "save_interval")

@@ -1,0 +1,86 @@
+"""One logger that fans a row of scalars out to the console, progress.csv and TensorBoard."""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("harl")
+
+# Columns every progress.csv starts with, in this order; algorithm diagnostics follow.
+BASE_COLUMNS = ["env_steps", "iteration", "wall_time", "fps", "train_return", "train_length",
+                "train_episodes", "eval_return", "eval_return_std", "eval_length"]
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+class RunLogger:
+    """Console + progress.csv + TensorBoard. The CSV header is fixed at the first row (or read
+    back when a resumed run appends), so later rows line up; unknown later keys are dropped."""
+
+    def __init__(self, run_dir: str | Path, total_steps: int, tag: str,
+                 tensorboard: bool = True, purge_step: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.total_steps, self.tag = total_steps, tag
+        self.csv_path = self.run_dir / "progress.csv"
+        self._columns: list[str] | None = None
+        if self.csv_path.exists() and self.csv_path.stat().st_size > 0:
+            with self.csv_path.open() as f:
+                self._columns = next(csv.reader(f), None)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # heavy import, only when used
+
+            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row (must contain env_steps) to csv and TensorBoard."""
+        if self._columns is None:
+            extra = sorted(k for k in row if k not in BASE_COLUMNS)
+            self._columns = BASE_COLUMNS + extra
+            with self.csv_path.open("w", newline="") as f:
+                csv.writer(f).writerow(self._columns)
+        with self.csv_path.open("a", newline="") as f:
+            csv.DictWriter(f, self._columns, extrasaction="ignore").writerow(
+                {k: _fmt(v) for k, v in row.items()})
+        if self._tb is not None:
+            step = int(row["env_steps"])
+            for key, value in row.items():
+                if key != "env_steps" and isinstance(value, (int, float)) and value == value:
+                    self._tb.add_scalar(key, value, step)
+            self._tb.flush()
+
+    def console(self, row: dict[str, Any], eta_seconds: float) -> None:
+        steps = int(row["env_steps"])
+        parts = [f"[{self.tag}] {steps:,}/{self.total_steps:,} ({100 * steps / self.total_steps:.1f}%)",
+                 f"{row.get('fps', 0):,.0f} fps", f"ETA {format_duration(eta_seconds)}"]
+        if _has(row, "train_return"):
+            parts.append(f"train R {row['train_return']:.2f}")
+        if _has(row, "eval_return"):
+            parts.append(f"eval R {row['eval_return']:.2f} ± {row.get('eval_return_std', 0):.2f}")
+        if _has(row, "critic/value_loss"):
+            parts.append(f"value loss {row['critic/value_loss']:.4g}")
+        log.info(" | ".join(parts))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def _has(row: dict[str, Any], key: str) -> bool:
+    v = row.get(key)
+    return isinstance(v, (int, float)) and v == v
+
+
+def _fmt(v: Any) -> Any:
+    return f"{v:.6g}" if isinstance(v, float) else v

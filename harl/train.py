@@ -1,0 +1,155 @@
+"""Entry point: `python -m harl.train algo=happo env=mamujoco [key=value ...]`.
+
+Composes the config, seeds, builds envs, learner and runner, runs, and closes everything.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from harl.config import META_KEYS, RESUMABLE_OVERRIDES, register_configs, register_resolvers
+
+log = logging.getLogger("harl")
+
+register_configs()
+register_resolvers()
+
+
+class ConfigError(ValueError):
+    """A config that cannot run (bad value, forbidden change on resume)."""
+
+
+def env_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
+    """The adapter's constructor arguments: the env config minus naming keys."""
+    return {k: v for k, v in OmegaConf.to_container(env_cfg, resolve=True).items()
+            if k not in META_KEYS}
+
+
+def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path, Path]:
+    """(config to run, run dir, checkpoint) for `resume=`: the saved config, with only the
+    command-line overrides that may change mid-run applied."""
+    from harl.common.checkpoint import resolve_checkpoint, run_dir_of
+
+    checkpoint = resolve_checkpoint(cfg.resume)
+    run_dir = run_dir_of(checkpoint)
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"cannot resume: {str(saved_path)!r} is missing (not a harl run dir?)")
+    saved = OmegaConf.load(saved_path)
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in ("resume", "results_dir") or key.startswith("hydra"):
+            continue
+        if key not in RESUMABLE_OVERRIDES:
+            raise ConfigError(f"cannot change {key!r} when resuming (the run was trained with "
+                              f"{OmegaConf.select(saved, key)!r}); changeable: "
+                              f"{', '.join(RESUMABLE_OVERRIDES)}")
+        saved[key] = cfg[key]
+    saved.resume = str(checkpoint)
+    # re-validate the merged config against the schemas
+    merged = OmegaConf.merge(cfg, saved)
+    return merged, run_dir, checkpoint
+
+
+def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
+    """Train with a composed config, writing into `run_dir`. Returns the last eval metrics."""
+    import torch
+
+    from envs import make_vec_env
+    from harl.algos import learner_class
+    from harl.common.checkpoint import CheckpointError
+    from harl.common.device import configure_threads, resolve_device
+    from harl.common.seeding import env_seeds, seed_everything
+    from harl.logging import RunLogger
+    from runners import make_runner
+    from runners.base import CheckpointIO, Counters
+
+    checkpoint = None
+    if cfg.resume:
+        cfg, run_dir, checkpoint = resume_config(cfg, overrides or [])
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_dict = OmegaConf.to_container(cfg, resolve=True)
+    OmegaConf.save(OmegaConf.create(config_dict), run_dir / "config.yaml")
+
+    device = resolve_device(cfg.device)
+    configure_threads(cfg.torch_threads)
+    seed_everything(cfg.seed)
+    algo_cfg = OmegaConf.to_object(cfg.algo)
+    learner_cls = learner_class(cfg.algo.name)  # fails early on an unknown algorithm
+
+    kwargs = env_kwargs(cfg.env)
+    envs = make_vec_env(cfg.env.name, kwargs, n_envs=cfg.n_envs, n_workers=cfg.n_workers,
+                        seeds=env_seeds(cfg.seed, "train", cfg.n_envs))
+    eval_envs = None
+    logger = None
+    try:
+        if cfg.eval_interval > 0 and cfg.eval_episodes > 0:
+            n_eval = min(cfg.n_eval_envs, cfg.eval_episodes)
+            eval_envs = make_vec_env(cfg.env.name, kwargs, n_envs=n_eval, n_workers=0,
+                                     seeds=env_seeds(cfg.seed, "eval", n_eval))
+        spec = envs.spec
+        learner = learner_cls(algo_cfg, spec.observation_spaces, spec.action_spaces,
+                              spec.state_space, device, cfg.seed)
+        identity = {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task,
+                    "spaces": [repr(s) for s in spec.observation_spaces + spec.action_spaces]}
+        checkpoints = CheckpointIO(run_dir, identity)
+        counters = Counters()
+        if checkpoint is not None:
+            counters = checkpoints.restore(checkpoint, learner, device)
+            log.info("resumed from %s at %s env steps", checkpoint, f"{counters.env_steps:,}")
+        tag = f"{cfg.algo.name} {cfg.env.name}/{cfg.env.task} seed {cfg.seed}"
+        logger = RunLogger(run_dir, cfg.total_steps, tag,
+                           purge_step=counters.env_steps if checkpoint is not None else None)
+        _print_banner(cfg, spec, device, run_dir)
+        runner = make_runner(learner.runner, cfg, learner, envs, eval_envs, logger, checkpoints,
+                             counters, device, config_dict)
+        return runner.run()
+    finally:
+        envs.close()
+        if eval_envs is not None:
+            eval_envs.close()
+        if logger is not None:
+            logger.close()
+
+
+def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"harl: {cfg.algo.name} on {cfg.env.name}/{cfg.env.task}", title_justify="left")
+    for column in ("agent", "observation", "action"):
+        table.add_column(column)
+    for name, o, a in zip(spec.agents, spec.observation_spaces, spec.action_spaces):
+        table.add_row(name, str(o), str(a))
+    console = Console(stderr=False)
+    console.print(table)
+    console.print(f"state {spec.state_space.shape} | device {device} | {cfg.n_envs} envs on "
+                  f"{cfg.n_workers or 'no'} worker processes | {cfg.total_steps:,} env steps | "
+                  f"run dir {run_dir}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from envs.vector import EnvWorkerError
+    from harl.algos.base import NonFiniteLossError
+    from harl.common.checkpoint import CheckpointError
+
+    hc = HydraConfig.get()
+    try:
+        result = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+    except (ConfigError, CheckpointError, NonFiniteLossError, EnvWorkerError, ValueError) as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        sys.exit(1)
+    return result.get("eval_return")  # lets Hydra sweepers optimise the final eval return
+
+
+if __name__ == "__main__":
+    main()

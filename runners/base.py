@@ -1,0 +1,183 @@
+"""Loop pieces every runner shares: counters, cadence, evaluation, logging rows, checkpoints."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.vector import VecEnv, VecObs
+from harl.algos.base import Learner
+from harl.common.checkpoint import (BEST, CHECKPOINT_DIR, LATEST, CheckpointError,
+                                    load_checkpoint, save_checkpoint)
+from harl.common.seeding import rng_state, set_rng_state
+from harl.logging import RunLogger
+
+log = logging.getLogger("harl")
+
+# act(obs, avail, deterministic) -> per-agent actions
+ActFn = Callable[[list[torch.Tensor], list[torch.Tensor | None], bool], list[torch.Tensor]]
+
+
+@dataclasses.dataclass
+class Counters:
+    """Run progress that a checkpoint must restore."""
+
+    env_steps: int = 0
+    iteration: int = 0
+    episodes: int = 0
+    wall_time: float = 0.0        # seconds of training so far, summed over resumed sessions
+    next_log: int = 0
+    next_eval: int = 0
+    next_save: int = 0
+    best_eval_return: float = float("-inf")
+
+
+def due(counters: Counters, name: str, interval: int) -> bool:
+    """True when env_steps has reached the `next_<name>` mark; advances the mark."""
+    if interval <= 0:
+        return False
+    attr = f"next_{name}"
+    if counters.env_steps < getattr(counters, attr):
+        return False
+    setattr(counters, attr, (counters.env_steps // interval + 1) * interval)
+    return True
+
+
+def obs_to_tensors(vobs: VecObs, device: torch.device
+                   ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor | None]]:
+    as_t = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
+    return ([as_t(o) for o in vobs.obs], as_t(vobs.state),
+            [None if a is None else as_t(a) for a in vobs.avail])
+
+
+def actions_to_numpy(actions: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    return [a.cpu().numpy() for a in actions]
+
+
+class EpisodeTracker:
+    """Running team returns and lengths of the envs of one VecEnv."""
+
+    def __init__(self, n_envs: int, window: int = 100) -> None:
+        self.returns = np.zeros(n_envs)
+        self.lengths = np.zeros(n_envs, dtype=np.int64)
+        self.recent_returns: deque[float] = deque(maxlen=window)
+        self.recent_lengths: deque[int] = deque(maxlen=window)
+        self.finished = 0
+
+    def step(self, rewards: np.ndarray, done: np.ndarray) -> list[tuple[int, float, int]]:
+        """Add a step's team rewards [E, n_agents]; returns (env, return, length) of envs that
+        ended. The team reward is the mean over agents (the same value for shared rewards)."""
+        self.returns += rewards.mean(axis=1)
+        self.lengths += 1
+        ended = []
+        for j in np.flatnonzero(done).tolist():
+            ended.append((j, float(self.returns[j]), int(self.lengths[j])))
+            self.recent_returns.append(ended[-1][1])
+            self.recent_lengths.append(ended[-1][2])
+            self.returns[j], self.lengths[j] = 0.0, 0
+        self.finished += len(ended)
+        return ended
+
+    def pop_summary(self) -> dict[str, float]:
+        """Mean return/length of the episodes ended since the last call (NaN if none)."""
+        if not self.recent_returns:
+            return {"train_return": float("nan"), "train_length": float("nan"), "train_episodes": 0}
+        out = {"train_return": float(np.mean(self.recent_returns)),
+               "train_length": float(np.mean(self.recent_lengths)),
+               "train_episodes": len(self.recent_returns)}
+        self.recent_returns.clear()
+        self.recent_lengths.clear()
+        return out
+
+
+def evaluate(act: ActFn, env: VecEnv, n_episodes: int, device: torch.device) -> dict[str, float]:
+    """Run exactly `n_episodes` episodes with deterministic actions.
+
+    Env j runs a fixed quota of episodes, so short episodes are not over-represented.
+    """
+    n_envs = env.n_envs
+    quota = np.array([n_episodes // n_envs + (j < n_episodes % n_envs) for j in range(n_envs)])
+    tracker = EpisodeTracker(n_envs)
+    returns: list[float] = []
+    lengths: list[int] = []
+    vobs = env.reset()
+    while (quota > 0).any():
+        obs, _, avail = obs_to_tensors(vobs, device)
+        step = env.step(actions_to_numpy(act(obs, avail, True)))
+        for j, episode_return, length in tracker.step(step.rewards, step.terminated | step.truncated):
+            if quota[j] > 0:
+                returns.append(episode_return)
+                lengths.append(length)
+                quota[j] -= 1
+        vobs = step.next
+    return {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+            "eval_length": float(np.mean(lengths))}
+
+
+class CheckpointIO:
+    """Saves and restores the full training state of a run (atomically)."""
+
+    def __init__(self, run_dir: Path, identity: dict[str, Any]) -> None:
+        self.dir = Path(run_dir) / CHECKPOINT_DIR
+        # what must match for a checkpoint to be loadable into this run
+        self.identity = identity
+
+    def save(self, learner: Learner, counters: Counters, config: dict[str, Any],
+             best: bool = False) -> Path:
+        payload = {"identity": self.identity, "learner": learner.state_dict(),
+                   "counters": dataclasses.asdict(counters), "rng": rng_state(), "config": config}
+        path = self.dir / LATEST
+        save_checkpoint(payload, path)
+        if best:
+            save_checkpoint(payload, self.dir / BEST)
+        return path
+
+    def restore(self, path: str | Path, learner: Learner, device: torch.device) -> Counters:
+        payload = load_checkpoint(path, map_location=device)
+        theirs = payload.get("identity", {})
+        for key, ours in self.identity.items():
+            if theirs.get(key) != ours:
+                raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run: {key} is "
+                                      f"{theirs.get(key)!r} there, {ours!r} here")
+        try:
+            learner.load_state_dict(payload["learner"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r} does not match the networks of this "
+                                  f"run: {exc}") from None
+        set_rng_state(payload["rng"])
+        return Counters(**payload["counters"])
+
+
+class Stopwatch:
+    """Wall time and a recent-throughput estimate for fps and ETA."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+        self._t0 = time.perf_counter()
+        self._base = counters.wall_time
+        self._window: deque[tuple[float, int]] = deque(maxlen=20)
+        self._window.append((self._t0, counters.env_steps))
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        self.counters.wall_time = self._base + now - self._t0
+        self._window.append((now, self.counters.env_steps))
+
+    def fps(self) -> float:
+        (t0, s0), (t1, s1) = self._window[0], self._window[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def eta(self, total_steps: int) -> float:
+        fps = self.fps()
+        return (total_steps - self.counters.env_steps) / fps if fps > 0 else float("inf")
+
+
+__all__ = ["ActFn", "CheckpointIO", "Counters", "EpisodeTracker", "RunLogger", "Stopwatch",
+           "actions_to_numpy", "due", "evaluate", "obs_to_tensors"]

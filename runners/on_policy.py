@@ -1,0 +1,116 @@
+"""The on-policy loop: collect -> compute returns -> update -> log -> evaluate -> save.
+
+It only moves data between the vectorised env and the learner; the update rule (HAPPO's
+sequential scheme, MAPPO's simultaneous one, ...) belongs to the learner.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from envs.vector import VecEnv
+from harl.algos.on_policy.base import OnPolicyLearner
+from harl.buffers.rollout import RolloutBuffer
+from runners.base import (CheckpointIO, Counters, EpisodeTracker, RunLogger, Stopwatch,
+                          actions_to_numpy, due, evaluate)
+
+log = logging.getLogger("harl")
+
+
+class OnPolicyRunner:
+    def __init__(self, cfg: Any, learner: OnPolicyLearner, envs: VecEnv, eval_envs: VecEnv | None,
+                 logger: RunLogger, checkpoints: CheckpointIO, counters: Counters,
+                 device: torch.device, config_dict: dict[str, Any]) -> None:
+        self.cfg, self.learner, self.envs, self.eval_envs = cfg, learner, envs, eval_envs
+        self.logger, self.checkpoints, self.counters = logger, checkpoints, counters
+        self.device, self.config_dict = device, config_dict
+        spec = envs.spec
+        self.buffer = RolloutBuffer(spec.observation_spaces, spec.action_spaces,
+                                    int(spec.state_space.shape[0]), cfg.rollout_length,
+                                    envs.n_envs, device)
+        self.tracker = EpisodeTracker(envs.n_envs)
+        self.steps_per_iteration = cfg.rollout_length * envs.n_envs
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict[str, float]:
+        c, counters = self.cfg, self.counters
+        clock = Stopwatch(counters)
+        self._vobs = self.envs.reset()
+        self._alive = torch.ones(self.envs.n_envs, self.envs.spec.n_agents, device=self.device)
+        last_eval: dict[str, float] = {}
+        while counters.env_steps < c.total_steps:
+            self.learner.set_progress(counters.env_steps / c.total_steps)
+            self.collect()
+            train_info = self.learner.train(self.buffer)
+            counters.env_steps += self.steps_per_iteration
+            counters.iteration += 1
+            counters.episodes = self.tracker.finished
+            clock.tick()
+            last = counters.env_steps >= c.total_steps
+            row: dict[str, Any] = {}
+            if (due(counters, "eval", c.eval_interval) or last) and self.eval_envs is not None:
+                last_eval = evaluate(self._act_deterministic, self.eval_envs, c.eval_episodes, self.device)
+                row.update(last_eval)
+            if due(counters, "log", c.log_interval) or row or last:
+                row.update({"env_steps": counters.env_steps, "iteration": counters.iteration,
+                            "wall_time": counters.wall_time, "fps": clock.fps(),
+                            **self.tracker.pop_summary(), **train_info})
+                self.logger.write(row)
+                self.logger.console(row, clock.eta(c.total_steps))
+            if due(counters, "save", c.save_interval) or last:
+                self.save(best=self._is_best(row))
+            elif self._is_best(row):
+                self.save(best=True)
+        return last_eval
+
+    def _act_deterministic(self, obs, avail, deterministic):
+        return self.learner.act(obs, avail, deterministic)[0]
+
+    def _is_best(self, row: dict[str, Any]) -> bool:
+        ret = row.get("eval_return")
+        if ret is None or not ret > self.counters.best_eval_return:
+            return False
+        self.counters.best_eval_return = float(ret)
+        return True
+
+    def save(self, best: bool = False) -> None:
+        path = self.checkpoints.save(self.learner, self.counters, self.config_dict, best=best)
+        log.debug("checkpoint written to %s", path)
+
+    # ------------------------------------------------------------------ collection
+    @torch.no_grad()
+    def collect(self) -> None:
+        """Fill the buffer with rollout_length steps from every env (sampled actions)."""
+        buf, learner, dev = self.buffer, self.learner, self.device
+        vobs = self._vobs
+        for t in range(buf.T):
+            obs, avail = [], []
+            for i, o in enumerate(vobs.obs):
+                buf.obs[i][t].copy_(torch.from_numpy(o))
+                obs.append(buf.obs[i][t])
+                if buf.avail[i] is not None:
+                    buf.avail[i][t].copy_(torch.from_numpy(vobs.avail[i]))
+                avail.append(buf.avail[i][t] if buf.avail[i] is not None else None)
+                buf.active[i][t].copy_(self._alive[:, i])
+            buf.state[t].copy_(torch.from_numpy(vobs.state))
+            actions, logps = learner.act(obs, avail)
+            buf.values[t] = learner.values(buf.state[t])
+            step = self.envs.step(actions_to_numpy(actions))
+            for i in range(len(actions)):
+                buf.actions[i][t].copy_(actions[i])
+                buf.logp[i][t].copy_(logps[i])
+            buf.rewards[t].copy_(torch.from_numpy(step.rewards.mean(axis=1)))
+            buf.terminated[t].copy_(torch.from_numpy(step.terminated))
+            buf.truncated[t].copy_(torch.from_numpy(step.truncated))
+            if step.truncated.any():
+                # bootstrap value of the true final state of time-limited episodes
+                final_state = torch.as_tensor(step.final_state[step.truncated], device=dev)
+                buf.final_values[t, torch.from_numpy(step.truncated).to(dev)] = learner.values(final_state)
+            self.tracker.step(step.rewards, step.terminated | step.truncated)
+            self._alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
+            vobs = step.next
+        buf.state[buf.T].copy_(torch.from_numpy(vobs.state))
+        buf.values[buf.T] = learner.values(buf.state[buf.T])
+        self._vobs = vobs
