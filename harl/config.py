@@ -6,6 +6,7 @@ here) and `env=<name>` (conf/env/<name>.yaml extends `<name>_schema`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -140,3 +141,17 @@ def register_resolvers() -> None:
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.
 RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "n_workers", "log_interval",
                        "eval_interval", "eval_episodes", "n_eval_envs", "save_interval")
+
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_config(*overrides: str) -> Any:
+    """The training config as `python -m harl.train <overrides>` would build it (for tools,
+    notebooks and tests)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))

@@ -1,0 +1,139 @@
+"""End to end through the real config path: tiny HAPPO runs, resume, and bad input."""
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ConfigKeyError
+
+from harl.algos.base import NonFiniteLossError
+from harl.common.checkpoint import CheckpointError, load_checkpoint
+from harl.train import ConfigError, run
+from harl.config import compose_config
+from tests.conftest import TINY_MAMUJOCO, TINY_MPE
+
+
+@pytest.mark.parametrize("overrides", [
+    TINY_MPE + ["env.continuous=false"],
+    TINY_MPE + ["env.continuous=true"],
+    TINY_MPE + ["env.scenario=simple_speaker_listener", "env.continuous=false"],
+    TINY_MAMUJOCO,
+], ids=["mpe-discrete", "mpe-continuous", "speaker-listener", "mamujoco"])
+def test_happo_trains_and_writes_run_dir(tmp_path, overrides):
+    metrics = run(compose_config(*overrides), tmp_path)
+    assert set(metrics) >= {"eval_return", "eval_return_std", "eval_length"}
+    progress = pd.read_csv(tmp_path / "progress.csv")
+    assert progress["env_steps"].tolist() == [40, 80]
+    assert progress["eval_return"].notna().all()
+    for column in ("fps", "wall_time", "critic/value_loss", "agent0/policy_loss", "agent1/entropy"):
+        assert progress[column].notna().all(), column
+    assert (tmp_path / "config.yaml").is_file() and any((tmp_path / "tb").iterdir())
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["counters"]["env_steps"] == 80 and ckpt["counters"]["iteration"] == 2
+
+
+def test_same_seed_same_first_losses(tmp_path):
+    rows = [pd.read_csv(_run(tmp_path / str(k), *TINY_MPE, "seed=7") / "progress.csv").iloc[0]
+            for k in range(2)]
+    losses = [c for c in rows[0].index if "loss" in c]
+    assert losses and rows[0][losses].equals(rows[1][losses])
+
+
+def _run(run_dir, *overrides):
+    run(compose_config(*overrides), run_dir)
+    return run_dir
+
+
+def test_resume_continues_with_equal_weights_and_counters(tmp_path, monkeypatch):
+    _run(tmp_path, *TINY_MPE)
+    saved = load_checkpoint(tmp_path)
+
+    from harl.algos.on_policy.base import OnPolicyLearner
+    loaded = {}
+    original = OnPolicyLearner.load_state_dict
+
+    def spy(self, state):
+        original(self, state)
+        loaded["actor0"] = {k: v.clone() for k, v in self.actors[0].state_dict().items()}
+
+    monkeypatch.setattr(OnPolicyLearner, "load_state_dict", spy)
+    cfg = compose_config(*TINY_MPE, f"resume={tmp_path}", "total_steps=160")
+    run(cfg, tmp_path / "ignored", overrides=[f"resume={tmp_path}", "total_steps=160"])
+
+    for k, v in saved["learner"]["actors"][0].items():
+        torch.testing.assert_close(loaded["actor0"][k], v)
+    progress = pd.read_csv(tmp_path / "progress.csv")
+    assert progress["env_steps"].tolist() == [40, 80, 120, 160]   # continues, same counter
+    assert progress["iteration"].tolist() == [1, 2, 3, 4]
+    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 160
+    assert not (tmp_path / "ignored").exists()
+
+
+def test_resume_refuses_to_change_the_algorithm_settings(tmp_path):
+    _run(tmp_path, *TINY_MPE)
+    cfg = compose_config(*TINY_MPE, f"resume={tmp_path}", "algo.lr=0.1")
+    with pytest.raises(ConfigError, match="cannot change 'algo.lr' when resuming"):
+        run(cfg, tmp_path, overrides=[f"resume={tmp_path}", "algo.lr=0.1"])
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        run(compose_config(*TINY_MPE, f"resume={tmp_path / 'nope'}"), tmp_path)
+    _run(tmp_path, *TINY_MPE)
+    (tmp_path / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        run(compose_config(*TINY_MPE, f"resume={tmp_path}"), tmp_path)
+
+
+def test_checkpoint_from_another_task_is_refused(tmp_path):
+    _run(tmp_path / "a", *TINY_MPE)
+    from runners.base import CheckpointIO
+    io = CheckpointIO(tmp_path, {"algo": "happo", "env": "mpe", "task": "simple_reference-continuous"})
+    with pytest.raises(CheckpointError, match="does not fit this run: task"):
+        io.restore(tmp_path / "a", learner=None, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("override, exc, message", [
+    ("algo=nope", MissingConfigException, "happo"),
+    ("env=nope", MissingConfigException, "mamujoco"),
+    ("algo.no_such_key=1", ConfigCompositionException, "no_such_key"),
+    ("no_such_key=1", ConfigCompositionException, "no_such_key"),
+])
+def test_config_errors_name_the_valid_choices(override, exc, message):
+    with pytest.raises(exc, match=message):
+        compose_config(override)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (TINY_MAMUJOCO + ["env.scenario=Nope"], "HalfCheetah"),
+    (TINY_MAMUJOCO + ["env.agent_conf=7x7"], "2x3"),
+    (TINY_MPE + ["env.scenario=simple_tag"], "simple_spread"),
+    (TINY_MPE + ["device=tpu"], "auto, cpu, cuda"),
+])
+def test_bad_values_fail_before_training(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        run(compose_config(*overrides), tmp_path)
+
+
+def test_non_finite_loss_names_agent_and_quantity(tmp_path, monkeypatch):
+    from harl.common import gae
+
+    def nan_gae(*args, **kwargs):
+        adv, ret = original(*args, **kwargs)
+        return adv * float("nan"), ret
+
+    original = gae.compute_gae
+    monkeypatch.setattr("harl.algos.on_policy.base.compute_gae", nan_gae)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite policy loss for agent \d"):
+        run(compose_config(*TINY_MPE), tmp_path)
+
+
+def test_cli_prints_one_clear_line_and_exits_nonzero(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harl.train", "env.scenario=Nope",
+                           f"results_dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    err_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
+    assert len(err_lines) == 1 and "Nope" in err_lines[0] and "HalfCheetah" in err_lines[0]
+    assert "Traceback" not in proc.stderr
