@@ -43,6 +43,7 @@ def make_vec_env(
     """`n_envs` envs of `name`; env j is seeded with seed + j (or seeds[j] if given)."""
     if name not in ENVS:  # fail here, not inside every worker
         raise invalid_choice("env name", name, ENVS)
+    ENVS[name].check_config(**(kwargs or {}))
     env_fn = functools.partial(make_env, name, **(kwargs or {}))
     if seeds is None:
         seeds = [seed + j for j in range(n_envs)] if isinstance(n_envs, int) else None

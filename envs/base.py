@@ -49,6 +49,11 @@ class MultiAgentEnv(ABC):
 
     spec: EnvSpec
 
+    @classmethod
+    def check_config(cls, **kwargs: Any) -> None:
+        """Validate constructor arguments cheaply (no simulator), raising ValueError that names
+        the bad value and the valid choices. Called before any env or worker is built."""
+
     @abstractmethod
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
         """Start an episode: (per-agent obs, global state, info)."""

@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import EnvSpec, MultiAgentEnv
-from envs.vec_types import VecObs, VecStep
+from envs.vec_types import BlockStep, VecObs
 
 
 class EnvFailure(RuntimeError):
@@ -33,6 +33,8 @@ class EnvBlock:
         for j in range(len(self._seeds)):
             try:
                 self.envs.append(env_fn())
+            except ValueError:
+                raise  # a bad argument: the adapter's message already names the valid choices
             except Exception as exc:
                 raise EnvFailure(first_index + j, "construction") from exc
         self.spec: EnvSpec = self.envs[0].spec
@@ -62,7 +64,7 @@ class EnvBlock:
         self._lengths[:] = 0
         return out
 
-    def step(self, actions: Sequence[np.ndarray]) -> VecStep:
+    def step(self, actions: Sequence[np.ndarray]) -> BlockStep:
         """Step every env with its row of each agent's actions; reset the envs that end."""
         if not self._started:
             raise RuntimeError("step() called before reset()")
@@ -73,7 +75,7 @@ class EnvBlock:
         terminated = np.zeros(n_envs, dtype=bool)
         truncated = np.zeros(n_envs, dtype=bool)
         alive = np.empty((n_envs, n_agents), dtype=bool)
-        ended: list[tuple[int, list[np.ndarray], np.ndarray]] = []
+        endings: list[tuple[int, list[np.ndarray], np.ndarray]] = []
         episode_infos: list[tuple[int, dict[str, Any]]] = []
 
         for j, env in enumerate(self.envs):
@@ -85,7 +87,7 @@ class EnvBlock:
             self._returns[j] += sum(rewards_j) / len(rewards_j)
             self._lengths[j] += 1
             if terminated[j] or truncated[j]:
-                ended.append((j, res.obs, res.state))
+                endings.append((self.first_index + j, res.obs, res.state))
                 episode_infos.append((self.first_index + j, self._episode_info(j, res.info, terminated[j])))
                 self._returns[j], self._lengths[j] = 0.0, 0
                 obs, state, info = self._call(j, "reset", env.reset, None)
@@ -93,13 +95,7 @@ class EnvBlock:
             else:
                 self._fill(nxt, j, res.obs, res.state, res.info)
 
-        final_obs = [o.copy() for o in nxt.obs]
-        final_state = nxt.state.copy()
-        for j, obs, state in ended:
-            for i in range(n_agents):
-                final_obs[i][j] = obs[i]
-            final_state[j] = state
-        return VecStep(nxt, rewards, terminated, truncated, final_obs, final_state, alive, episode_infos)
+        return BlockStep(nxt, rewards, terminated, truncated, alive, episode_infos, endings)
 
     def close(self) -> None:
         """Close every env once; later calls do nothing."""

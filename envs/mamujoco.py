@@ -28,6 +28,23 @@ class MaMuJoCoEnv(MultiAgentEnv):
     The state is always the full single-agent observation.
     """
 
+    @classmethod
+    def check_config(
+        cls,
+        scenario: str,
+        agent_conf: str,
+        obs_mode: str = "global",
+        agent_obsk: int = 1,
+        max_episode_steps: int = 1000,
+    ) -> None:
+        """Raise ValueError (naming the valid choices) for bad arguments, without building."""
+        check_scenario_and_partition(scenario, agent_conf)
+        check_choice("obs_mode", obs_mode, OBS_MODES)
+        if not isinstance(agent_obsk, int) or agent_obsk < 0:
+            raise ValueError(f"agent_obsk must be an int >= 0, got {agent_obsk!r}")
+        if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
+
     def __init__(
         self,
         scenario: str,
@@ -36,12 +53,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         agent_obsk: int = 1,
         max_episode_steps: int = 1000,
     ) -> None:
-        check_scenario_and_partition(scenario, agent_conf)
-        check_choice("obs_mode", obs_mode, OBS_MODES)
-        if not isinstance(agent_obsk, int) or agent_obsk < 0:
-            raise ValueError(f"agent_obsk must be an int >= 0, got {agent_obsk!r}")
-        if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
+        self.check_config(scenario, agent_conf, obs_mode, agent_obsk, max_episode_steps)
 
         from envs.mujoco_setup import filter_mujoco_warnings, load_mamujoco
 

@@ -33,10 +33,17 @@ class MPEEnv(MultiAgentEnv):
     (all observations concatenated). Extra kwargs (e.g. `N`, `local_ratio`) go to mpe2.
     """
 
-    def __init__(self, scenario: str, continuous: bool = True, max_cycles: int = 25, **scenario_kwargs: Any) -> None:
-        scenario = canonical_scenario(scenario)
+    @classmethod
+    def check_config(cls, scenario: str, continuous: bool = True, max_cycles: int = 25,
+                     **scenario_kwargs: Any) -> None:
+        """Raise ValueError (naming the valid choices) for bad arguments, without building."""
+        canonical_scenario(scenario)
         if not isinstance(max_cycles, int) or max_cycles < 1:
             raise ValueError(f"max_cycles must be an int >= 1, got {max_cycles!r}")
+
+    def __init__(self, scenario: str, continuous: bool = True, max_cycles: int = 25, **scenario_kwargs: Any) -> None:
+        self.check_config(scenario, continuous, max_cycles, **scenario_kwargs)
+        scenario = canonical_scenario(scenario)
         module = importlib.import_module(f"mpe2.{SCENARIOS[scenario]}")
         # We drive mpe2's raw AEC env ourselves instead of its parallel_env: the AEC->parallel
         # conversion and the bounds/order-checking wrappers halve the step rate, and we do the

@@ -41,6 +41,36 @@ class VecStep:
         return self.terminated | self.truncated
 
 
+@dataclass
+class BlockStep:
+    """A `VecStep` before its final obs are expanded: what a worker sends per step.
+
+    Only the envs that ended carry a final obs/state (`endings`, keyed by global env index);
+    every other row of final_obs equals `next`, so sending full final arrays would double the
+    message for nothing (~80 KB per 10 Humanoid envs).
+    """
+
+    next: VecObs
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    alive: np.ndarray
+    episode_infos: list[tuple[int, dict[str, Any]]]
+    endings: list[tuple[int, list[np.ndarray], np.ndarray]]  # (env index, final obs, final state)
+
+    def expand(self, first_index: int = 0) -> VecStep:
+        """The full `VecStep`; `first_index` is the global index of this block's row 0."""
+        final_obs = [o.copy() for o in self.next.obs]
+        final_state = self.next.state.copy()
+        for env_index, obs, state in self.endings:
+            row = env_index - first_index
+            for i, o in enumerate(obs):
+                final_obs[i][row] = o
+            final_state[row] = state
+        return VecStep(self.next, self.rewards, self.terminated, self.truncated, final_obs, final_state,
+                       self.alive, self.episode_infos)
+
+
 class EnvWorkerError(RuntimeError):
     """An env worker process failed: its env raised, it died, or it stopped answering."""
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from envs.base import EnvSpec, MultiAgentEnv
 from envs.env_block import EnvBlock
-from envs.vec_types import EnvWorkerError, VecObs, VecStep
+from envs.vec_types import BlockStep, EnvWorkerError, VecObs, VecStep
 from envs.vec_worker import worker_main
 
 # Start method: forkserver. Workers are forked from a small single-threaded server process, not
@@ -120,13 +120,14 @@ class VecEnv:
         """Step with per-agent actions [n_envs, act_dim] (Box) or [n_envs] / [n_envs, 1] (Discrete)."""
         self._check_open()
         if self._block is not None:
-            return self._block.step(actions)
+            return self._block.step(actions).expand()
         actions = [np.asarray(a) for a in actions]
         for i, a in enumerate(actions):
             if a.ndim == 0 or a.shape[0] != self.n_envs:
                 raise ValueError(f"agent {i}: expected {self.n_envs} action rows, got shape {a.shape}")
         self._broadcast(lambda start, stop: ("step", [a[start:stop] for a in actions]))
-        return _concat_steps([self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)])
+        replies = [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
+        return _concat_steps(replies).expand()
 
     def close(self, timeout: float = 2.0) -> None:
         """Close envs and stop workers (idempotent): ask politely, then terminate stragglers."""
@@ -237,18 +238,16 @@ def _concat_obs(blocks: list[VecObs]) -> VecObs:
     )
 
 
-def _concat_steps(blocks: list[VecStep]) -> VecStep:
+def _concat_steps(blocks: list[BlockStep]) -> BlockStep:
     if len(blocks) == 1:
         return blocks[0]
-    n_agents = len(blocks[0].final_obs)
-    return VecStep(
+    return BlockStep(
         next=_concat_obs([b.next for b in blocks]),
         rewards=np.concatenate([b.rewards for b in blocks]),
         terminated=np.concatenate([b.terminated for b in blocks]),
         truncated=np.concatenate([b.truncated for b in blocks]),
-        final_obs=[np.concatenate([b.final_obs[i] for b in blocks]) for i in range(n_agents)],
-        final_state=np.concatenate([b.final_state for b in blocks]),
         alive=np.concatenate([b.alive for b in blocks]),
         # Workers report global env indices already.
         episode_infos=[item for b in blocks for item in b.episode_infos],
+        endings=[item for b in blocks for item in b.endings],
     )

@@ -109,6 +109,7 @@ def test_config_errors_name_the_valid_choices(override, exc, message):
 @pytest.mark.parametrize("overrides, message", [
     (TINY_MAMUJOCO + ["env.scenario=Nope"], "HalfCheetah"),
     (TINY_MAMUJOCO + ["env.agent_conf=7x7"], "2x3"),
+    (TINY_MAMUJOCO + ["env.scenario=Nope", "n_workers=2"], "HalfCheetah"),  # before any worker starts
     (TINY_MPE + ["env.scenario=simple_tag"], "simple_spread"),
     (TINY_MPE + ["device=tpu"], "auto, cpu, cuda"),
 ])
