@@ -108,6 +108,16 @@ ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig}
 ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig}
 
 
+def schema_for(algo: str, env: str) -> Any:
+    """The typed (struct) config for a given algorithm and env, with schema defaults."""
+    from omegaconf import OmegaConf
+
+    for what, name, table in (("algorithm", algo, ALGO_SCHEMAS), ("env", env, ENV_SCHEMAS)):
+        if name not in table:
+            raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(sorted(table))}")
+    return OmegaConf.structured(TrainConfig(algo=ALGO_SCHEMAS[algo](), env=ENV_SCHEMAS[env]()))
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)

@@ -12,7 +12,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harl.config import META_KEYS, RESUMABLE_OVERRIDES, register_configs, register_resolvers
+from harl.config import (META_KEYS, RESUMABLE_OVERRIDES, register_configs, register_resolvers,
+                         schema_for)
 
 log = logging.getLogger("harl")
 
@@ -51,8 +52,8 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
                               f"{', '.join(RESUMABLE_OVERRIDES)}")
         saved[key] = cfg[key]
     saved.resume = str(checkpoint)
-    # re-validate the merged config against the schemas
-    merged = OmegaConf.merge(cfg, saved)
+    # the saved run's own schema (not today's defaults, which may name another algo/env)
+    merged = OmegaConf.merge(schema_for(saved.algo.name, saved.env.name), saved)
     return merged, run_dir, checkpoint
 
 

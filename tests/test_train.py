@@ -12,7 +12,7 @@ from harl.algos.base import NonFiniteLossError
 from harl.common.checkpoint import CheckpointError, load_checkpoint
 from harl.train import ConfigError, run
 from harl.config import compose_config
-from tests.conftest import TINY_MAMUJOCO, TINY_MPE
+from tests.conftest import TINY, TINY_MAMUJOCO, TINY_MPE
 
 
 @pytest.mark.parametrize("overrides", [
@@ -59,7 +59,8 @@ def test_resume_continues_with_equal_weights_and_counters(tmp_path, monkeypatch)
         loaded["actor0"] = {k: v.clone() for k, v in self.actors[0].state_dict().items()}
 
     monkeypatch.setattr(OnPolicyLearner, "load_state_dict", spy)
-    cfg = compose_config(*TINY_MPE, f"resume={tmp_path}", "total_steps=160")
+    # composed with today's default env (mamujoco): the run's own config must win
+    cfg = compose_config(*TINY, f"resume={tmp_path}", "total_steps=160")
     run(cfg, tmp_path / "ignored", overrides=[f"resume={tmp_path}", "total_steps=160"])
 
     for k, v in saved["learner"]["actors"][0].items():

@@ -73,14 +73,14 @@ class OnPolicyLearner(Learner):
                                 weight_decay=self.cfg.weight_decay)
 
     # ------------------------------------------------------------------ acting
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: Sequence[torch.Tensor], avail: Sequence[torch.Tensor | None],
             deterministic: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-agent (actions, per-dimension log-probs) for a batch of envs."""
         out = [actor.act(o, a, deterministic) for actor, o, a in zip(self.actors, obs, avail)]
         return [a for a, _ in out], [lp for _, lp in out]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def values(self, state: torch.Tensor) -> torch.Tensor:
         """Critic output [E] (normalised units when ValueNorm is on)."""
         return self.critic(state).squeeze(-1)
