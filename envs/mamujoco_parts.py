@@ -27,9 +27,12 @@ PACKAGE_PARTITIONS: dict[str, tuple[str, ...]] = {
 # observation indexes `data.ten_J`, whose layout changed); InvertedPendulum/InvertedDoublePendulum
 # have no multi-agent graph at all.
 
-# Partitions the package lacks but the HARL papers use: one actuated joint per agent. We build
+# Partitions the package lacks but the HARL papers use (Humanoid 17x1, Walker2d 6x1, Ant 8x1):
+# one actuated joint per agent. We build
 # them from the package's own single-agent graph and pass them as `agent_factorization`.
-ONE_JOINT_PER_AGENT: dict[str, str] = {"Humanoid": "17x1", "HumanoidStandup": "17x1"}
+ONE_JOINT_PER_AGENT: dict[str, str] = {
+    "Humanoid": "17x1", "HumanoidStandup": "17x1", "Walker2d": "6x1", "Ant": "8x1",
+}
 
 # Scenarios whose body is generated from the partition: any "<agents>x<segments per agent>".
 SEGMENT_SCENARIOS: tuple[str, ...] = ("ManySegmentSwimmer", "ManySegmentAnt")
