@@ -59,11 +59,8 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
 
 def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
     """Train with a composed config, writing into `run_dir`. Returns the last eval metrics."""
-    import torch
-
     from envs import make_vec_env
     from harl.algos import learner_class
-    from harl.common.checkpoint import CheckpointError
     from harl.common.device import configure_threads, resolve_device
     from harl.common.seeding import env_seeds, seed_everything
     from harl.logging import RunLogger

@@ -31,6 +31,7 @@ class OnPolicyRunner:
                                     int(spec.state_space.shape[0]), cfg.rollout_length,
                                     envs.n_envs, device)
         self.tracker = EpisodeTracker(envs.n_envs)
+        self.tracker.finished = counters.episodes  # a resumed run keeps counting
         self.steps_per_iteration = cfg.rollout_length * envs.n_envs
 
     # ------------------------------------------------------------------ loop
@@ -59,16 +60,16 @@ class OnPolicyRunner:
                             **self.tracker.pop_summary(), **train_info})
                 self.logger.write(row)
                 self.logger.console(row, clock.eta(c.total_steps))
-            if due(counters, "save", c.save_interval) or last:
-                self.save(best=self._is_best(row))
-            elif self._is_best(row):
-                self.save(best=True)
+            best = self._record_best(row)
+            if due(counters, "save", c.save_interval) or last or best:
+                self.save(best=best)
         return last_eval
 
     def _act_deterministic(self, obs, avail, deterministic):
         return self.learner.act(obs, avail, deterministic)[0]
 
-    def _is_best(self, row: dict[str, Any]) -> bool:
+    def _record_best(self, row: dict[str, Any]) -> bool:
+        """True (and remembered) when this row's eval return beats every earlier one."""
         ret = row.get("eval_return")
         if ret is None or not ret > self.counters.best_eval_return:
             return False

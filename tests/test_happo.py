@@ -119,7 +119,7 @@ def test_state_dict_round_trip_includes_optimisers_and_order_rng():
     b = make_learner(seed=9)
     b.load_state_dict(a.state_dict())
     for x, y in zip(a.actors + [a.critic], b.actors + [b.critic]):
-        for (k, v), (_, w) in zip(x.state_dict().items(), y.state_dict().items()):
+        for (_, v), (_, w) in zip(x.state_dict().items(), y.state_dict().items()):
             torch.testing.assert_close(v, w)
     assert a.order_rng.permutation(3).tolist() == b.order_rng.permutation(3).tolist()
     assert b.actor_optims[0].state_dict()["state"]  # Adam moments restored, not fresh

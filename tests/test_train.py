@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
-from omegaconf.errors import ConfigKeyError
 
 from harl.algos.base import NonFiniteLossError
 from harl.common.checkpoint import CheckpointError, load_checkpoint
@@ -32,6 +31,8 @@ def test_happo_trains_and_writes_run_dir(tmp_path, overrides):
     assert (tmp_path / "config.yaml").is_file() and any((tmp_path / "tb").iterdir())
     ckpt = load_checkpoint(tmp_path)
     assert ckpt["counters"]["env_steps"] == 80 and ckpt["counters"]["iteration"] == 2
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["counters"]["best_eval_return"] == pytest.approx(progress["eval_return"].max(), rel=1e-5)
 
 
 def test_same_seed_same_first_losses(tmp_path):
@@ -68,7 +69,8 @@ def test_resume_continues_with_equal_weights_and_counters(tmp_path, monkeypatch)
     progress = pd.read_csv(tmp_path / "progress.csv")
     assert progress["env_steps"].tolist() == [40, 80, 120, 160]   # continues, same counter
     assert progress["iteration"].tolist() == [1, 2, 3, 4]
-    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 160
+    resumed = load_checkpoint(tmp_path)["counters"]
+    assert resumed["env_steps"] == 160 and resumed["episodes"] > saved["counters"]["episodes"] > 0
     assert not (tmp_path / "ignored").exists()
 
 

@@ -103,6 +103,8 @@ def test_auto_reset_keeps_true_final_obs(name, kwargs):
         vobs = venv.reset()
         for j, (obs, state) in enumerate(expected_next):
             np.testing.assert_array_equal(vobs.state[j], state)
+            for i, agent_obs in enumerate(obs):
+                np.testing.assert_array_equal(vobs.obs[i][j], agent_obs)
         for _ in range(2 * venv.spec.episode_limit + 1):
             actions = batch_actions(venv.spec, n_envs, rng)
             res = venv.step(actions)

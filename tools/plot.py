@@ -58,7 +58,7 @@ def main() -> None:
             color = f"C{k}"
             steps = np.unique(np.concatenate([e["env_steps"].to_numpy() for _, e in runs]))
             curves = np.stack([np.interp(steps, e["env_steps"], e["value"]) for _, e in runs])
-            for seed, e in runs:
+            for _, e in runs:
                 ax.plot(e["env_steps"], e["value"], color=color, alpha=0.3, lw=0.8)
             ax.plot(steps, curves.mean(0), color=color, lw=2, label=f"{algo} ({len(runs)} seeds)")
             finals = [e["value"].iloc[-1] for _, e in runs]
