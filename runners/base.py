@@ -62,28 +62,19 @@ def actions_to_numpy(actions: Sequence[torch.Tensor]) -> list[np.ndarray]:
 
 
 class EpisodeTracker:
-    """Running team returns and lengths of the envs of one VecEnv."""
+    """Returns and lengths of finished training episodes, as reported by the vectorised env
+    (team return = per-step mean over agents, summed over the episode)."""
 
-    def __init__(self, n_envs: int, window: int = 100) -> None:
-        self.returns = np.zeros(n_envs)
-        self.lengths = np.zeros(n_envs, dtype=np.int64)
+    def __init__(self, window: int = 100) -> None:
         self.recent_returns: deque[float] = deque(maxlen=window)
         self.recent_lengths: deque[int] = deque(maxlen=window)
         self.finished = 0
 
-    def step(self, rewards: np.ndarray, done: np.ndarray) -> list[tuple[int, float, int]]:
-        """Add a step's team rewards [E, n_agents]; returns (env, return, length) of envs that
-        ended. The team reward is the mean over agents (the same value for shared rewards)."""
-        self.returns += rewards.mean(axis=1)
-        self.lengths += 1
-        ended = []
-        for j in np.flatnonzero(done).tolist():
-            ended.append((j, float(self.returns[j]), int(self.lengths[j])))
-            self.recent_returns.append(ended[-1][1])
-            self.recent_lengths.append(ended[-1][2])
-            self.returns[j], self.lengths[j] = 0.0, 0
-        self.finished += len(ended)
-        return ended
+    def record(self, episode_infos: list[tuple[int, dict[str, Any]]]) -> None:
+        for _, info in episode_infos:
+            self.recent_returns.append(float(info["episode_return"]))
+            self.recent_lengths.append(int(info["episode_length"]))
+        self.finished += len(episode_infos)
 
     def pop_summary(self) -> dict[str, float]:
         """Mean return/length of the episodes ended since the last call (NaN if none)."""
@@ -104,17 +95,16 @@ def evaluate(act: ActFn, env: VecEnv, n_episodes: int, device: torch.device) -> 
     """
     n_envs = env.n_envs
     quota = np.array([n_episodes // n_envs + (j < n_episodes % n_envs) for j in range(n_envs)])
-    tracker = EpisodeTracker(n_envs)
     returns: list[float] = []
     lengths: list[int] = []
     vobs = env.reset()
     while (quota > 0).any():
         obs, _, avail = obs_to_tensors(vobs, device)
         step = env.step(actions_to_numpy(act(obs, avail, True)))
-        for j, episode_return, length in tracker.step(step.rewards, step.terminated | step.truncated):
+        for j, info in step.episode_infos:
             if quota[j] > 0:
-                returns.append(episode_return)
-                lengths.append(length)
+                returns.append(float(info["episode_return"]))
+                lengths.append(int(info["episode_length"]))
                 quota[j] -= 1
         vobs = step.next
     return {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),

@@ -30,7 +30,7 @@ class OnPolicyRunner:
         self.buffer = RolloutBuffer(spec.observation_spaces, spec.action_spaces,
                                     int(spec.state_space.shape[0]), cfg.rollout_length,
                                     envs.n_envs, device)
-        self.tracker = EpisodeTracker(envs.n_envs)
+        self.tracker = EpisodeTracker()
         self.tracker.finished = counters.episodes  # a resumed run keeps counting
         self.steps_per_iteration = cfg.rollout_length * envs.n_envs
 
@@ -109,7 +109,7 @@ class OnPolicyRunner:
                 # bootstrap value of the true final state of time-limited episodes
                 final_state = torch.as_tensor(step.final_state[step.truncated], device=dev)
                 buf.final_values[t, torch.from_numpy(step.truncated).to(dev)] = learner.values(final_state)
-            self.tracker.step(step.rewards, step.terminated | step.truncated)
+            self.tracker.record(step.episode_infos)
             self._alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
             vobs = step.next
         buf.state[buf.T].copy_(torch.from_numpy(vobs.state))

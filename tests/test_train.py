@@ -141,3 +141,22 @@ def test_cli_prints_one_clear_line_and_exits_nonzero(tmp_path):
     err_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
     assert len(err_lines) == 1 and "Nope" in err_lines[0] and "HalfCheetah" in err_lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_evaluate_runs_exactly_the_requested_episodes():
+    from envs import make_vec_env
+    from runners.base import evaluate
+
+    env = make_vec_env("mpe", {"scenario": "simple_spread", "max_cycles": 5}, n_envs=2, seeds=[1, 2])
+    calls = []
+
+    def act(obs, avail, deterministic):
+        calls.append(deterministic)
+        return [torch.full((2, 5), 0.5) for _ in obs]
+
+    try:
+        out = evaluate(act, env, n_episodes=3, device=torch.device("cpu"))
+    finally:
+        env.close()
+    assert out["eval_length"] == 5 and len(calls) == 10  # env 0 runs 2 episodes, env 1 one
+    assert all(calls) and out["eval_return"] < 0
