@@ -43,7 +43,7 @@ class OnPolicyRunner:
         last_eval: dict[str, float] = {}
         while counters.env_steps < c.total_steps:
             self.learner.set_progress(counters.env_steps / c.total_steps)
-            self.collect()
+            self.collect_or_save_on_interrupt()
             train_info = self.learner.train(self.buffer)
             counters.env_steps += self.steps_per_iteration
             counters.iteration += 1
@@ -64,6 +64,21 @@ class OnPolicyRunner:
             if due(counters, "save", c.save_interval) or last or best:
                 self.save(best=best)
         return last_eval
+
+    def collect_or_save_on_interrupt(self) -> None:
+        """Collect; on Ctrl-C, checkpoint the state after the last completed update and stop.
+
+        Collection is where a run spends most of its time and where the learner's weights and
+        counters agree, so an interrupt there loses nothing but the partial rollout.
+        """
+        try:
+            self.collect()
+        except KeyboardInterrupt:
+            if self.counters.iteration > 0:
+                self.save()
+                log.warning("interrupted: checkpoint saved at %s env steps; continue with "
+                            "resume=%s", f"{self.counters.env_steps:,}", self.checkpoints.dir.parent)
+            raise
 
     def _act_deterministic(self, obs, avail, deterministic):
         return self.learner.act(obs, avail, deterministic)[0]

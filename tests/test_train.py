@@ -160,3 +160,21 @@ def test_evaluate_runs_exactly_the_requested_episodes():
         env.close()
     assert out["eval_length"] == 5 and len(calls) == 10  # env 0 runs 2 episodes, env 1 one
     assert all(calls) and out["eval_return"] < 0
+
+
+def test_ctrl_c_during_collection_saves_the_last_completed_iteration(tmp_path, monkeypatch):
+    from runners.on_policy import OnPolicyRunner
+
+    original = OnPolicyRunner.collect
+    calls = []
+
+    def interrupted_on_third(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(OnPolicyRunner, "collect", interrupted_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(*TINY_MPE, "total_steps=400", "save_interval=1000"), tmp_path)
+    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 80  # two full iterations
