@@ -146,6 +146,8 @@ def main(cfg: DictConfig) -> float | None:
     except (ConfigError, CheckpointError, NonFiniteLossError, EnvWorkerError, ValueError) as exc:
         log.error("%s: %s", type(exc).__name__, exc)
         sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)  # the runner has already saved and said how to resume
     return result.get("eval_return")  # lets Hydra sweepers optimise the final eval return
 
 
