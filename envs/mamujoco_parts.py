@@ -28,8 +28,8 @@ PACKAGE_PARTITIONS: dict[str, tuple[str, ...]] = {
 # have no multi-agent graph at all.
 
 # Partitions the package lacks but the HARL papers use (Humanoid 17x1, Walker2d 6x1, Ant 8x1):
-# one actuated joint per agent. We build
-# them from the package's own single-agent graph and pass them as `agent_factorization`.
+# one actuated joint per agent, built from the package's own single-agent graph and passed as
+# `agent_factorization`.
 ONE_JOINT_PER_AGENT: dict[str, str] = {
     "Humanoid": "17x1", "HumanoidStandup": "17x1", "Walker2d": "6x1", "Ant": "8x1",
 }

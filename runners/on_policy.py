@@ -80,7 +80,8 @@ class OnPolicyRunner:
                             "resume=%s", f"{self.counters.env_steps:,}", self.checkpoints.dir.parent)
             raise
 
-    def _act_deterministic(self, obs, avail, deterministic):
+    def _act_deterministic(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None],
+                           deterministic: bool) -> list[torch.Tensor]:
         return self.learner.act(obs, avail, deterministic)[0]
 
     def _record_best(self, row: dict[str, Any]) -> bool:
