@@ -49,14 +49,64 @@ class OnPolicyConfig:
     entropy_coef: float = 0.01
     use_policy_active_masks: bool = True
     action_aggregation: str = "prod"   # prod (joint ratio) | mean
+    # critic input: EP = one global state per env; FP = one agent-specific state per agent
+    # (global state + the agent's own obs + its one-hot id), critic evaluated per agent
+    state_type: str = "EP"
+    # recurrence: a GRU after the MLP trunk of actors and critic; trained on chunks of
+    # data_chunk_length steps (rollout_length must be a multiple), hidden reset at episode ends
+    use_recurrent_policy: bool = False
+    recurrent_n: int = 1               # GRU layers
+    data_chunk_length: int = 10
+
+
+@dataclass
+class HAOnPolicyConfig(OnPolicyConfig):
+    """The heterogeneous-agent (sequential, factor-weighted) learners."""
+
     fixed_order: bool = False          # false: random agent permutation every iteration
 
 
 @dataclass
-class HAPPOConfig(OnPolicyConfig):
+class HAPPOConfig(HAOnPolicyConfig):
     name: str = "happo"
     ppo_epoch: int = 5
     actor_num_mini_batch: int = 1
+
+
+@dataclass
+class HAA2CConfig(HAOnPolicyConfig):
+    """clip_param only clips the critic's value update here (the actor loss is unclipped)."""
+
+    name: str = "haa2c"
+    a2c_epoch: int = 5
+    actor_num_mini_batch: int = 1
+
+
+@dataclass
+class HATRPOConfig(HAOnPolicyConfig):
+    """One full-batch trust-region step per agent per iteration: lr and entropy_coef are unused
+    by the actors (the critic still uses critic_lr)."""
+
+    name: str = "hatrpo"
+    kl_threshold: float = 0.01         # max mean KL(old || new) of an accepted step
+    ls_step: int = 10                  # backtracking line-search tries
+    accept_ratio: float = 0.5          # accept if actual / expected improvement exceeds this
+    backtrack_coeff: float = 0.8       # step fraction multiplier per try
+    cg_iters: int = 10                 # conjugate-gradient iterations
+    cg_residual_tol: float = 1e-10
+    fvp_damping: float = 0.1           # Fisher-vector product damping (F + damping * I)
+
+
+@dataclass
+class MAPPOConfig(OnPolicyConfig):
+    """Simultaneous update of all agents, no factor and no order."""
+
+    name: str = "mappo"
+    ppo_epoch: int = 5
+    actor_num_mini_batch: int = 1
+    # one network for every agent (needs identical observation and action spaces);
+    # false: an independent network per agent
+    share_param: bool = True
 
 
 # ---------------------------------------------------------------- environments
@@ -104,7 +154,8 @@ class TrainConfig:
 # Keys of an algorithm/env config that only name or derive things (not passed to the builder).
 META_KEYS = ("name", "task")
 
-ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig}
+ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig, "hatrpo": HATRPOConfig,
+                                 "haa2c": HAA2CConfig, "mappo": MAPPOConfig}
 ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig}
 
 

@@ -5,9 +5,9 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,8 +21,17 @@ from harl.logging import RunLogger
 
 log = logging.getLogger("harl")
 
-# act(obs, avail, deterministic) -> per-agent actions
-ActFn = Callable[[list[torch.Tensor], list[torch.Tensor | None], bool], list[torch.Tensor]]
+
+
+class ActingPolicy(Protocol):
+    """What evaluation needs from a learner: per-agent actions, carrying recurrent state
+    (None entries for feed-forward networks) that is reset where an episode starts."""
+
+    def initial_hidden(self, n_envs: int) -> list[torch.Tensor | None]: ...
+
+    def act(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None],
+            hidden: list[torch.Tensor | None] | None, resets: torch.Tensor | None,
+            deterministic: bool) -> tuple[list[torch.Tensor], Any, list[torch.Tensor | None]]: ...
 
 
 @dataclasses.dataclass
@@ -88,7 +97,8 @@ class EpisodeTracker:
         return out
 
 
-def evaluate(act: ActFn, env: VecEnv, n_episodes: int, device: torch.device) -> dict[str, float]:
+def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device
+             ) -> dict[str, float]:
     """Run exactly `n_episodes` episodes with deterministic actions.
 
     Env j runs a fixed quota of episodes, so short episodes are not over-represented.
@@ -98,9 +108,13 @@ def evaluate(act: ActFn, env: VecEnv, n_episodes: int, device: torch.device) -> 
     returns: list[float] = []
     lengths: list[int] = []
     vobs = env.reset()
+    hidden = policy.initial_hidden(n_envs)
+    resets = torch.zeros(n_envs, device=device)
     while (quota > 0).any():
         obs, _, avail = obs_to_tensors(vobs, device)
-        step = env.step(actions_to_numpy(act(obs, avail, True)))
+        actions, _, hidden = policy.act(obs, avail, hidden, resets, True)
+        step = env.step(actions_to_numpy(actions))
+        resets = torch.as_tensor(step.done, dtype=torch.float32, device=device)
         for j, info in step.episode_infos:
             if quota[j] > 0:
                 returns.append(float(info["episode_return"]))
@@ -169,5 +183,5 @@ class Stopwatch:
         return (total_steps - self.counters.env_steps) / fps if fps > 0 else float("inf")
 
 
-__all__ = ["ActFn", "CheckpointIO", "Counters", "EpisodeTracker", "RunLogger", "Stopwatch",
+__all__ = ["ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker", "RunLogger", "Stopwatch",
            "actions_to_numpy", "due", "evaluate", "obs_to_tensors"]

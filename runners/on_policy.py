@@ -10,9 +10,8 @@ from typing import Any
 
 import torch
 
-from envs.vector import VecEnv
+from envs.vector import VecEnv, VecStep
 from harl.algos.on_policy.base import OnPolicyLearner
-from harl.buffers.rollout import RolloutBuffer
 from runners.base import (CheckpointIO, Counters, EpisodeTracker, RunLogger, Stopwatch,
                           actions_to_numpy, due, evaluate)
 
@@ -26,10 +25,7 @@ class OnPolicyRunner:
         self.cfg, self.learner, self.envs, self.eval_envs = cfg, learner, envs, eval_envs
         self.logger, self.checkpoints, self.counters = logger, checkpoints, counters
         self.device, self.config_dict = device, config_dict
-        spec = envs.spec
-        self.buffer = RolloutBuffer(spec.observation_spaces, spec.action_spaces,
-                                    int(spec.state_space.shape[0]), cfg.rollout_length,
-                                    envs.n_envs, device)
+        self.buffer = learner.make_buffer(cfg.rollout_length, envs.n_envs)
         self.tracker = EpisodeTracker()
         self.tracker.finished = counters.episodes  # a resumed run keeps counting
         self.steps_per_iteration = cfg.rollout_length * envs.n_envs
@@ -38,8 +34,13 @@ class OnPolicyRunner:
     def run(self) -> dict[str, float]:
         c, counters = self.cfg, self.counters
         clock = Stopwatch(counters)
+        n_envs = self.envs.n_envs
         self._vobs = self.envs.reset()
-        self._alive = torch.ones(self.envs.n_envs, self.envs.spec.n_agents, device=self.device)
+        self._alive = torch.ones(n_envs, self.envs.spec.n_agents, device=self.device)
+        # recurrent state carried across iterations (rollouts do not align with episodes)
+        self._actor_h = self.learner.initial_hidden(n_envs)
+        self._critic_h = self.learner.initial_critic_hidden(n_envs)
+        self._resets = torch.ones(n_envs, device=self.device)
         last_eval: dict[str, float] = {}
         while counters.env_steps < c.total_steps:
             self.learner.set_progress(counters.env_steps / c.total_steps)
@@ -52,7 +53,7 @@ class OnPolicyRunner:
             last = counters.env_steps >= c.total_steps
             row: dict[str, Any] = {}
             if (due(counters, "eval", c.eval_interval) or last) and self.eval_envs is not None:
-                last_eval = evaluate(self._act_deterministic, self.eval_envs, c.eval_episodes, self.device)
+                last_eval = evaluate(self.learner, self.eval_envs, c.eval_episodes, self.device)
                 row.update(last_eval)
             if due(counters, "log", c.log_interval) or row or last:
                 row.update({"env_steps": counters.env_steps, "iteration": counters.iteration,
@@ -79,10 +80,6 @@ class OnPolicyRunner:
                 log.warning("interrupted: checkpoint saved at %s env steps; continue with "
                             "resume=%s", f"{self.counters.env_steps:,}", self.checkpoints.dir.parent)
             raise
-
-    def _act_deterministic(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None],
-                           deterministic: bool) -> list[torch.Tensor]:
-        return self.learner.act(obs, avail, deterministic)[0]
 
     def _record_best(self, row: dict[str, Any]) -> bool:
         """True (and remembered) when this row's eval return beats every earlier one."""
@@ -111,23 +108,42 @@ class OnPolicyRunner:
                     buf.avail[i][t].copy_(torch.from_numpy(vobs.avail[i]))
                 avail.append(buf.avail[i][t] if buf.avail[i] is not None else None)
                 buf.active[i][t].copy_(self._alive[:, i])
-            buf.state[t].copy_(torch.from_numpy(vobs.state))
-            actions, logps = learner.act(obs, avail)
-            buf.values[t] = learner.values(buf.state[t])
+                if buf.actor_h[i] is not None:
+                    buf.actor_h[i][t].copy_(self._actor_h[i])
+            buf.resets[t].copy_(self._resets)
+            buf.state[t] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), obs)
+            if buf.critic_h is not None:
+                buf.critic_h[t].copy_(self._critic_h)
+            actions, logps, self._actor_h = learner.act(obs, avail, self._actor_h, self._resets)
+            buf.values[t], next_critic_h = learner.values(buf.state[t], self._critic_h, self._resets)
             step = self.envs.step(actions_to_numpy(actions))
             for i in range(len(actions)):
                 buf.actions[i][t].copy_(actions[i])
                 buf.logp[i][t].copy_(logps[i])
-            buf.rewards[t].copy_(torch.from_numpy(step.rewards.mean(axis=1)))
+            buf.rewards[t] = learner.critic_rewards(torch.as_tensor(step.rewards, device=dev))
             buf.terminated[t].copy_(torch.from_numpy(step.terminated))
             buf.truncated[t].copy_(torch.from_numpy(step.truncated))
             if step.truncated.any():
-                # bootstrap value of the true final state of time-limited episodes
-                final_state = torch.as_tensor(step.final_state[step.truncated], device=dev)
-                buf.final_values[t, torch.from_numpy(step.truncated).to(dev)] = learner.values(final_state)
+                self._bootstrap_truncated(t, step, next_critic_h)
             self.tracker.record(step.episode_infos)
             self._alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
+            self._resets = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
+            self._critic_h = next_critic_h
             vobs = step.next
-        buf.state[buf.T].copy_(torch.from_numpy(vobs.state))
-        buf.values[buf.T] = learner.values(buf.state[buf.T])
+        last_obs = [torch.as_tensor(o, device=dev) for o in vobs.obs]
+        buf.state[buf.T] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), last_obs)
+        if buf.critic_h is not None:
+            buf.critic_h[buf.T].copy_(self._critic_h)
+        buf.values[buf.T] = learner.values(buf.state[buf.T], self._critic_h, self._resets)[0]
         self._vobs = vobs
+
+    def _bootstrap_truncated(self, t: int, step: VecStep, critic_h: torch.Tensor | None) -> None:
+        """Store V(true final state) of the episodes a time limit cut at step t."""
+        learner, dev = self.learner, self.device
+        rows = torch.from_numpy(step.truncated).to(dev)
+        final_in = learner.critic_inputs(torch.as_tensor(step.final_state[step.truncated], device=dev),
+                                         [torch.as_tensor(o[step.truncated], device=dev)
+                                          for o in step.final_obs])
+        # a recurrent critic continues the episode's own hidden state into its final state
+        self.buffer.final_values[t, rows] = learner.values(
+            final_in, None if critic_h is None else critic_h[rows])[0]

@@ -7,8 +7,8 @@ from gymnasium import spaces
 
 from harl.algos.on_policy.happo import HAPPO
 from harl.algos.sequential import aggregate_ratio
-from harl.buffers.rollout import RolloutBuffer
 from harl.config import HAPPOConfig
+from tests import rollouts
 
 OBS = [spaces.Box(-1, 1, (5,)), spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (7,))]
 ACT = [spaces.Box(-1, 1, (2,)), spaces.Discrete(4), spaces.Box(-1, 1, (1,))]
@@ -23,22 +23,7 @@ def make_learner(seed=0, **overrides):
 
 
 def fill_buffer(learner, seed=0):
-    """A rollout with random observations and the learner's own sampled actions."""
-    g = torch.Generator().manual_seed(seed)
-    buf = RolloutBuffer(OBS, ACT, STATE.shape[0], T, E, torch.device("cpu"))
-    for t in range(T):
-        obs = [torch.randn(E, s.shape[0], generator=g) for s in OBS]
-        avail = [None, torch.ones(E, 4), None]
-        actions, logps = learner.act(obs, avail)
-        for i in range(3):
-            buf.obs[i][t], buf.actions[i][t], buf.logp[i][t] = obs[i], actions[i], logps[i]
-            buf.active[i][t] = 1.0
-        buf.avail[1][t] = 1.0
-    buf.state.copy_(torch.randn(T + 1, E, STATE.shape[0], generator=g))
-    buf.values.copy_(torch.randn(T + 1, E, generator=g))
-    buf.rewards.copy_(torch.randn(T, E, generator=g))
-    buf.terminated[T // 2, 0] = 1.0
-    return buf
+    return rollouts.fill_buffer(learner, STATE.shape[0], T, E, seed, episode_end=(T // 2, 0))
 
 
 def record_updates(learner):
@@ -70,11 +55,11 @@ def test_factor_is_product_of_earlier_agents_ratios():
             new = learner.actors[i].evaluate(b.obs, b.actions, b.avail)[0]
         return aggregate_ratio(new - old, "prod")
 
-    expected = torch.ones(T * E)
+    expected = torch.ones(T * E, 1)  # chunks of one step for feed-forward policies
     for i, factor in calls:
         torch.testing.assert_close(factor, expected, rtol=1e-5, atol=1e-6)
         expected = expected * ratio(i)
-    assert not torch.allclose(calls[-1][1], torch.ones(T * E))  # earlier updates did something
+    assert not torch.allclose(calls[-1][1], torch.ones(T * E, 1))  # earlier updates did something
 
 
 def test_agent_order_is_random_per_iteration_and_seed_determined():

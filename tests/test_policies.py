@@ -17,11 +17,11 @@ def test_masked_categorical_never_samples_unavailable_actions():
     avail = torch.zeros(2000, 5)
     avail[:, 1] = 1
     avail[1000:, 3] = 1  # second half: actions 1 or 3
-    actions, logp = policy.act(obs, avail)
+    actions, logp, _ = policy.act(obs, avail)
     assert set(actions[:1000].flatten().tolist()) == {1}
     assert set(actions[1000:].flatten().tolist()) == {1, 3}
     assert torch.allclose(logp[:1000], torch.zeros(1000, 1), atol=1e-6)
-    greedy, _ = policy.act(obs, avail, deterministic=True)
+    greedy, _, _ = policy.act(obs, avail, deterministic=True)
     assert avail.gather(1, greedy).min() == 1
     _, entropy = policy.evaluate(obs, actions, avail)
     assert torch.isfinite(entropy).all() and entropy[:1000].abs().max() < 1e-5
@@ -31,8 +31,8 @@ def test_gaussian_matches_torch_normal_and_has_bounded_state_independent_std():
     torch.manual_seed(0)
     policy = make(spaces.Box(-1, 1, (3,)))
     obs = torch.randn(16, 4)
-    actions, logp = policy.act(obs)
-    mean = policy.head.mean(policy.trunk(obs))
+    actions, logp, _ = policy.act(obs)
+    mean = policy.head.mean(policy.trunk.mlp(obs))
     std = policy.head.std()
     ref = torch.distributions.Normal(mean, std)
     torch.testing.assert_close(logp, ref.log_prob(actions))
@@ -41,5 +41,5 @@ def test_gaussian_matches_torch_normal_and_has_bounded_state_independent_std():
     torch.testing.assert_close(entropy, ref.entropy().sum(-1))
     # sigmoid(1) * 0.5 at initialisation, the same for every state
     torch.testing.assert_close(std, torch.full((3,), 0.5 / (1 + math.exp(-1))))
-    det, _ = policy.act(obs, deterministic=True)
+    det, _, _ = policy.act(obs, deterministic=True)
     torch.testing.assert_close(det, mean)

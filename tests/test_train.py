@@ -150,16 +150,22 @@ def test_evaluate_runs_exactly_the_requested_episodes():
     env = make_vec_env("mpe", {"scenario": "simple_spread", "max_cycles": 5}, n_envs=2, seeds=[1, 2])
     calls = []
 
-    def act(obs, avail, deterministic):
-        calls.append(deterministic)
-        return [torch.full((2, 5), 0.5) for _ in obs]
+    class Policy:
+        def initial_hidden(self, n_envs):
+            return [torch.zeros(n_envs, 1, 1)] * 3
+
+        def act(self, obs, avail, hidden, resets, deterministic):
+            calls.append((deterministic, resets.tolist()))
+            return [torch.full((2, 5), 0.5) for _ in obs], None, hidden
 
     try:
-        out = evaluate(act, env, n_episodes=3, device=torch.device("cpu"))
+        out = evaluate(Policy(), env, n_episodes=3, device=torch.device("cpu"))
     finally:
         env.close()
     assert out["eval_length"] == 5 and len(calls) == 10  # env 0 runs 2 episodes, env 1 one
-    assert all(calls) and out["eval_return"] < 0
+    assert all(d for d, _ in calls) and out["eval_return"] < 0
+    # recurrent state is reset exactly where a new episode starts
+    assert [r for _, r in calls] == [[0, 0]] + [[0, 0]] * 4 + [[1, 1]] + [[0, 0]] * 4
 
 
 def test_ctrl_c_during_collection_saves_the_last_completed_iteration(tmp_path, monkeypatch):

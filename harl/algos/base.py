@@ -11,9 +11,10 @@ class NonFiniteLossError(FloatingPointError):
     """A loss or gradient became NaN/inf; names the agent and the quantity."""
 
 
-def check_finite(value: torch.Tensor, quantity: str, agent: int | None = None) -> None:
+def check_finite(value: torch.Tensor, quantity: str, agent: int | str | None = None) -> None:
+    """`agent`: an agent index, a label (e.g. "shared actor"), or None for the critic."""
     if not torch.isfinite(value).all():
-        who = "critic" if agent is None else f"agent {agent}"
+        who = "critic" if agent is None else agent if isinstance(agent, str) else f"agent {agent}"
         raise NonFiniteLossError(f"non-finite {quantity} for {who} ({value.detach().cpu().flatten()[:4].tolist()}); "
                                  "try a lower learning rate, grad clipping (max_grad_norm) or check "
                                  "the env's observations/rewards for NaN/inf")

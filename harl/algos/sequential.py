@@ -30,18 +30,18 @@ def aggregate_ratio(log_ratio: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown action_aggregation {how!r}; valid: prod, mean")
 
 
-def factor_sequential_update(order: list[int], n_samples: int, device: torch.device,
+def factor_sequential_update(order: list[int], sample_shape: tuple[int, ...], device: torch.device,
                              log_prob: Callable[[int], torch.Tensor],
                              update_agent: Callable[[int, torch.Tensor], dict[str, float]],
                              aggregation: str) -> tuple[dict[int, dict[str, float]], torch.Tensor]:
     """Update agents in `order`, threading the factor through.
 
     log_prob(i): agent i's per-dimension log-probs of its rollout actions under its current
-    parameters ([N, d], no grad). update_agent(i, factor): one agent's update given the
-    product of earlier agents' ratios ([N], detached); returns its diagnostics.
+    parameters ([*sample_shape, d], no grad). update_agent(i, factor): one agent's update given
+    the product of earlier agents' ratios ([*sample_shape], detached); returns its diagnostics.
     Returns (diagnostics per agent, final factor).
     """
-    factor = torch.ones(n_samples, device=device)
+    factor = torch.ones(sample_shape, device=device)
     infos: dict[int, dict[str, float]] = {}
     for i in order:
         before = log_prob(i)

@@ -1,7 +1,10 @@
 """Stochastic action heads: map trunk features to actions, log-probs and entropies.
 
-Log-probs are returned per action dimension ([B, act_dim] for Box, [B, 1] for Discrete) so the
-learner can aggregate importance ratios by product (joint ratio) or mean.
+Log-probs are returned per action dimension ([..., act_dim] for Box, [..., 1] for Discrete,
+[..., n_sub_actions] for MultiDiscrete) so the learner can aggregate importance ratios by
+product (joint ratio) or mean. Inputs may carry any leading batch shape ([B] or [L, B]).
+Every head also exposes its distribution's parameters and the exact KL between two of them
+(for trust-region updates).
 """
 from __future__ import annotations
 
@@ -45,11 +48,21 @@ class GaussianHead(nn.Module):
     def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor,
                          avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.mean(features), self.std()
-        entropy = (0.5 + _LOG_SQRT_2PI + std.log()).sum(-1).expand(mean.shape[0])
+        entropy = (0.5 + _LOG_SQRT_2PI + std.log()).sum(-1).expand(mean.shape[:-1])
         return self._log_prob(mean, std, action), entropy
 
-    def distribution_params(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"mean": self.mean(features), "std": self.std().expand(features.shape[0], -1)}
+    def distribution_params(self, features: torch.Tensor, avail: torch.Tensor | None
+                            ) -> dict[str, torch.Tensor]:
+        mean = self.mean(features)
+        return {"mean": mean, "std": self.std().expand_as(mean)}
+
+    @staticmethod
+    def kl(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Exact KL(old || new) of diagonal Gaussians, summed over dimensions (float64)."""
+        m0, s0 = old["mean"].double(), old["std"].double()
+        m1, s1 = new["mean"].double(), new["std"].double()
+        kl = torch.log(s1 / s0) + (s0**2 + (m0 - m1) ** 2) / (2 * s1**2) - 0.5
+        return kl.sum(-1)
 
 
 class CategoricalHead(nn.Module):
@@ -71,7 +84,8 @@ class CategoricalHead(nn.Module):
         if deterministic:
             action = log_p.argmax(-1, keepdim=True)
         else:
-            action = torch.multinomial(log_p.exp(), 1)
+            action = torch.multinomial(log_p.exp().reshape(-1, log_p.shape[-1]), 1)
+            action = action.reshape(*log_p.shape[:-1], 1)
         return action, log_p.gather(-1, action)
 
     def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor,
@@ -80,8 +94,46 @@ class CategoricalHead(nn.Module):
         entropy = -(log_p.exp() * log_p).sum(-1)
         return log_p.gather(-1, action.long()), entropy
 
-    def distribution_params(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"logits": self.logits(features)}
+    def distribution_params(self, features: torch.Tensor, avail: torch.Tensor | None
+                            ) -> dict[str, torch.Tensor]:
+        return {"log_p": self.log_probs(features, avail)}
+
+    @staticmethod
+    def kl(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Exact KL(old || new), summed over categories. Masked actions have p_old = 0 and add
+        nothing (where() keeps 0 * (-inf) from turning into NaN)."""
+        p0 = old["log_p"].exp()
+        terms = torch.where(p0 > 0, p0 * (old["log_p"] - new["log_p"]), torch.zeros_like(p0))
+        return terms.sum(-1)
+
+
+class MultiCategoricalHead(nn.Module):
+    """One independent Categorical per sub-action of a MultiDiscrete space; the log-prob has
+    one column per sub-action (their sum is the joint log-prob), entropies are summed.
+    Action masks do not apply (no env reports them for MultiDiscrete)."""
+
+    def __init__(self, in_dim: int, nvec: list[int], gain: float = 0.01) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(CategoricalHead(in_dim, int(n), gain) for n in nvec)
+
+    def sample(self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = [h.sample(features, None, deterministic) for h in self.heads]
+        return torch.cat([a for a, _ in out], -1), torch.cat([lp for _, lp in out], -1)
+
+    def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor,
+                         avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = [h.log_prob_entropy(features, action[..., k:k + 1], None)
+               for k, h in enumerate(self.heads)]
+        return torch.cat([lp for lp, _ in out], -1), torch.stack([e for _, e in out], -1).sum(-1)
+
+    def distribution_params(self, features: torch.Tensor, avail: torch.Tensor | None
+                            ) -> dict[str, torch.Tensor]:
+        return {f"log_p{k}": h.log_probs(features, None) for k, h in enumerate(self.heads)}
+
+    def kl(self, old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(CategoricalHead.kl({"log_p": old[f"log_p{k}"]}, {"log_p": new[f"log_p{k}"]})
+                   for k in range(len(self.heads)))
 
 
 def make_head(space: spaces.Space, in_dim: int, gain: float, std_x_coef: float,
@@ -92,4 +144,8 @@ def make_head(space: spaces.Space, in_dim: int, gain: float, std_x_coef: float,
         return GaussianHead(in_dim, space.shape[0], gain, std_x_coef, std_y_coef)
     if isinstance(space, spaces.Discrete):
         return CategoricalHead(in_dim, int(space.n), gain)
-    raise ValueError(f"unsupported action space {space!r}; valid: Box, Discrete")
+    if isinstance(space, spaces.MultiDiscrete):
+        if len(space.nvec.shape) != 1:
+            raise ValueError(f"MultiDiscrete action spaces must be 1-d, got nvec {space.nvec}")
+        return MultiCategoricalHead(in_dim, [int(n) for n in space.nvec], gain)
+    raise ValueError(f"unsupported action space {space!r}; valid: Box, Discrete, MultiDiscrete")

@@ -1,9 +1,11 @@
-"""Shared machinery of the on-policy learners: per-agent actors, one centralised V(s) critic
-with ValueNorm, GAE, advantage normalisation, acting, and checkpointable state."""
+"""Shared machinery of the on-policy learners: per-agent actors, one centralised V critic
+with ValueNorm (on one global state, EP, or on agent-specific states, FP), optional GRU
+recurrence, GAE, advantage normalisation, the policy-gradient epoch loop, acting, and
+checkpointable state."""
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,12 +14,17 @@ from gymnasium import spaces
 from torch import nn
 
 from harl.algos.base import Learner, check_finite
+from harl.algos.sequential import aggregate_ratio
 from harl.buffers.rollout import AgentBatch, RolloutBuffer
 from harl.common.gae import compute_gae
 from harl.common.valuenorm import ValueNorm
-from harl.models.policy import StochasticPolicy, VCritic
+from harl.models.policy import Hidden, StochasticPolicy, VCritic
 
 ADV_EPS = 1e-5
+STATE_TYPES = ("EP", "FP")
+
+# surrogate(ratio, advantages) -> per-sample objective to maximise
+Surrogate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -43,93 +50,226 @@ def minibatches(n: int, n_minibatch: int, device: torch.device) -> list[torch.Te
     return list(perm.chunk(n_minibatch))
 
 
+def _seq(x: torch.Tensor | None) -> torch.Tensor | None:
+    """Chunks [C, L, ...] <-> sequences [L, C, ...]."""
+    return None if x is None else x.transpose(0, 1)
+
+
 class OnPolicyLearner(Learner):
     runner = "on_policy"
 
     def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Space],
                  action_spaces: Sequence[spaces.Space], state_space: spaces.Box,
                  device: torch.device, seed: int) -> None:
+        if cfg.state_type not in STATE_TYPES:
+            raise ValueError(f"unknown algo.state_type {cfg.state_type!r}; valid: {', '.join(STATE_TYPES)}")
         self.cfg, self.device = cfg, device
         self.observation_spaces, self.action_spaces = list(observation_spaces), list(action_spaces)
         self.n_agents = len(self.action_spaces)
-        self.actors = [self._make_actor(o, a) for o, a in zip(observation_spaces, action_spaces)]
-        self.actor_optims = [self._adam(actor.parameters(), cfg.lr) for actor in self.actors]
-        self.critic = VCritic(int(state_space.shape[0]), cfg.hidden_sizes, cfg.activation,
-                              cfg.feature_norm).to(device)
+        self.recurrent_n = cfg.recurrent_n if cfg.use_recurrent_policy else 0
+        self.chunk_length = cfg.data_chunk_length if self.recurrent_n else 1
+        self.actors, self.actor_optims = self._make_actors()
+        # critic input: EP = the env's global state; FP = per agent [state, own obs zero-padded
+        # to the widest obs, one-hot agent id], evaluated once per agent
+        self.fp = cfg.state_type == "FP"
+        self.n_value_streams = self.n_agents if self.fp else 1
+        state_dim = int(state_space.shape[0])
+        self._max_obs = max(int(o.shape[0]) for o in self.observation_spaces)
+        self.critic_input_dim = state_dim + (self._max_obs + self.n_agents if self.fp else 0)
+        self.critic = VCritic(self.critic_input_dim, cfg.hidden_sizes, cfg.activation,
+                              cfg.feature_norm, self.recurrent_n).to(device)
         self.critic_optim = self._adam(self.critic.parameters(), cfg.critic_lr)
         self.value_norm = ValueNorm().to(device) if cfg.use_valuenorm else None
         # the learner's own RNG for agent orders: seed-determined and saved with checkpoints
         self.order_rng = np.random.default_rng([seed, 0x0DE7])
 
     # ------------------------------------------------------------------ building
+    def _make_actors(self) -> tuple[list[StochasticPolicy], list[torch.optim.Optimizer]]:
+        """One network and optimiser per agent (MAPPO overrides this to share one)."""
+        actors = [self._make_actor(o, a) for o, a in zip(self.observation_spaces, self.action_spaces)]
+        return actors, [self._adam(actor.parameters(), self.cfg.lr) for actor in actors]
+
     def _make_actor(self, obs_space: spaces.Space, action_space: spaces.Space) -> StochasticPolicy:
         c = self.cfg
         return StochasticPolicy(obs_space, action_space, c.hidden_sizes, c.activation,
-                                c.feature_norm, c.output_gain, c.std_x_coef, c.std_y_coef
-                                ).to(self.device)
+                                c.feature_norm, c.output_gain, c.std_x_coef, c.std_y_coef,
+                                self.recurrent_n).to(self.device)
 
     def _adam(self, params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, eps=self.cfg.opti_eps,
                                 weight_decay=self.cfg.weight_decay)
 
+    def unique_actors(self) -> list[tuple[StochasticPolicy, torch.optim.Optimizer]]:
+        """Each distinct (network, optimiser) once, even when agents share one."""
+        seen: dict[int, tuple[StochasticPolicy, torch.optim.Optimizer]] = {}
+        for actor, optim in zip(self.actors, self.actor_optims):
+            seen.setdefault(id(actor), (actor, optim))
+        return list(seen.values())
+
+    # ------------------------------------------------------------------ shapes for buffers
+    @property
+    def critic_hidden_shape(self) -> tuple[int, int] | None:
+        """(layers, H) of the critic's hidden state, None when feed-forward."""
+        return (self.recurrent_n, self.critic.trunk.out_dim) if self.recurrent_n else None
+
+    @property
+    def actor_hidden_shapes(self) -> list[tuple[int, int] | None]:
+        return [(self.recurrent_n, a.trunk.out_dim) if self.recurrent_n else None for a in self.actors]
+
+    def make_buffer(self, rollout_length: int, n_envs: int) -> RolloutBuffer:
+        """A rollout buffer shaped for this learner's networks and critic inputs."""
+        return RolloutBuffer(self.observation_spaces, self.action_spaces, self.critic_input_dim,
+                             rollout_length, n_envs, self.device, self.n_value_streams,
+                             self.chunk_length, self.actor_hidden_shapes, self.critic_hidden_shape)
+
+    def initial_hidden(self, n_envs: int) -> list[Hidden]:
+        return [actor.initial_state(n_envs, self.device) for actor in self.actors]
+
+    def initial_critic_hidden(self, n_envs: int) -> Hidden:
+        h = self.critic.initial_state(n_envs * self.n_value_streams, self.device)
+        return None if h is None else h.view(n_envs, self.n_value_streams, *h.shape[1:])
+
     # ------------------------------------------------------------------ acting
     @torch.inference_mode()
     def act(self, obs: Sequence[torch.Tensor], avail: Sequence[torch.Tensor | None],
-            deterministic: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per-agent (actions, per-dimension log-probs) for a batch of envs."""
-        out = [actor.act(o, a, deterministic) for actor, o, a in zip(self.actors, obs, avail)]
-        return [a for a, _ in out], [lp for _, lp in out]
+            hidden: Sequence[Hidden] | None = None, resets: torch.Tensor | None = None,
+            deterministic: bool = False
+            ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[Hidden]]:
+        """Per-agent (actions, per-dimension log-probs, next hidden states) for a batch of envs.
+        `resets[e] = 1` where env e starts a new episode (recurrent policies forget)."""
+        hidden = hidden if hidden is not None else [None] * self.n_agents
+        out = [actor.act(o, a, deterministic, h, resets)
+               for actor, o, a, h in zip(self.actors, obs, avail, hidden)]
+        return [a for a, _, _ in out], [lp for _, lp, _ in out], [h for _, _, h in out]
+
+    def critic_inputs(self, state: torch.Tensor, obs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The critic's input per env and value stream: [E, K, critic_input_dim]."""
+        if not self.fp:
+            return state[:, None]
+        E = state.shape[0]
+        ids = torch.eye(self.n_agents, device=state.device)
+        return torch.stack([torch.cat([state, nn.functional.pad(o, (0, self._max_obs - o.shape[-1])),
+                                       ids[i].expand(E, -1)], -1)
+                            for i, o in enumerate(obs)], 1)
+
+    def critic_rewards(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Per-agent rewards [E, n] -> the critic's reward streams [E, K] (EP: the team mean)."""
+        return rewards if self.fp else rewards.mean(-1, keepdim=True)
 
     @torch.inference_mode()
-    def values(self, state: torch.Tensor) -> torch.Tensor:
-        """Critic output [E] (normalised units when ValueNorm is on)."""
-        return self.critic(state).squeeze(-1)
+    def values(self, critic_in: torch.Tensor, hidden: Hidden = None,
+               resets: torch.Tensor | None = None) -> tuple[torch.Tensor, Hidden]:
+        """Critic output [E, K] (normalised units when ValueNorm is on) and next hidden."""
+        E, K = critic_in.shape[:2]
+        flat_h = None if hidden is None else hidden.reshape(E * K, *hidden.shape[2:])
+        flat_r = None if resets is None else resets.repeat_interleave(K)
+        v, h = self.critic.step(critic_in.reshape(E * K, -1), flat_h, flat_r)
+        return v.view(E, K), None if h is None else h.view(E, K, *h.shape[1:])
 
     def set_progress(self, fraction: float) -> None:
         """Linear learning-rate decay: lr * (1 - fraction of training done)."""
         if not self.cfg.use_linear_lr_decay:
             return
         scale = max(1.0 - fraction, 0.0)
-        for optim in self.actor_optims:
+        for _, optim in self.unique_actors():
             for group in optim.param_groups:
                 group["lr"] = self.cfg.lr * scale
         for group in self.critic_optim.param_groups:
             group["lr"] = self.cfg.critic_lr * scale
+
+    # ------------------------------------------------------------------ evaluation on chunks
+    def evaluate_actions(self, actor: StochasticPolicy, b: AgentBatch
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-dimension log-probs [C, L, d], entropy [C, L]) of the batch's actions."""
+        if actor.trunk.recurrent:
+            logp, entropy = actor.evaluate(_seq(b.obs), _seq(b.actions), _seq(b.avail), b.h0, _seq(b.resets))
+            return _seq(logp), _seq(entropy)
+        return actor.evaluate(b.obs, b.actions, b.avail)
+
+    def distribution(self, actor: StochasticPolicy, b: AgentBatch) -> dict[str, torch.Tensor]:
+        """The action distribution's parameters on every sample, each [C, L, ...]."""
+        if actor.trunk.recurrent:
+            params = actor.distribution(_seq(b.obs), _seq(b.avail), b.h0, _seq(b.resets))
+            return {k: _seq(v) for k, v in params.items()}
+        return actor.distribution(b.obs, b.avail)
+
+    def log_prob(self, i: int, batch: AgentBatch) -> torch.Tensor:
+        with torch.no_grad():
+            return self.evaluate_actions(self.actors[i], batch)[0]
 
     # ------------------------------------------------------------------ training
     def _denorm(self, v: torch.Tensor) -> torch.Tensor:
         return self.value_norm.denormalize(v) if self.value_norm is not None else v
 
     def compute_returns(self, buf: RolloutBuffer) -> tuple[torch.Tensor, torch.Tensor]:
-        """(advantages, value targets), each [T, E], in unnormalised units."""
+        """(advantages, value targets), each [T, E, K], in unnormalised units."""
         c = self.cfg
         return compute_gae(buf.rewards, self._denorm(buf.values), self._denorm(buf.final_values),
-                           buf.terminated, buf.truncated, c.gamma, c.gae_lambda,
-                           c.truncation_bootstrap)
+                           buf.terminated[..., None], buf.truncated[..., None], c.gamma,
+                           c.gae_lambda, c.truncation_bootstrap)
 
     def train(self, buf: RolloutBuffer) -> dict[str, float]:
         advantages, returns = self.compute_returns(buf)
-        for actor in self.actors:
+        batches = [buf.agent_batch(i) for i in range(self.n_agents)]
+        agent_adv = self.normalised_advantages(
+            [buf.per_agent_chunks(advantages, i) for i in range(self.n_agents)], batches)
+        for actor, _ in self.unique_actors():
             actor.train()
-        info = self.update_actors(buf, advantages.reshape(-1))
-        info.update(self.update_critic(buf, returns.reshape(-1)))
-        for actor in self.actors:
+        info = self.update_actors(batches, agent_adv)
+        info.update(self.update_critic(buf, returns))
+        for actor, _ in self.unique_actors():
             actor.eval()
         return info
 
+    @property
+    def joint_advantage_norm(self) -> bool:
+        """Normalise advantages over all agents' active entries together (FP states, shared
+        parameters) instead of per agent over its own (EP, as the reference code does)."""
+        return self.fp
+
+    def normalised_advantages(self, advantages: list[torch.Tensor], batches: list[AgentBatch]
+                              ) -> list[torch.Tensor]:
+        if not self.joint_advantage_norm:
+            return [normalise_advantages(a, b.active) for a, b in zip(advantages, batches)]
+        joint = normalise_advantages(torch.stack(advantages), torch.stack([b.active for b in batches]))
+        return list(joint.unbind(0))
+
     @abstractmethod
-    def update_actors(self, buf: RolloutBuffer, advantages: torch.Tensor) -> dict[str, float]:
-        """The algorithm's actor update rule, given flat advantages [T*E]."""
+    def update_actors(self, batches: list[AgentBatch], advantages: list[torch.Tensor]
+                      ) -> dict[str, float]:
+        """The algorithm's actor update rule, given every agent's chunks and its normalised
+        advantages [C, L]."""
 
-    def agent_advantages(self, advantages: torch.Tensor, batch: AgentBatch) -> torch.Tensor:
-        return normalise_advantages(advantages, batch.active)
-
-    def log_prob(self, i: int, batch: AgentBatch) -> torch.Tensor:
-        with torch.no_grad():
-            return self.actors[i].evaluate(batch.obs, batch.actions, batch.avail)[0]
+    def policy_gradient_epochs(self, actor: StochasticPolicy, optim: torch.optim.Optimizer,
+                               batch: AgentBatch, advantages: torch.Tensor, factor: torch.Tensor,
+                               epochs: int, n_minibatch: int, surrogate: Surrogate,
+                               who: int | str) -> dict[str, float]:
+        """`epochs` passes of minibatch gradient steps on
+        -masked_mean(factor * surrogate(ratio, A)) - entropy_coef * entropy.
+        (factor = 1 for simultaneous learners; ratio = new / rollout probability.)"""
+        c = self.cfg
+        mask = batch.active if c.use_policy_active_masks else None
+        totals = dict.fromkeys(("policy_loss", "entropy", "grad_norm", "ratio"), 0.0)
+        n_updates = 0
+        for _ in range(epochs):
+            for idx in minibatches(batch.n_chunks, n_minibatch, self.device):
+                mb = batch.index(idx)
+                logp, entropy = self.evaluate_actions(actor, mb)
+                ratio = aggregate_ratio(logp - mb.logp_old, c.action_aggregation)
+                m = None if mask is None else mask[idx]
+                policy_loss = -masked_mean(factor[idx] * surrogate(ratio, advantages[idx]), m)
+                entropy_mean = masked_mean(entropy, m)
+                loss = policy_loss - c.entropy_coef * entropy_mean
+                grad_norm = self.step_optimizer(optim, actor, loss, "policy loss", who)
+                totals["policy_loss"] += policy_loss.item()
+                totals["entropy"] += entropy_mean.item()
+                totals["grad_norm"] += grad_norm
+                totals["ratio"] += ratio.mean().item()
+                n_updates += 1
+        return {k: v / max(n_updates, 1) for k, v in totals.items()}
 
     def step_optimizer(self, optim: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor,
-                       quantity: str, agent: int | None) -> float:
+                       quantity: str, agent: int | str | None) -> float:
         """Backward + grad clip + step; returns the gradient norm. Stops on non-finite values."""
         check_finite(loss, quantity, agent)
         optim.zero_grad(set_to_none=True)
@@ -142,19 +282,18 @@ class OnPolicyLearner(Learner):
 
     def update_critic(self, buf: RolloutBuffer, returns: torch.Tensor) -> dict[str, float]:
         c = self.cfg
-        n = buf.T * buf.E
-        states = buf.state[:-1].reshape(n, -1)
-        old_values = buf.values[:-1].reshape(n)
+        cb = buf.critic_batch(returns)
         totals = {"critic/value_loss": 0.0, "critic/grad_norm": 0.0}
         n_updates = 0
         for _ in range(c.critic_epoch):
-            for idx in minibatches(n, c.critic_num_mini_batch, self.device):
-                target = returns[idx]
+            for idx in minibatches(cb.n_chunks, c.critic_num_mini_batch, self.device):
+                target = cb.returns[idx]
                 if self.value_norm is not None:
                     self.value_norm.update(target)
                     target = self.value_norm.normalize(target)
-                values = self.critic(states[idx]).squeeze(-1)
-                loss = self.value_loss(values, old_values[idx], target) * c.value_loss_coef
+                h0 = None if cb.h0 is None else cb.h0[idx]
+                values = _seq(self.critic.sequence(_seq(cb.state[idx]), h0, _seq(cb.resets[idx])))
+                loss = self.value_loss(values, cb.old_values[idx], target) * c.value_loss_coef
                 grad_norm = self.step_optimizer(self.critic_optim, self.critic, loss, "value loss", None)
                 totals["critic/value_loss"] += loss.item()
                 totals["critic/grad_norm"] += grad_norm

@@ -1,0 +1,65 @@
+"""HATRPO: the HA sequential scheme where each agent takes one trust-region step on the
+factor-weighted surrogate (no epochs, no minibatches, no entropy bonus)."""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from harl.algos.base import check_finite
+from harl.algos.on_policy.base import masked_mean
+from harl.algos.on_policy.happo import HASequentialLearner
+from harl.algos.on_policy.trpo import (backtracking_line_search, conjugate_gradient,
+                                       fisher_vector_product, flat_grad)
+from harl.algos.sequential import aggregate_ratio
+from harl.buffers.rollout import AgentBatch
+
+log = logging.getLogger("harl")
+
+
+class HATRPO(HASequentialLearner):
+    def update_agent(self, i: int, batch: AgentBatch, advantages: torch.Tensor,
+                     factor: torch.Tensor) -> dict[str, float]:
+        c, actor = self.cfg, self.actors[i]
+        params = [p for p in actor.parameters() if p.requires_grad]
+        # samples of dead agents count neither in the surrogate nor in the KL (a deliberate
+        # difference from the reference, whose KL averages over every sample)
+        mask = batch.active if c.use_policy_active_masks else None
+        weighted_adv = factor * advantages
+        with torch.no_grad():
+            old_dist = self.distribution(actor, batch)
+
+        def surrogate() -> tuple[torch.Tensor, torch.Tensor]:
+            logp, entropy = self.evaluate_actions(actor, batch)
+            ratio = aggregate_ratio(logp - batch.logp_old, c.action_aggregation)
+            return masked_mean(ratio * weighted_adv, mask), (ratio, entropy)
+
+        def mean_kl() -> torch.Tensor:
+            return masked_mean(actor.head.kl(old_dist, self.distribution(actor, batch)), mask)
+
+        objective, (ratio, entropy) = surrogate()
+        check_finite(objective, "surrogate", i)
+        grad = flat_grad(objective, params)
+        fvp = fisher_vector_product(mean_kl, params, c.fvp_damping)
+        direction = conjugate_gradient(fvp, grad, c.cg_iters, c.cg_residual_tol)
+        curvature = direction @ fvp(direction)
+        check_finite(curvature, "trust-region curvature (s^T F s)", i)
+        # the largest step along `direction` whose quadratic KL model equals kl_threshold
+        step_size = math.sqrt(2 * c.kl_threshold / max(float(curvature), 1e-12))
+        full_step = step_size * direction
+        expected = float(grad @ full_step)
+
+        def evaluate() -> tuple[float, float]:
+            return float(surrogate()[0]), float(mean_kl())
+
+        result = backtracking_line_search(params, full_step, expected, evaluate, float(objective),
+                                          c.kl_threshold, c.accept_ratio, c.backtrack_coeff,
+                                          c.ls_step)
+        if not result.accepted:
+            log.debug("HATRPO agent %d: no step accepted in %d tries (last KL %.3g, improvement "
+                      "%.3g); parameters restored", i, c.ls_step, result.kl, result.improvement)
+        return {"kl": result.kl if result.accepted else 0.0, "loss_improve": result.improvement,
+                "expected_improve": expected, "step_accepted": float(result.accepted),
+                "step_fraction": result.fraction, "entropy": float(masked_mean(entropy, mask)),
+                "ratio": float(ratio.mean()), "grad_norm": float(grad.norm())}
