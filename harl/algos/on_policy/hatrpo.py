@@ -39,6 +39,7 @@ class HATRPO(HASequentialLearner):
             return masked_mean(actor.head.kl(old_dist, self.distribution(actor, batch)), mask)
 
         objective, (ratio, entropy) = surrogate()
+        ratio, entropy = ratio.detach(), entropy.detach()
         check_finite(objective, "surrogate", i)
         grad = flat_grad(objective, params)
         fvp = fisher_vector_product(mean_kl, params, c.fvp_damping)
@@ -53,7 +54,7 @@ class HATRPO(HASequentialLearner):
         def evaluate() -> tuple[float, float]:
             return float(surrogate()[0]), float(mean_kl())
 
-        result = backtracking_line_search(params, full_step, expected, evaluate, float(objective),
+        result = backtracking_line_search(params, full_step, expected, evaluate, objective.item(),
                                           c.kl_threshold, c.accept_ratio, c.backtrack_coeff,
                                           c.ls_step)
         if not result.accepted:
@@ -61,5 +62,5 @@ class HATRPO(HASequentialLearner):
                       "%.3g); parameters restored", i, c.ls_step, result.kl, result.improvement)
         return {"kl": result.kl if result.accepted else 0.0, "loss_improve": result.improvement,
                 "expected_improve": expected, "step_accepted": float(result.accepted),
-                "step_fraction": result.fraction, "entropy": float(masked_mean(entropy, mask)),
-                "ratio": float(ratio.mean()), "grad_norm": float(grad.norm())}
+                "step_fraction": result.fraction, "entropy": masked_mean(entropy, mask).item(),
+                "ratio": ratio.mean().item(), "grad_norm": float(grad.norm())}

@@ -1,0 +1,93 @@
+"""The tuned experiment presets (conf/experiment/<env>/<task>/<algo>.yaml) compose into valid typed
+configs. Compose only, no env is built and nothing is trained."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from envs import ENVS
+from harl.config import ALGO_SCHEMAS, CONF_DIR, ENV_SCHEMAS, META_KEYS, TrainConfig, compose_config
+
+EXPERIMENT_DIR = Path(CONF_DIR) / "experiment"
+PRESETS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()
+                 for p in EXPERIMENT_DIR.rglob("*.yaml"))
+
+ON_POLICY = {"happo", "hatrpo", "haa2c", "mappo"}
+# (env, task directory) -> presets that must exist: every on-policy config the reference tuned.
+EXPECTED = {
+    **{("mamujoco", task): ON_POLICY
+       for task in ("halfcheetah_2x3", "ant_4x2", "hopper_3x1", "walker2d_2x3", "walker2d_6x1")},
+    ("mamujoco", "humanoid_17x1"): {"happo", "mappo"},
+    **{("mpe", f"{scenario}_{mode}"): ON_POLICY
+       for scenario in ("simple_spread", "simple_reference", "simple_speaker_listener")
+       for mode in ("continuous", "discrete")},
+}
+
+
+def test_expected_presets_exist():
+    present: dict[tuple[str, str], set[str]] = {}
+    for name in PRESETS:
+        env, task, algo = name.split("/")
+        present.setdefault((env, task), set()).add(algo)
+    missing = {f"{env}/{task}/{algo}" for (env, task), algos in EXPECTED.items()
+               for algo in algos - present.get((env, task), set())}
+    assert not missing, f"missing presets: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_composes(name):
+    env, task, algo = name.split("/")  # layout: <env>/<task>/<algo>.yaml
+    cfg = compose_config(f"+experiment={name}")
+    assert cfg.algo.name == algo
+    assert cfg.env.name == env
+    if env == "mamujoco":
+        scenario, agent_conf = task.rsplit("_", 1)        # halfcheetah_2x3 -> HalfCheetah / 2x3
+        assert cfg.env.scenario.lower() == scenario
+        assert cfg.env.agent_conf == agent_conf
+    elif env == "mpe":
+        scenario, mode = task.rsplit("_", 1)              # simple_spread_discrete
+        assert mode in ("continuous", "discrete")
+        assert cfg.env.scenario == scenario
+        assert cfg.env.continuous is (mode == "continuous")
+    else:
+        pytest.fail(f"no scenario check for env {env!r}")
+    # the typed schema accepts every value, and the env adapter accepts the env settings
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, TrainConfig)
+    assert isinstance(obj.algo, ALGO_SCHEMAS[algo]) and isinstance(obj.env, ENV_SCHEMAS[env])
+    env_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items()
+                  if k not in META_KEYS}
+    ENVS[env].check_config(**env_kwargs)
+    if cfg.algo.use_recurrent_policy:
+        assert cfg.rollout_length % cfg.algo.data_chunk_length == 0
+
+
+# A few values straight from the reference's tuned configs (the papers' settings).
+@pytest.mark.parametrize("name, expected", [
+    ("mamujoco/halfcheetah_2x3/happo", {"algo.clip_param": 0.05, "algo.ppo_epoch": 15,
+                                        "algo.critic_epoch": 15, "algo.hidden_sizes": [128, 128, 128]}),
+    ("mamujoco/walker2d_2x3/happo", {"algo.lr": 1e-3, "algo.critic_lr": 1e-3, "algo.actor_num_mini_batch": 2,
+                                     "algo.use_linear_lr_decay": True, "algo.entropy_coef": 0.0}),
+    ("mamujoco/hopper_3x1/haa2c", {"algo.a2c_epoch": 3, "algo.lr": 1e-4, "algo.clip_param": 0.1}),
+    ("mamujoco/hopper_3x1/hatrpo", {"algo.kl_threshold": 0.001, "algo.backtrack_coeff": 0.8}),
+    ("mamujoco/humanoid_17x1/mappo", {"rollout_length": 100, "algo.share_param": True}),
+    ("mpe/simple_speaker_listener_continuous/mappo", {"algo.share_param": False}),
+    ("mpe/simple_spread_discrete/hatrpo", {"algo.kl_threshold": 0.005, "algo.hidden_sizes": [128, 128]}),
+])
+def test_preset_values(name, expected):
+    cfg = compose_config(f"+experiment={name}")
+    for key, value in expected.items():
+        assert OmegaConf.select(cfg, key) == value, key
+
+
+def test_command_line_overrides_win():
+    name = "mamujoco/halfcheetah_2x3/happo"
+    cfg = compose_config(f"+experiment={name}", "seed=3", "total_steps=1000", "n_envs=4",
+                         "algo.clip_param=0.3", "env.agent_conf=6x1")
+    assert (cfg.seed, cfg.total_steps, cfg.n_envs) == (3, 1000, 4)
+    assert cfg.algo.clip_param == 0.3 and cfg.env.agent_conf == "6x1"
+    assert cfg.env.task == "HalfCheetah-6x1"
+    # untouched preset values stay
+    assert cfg.algo.ppo_epoch == 15 and cfg.rollout_length == 200
