@@ -36,7 +36,7 @@ CLASSES = {"happo": HAPPO, "hatrpo": HATRPO, "haa2c": HAA2C, "mappo": MAPPO}
 
 
 def make(algo, obs=MIXED_OBS, act=MIXED_ACT, seed=0, **overrides):
-    cfg = CONFIGS[algo](hidden_sizes=[16], critic_epoch=2, **overrides)
+    cfg = CONFIGS[algo](**{"hidden_sizes": [16], "critic_epoch": 2, **overrides})
     torch.manual_seed(seed)
     return CLASSES[algo](cfg, obs, act, spaces.Box(-1, 1, (STATE_DIM,)), torch.device("cpu"), seed)
 
@@ -260,6 +260,38 @@ def test_fp_state_gives_each_agent_its_own_critic_input_and_advantage():
 def test_bad_state_type_is_a_clear_error():
     with pytest.raises(ValueError, match="state_type 'XP'; valid: EP, FP"):
         make("happo", state_type="XP")
+
+
+# ------------------------------------------------------------------ lr decay and minibatches
+@pytest.mark.parametrize("algo", ["happo", "mappo"])
+def test_linear_lr_decay_reaches_every_optimiser(algo):
+    extra = {"share_param": False} if algo == "mappo" else {}
+    learner = make(algo, use_linear_lr_decay=True, lr=1e-3, critic_lr=2e-3, **extra)
+    learner.set_progress(0.25)
+    for optim in learner.actor_optims:
+        assert optim.param_groups[0]["lr"] == pytest.approx(0.75e-3)
+    assert learner.critic_optim.param_groups[0]["lr"] == pytest.approx(1.5e-3)
+    fixed = make(algo, lr=1e-3, **extra)
+    fixed.set_progress(0.5)
+    assert fixed.actor_optims[0].param_groups[0]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_minibatches_split_the_chunks(monkeypatch, recurrent):
+    learner = make("happo", ppo_epoch=3, actor_num_mini_batch=2, critic_num_mini_batch=4,
+                   critic_epoch=1, fixed_order=True, use_recurrent_policy=recurrent,
+                   data_chunk_length=4)
+    sizes = {"policy loss": [], "value loss": []}
+    original = HAPPO.step_optimizer
+
+    def spy(self, optim, module, loss, quantity, agent):
+        sizes[quantity].append(agent)
+        return original(self, optim, module, loss, quantity, agent)
+
+    monkeypatch.setattr(HAPPO, "step_optimizer", spy)
+    learner.train(rollout(learner))
+    assert sizes["policy loss"] == [0] * 6 + [1] * 6 + [2] * 6  # 3 epochs x 2 minibatches each
+    assert len(sizes["value loss"]) == 4
 
 
 # ------------------------------------------------------------------ end to end

@@ -46,8 +46,11 @@ def normalise_advantages(adv: torch.Tensor, active: torch.Tensor) -> torch.Tenso
 
 
 def minibatches(n: int, n_minibatch: int, device: torch.device) -> list[torch.Tensor]:
-    perm = torch.randperm(n, device=device)
-    return list(perm.chunk(n_minibatch))
+    """A random split of range(n) (samples or chunks) into exactly `n_minibatch` parts."""
+    if not 1 <= n_minibatch <= n:
+        raise ValueError(f"cannot split {n} training chunks into {n_minibatch} minibatches; "
+                         "lower algo.actor_num_mini_batch / algo.critic_num_mini_batch")
+    return list(torch.randperm(n, device=device).tensor_split(n_minibatch))
 
 
 def _seq(x: torch.Tensor | None) -> torch.Tensor | None:
