@@ -24,7 +24,7 @@ from harl.models.policy import StochasticPolicy
 from harl.models.recurrent import ResettingGRU
 from harl.train import run
 from tests import rollouts
-from tests.conftest import TINY, TINY_MAMUJOCO, TINY_MPE
+from tests.conftest import TINY
 
 MIXED_OBS = [spaces.Box(-1, 1, (5,)), spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (4,))]
 MIXED_ACT = [spaces.Box(-1, 1, (2,)), spaces.Discrete(4), spaces.MultiDiscrete([2, 3])]
@@ -132,7 +132,7 @@ def test_haa2c_policy_loss_is_the_unclipped_importance_weighted_advantage():
     # rollout policy far from the current one: most ratios well outside 1 +- 0.2
     buf.logp[0] -= 0.5 * torch.rand(buf.logp[0].shape, generator=torch.Generator().manual_seed(1))
     batch = buf.agent_batch(0)
-    adv, returns = learner.compute_returns(buf)
+    adv, _ = learner.compute_returns(buf)
     adv = learner.normalised_advantages([buf.per_agent_chunks(adv, i) for i in range(3)],
                                         [buf.agent_batch(i) for i in range(3)])[0]
     with torch.no_grad():
