@@ -90,13 +90,13 @@ def test_hatrpo_rejected_step_restores_the_parameters():
 def test_line_search_backtracks_to_the_first_acceptable_fraction():
     p = torch.nn.Parameter(torch.zeros(2))
     # objective rises along the step but the KL is too big unless the step is shrunk twice
-    evaluate = lambda: (float(p.sum()), float((p**2).sum()))  # noqa: E731
+    evaluate = lambda: (p.sum().item(), (p**2).sum().item())  # noqa: E731
     out = backtracking_line_search([p], torch.ones(2), expected_improve=2.0, evaluate=evaluate,
                                    old_objective=0.0, max_kl=0.5, accept_ratio=0.5,
                                    backtrack_coeff=0.5, max_tries=5)
     assert out.accepted and out.fraction == 0.25 and out.tries == 3
     torch.testing.assert_close(p.detach(), torch.full((2,), 0.25))
-    bad = backtracking_line_search([p], -torch.ones(2), 2.0, evaluate, float(p.sum()), 0.5, 0.5, 0.5, 4)
+    bad = backtracking_line_search([p], -torch.ones(2), 2.0, evaluate, p.sum().item(), 0.5, 0.5, 0.5, 4)
     assert not bad.accepted
     torch.testing.assert_close(p.detach(), torch.full((2,), 0.25))  # restored
 
