@@ -29,10 +29,6 @@ class RecurrentTrunk(nn.Module):
         self.out_dim = self.mlp.out_dim
         self.rnn = ResettingGRU(self.out_dim, recurrent_n) if recurrent_n > 0 else None
 
-    @property
-    def recurrent(self) -> bool:
-        return self.rnn is not None
-
     def initial_state(self, batch: int, device: torch.device) -> Hidden:
         return None if self.rnn is None else self.rnn.initial_state(batch, device)
 
@@ -94,9 +90,7 @@ class StochasticPolicy(nn.Module):
         return self.head.distribution_params(self._features(obs, hidden, resets), avail)
 
     def _features(self, obs: torch.Tensor, hidden: Hidden, resets: torch.Tensor | None) -> torch.Tensor:
-        if self.trunk.recurrent:
-            return self.trunk.sequence(obs, hidden, resets)[0]
-        return self.trunk.mlp(obs)
+        return self.trunk.sequence(obs, hidden, resets)[0]
 
 
 class VCritic(nn.Module):
@@ -123,6 +117,4 @@ class VCritic(nn.Module):
 
     def sequence(self, state: torch.Tensor, hidden: Hidden, resets: torch.Tensor | None) -> torch.Tensor:
         """[L, B, S] -> V [L, B]."""
-        if not self.trunk.recurrent:
-            return self.forward(state).squeeze(-1)
         return self.head(self.trunk.sequence(state, hidden, resets)[0]).squeeze(-1)

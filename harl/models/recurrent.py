@@ -30,7 +30,7 @@ class ResettingGRU(nn.Module):
         h = h0.transpose(0, 1).contiguous()
         keep = 1.0 - resets.to(x.dtype)
         # run uninterrupted stretches in one cuDNN/ATen call; split only where some sequence resets
-        starts = [0] + [t for t in range(1, x.shape[0]) if bool((resets[t] > 0).any())]
+        starts = [0] + (torch.nonzero((resets[1:] > 0).any(1)).flatten() + 1).tolist()
         outputs = []
         for begin, end in zip(starts, starts[1:] + [x.shape[0]]):
             h = h * keep[begin].view(1, -1, 1)

@@ -184,17 +184,13 @@ class OnPolicyLearner(Learner):
     def evaluate_actions(self, actor: StochasticPolicy, b: AgentBatch
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-dimension log-probs [C, L, d], entropy [C, L]) of the batch's actions."""
-        if actor.trunk.recurrent:
-            logp, entropy = actor.evaluate(_seq(b.obs), _seq(b.actions), _seq(b.avail), b.h0, _seq(b.resets))
-            return _seq(logp), _seq(entropy)
-        return actor.evaluate(b.obs, b.actions, b.avail)
+        logp, entropy = actor.evaluate(_seq(b.obs), _seq(b.actions), _seq(b.avail), b.h0, _seq(b.resets))
+        return _seq(logp), _seq(entropy)
 
     def distribution(self, actor: StochasticPolicy, b: AgentBatch) -> dict[str, torch.Tensor]:
         """The action distribution's parameters on every sample, each [C, L, ...]."""
-        if actor.trunk.recurrent:
-            params = actor.distribution(_seq(b.obs), _seq(b.avail), b.h0, _seq(b.resets))
-            return {k: _seq(v) for k, v in params.items()}
-        return actor.distribution(b.obs, b.avail)
+        params = actor.distribution(_seq(b.obs), _seq(b.avail), b.h0, _seq(b.resets))
+        return {k: _seq(v) for k, v in params.items()}
 
     def log_prob(self, i: int, batch: AgentBatch) -> torch.Tensor:
         with torch.no_grad():
