@@ -109,6 +109,117 @@ class MAPPOConfig(OnPolicyConfig):
     share_param: bool = True
 
 
+@dataclass
+class OffPolicyConfig:
+    """Shared by the off-policy learners (defaults = the reference code's haddpg.yaml).
+
+    Training cadence: the first `warmup_steps` env steps use uniformly random actions; after
+    that, every `train_interval` env steps the learner takes `utd_ratio` gradient steps per
+    env step collected (fractions carry over). The reference's "update_per_train 1 every 50
+    vectorised steps" with 20 envs is utd_ratio 0.05 (one gradient step per 20 env steps).
+    """
+
+    name: str = MISSING
+    # networks (plain MLPs, PyTorch default init, no LayerNorm; the critic sees the raw state
+    # and every agent's action, one-hot for discrete agents)
+    hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
+    activation: str = "relu"           # relu | tanh | leaky_relu | selu
+    final_activation: str = "tanh"     # squashes deterministic actions before the bound rescale
+    lr: float = 5e-4
+    critic_lr: float = 1e-3
+    max_grad_norm: Optional[float] = None   # null: no clipping (the reference does not clip)
+    # targets
+    gamma: float = 0.99
+    n_step: int = 1                    # n-step returns, per env stream, cut at episode ends
+    polyak: float = 0.005              # soft target update rate
+    truncation_bootstrap: bool = True  # false: a time limit ends the return like a termination
+    # replay and cadence
+    buffer_size: int = 1_000_000       # transitions, over all envs
+    buffer_device: str = "auto"        # auto: the training device | cpu
+    batch_size: int = 1000
+    warmup_steps: int = 10_000         # env steps of uniformly random actions before training
+    train_interval: int = 1000         # env steps between training phases
+    utd_ratio: float = 0.05            # gradient steps per env step
+    save_replay_buffer: bool = False   # also checkpoint the replay buffer (large) for exact resume
+    # agent order of the sequential actor update (the MA variants update simultaneously)
+    fixed_order: bool = False
+
+
+@dataclass
+class DeterministicPolicyConfig(OffPolicyConfig):
+    """DDPG-style learners: deterministic actors, Gaussian exploration noise."""
+
+    expl_noise: float = 0.1            # std of exploration noise, as a fraction of (high-low)/2
+
+
+@dataclass
+class HADDPGConfig(DeterministicPolicyConfig):
+    name: str = "haddpg"
+
+
+@dataclass
+class MADDPGConfig(DeterministicPolicyConfig):
+    name: str = "maddpg"
+    fixed_order: bool = True           # unused: every actor is updated against replay actions
+
+
+@dataclass
+class HATD3Config(DeterministicPolicyConfig):
+    """TD3 additions: twin critics, target policy smoothing, delayed actor/target updates."""
+
+    name: str = "hatd3"
+    policy_noise: float = 0.2          # target smoothing noise std, fraction of (high-low)/2
+    noise_clip: float = 0.5            # clip of that noise, same units
+    policy_freq: int = 2               # critic steps per actor (and target) update
+
+
+@dataclass
+class MATD3Config(HATD3Config):
+    name: str = "matd3"
+    fixed_order: bool = True           # unused: every actor is updated against replay actions
+
+
+@dataclass
+class HASACConfig(OffPolicyConfig):
+    """HASAC (Liu et al., 2024): stochastic actors, twin soft Q critic, per-agent temperatures."""
+
+    name: str = "hasac"
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    critic_lr: float = 5e-4
+    n_step: int = 20
+    # temperature: fixed `alpha`, or tuned per agent (and for the critic's joint entropy)
+    # toward a target entropy, starting from `alpha`
+    alpha: float = 0.001
+    auto_alpha: bool = False
+    alpha_lr: float = 3e-4
+    # target entropy per agent: Box -target_entropy_scale * action_dim; Discrete
+    # discrete_entropy_ratio * log(n_actions) (summed over MultiDiscrete sub-actions)
+    target_entropy_scale: float = 1.0
+    discrete_entropy_ratio: float = 0.98
+    # critic loss
+    use_valuenorm: bool = True
+    use_huber_loss: bool = True
+    huber_delta: float = 10.0
+    use_policy_active_masks: bool = True
+    # discrete actors only (LayerNorm trunk, orthogonal init like the on-policy actors)
+    feature_norm: bool = True
+    output_gain: float = 0.01
+
+
+@dataclass
+class HAD3QNConfig(OffPolicyConfig):
+    """HAD3QN: per-agent dueling Q networks distilled from a joint-action dueling critic."""
+
+    name: str = "had3qn"
+    gamma: float = 0.95
+    epsilon: float = 0.05              # epsilon-greedy, drawn per env, among available actions
+    base_hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
+    dueling_v_hidden_sizes: list[int] = field(default_factory=lambda: [128])
+    dueling_a_hidden_sizes: list[int] = field(default_factory=lambda: [128])
+    dueling_activation: str = "hardswish"
+    max_joint_actions: int = 100_000   # refuse teams whose joint action space is larger
+
+
 # ---------------------------------------------------------------- environments
 @dataclass
 class MaMuJoCoConfig:
@@ -155,7 +266,10 @@ class TrainConfig:
 META_KEYS = ("name", "task")
 
 ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig, "hatrpo": HATRPOConfig,
-                                 "haa2c": HAA2CConfig, "mappo": MAPPOConfig}
+                                 "haa2c": HAA2CConfig, "mappo": MAPPOConfig,
+                                 "haddpg": HADDPGConfig, "hatd3": HATD3Config,
+                                 "maddpg": MADDPGConfig, "matd3": MATD3Config,
+                                 "hasac": HASACConfig, "had3qn": HAD3QNConfig}
 ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig}
 
 

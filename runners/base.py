@@ -46,6 +46,7 @@ class Counters:
     next_eval: int = 0
     next_save: int = 0
     best_eval_return: float = float("-inf")
+    pending_updates: float = 0.0  # off-policy: gradient steps owed (utd_ratio), fraction carried
 
 
 def due(counters: Counters, name: str, interval: int) -> bool:
@@ -183,5 +184,75 @@ class Stopwatch:
         return (total_steps - self.counters.env_steps) / fps if fps > 0 else float("inf")
 
 
-__all__ = ["ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker", "RunLogger", "Stopwatch",
+class Runner:
+    """The loop skeleton every runner shares: after each iteration (collect + train) it
+    evaluates, logs and checkpoints on the configured cadences; Ctrl-C during collection saves
+    a checkpoint and says how to resume. Subclasses implement `run`."""
+
+    def __init__(self, cfg: Any, learner: Any, envs: VecEnv, eval_envs: VecEnv | None,
+                 logger: RunLogger, checkpoints: CheckpointIO, counters: Counters,
+                 device: torch.device, config_dict: dict[str, Any]) -> None:
+        self.cfg, self.learner, self.envs, self.eval_envs = cfg, learner, envs, eval_envs
+        self.logger, self.checkpoints, self.counters = logger, checkpoints, counters
+        self.device, self.config_dict = device, config_dict
+        self.tracker = EpisodeTracker()
+        self.tracker.finished = counters.episodes  # a resumed run keeps counting
+        self.last_eval: dict[str, float] = {}
+
+    def run(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def end_of_iteration(self, clock: Stopwatch, train_info: dict[str, float]) -> None:
+        """Evaluate, log and save when due (always at the end of training)."""
+        c, counters = self.cfg, self.counters
+        counters.iteration += 1
+        counters.episodes = self.tracker.finished
+        clock.tick()
+        last = counters.env_steps >= c.total_steps
+        row: dict[str, Any] = {}
+        if (due(counters, "eval", c.eval_interval) or last) and self.eval_envs is not None:
+            self.last_eval = evaluate(self.learner, self.eval_envs, c.eval_episodes, self.device)
+            row.update(self.last_eval)
+        if due(counters, "log", c.log_interval) or row or last:
+            row.update({"env_steps": counters.env_steps, "iteration": counters.iteration,
+                        "wall_time": counters.wall_time, "fps": clock.fps(),
+                        **self.tracker.pop_summary(), **train_info})
+            self.logger.write(row)
+            self.logger.console(row, clock.eta(c.total_steps))
+        best = self._record_best(row)
+        if due(counters, "save", c.save_interval) or last or best:
+            self.save(best=best)
+
+    def collect_or_save_on_interrupt(self) -> None:
+        """Collect; on Ctrl-C, checkpoint the state after the last completed update and stop.
+
+        Collection is where a run spends most of its time and where the learner's weights and
+        counters agree, so an interrupt there loses nothing but the partial collection.
+        """
+        try:
+            self.collect()
+        except KeyboardInterrupt:
+            if self.counters.iteration > 0:
+                self.save()
+                log.warning("interrupted: checkpoint saved at %s env steps; continue with "
+                            "resume=%s", f"{self.counters.env_steps:,}", self.checkpoints.dir.parent)
+            raise
+
+    def collect(self) -> None:
+        raise NotImplementedError
+
+    def _record_best(self, row: dict[str, Any]) -> bool:
+        """True (and remembered) when this row's eval return beats every earlier one."""
+        ret = row.get("eval_return")
+        if ret is None or not ret > self.counters.best_eval_return:
+            return False
+        self.counters.best_eval_return = float(ret)
+        return True
+
+    def save(self, best: bool = False) -> None:
+        path = self.checkpoints.save(self.learner, self.counters, self.config_dict, best=best)
+        log.debug("checkpoint written to %s", path)
+
+
+__all__ = ["ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker", "RunLogger", "Runner", "Stopwatch",
            "actions_to_numpy", "due", "evaluate", "obs_to_tensors"]

@@ -10,25 +10,18 @@ from typing import Any
 
 import torch
 
-from envs.vector import VecEnv, VecStep
+from envs.vector import VecStep
 from harl.algos.on_policy.base import OnPolicyLearner
-from runners.base import (CheckpointIO, Counters, EpisodeTracker, RunLogger, Stopwatch,
-                          actions_to_numpy, due, evaluate)
+from runners.base import Runner, Stopwatch, actions_to_numpy
 
 log = logging.getLogger("harl")
 
 
-class OnPolicyRunner:
-    def __init__(self, cfg: Any, learner: OnPolicyLearner, envs: VecEnv, eval_envs: VecEnv | None,
-                 logger: RunLogger, checkpoints: CheckpointIO, counters: Counters,
-                 device: torch.device, config_dict: dict[str, Any]) -> None:
-        self.cfg, self.learner, self.envs, self.eval_envs = cfg, learner, envs, eval_envs
-        self.logger, self.checkpoints, self.counters = logger, checkpoints, counters
-        self.device, self.config_dict = device, config_dict
-        self.buffer = learner.make_buffer(cfg.rollout_length, envs.n_envs)
-        self.tracker = EpisodeTracker()
-        self.tracker.finished = counters.episodes  # a resumed run keeps counting
-        self.steps_per_iteration = cfg.rollout_length * envs.n_envs
+class OnPolicyRunner(Runner):
+    def __init__(self, cfg: Any, learner: OnPolicyLearner, *args: Any) -> None:
+        super().__init__(cfg, learner, *args)
+        self.buffer = learner.make_buffer(cfg.rollout_length, self.envs.n_envs)
+        self.steps_per_iteration = cfg.rollout_length * self.envs.n_envs
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, float]:
@@ -41,57 +34,13 @@ class OnPolicyRunner:
         self._actor_h = self.learner.initial_hidden(n_envs)
         self._critic_h = self.learner.initial_critic_hidden(n_envs)
         self._resets = torch.ones(n_envs, device=self.device)
-        last_eval: dict[str, float] = {}
         while counters.env_steps < c.total_steps:
             self.learner.set_progress(counters.env_steps / c.total_steps)
             self.collect_or_save_on_interrupt()
             train_info = self.learner.train(self.buffer)
             counters.env_steps += self.steps_per_iteration
-            counters.iteration += 1
-            counters.episodes = self.tracker.finished
-            clock.tick()
-            last = counters.env_steps >= c.total_steps
-            row: dict[str, Any] = {}
-            if (due(counters, "eval", c.eval_interval) or last) and self.eval_envs is not None:
-                last_eval = evaluate(self.learner, self.eval_envs, c.eval_episodes, self.device)
-                row.update(last_eval)
-            if due(counters, "log", c.log_interval) or row or last:
-                row.update({"env_steps": counters.env_steps, "iteration": counters.iteration,
-                            "wall_time": counters.wall_time, "fps": clock.fps(),
-                            **self.tracker.pop_summary(), **train_info})
-                self.logger.write(row)
-                self.logger.console(row, clock.eta(c.total_steps))
-            best = self._record_best(row)
-            if due(counters, "save", c.save_interval) or last or best:
-                self.save(best=best)
-        return last_eval
-
-    def collect_or_save_on_interrupt(self) -> None:
-        """Collect; on Ctrl-C, checkpoint the state after the last completed update and stop.
-
-        Collection is where a run spends most of its time and where the learner's weights and
-        counters agree, so an interrupt there loses nothing but the partial rollout.
-        """
-        try:
-            self.collect()
-        except KeyboardInterrupt:
-            if self.counters.iteration > 0:
-                self.save()
-                log.warning("interrupted: checkpoint saved at %s env steps; continue with "
-                            "resume=%s", f"{self.counters.env_steps:,}", self.checkpoints.dir.parent)
-            raise
-
-    def _record_best(self, row: dict[str, Any]) -> bool:
-        """True (and remembered) when this row's eval return beats every earlier one."""
-        ret = row.get("eval_return")
-        if ret is None or not ret > self.counters.best_eval_return:
-            return False
-        self.counters.best_eval_return = float(ret)
-        return True
-
-    def save(self, best: bool = False) -> None:
-        path = self.checkpoints.save(self.learner, self.counters, self.config_dict, best=best)
-        log.debug("checkpoint written to %s", path)
+            self.end_of_iteration(clock, train_info)
+        return self.last_eval
 
     # ------------------------------------------------------------------ collection
     @torch.no_grad()

@@ -15,14 +15,24 @@ PRESETS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()
                  for p in EXPERIMENT_DIR.rglob("*.yaml"))
 
 ON_POLICY = {"happo", "hatrpo", "haa2c", "mappo"}
-# (env, task directory) -> presets that must exist: every on-policy config the reference tuned.
+DDPG_TD3 = {"haddpg", "hatd3", "maddpg", "matd3"}
+OFF_POLICY = DDPG_TD3 | {"hasac", "had3qn"}
+# (env, task directory) -> presets that must exist: every on- and off-policy config the reference
+# tuned for an env and task harl supports. Not here: HASAC HalfCheetah 3x2 (harl's MaMuJoCo adapter
+# has no 3x2 partition for HalfCheetah); SMAC and dexhands (no harl adapter).
 EXPECTED = {
-    **{("mamujoco", task): ON_POLICY
-       for task in ("halfcheetah_2x3", "ant_4x2", "hopper_3x1", "walker2d_2x3", "walker2d_6x1")},
-    ("mamujoco", "humanoid_17x1"): {"happo", "mappo"},
-    **{("mpe", f"{scenario}_{mode}"): ON_POLICY
-       for scenario in ("simple_spread", "simple_reference", "simple_speaker_listener")
-       for mode in ("continuous", "discrete")},
+    **{("mamujoco", task): ON_POLICY | DDPG_TD3 | {"hasac"}
+       for task in ("halfcheetah_2x3", "ant_4x2", "walker2d_2x3", "walker2d_6x1")},
+    ("mamujoco", "hopper_3x1"): ON_POLICY | DDPG_TD3,     # the reference has no HASAC Hopper config
+    ("mamujoco", "humanoid_17x1"): {"happo", "mappo", "hatd3"},
+    **{("mamujoco", task): {"hasac"}                      # HASAC-only tasks of the reference
+       for task in ("ant_2x4", "ant_8x1", "halfcheetah_6x1", "humanoidstandup_17x1",
+                    "manysegmentswimmer_10x2")},
+    **{("mpe", f"{scenario}_continuous"): ON_POLICY | DDPG_TD3 | {"hasac"}
+       for scenario in ("simple_spread", "simple_reference", "simple_speaker_listener")},
+    ("mpe", "simple_spread_discrete"): ON_POLICY | {"hasac", "had3qn"},
+    ("mpe", "simple_reference_discrete"): ON_POLICY | {"hasac"},
+    ("mpe", "simple_speaker_listener_discrete"): ON_POLICY | {"hasac", "had3qn"},
 }
 
 
@@ -60,7 +70,11 @@ def test_preset_composes(name):
     env_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items()
                   if k not in META_KEYS}
     ENVS[env].check_config(**env_kwargs)
-    if cfg.algo.use_recurrent_policy:
+    if algo in OFF_POLICY:
+        # the reference trains every 50 vectorised steps: a whole number of steps of every env
+        assert cfg.algo.train_interval % cfg.n_envs == 0
+        assert 0 < cfg.algo.utd_ratio <= 1 and cfg.algo.warmup_steps < cfg.total_steps
+    elif cfg.algo.use_recurrent_policy:
         assert cfg.rollout_length % cfg.algo.data_chunk_length == 0
 
 
@@ -75,6 +89,28 @@ def test_preset_composes(name):
     ("mamujoco/humanoid_17x1/mappo", {"rollout_length": 100, "algo.share_param": True}),
     ("mpe/simple_speaker_listener_continuous/mappo", {"algo.share_param": False}),
     ("mpe/simple_spread_discrete/hatrpo", {"algo.kl_threshold": 0.005, "algo.hidden_sizes": [128, 128]}),
+    # off-policy: train_interval = reference train_interval (50) x n_envs; utd_ratio = update_per_train / n_envs
+    ("mamujoco/ant_4x2/haddpg", {"n_envs": 10, "algo.expl_noise": 0.05, "algo.n_step": 20,
+                                 "algo.train_interval": 500, "algo.utd_ratio": 0.05,
+                                 "algo.hidden_sizes": [256, 256], "algo.fixed_order": False}),
+    ("mamujoco/halfcheetah_2x3/hatd3", {"algo.n_step": 10, "algo.train_interval": 500, "algo.utd_ratio": 0.1,
+                                        "algo.critic_lr": 1e-3, "algo.policy_freq": 2}),
+    ("mamujoco/walker2d_2x3/matd3", {"algo.n_step": 20, "algo.policy_freq": 8, "algo.fixed_order": True}),
+    ("mamujoco/walker2d_6x1/hatd3", {"algo.n_step": 25}),
+    ("mamujoco/walker2d_2x3/maddpg", {"algo.n_step": 10, "algo.fixed_order": True}),
+    ("mamujoco/halfcheetah_2x3/hasac", {"n_envs": 20, "algo.auto_alpha": True, "algo.alpha": 0.2,
+                                        "algo.lr": 1e-3, "algo.critic_lr": 1e-3, "algo.n_step": 10,
+                                        "algo.use_valuenorm": False, "algo.use_huber_loss": False}),
+    ("mamujoco/ant_2x4/hasac", {"seed": 2, "algo.batch_size": 2200, "algo.critic_lr": 3e-4,
+                                "algo.auto_alpha": False, "algo.n_step": 5}),
+    ("mamujoco/manysegmentswimmer_10x2/hasac", {"env.scenario": "ManySegmentSwimmer", "env.agent_conf": "10x2"}),
+    ("mpe/simple_spread_continuous/maddpg", {"total_steps": 5_000_000, "n_envs": 20, "algo.n_step": 1,
+                                             "algo.hidden_sizes": [128, 128], "algo.train_interval": 1000,
+                                             "algo.utd_ratio": 0.05}),
+    ("mpe/simple_spread_discrete/hasac", {"algo.hidden_sizes": [256, 256], "algo.n_step": 20,
+                                          "algo.auto_alpha": True, "algo.lr": 5e-4}),
+    ("mpe/simple_speaker_listener_discrete/had3qn", {"algo.gamma": 0.95, "algo.epsilon": 0.05,
+                                                     "algo.critic_lr": 1e-3, "algo.warmup_steps": 10_000}),
 ])
 def test_preset_values(name, expected):
     cfg = compose_config(f"+experiment={name}")
@@ -91,3 +127,11 @@ def test_command_line_overrides_win():
     assert cfg.env.task == "HalfCheetah-6x1"
     # untouched preset values stay
     assert cfg.algo.ppo_epoch == 15 and cfg.rollout_length == 200
+
+
+def test_command_line_overrides_win_off_policy():
+    cfg = compose_config("+experiment=mamujoco/ant_4x2/hatd3", "seed=5", "total_steps=10010000",
+                         "algo.utd_ratio=0.2", "algo.n_step=3")
+    assert (cfg.seed, cfg.total_steps) == (5, 10_010_000)
+    assert cfg.algo.utd_ratio == 0.2 and cfg.algo.n_step == 3
+    assert cfg.algo.train_interval == 500 and cfg.algo.policy_freq == 2   # untouched preset values stay

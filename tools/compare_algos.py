@@ -3,6 +3,8 @@
     python tools/compare_algos.py --algos happo,hatrpo,haa2c,mappo --seeds 1,2 --steps 1000000 \\
         --out results/compare/halfcheetah_2x3 -- env=mamujoco env.scenario=HalfCheetah env.agent_conf=2x3
     python tools/compare_algos.py --report results/compare/halfcheetah_2x3   # re-read runs, print table
+    python tools/compare_algos.py --algos hatd3,hasac --seeds 1,2 --steps 300000 \
+        --out results/compare/offpolicy -- +experiment=mamujoco/halfcheetah_2x3/{algo}  # tuned presets
 
 Each run is `python -m harl.train algo=<algo> seed=<s> total_steps=<steps>
 hydra.run.dir=<out>/<algo>/seed<s> <overrides after -->`, its stdout/stderr in that dir's
@@ -256,8 +258,11 @@ def hydra_value(value: str) -> str:
 
 
 def build_command(algo: str, seed: int, steps: int, path: Path, overrides: list[str]) -> list[str]:
+    """`{algo}` in an override is replaced by the run's algorithm (e.g. to pick each
+    algorithm's tuned preset: +experiment=mamujoco/halfcheetah_2x3/{algo})."""
     return [sys.executable, "-m", "harl.train", f"algo={algo}", f"seed={seed}",
-            f"total_steps={steps}", f"hydra.run.dir={hydra_value(str(path.resolve()))}", *overrides]
+            f"total_steps={steps}", f"hydra.run.dir={hydra_value(str(path.resolve()))}",
+            *(o.replace("{algo}", algo) for o in overrides)]
 
 
 def say(message: str) -> None:

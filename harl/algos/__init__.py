@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from harl.algos.base import Learner
+from harl.algos.off_policy.ddpg import HADDPG, HATD3, MADDPG, MATD3
+from harl.algos.off_policy.had3qn import HAD3QN
+from harl.algos.off_policy.hasac import HASAC
 from harl.algos.on_policy.haa2c import HAA2C
 from harl.algos.on_policy.happo import HAPPO
 from harl.algos.on_policy.hatrpo import HATRPO
@@ -12,6 +15,12 @@ ALGOS: dict[str, type[Learner]] = {
     "hatrpo": HATRPO,
     "haa2c": HAA2C,
     "mappo": MAPPO,
+    "haddpg": HADDPG,
+    "hatd3": HATD3,
+    "maddpg": MADDPG,
+    "matd3": MATD3,
+    "hasac": HASAC,
+    "had3qn": HAD3QN,
 }
 
 

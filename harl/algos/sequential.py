@@ -3,7 +3,9 @@
 Each iteration agents are updated one at a time in an order drawn afresh (or fixed); each
 later agent receives what the earlier ones changed. For the on-policy HA learners (HAPPO,
 HATRPO, HAA2C) that is the "factor": the per-sample product of the earlier agents' probability
-ratios new/old on the rollout actions, which multiplies the next agent's advantage.
+ratios new/old on the rollout actions, which multiplies the next agent's advantage. For the
+off-policy HA learners (HADDPG, HATD3, HASAC) it is the earlier agents' updated actions, which
+enter the joint action the next agent's loss is evaluated on.
 """
 from __future__ import annotations
 
@@ -49,3 +51,23 @@ def factor_sequential_update(order: list[int], sample_shape: tuple[int, ...], de
         after = log_prob(i)
         factor = factor * aggregate_ratio(after - before, aggregation)
     return infos, factor
+
+
+def action_sequential_update(order: list[int], joint_actions: list[torch.Tensor],
+                             update_agent: Callable[[int, list[torch.Tensor]],
+                                                    tuple[dict[str, float], torch.Tensor | None]]
+                             ) -> dict[int, dict[str, float]]:
+    """Update agents in `order` against a joint action that later agents see updated.
+
+    update_agent(i, joint): agent i's update, where `joint` holds every agent's (detached)
+    action in agent-index order; returns (diagnostics, agent i's new action or None). A returned
+    action replaces entry i for the agents after it (the HA scheme); None leaves the entry as it
+    was, so every agent is updated against the same actions (the simultaneous MA update).
+    """
+    joint = list(joint_actions)
+    infos: dict[int, dict[str, float]] = {}
+    for i in order:
+        infos[i], new_action = update_agent(i, joint)
+        if new_action is not None:
+            joint[i] = new_action.detach()
+    return infos

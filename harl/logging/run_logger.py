@@ -24,8 +24,9 @@ def format_duration(seconds: float) -> str:
 
 
 class RunLogger:
-    """Console + progress.csv + TensorBoard. The CSV header is fixed at the first row (or read
-    back when a resumed run appends), so later rows line up; unknown later keys are dropped."""
+    """Console + progress.csv + TensorBoard. The CSV header is set by the first row (or read
+    back when a resumed run appends); a later row with new keys (e.g. losses once an off-policy
+    warm-up ends) widens the header and rewrites the file, older rows left blank there."""
 
     def __init__(self, run_dir: str | Path, total_steps: int, tag: str,
                  tensorboard: bool = True, purge_step: int | None = None) -> None:
@@ -49,6 +50,8 @@ class RunLogger:
             self._columns = BASE_COLUMNS + extra
             with self.csv_path.open("w", newline="") as f:
                 csv.writer(f).writerow(self._columns)
+        elif new := sorted(k for k in row if k not in self._columns):
+            self._widen(new)
         with self.csv_path.open("a", newline="") as f:
             csv.DictWriter(f, self._columns, extrasaction="ignore").writerow(
                 {k: _fmt(v) for k, v in row.items()})
@@ -58,6 +61,18 @@ class RunLogger:
                 if key != "env_steps" and isinstance(value, (int, float)) and value == value:
                     self._tb.add_scalar(key, value, step)
             self._tb.flush()
+
+    def _widen(self, new_columns: list[str]) -> None:
+        """Rewrite progress.csv with extra columns (temp file + rename: never half-written)."""
+        with self.csv_path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        self._columns = self._columns + new_columns
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self._columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(self.csv_path)
 
     def console(self, row: dict[str, Any], eta_seconds: float) -> None:
         steps = int(row["env_steps"])
@@ -69,6 +84,8 @@ class RunLogger:
             parts.append(f"eval R {row['eval_return']:.2f} ± {row.get('eval_return_std', 0):.2f}")
         if _has(row, "critic/value_loss"):
             parts.append(f"value loss {row['critic/value_loss']:.4g}")
+        if _has(row, "critic/loss"):
+            parts.append(f"critic loss {row['critic/loss']:.4g}")
         log.info(" | ".join(parts))
 
     def close(self) -> None:

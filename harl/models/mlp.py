@@ -8,6 +8,7 @@ from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "selu": nn.SELU,
+    "hardswish": nn.Hardswish,
 }
 
 

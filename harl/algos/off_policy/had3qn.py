@@ -1,0 +1,117 @@
+"""HAD3QN: per-agent dueling Q networks distilled from a dueling critic over the joint action.
+
+The critic scores every joint action (mixed-radix index, agent 0 least significant), which is
+exponential in the number of agents: teams whose joint space exceeds `max_joint_actions` are
+refused. Each iteration: the critic regresses onto R + discount * Q'(s', greedy target actions);
+then, in a random order, agent i regresses Q_i(o_i, a_i) onto the critic's value of the current
+joint action and moves a_i to its best response in the critic given the others' actions.
+Exploration is epsilon-greedy, drawn per env, among available actions.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from gymnasium import spaces
+
+from harl.algos.off_policy.base import OffPolicyLearner, frozen_copy, soft_update
+from harl.algos.sequential import agent_order
+from harl.buffers.replay import ReplaySample
+from harl.models.heads import MASKED_LOGIT
+from harl.models.off_policy import DuelingQ
+
+
+def masked_argmax(q: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+    """argmax over available actions: [B, n] -> [B]."""
+    return (q if avail is None else q.masked_fill(avail == 0, MASKED_LOGIT)).argmax(-1)
+
+
+class HAD3QN(OffPolicyLearner):
+    supported_spaces = (spaces.Discrete,)
+
+    def __init__(self, cfg: Any, observation_spaces, action_spaces, state_space, device, seed) -> None:
+        super().__init__(cfg, observation_spaces, action_spaces, state_space, device, seed)
+        c = cfg
+        self.n_actions = [int(s.n) for s in self.action_spaces]
+        n_joint = math.prod(self.n_actions)
+        if n_joint > c.max_joint_actions:
+            raise ValueError(f"had3qn's critic scores every joint action: {' x '.join(map(str, self.n_actions))}"
+                             f" = {n_joint:,} joint actions exceeds algo.max_joint_actions="
+                             f"{c.max_joint_actions:,}; use hasac or happo for this team")
+        # place value of each agent in the mixed-radix joint index (agent 0 least significant)
+        self.radix = torch.tensor([math.prod(self.n_actions[:i]) for i in range(self.n_agents)],
+                                  device=device)
+        net = lambda in_dim, n: DuelingQ(in_dim, n, c.base_hidden_sizes, c.dueling_v_hidden_sizes,  # noqa: E731
+                                         c.dueling_a_hidden_sizes, c.activation,
+                                         c.dueling_activation).to(device)
+        self.actors = [net(int(o.shape[0]), n) for o, n in zip(self.observation_spaces, self.n_actions)]
+        self.target_actors = [frozen_copy(a) for a in self.actors]
+        self.actor_optims = [self.adam(a.parameters(), c.lr) for a in self.actors]
+        self.critic = net(self.state_dim, n_joint)
+        self.target_critic = frozen_copy(self.critic)
+        self.critic_optim = self.adam(self.critic.parameters(), c.critic_lr)
+
+    def joint_index(self, actions: list[torch.Tensor]) -> torch.Tensor:
+        """Per-agent action indices [B] -> joint index [B]."""
+        return sum(a.long() * self.radix[i] for i, a in enumerate(actions))
+
+    # ------------------------------------------------------------------ acting
+    def select_actions(self, obs, avail, deterministic):
+        actions = []
+        for actor, o, mask in zip(self.actors, obs, avail):
+            greedy = masked_argmax(actor(o), mask)
+            if not deterministic:  # per env: a uniformly random available action w.p. epsilon
+                weights = torch.ones_like(actor(o)) if mask is None else mask.float()
+                random = torch.multinomial(weights, 1)[:, 0]
+                explore = torch.rand(greedy.shape[0], device=greedy.device) < self.cfg.epsilon
+                greedy = torch.where(explore, random, greedy)
+            actions.append(greedy[:, None])
+        return actions
+
+    # ------------------------------------------------------------------ training
+    def update(self, b: ReplaySample) -> dict[str, float]:
+        info = self.update_critic(b)
+        info.update(self.update_actors(b))
+        for actor, target in zip(self.actors, self.target_actors):
+            soft_update(target, actor, self.cfg.polyak)
+        soft_update(self.target_critic, self.critic, self.cfg.polyak)
+        return info
+
+    def update_critic(self, b: ReplaySample) -> dict[str, float]:
+        with torch.no_grad():
+            next_actions = [masked_argmax(t(o), m) for t, o, m in
+                            zip(self.target_actors, b.next_obs, b.next_avail)]
+            next_q = self.target_critic(b.next_state).gather(-1, self.joint_index(next_actions)[:, None])[:, 0]
+            target = b.reward + b.discount * next_q
+        replay_joint = self.joint_index([a[:, 0] for a in b.actions])
+        q = self.critic(b.state).gather(-1, replay_joint[:, None])[:, 0]
+        loss = ((q - target) ** 2).mean()
+        grad_norm = self.step(self.critic_optim, self.critic, loss, "critic loss", None)
+        return {"critic/loss": loss.item(), "critic/grad_norm": grad_norm,
+                **self.q_stats("critic/q", q.detach()), "epsilon": self.cfg.epsilon}
+
+    def update_actors(self, b: ReplaySample) -> dict[str, float]:
+        with torch.no_grad():
+            current = [masked_argmax(a(o), m) for a, o, m in zip(self.actors, b.obs, b.avail)]
+            joint_q = self.critic(b.state)                      # [B, n_joint]
+        order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order)
+        infos: dict[int, dict[str, float]] = {}
+        for i in order:
+            target = joint_q.gather(-1, self.joint_index(current)[:, None])[:, 0]
+            q_i = self.actors[i](b.obs[i]).gather(-1, current[i][:, None])[:, 0]
+            loss = ((q_i - target) ** 2).mean()
+            grad_norm = self.step(self.actor_optims[i], self.actors[i], loss, "actor loss", i)
+            infos[i] = {"actor_loss": loss.item(), "grad_norm": grad_norm}
+            # best response of agent i in the critic, the other agents' actions fixed
+            others = self.joint_index(current) - current[i] * self.radix[i]
+            candidates = others[:, None] + torch.arange(self.n_actions[i], device=self.device) * self.radix[i]
+            current[i] = masked_argmax(joint_q.gather(-1, candidates), b.avail[i])
+        flat = {f"agent{i}/{k}": v for i, info in infos.items() for k, v in info.items()}
+        flat["first_agent"] = float(order[0])
+        return flat
+
+    def stateful(self) -> dict[str, Any]:
+        return {"actors": self.actors, "target_actors": self.target_actors,
+                "actor_optims": self.actor_optims, "critic": self.critic,
+                "target_critic": self.target_critic, "critic_optim": self.critic_optim}

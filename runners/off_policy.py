@@ -1,0 +1,131 @@
+"""The off-policy loop: collect `train_interval` env steps into the replay buffer -> take the
+gradient steps owed (`utd_ratio` per env step) -> log -> evaluate -> save.
+
+The first `warmup_steps` env steps use uniformly random actions (among available actions for
+discrete agents). Training starts once the warm-up is over and the buffer holds a batch. The
+update rule belongs to the learner (`learner.train(buffer)` is one gradient iteration).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from gymnasium import spaces
+
+from harl.algos.off_policy.base import OffPolicyLearner
+from harl.common.checkpoint import load_checkpoint, save_checkpoint
+from runners.base import Runner, Stopwatch, actions_to_numpy, obs_to_tensors
+
+log = logging.getLogger("harl")
+
+REPLAY_FILE = "replay.pt"
+
+
+def random_actions(action_spaces: Sequence[spaces.Space], avail: Sequence[torch.Tensor | None],
+                   n_envs: int, device: torch.device) -> list[torch.Tensor]:
+    """Uniform actions per agent (torch's global RNG, which checkpoints restore)."""
+    actions = []
+    for space, mask in zip(action_spaces, avail):
+        if isinstance(space, spaces.Box):
+            low = torch.as_tensor(space.low, device=device)
+            high = torch.as_tensor(space.high, device=device)
+            actions.append(low + torch.rand(n_envs, *space.shape, device=device) * (high - low))
+        elif isinstance(space, spaces.Discrete):
+            weights = torch.ones(n_envs, int(space.n), device=device) if mask is None else mask.float()
+            actions.append(torch.multinomial(weights, 1))
+        else:
+            nvec = torch.as_tensor(space.nvec, device=device)
+            actions.append((torch.rand(n_envs, len(nvec), device=device) * nvec).long())
+    return actions
+
+
+class OffPolicyRunner(Runner):
+    def __init__(self, cfg: Any, learner: OffPolicyLearner, *args: Any) -> None:
+        super().__init__(cfg, learner, *args)
+        a = cfg.algo
+        self.buffer = learner.make_buffer(self.envs.n_envs)
+        # one iteration = the vectorised steps covering train_interval env steps
+        self.steps_per_collect = max(1, math.ceil(a.train_interval / self.envs.n_envs))
+        self.replay_path = self.checkpoints.dir / REPLAY_FILE
+        if self.counters.env_steps > 0:
+            self._restore_replay()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict[str, float]:
+        c, counters = self.cfg, self.counters
+        clock = Stopwatch(counters)
+        self._vobs = self.envs.reset()
+        self._alive = torch.ones(self.envs.n_envs, self.envs.spec.n_agents, device=self.device)
+        while counters.env_steps < c.total_steps:
+            self.collect_or_save_on_interrupt()
+            train_info = self.train_phase()
+            self.end_of_iteration(clock, train_info)
+        return self.last_eval
+
+    def train_phase(self) -> dict[str, float]:
+        """The gradient steps owed for the env steps collected since the last phase."""
+        a, counters = self.cfg.algo, self.counters
+        if counters.env_steps < a.warmup_steps or len(self.buffer) < a.batch_size:
+            return {"replay_size": len(self.buffer)}
+        counters.pending_updates += a.utd_ratio * self.steps_per_collect * self.envs.n_envs
+        n_updates = int(counters.pending_updates)
+        counters.pending_updates -= n_updates
+        totals: dict[str, float] = {}
+        for _ in range(n_updates):
+            for key, value in self.learner.train(self.buffer).items():
+                totals[key] = totals.get(key, 0.0) + value
+        info = {k: v / n_updates for k, v in totals.items()} if n_updates else {}
+        info.update({"replay_size": len(self.buffer), "gradient_steps": self.learner.gradient_steps})
+        return info
+
+    # ------------------------------------------------------------------ collection
+    @torch.no_grad()
+    def collect(self) -> None:
+        """`steps_per_collect` vectorised steps into the replay buffer."""
+        learner, dev, n_envs = self.learner, self.device, self.envs.n_envs
+        warmup = self.cfg.algo.warmup_steps
+        vobs = self._vobs
+        for _ in range(self.steps_per_collect):
+            obs, state, avail = obs_to_tensors(vobs, dev)
+            if self.counters.env_steps < warmup:
+                actions = random_actions(learner.action_spaces, avail, n_envs, dev)
+            else:
+                actions = learner.act(obs, avail)[0]
+            step = self.envs.step(actions_to_numpy(actions))
+            done = torch.as_tensor(step.done, device=dev)
+            next_avail = [None if m is None else torch.where(done[:, None], 1.0, torch.as_tensor(m, device=dev))
+                          for m in step.next.avail]  # the final step's masks are not reported
+            next_alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
+            # at episode ends next_obs is the true final observation, not the reset one
+            self.buffer.add(obs, state, avail, actions, step.rewards.mean(-1),
+                            step.terminated, step.truncated, step.final_obs, step.final_state,
+                            next_avail, self._alive, next_alive)
+            self.tracker.record(step.episode_infos)
+            # a finished env starts its next episode with every agent alive
+            self._alive = torch.where(done[:, None], 1.0, next_alive)
+            self.counters.env_steps += n_envs
+            vobs = step.next
+        self._vobs = vobs
+
+    # ------------------------------------------------------------------ replay checkpoints
+    def save(self, best: bool = False) -> None:
+        super().save(best)
+        if self.cfg.algo.save_replay_buffer:
+            save_checkpoint({"env_steps": self.counters.env_steps, "replay": self.buffer.state_dict()},
+                            self.replay_path)
+
+    def _restore_replay(self) -> None:
+        if not self.replay_path.is_file():
+            log.warning("resuming with an empty replay buffer (no %s; set algo.save_replay_buffer=true "
+                        "to checkpoint it): training restarts once it holds %d transitions",
+                        self.replay_path, self.cfg.algo.batch_size)
+            return
+        payload = load_checkpoint(self.replay_path, map_location=self.buffer.device)
+        if payload["env_steps"] != self.counters.env_steps:
+            log.warning("the saved replay buffer is from env step %s, the checkpoint from %s: using it",
+                        f"{payload['env_steps']:,}", f"{self.counters.env_steps:,}")
+        self.buffer.load_state_dict(payload["replay"])
+        log.info("replay buffer restored: %s transitions", f"{len(self.buffer):,}")
