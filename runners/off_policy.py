@@ -70,7 +70,7 @@ class OffPolicyRunner(Runner):
         a, counters = self.cfg.algo, self.counters
         if counters.env_steps < a.warmup_steps or len(self.buffer) < a.batch_size:
             return {"replay_size": len(self.buffer)}
-        counters.pending_updates += a.utd_ratio * self.steps_per_collect * self.envs.n_envs
+        counters.pending_updates += a.utd_ratio * self._policy_steps
         n_updates = int(counters.pending_updates)
         counters.pending_updates -= n_updates
         totals: dict[str, float] = {}
@@ -88,12 +88,14 @@ class OffPolicyRunner(Runner):
         learner, dev, n_envs = self.learner, self.device, self.envs.n_envs
         warmup = self.cfg.algo.warmup_steps
         vobs = self._vobs
+        self._policy_steps = 0  # env steps after the warm-up: what gradient steps are owed for
         for _ in range(self.steps_per_collect):
             obs, state, avail = obs_to_tensors(vobs, dev)
             if self.counters.env_steps < warmup:
                 actions = random_actions(learner.action_spaces, avail, n_envs, dev)
             else:
                 actions = learner.act(obs, avail)[0]
+                self._policy_steps += n_envs
             step = self.envs.step(actions_to_numpy(actions))
             done = torch.as_tensor(step.done, device=dev)
             next_avail = [None if m is None else torch.where(done[:, None], 1.0, torch.as_tensor(m, device=dev))
