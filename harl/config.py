@@ -315,7 +315,8 @@ def register_resolvers() -> None:
 
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.
 RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "n_workers", "log_interval",
-                       "eval_interval", "eval_episodes", "n_eval_envs", "save_interval")
+                       "eval_interval", "eval_episodes", "n_eval_envs", "save_interval",
+                       "algo.save_replay_buffer")
 
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

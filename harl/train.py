@@ -50,7 +50,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
             raise ConfigError(f"cannot change {key!r} when resuming (the run was trained with "
                               f"{OmegaConf.select(saved, key)!r}); changeable: "
                               f"{', '.join(RESUMABLE_OVERRIDES)}")
-        saved[key] = cfg[key]
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
     saved.resume = str(checkpoint)
     # the saved run's own schema (not today's defaults, which may name another algo/env)
     merged = OmegaConf.merge(schema_for(saved.algo.name, saved.env.name), saved)

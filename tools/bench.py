@@ -3,6 +3,8 @@
     python tools/bench.py                                    # HAPPO, HalfCheetah 2x3, 20 envs
     python tools/bench.py env=mpe env.continuous=false n_envs=32 n_workers=2
     python tools/bench.py total_steps=200000 --raw-steps 50000
+    python tools/bench.py +experiment=mpe/simple_spread_continuous/hasac total_steps=60000 \
+        torch_threads=2 --reference-rate 28     # off-policy: steady rate is after the warm-up
 
 Any training override works (same names as `python -m harl.train`). Training throughput is
 read back from the run's progress.csv (evaluation off), like any other tool reading a run dir.
@@ -70,15 +72,22 @@ def train_rate(overrides: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw-steps", type=int, default=100_000, help="env steps for the raw measurement")
+    parser.add_argument("--reference-rate", type=float, help="env steps/s of the reference code at "
+                        "the same settings, to print the speed-up against it")
     args, overrides = parser.parse_known_args()
     overrides = ["total_steps=200000", "log_interval=4000", *overrides]
     cfg = compose_config(*overrides)
     raw = raw_rate(cfg, args.raw_steps)
     overall, steady = train_rate(overrides)
+    cadence = (f"utd_ratio={cfg.algo.utd_ratio} batch_size={cfg.algo.batch_size}"
+               if "utd_ratio" in cfg.algo else f"rollout_length={cfg.rollout_length}")
     print(f"\n{cfg.algo.name} on {cfg.env.name}/{cfg.env.task}: n_envs={cfg.n_envs} "
-          f"n_workers={cfg.n_workers} rollout_length={cfg.rollout_length} torch_threads={cfg.torch_threads}")
+          f"n_workers={cfg.n_workers} {cadence} torch_threads={cfg.torch_threads}")
     print(f"{'raw env steps/s':>24} {'train env steps/s':>18} {'(steady)':>10} {'train/raw':>10}")
     print(f"{raw:24,.0f} {overall:18,.0f} {steady:10,.0f} {overall / raw:10.0%}")
+    if args.reference_rate:
+        print(f"steady training rate / reference {args.reference_rate:,.0f} env steps/s: "
+              f"{steady / args.reference_rate:.1f}x")
 
 
 if __name__ == "__main__":

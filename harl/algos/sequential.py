@@ -53,14 +53,14 @@ def factor_sequential_update(order: list[int], sample_shape: tuple[int, ...], de
     return infos, factor
 
 
-def action_sequential_update(order: list[int], joint_actions: list[torch.Tensor],
-                             update_agent: Callable[[int, list[torch.Tensor]],
+def action_sequential_update(order: list[int], joint_actions: list[torch.Tensor | None],
+                             update_agent: Callable[[int, list[torch.Tensor | None]],
                                                     tuple[dict[str, float], torch.Tensor | None]]
                              ) -> dict[int, dict[str, float]]:
     """Update agents in `order` against a joint action that later agents see updated.
 
     update_agent(i, joint): agent i's update, where `joint` holds every agent's (detached)
-    action in agent-index order; returns (diagnostics, agent i's new action or None). A returned
+    action in agent-index order (None where nobody reads it: the first agent's own); returns (diagnostics, agent i's new action or None). A returned
     action replaces entry i for the agents after it (the HA scheme); None leaves the entry as it
     was, so every agent is updated against the same actions (the simultaneous MA update).
     """

@@ -23,6 +23,15 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def activation_layer(name: str) -> nn.Module:
+    """The activation module, in place where it supports it: after a Linear/bmm layer (which
+    does not need its output for backward) that saves a full-size buffer and a memory pass,
+    a measurable share of a CPU update."""
+    cls = activation_class(name)
+    # only where backward needs the output alone (not the overwritten input)
+    return cls(inplace=True) if cls in (nn.ReLU, nn.LeakyReLU) else cls()
+
+
 def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None, activation: str,
               last_hidden_activation: str | None = None) -> nn.Sequential:
     """Linear -> activation per hidden layer (the last one may use another activation), then an
@@ -31,8 +40,8 @@ def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None, act
     prev = in_dim
     for k, size in enumerate(hidden_sizes):
         last = k == len(hidden_sizes) - 1
-        act = activation_class(last_hidden_activation if last and last_hidden_activation else activation)
-        layers += [nn.Linear(prev, size), act()]
+        act = activation_layer(last_hidden_activation if last and last_hidden_activation else activation)
+        layers += [nn.Linear(prev, size), act]
         prev = size
     if out_dim is not None:
         layers.append(nn.Linear(prev, out_dim))
@@ -179,10 +188,9 @@ class JointQCritic(nn.Module):
         super().__init__()
         self.n_critics = n_critics
         dims = [state_dim + joint_action_dim, *hidden_sizes]
-        act = activation_class(activation)
         layers: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
-            layers += [EnsembleLinear(n_critics, a, b), act()]
+            layers += [EnsembleLinear(n_critics, a, b), activation_layer(activation)]
         layers.append(EnsembleLinear(n_critics, dims[-1], 1))
         self.net = nn.Sequential(*layers)
 

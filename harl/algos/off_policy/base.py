@@ -127,9 +127,6 @@ class OffPolicyLearner(Learner):
                        deterministic: bool) -> list[torch.Tensor]:
         raise NotImplementedError
 
-    def set_progress(self, fraction: float) -> None:
-        """Off-policy learners keep constant learning rates."""
-
     def train(self, buffer: ReplayBuffer) -> dict[str, float]:
         """One gradient iteration on a fresh batch; returns diagnostics."""
         c = self.cfg

@@ -88,12 +88,13 @@ class DeterministicLearner(OffPolicyLearner):
                 "critic/target_mean": float(target.mean()), "expl_noise": self.cfg.expl_noise}
 
     def update_actors(self, b: ReplaySample) -> dict[str, float]:
-        if self.sequential:
+        order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order or not self.sequential)
+        if self.sequential:  # current actions (the first agent's own is never used)
             with torch.no_grad():
-                joint = [actor(o) for actor, o in zip(self.actors, b.obs)]
+                joint = [None if i == order[0] else actor(o)
+                         for i, (actor, o) in enumerate(zip(self.actors, b.obs))]
         else:
             joint = list(b.actions)
-        order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order or not self.sequential)
         self.critic.requires_grad_(False)  # actors' losses only need d Q / d action
 
         def update_agent(i: int, joint: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor | None]:
@@ -102,7 +103,7 @@ class DeterministicLearner(OffPolicyLearner):
             loss = -q.mean()
             grad_norm = self.step(self.actor_optims[i], self.actors[i], loss, "actor loss", i)
             info = {"actor_loss": loss.item(), "grad_norm": grad_norm}
-            if not self.sequential:
+            if not self.sequential or i == order[-1]:  # no later agent needs the new action
                 return info, None
             with torch.no_grad():
                 return info, self.actors[i](b.obs[i])

@@ -60,9 +60,10 @@ class HAD3QN(OffPolicyLearner):
     def select_actions(self, obs, avail, deterministic):
         actions = []
         for actor, o, mask in zip(self.actors, obs, avail):
-            greedy = masked_argmax(actor(o), mask)
+            q = actor(o)
+            greedy = masked_argmax(q, mask)
             if not deterministic:  # per env: a uniformly random available action w.p. epsilon
-                weights = torch.ones_like(actor(o)) if mask is None else mask.float()
+                weights = torch.ones_like(q) if mask is None else mask.float()
                 random = torch.multinomial(weights, 1)[:, 0]
                 explore = torch.rand(greedy.shape[0], device=greedy.device) < self.cfg.epsilon
                 greedy = torch.where(explore, random, greedy)

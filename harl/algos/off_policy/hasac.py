@@ -107,13 +107,14 @@ class HASAC(OffPolicyLearner):
 
     def update_actors(self, b: ReplaySample) -> dict[str, float]:
         c = self.cfg
-        with torch.no_grad():
-            joint, _ = self.sample_joint(b.obs, b.avail)
         order = agent_order(self.n_agents, self.order_rng, c.fixed_order)
+        with torch.no_grad():  # pre-update samples (the first agent's own is never used)
+            joint = [None if i == order[0] else self.actors[i](b.obs[i], b.avail[i])[1]
+                     for i in range(self.n_agents)]
         logps: list[torch.Tensor] = []
         self.critic.requires_grad_(False)
 
-        def update_agent(i: int, joint: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+        def update_agent(i: int, joint: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor | None]:
             actor, mask = self.actors[i], b.active[:, i] if c.use_policy_active_masks else None
             _, action, logp = actor(b.obs[i], b.avail[i])
             q = self._denorm(self.critic(b.state, [*joint[:i], action, *joint[i + 1:]]).min(0).values)
@@ -127,6 +128,8 @@ class HASAC(OffPolicyLearner):
                 la = self.log_alphas[i]
                 alpha_loss = -masked_mean(la * (logp + self.target_entropies[i]), mask)
                 self.step(self.alpha_optims[i], [la], alpha_loss, "temperature loss", i)
+            if i == order[-1]:  # nobody after the last agent needs its new action
+                return info, None
             with torch.no_grad():
                 return info, actor(b.obs[i], b.avail[i])[1]
 
