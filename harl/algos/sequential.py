@@ -20,6 +20,13 @@ def agent_order(n_agents: int, rng: np.random.Generator, fixed: bool) -> list[in
     return list(range(n_agents)) if fixed else [int(i) for i in rng.permutation(n_agents)]
 
 
+def agent_diagnostics(infos: dict[int, dict[str, float]], order: list[int]) -> dict[str, float]:
+    """Per-agent diagnostics as `agent<i>/<key>` columns, plus the order's first agent."""
+    flat = {f"agent{i}/{k}": v for i, info in infos.items() for k, v in info.items()}
+    flat["first_agent"] = float(order[0])
+    return flat
+
+
 def aggregate_ratio(log_ratio: torch.Tensor, how: str) -> torch.Tensor:
     """Per-sample importance ratio [N] from per-dimension log-ratios [N, d].
 

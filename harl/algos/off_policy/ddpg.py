@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 
 from harl.algos.off_policy.base import OffPolicyLearner, frozen_copy, soft_update
-from harl.algos.sequential import action_sequential_update, agent_order
+from harl.algos.sequential import agent_diagnostics, action_sequential_update, agent_order
 from harl.buffers.replay import ReplaySample
 from harl.models.off_policy import DeterministicActor, JointQCritic, bounded_box
 
@@ -112,9 +112,7 @@ class DeterministicLearner(OffPolicyLearner):
             infos = action_sequential_update(order, joint, update_agent)
         finally:
             self.critic.requires_grad_(True)
-        flat = {f"agent{i}/{k}": v for i, info in infos.items() for k, v in info.items()}
-        flat["first_agent"] = float(order[0])
-        return flat
+        return agent_diagnostics(infos, order)
 
     def stateful(self) -> dict[str, Any]:
         return {"actors": self.actors, "target_actors": self.target_actors,

@@ -16,7 +16,7 @@ import torch
 from gymnasium import spaces
 
 from harl.algos.off_policy.base import OffPolicyLearner, frozen_copy, soft_update
-from harl.algos.sequential import agent_order
+from harl.algos.sequential import agent_diagnostics, agent_order
 from harl.buffers.replay import ReplaySample
 from harl.models.heads import MASKED_LOGIT
 from harl.models.off_policy import DuelingQ
@@ -108,9 +108,7 @@ class HAD3QN(OffPolicyLearner):
             others = self.joint_index(current) - current[i] * self.radix[i]
             candidates = others[:, None] + torch.arange(self.n_actions[i], device=self.device) * self.radix[i]
             current[i] = masked_argmax(joint_q.gather(-1, candidates), b.avail[i])
-        flat = {f"agent{i}/{k}": v for i, info in infos.items() for k, v in info.items()}
-        flat["first_agent"] = float(order[0])
-        return flat
+        return agent_diagnostics(infos, order)
 
     def stateful(self) -> dict[str, Any]:
         return {"actors": self.actors, "target_actors": self.target_actors,

@@ -19,7 +19,7 @@ from torch import nn
 
 from harl.algos.off_policy.base import OffPolicyLearner, action_width, frozen_copy, soft_update
 from harl.algos.on_policy.base import huber, masked_mean
-from harl.algos.sequential import action_sequential_update, agent_order
+from harl.algos.sequential import agent_diagnostics, action_sequential_update, agent_order
 from harl.buffers.replay import ReplaySample
 from harl.common.valuenorm import ValueNorm
 from harl.models.off_policy import (GumbelCategoricalActor, JointQCritic, SquashedGaussianActor,
@@ -141,9 +141,7 @@ class HASAC(OffPolicyLearner):
             la = self.log_alphas[self.n_agents]
             alpha_loss = -(la * (torch.stack(logps).sum(0) + sum(self.target_entropies))).mean()
             self.step(self.alpha_optims[self.n_agents], [la], alpha_loss, "temperature loss", None)
-        flat = {f"agent{i}/{k}": v for i, info in infos.items() for k, v in info.items()}
-        flat["first_agent"] = float(order[0])
-        return flat
+        return agent_diagnostics(infos, order)
 
     def stateful(self) -> dict[str, Any]:
         state: dict[str, Any] = {"actors": self.actors, "actor_optims": self.actor_optims,

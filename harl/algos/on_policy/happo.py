@@ -9,7 +9,7 @@ import torch
 
 from harl.algos.on_policy.base import OnPolicyLearner
 from harl.algos.on_policy.ppo import clipped_surrogate
-from harl.algos.sequential import agent_order, factor_sequential_update
+from harl.algos.sequential import agent_diagnostics, agent_order, factor_sequential_update
 from harl.buffers.rollout import AgentBatch
 
 
@@ -29,9 +29,7 @@ class HASequentialLearner(OnPolicyLearner):
         infos, _ = factor_sequential_update(order, tuple(batches[0].active.shape), self.device,
                                             lambda i: self.log_prob(i, batches[i]), update,
                                             self.cfg.action_aggregation)
-        flat = {f"agent{i}/{k}": v for i, info in infos.items() for k, v in info.items()}
-        flat["first_agent"] = float(order[0])
-        return flat
+        return agent_diagnostics(infos, order)
 
     def update_agent(self, i: int, batch: AgentBatch, advantages: torch.Tensor,
                      factor: torch.Tensor) -> dict[str, float]:
