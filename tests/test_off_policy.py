@@ -308,3 +308,27 @@ def test_resume_without_a_saved_buffer_refills_before_training(tmp_path, caplog)
     progress = pd.read_csv(tmp_path / "progress.csv")
     assert progress["replay_size"].iloc[-1] == 80  # only what was collected after the resume
     assert (tmp_path / "checkpoints" / "replay.pt").is_file()
+
+
+def test_hasac_heterogeneous_team_end_to_end(tmp_path, monkeypatch):
+    """Box + masked Discrete + MultiDiscrete agents, one of which dies mid-episode: warm-up
+    actions, acting, replay and training all keep per-agent spaces and masks; then resume."""
+    import envs
+    from omegaconf import OmegaConf
+
+    from harl import config
+    from tests.toy_env import ToyTeamConfig, ToyTeamEnv
+
+    monkeypatch.setitem(envs.ENVS, "toy", ToyTeamEnv)
+    monkeypatch.setitem(config.ENV_SCHEMAS, "toy", ToyTeamConfig)
+    cfg = compose_config("algo=hasac", *TINY_OFF, "algo.auto_alpha=true", "algo.save_replay_buffer=true")
+    cfg.env = None  # swap the env for the toy one, keeping its typed schema
+    cfg = OmegaConf.merge(config.schema_for("hasac", "toy"), cfg, {"env": ToyTeamConfig()})
+    run(cfg, tmp_path)
+    resumed = cfg.copy()
+    resumed.total_steps, resumed.resume = 160, str(tmp_path)
+    run(resumed, tmp_path, ["total_steps=160", f"resume={tmp_path}"])
+    progress = pd.read_csv(tmp_path / "progress.csv")
+    assert progress["env_steps"].tolist() == [20, 40, 80, 120, 160]
+    assert progress["critic/loss"].iloc[2:].notna().all()
+    assert progress[[f"agent{i}/alpha" for i in range(3)]].iloc[2:].notna().all().all()
