@@ -44,10 +44,12 @@ def make_vec_env(
     if name not in ENVS:  # fail here, not inside every worker
         raise invalid_choice("env name", name, ENVS)
     ENVS[name].check_config(**(kwargs or {}))
-    env_fn = functools.partial(make_env, name, **(kwargs or {}))
+    batched_fn = ENVS[name].batched_factory(**(kwargs or {}))
+    env_fn = batched_fn or functools.partial(make_env, name, **(kwargs or {}))
     if seeds is None:
         seeds = [seed + j for j in range(n_envs)] if isinstance(n_envs, int) else None
-    return VecEnv(env_fn, n_envs, n_workers, seeds, start_method=start_method, step_timeout=step_timeout)
+    return VecEnv(env_fn, n_envs, n_workers, seeds, start_method=start_method, step_timeout=step_timeout,
+                  batched=batched_fn is not None)
 
 
 __all__ = [

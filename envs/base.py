@@ -54,6 +54,12 @@ class MultiAgentEnv(ABC):
         """Validate constructor arguments cheaply (no simulator), raising ValueError that names
         the bad value and the valid choices. Called before any env or worker is built."""
 
+    @classmethod
+    def batched_factory(cls, **kwargs: Any) -> Any:
+        """A callable building a natively batched version of this env (`fn(n_envs=, seeds=)`)
+        for these kwargs, or None to step single envs. `kwargs` are the adapter's arguments."""
+        return None
+
     @abstractmethod
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
         """Start an episode: (per-agent obs, global state, info)."""

@@ -154,3 +154,87 @@ class EnvBlock:
             truncated=not terminated,
         )
         return episode
+
+
+class BatchedEnvBlock:
+    """The same contract as `EnvBlock` for a natively batched env: one object steps the whole
+    block with array maths ([n, ...] in and out), and finished envs are reset by mask.
+
+    The batched env provides `spec`, `reset(env_mask=None)`, `observations()`, `state()`,
+    `avail_actions()`, `step(actions) -> (rewards [n, agents], terminated [n], truncated [n])`,
+    and optionally `last_agent_rewards` (reported in episode infos like `MPEEnv`'s info).
+    """
+
+    def __init__(self, batched_fn: Callable[..., Any], first_index: int, seeds: Sequence[int]) -> None:
+        self.first_index = first_index
+        n_envs = len(seeds)
+        try:
+            self.env = batched_fn(n_envs=n_envs, seeds=list(seeds))
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise EnvFailure(first_index, "construction") from exc
+        self.spec: EnvSpec = self.env.spec
+        self._n = n_envs
+        self._returns = np.zeros(n_envs, dtype=np.float64)
+        self._lengths = np.zeros(n_envs, dtype=np.int64)
+        self._alive = np.ones((n_envs, self.spec.n_agents), dtype=bool)
+        self._started = False
+
+    def __len__(self) -> int:
+        return self._n
+
+    def reset(self) -> VecObs:
+        self.env.reset()
+        self._started = True
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return self._vec_obs()
+
+    def step(self, actions: Sequence[np.ndarray]) -> BlockStep:
+        if not self._started:
+            raise RuntimeError("step() called before reset()")
+        try:
+            rewards, terminated, truncated = self.env.step(list(actions))
+        except ValueError:
+            raise  # a bad action: the env's message names it
+        except Exception as exc:
+            raise EnvFailure(self.first_index, "step") from exc
+        rewards = np.asarray(rewards, dtype=np.float32)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool) & ~terminated
+        self._returns += rewards.mean(axis=1, dtype=np.float64)
+        self._lengths += 1
+        done = np.flatnonzero(terminated | truncated)
+        endings: list[tuple[int, list[np.ndarray], np.ndarray]] = []
+        episode_infos: list[tuple[int, dict[str, Any]]] = []
+        if done.size:
+            obs, state = self.env.observations(), self.env.state()
+            agent_rewards = getattr(self.env, "last_agent_rewards", None)
+            for j in done:
+                endings.append((self.first_index + int(j), [o[j].copy() for o in obs], state[j].copy()))
+                info: dict[str, Any] = {} if agent_rewards is None else {"agent_rewards": agent_rewards[j].copy()}
+                info.update(episode_return=float(self._returns[j]), episode_length=int(self._lengths[j]),
+                            terminated=bool(terminated[j]), truncated=not terminated[j])
+                episode_infos.append((self.first_index + int(j), info))
+            self._returns[done], self._lengths[done] = 0.0, 0
+            mask = np.zeros(self._n, dtype=bool)
+            mask[done] = True
+            self.env.reset(mask)
+        return BlockStep(self._vec_obs(), rewards, terminated, truncated, self._alive.copy(),
+                         episode_infos, endings)
+
+    def close(self) -> None:
+        close = getattr(self.env, "close", None)
+        if close is not None:
+            close()
+
+    def _vec_obs(self) -> VecObs:
+        return VecObs(obs=[np.asarray(o, np.float32) for o in self.env.observations()],
+                      state=np.asarray(self.env.state(), np.float32), avail=self.env.avail_actions())
+
+
+def make_block(env_fn: Callable[..., Any], first_index: int, seeds: Sequence[int],
+               batched: bool) -> EnvBlock | BatchedEnvBlock:
+    """`env_fn` builds one env (batched=False) or one batched env of n_envs (batched=True)."""
+    return (BatchedEnvBlock if batched else EnvBlock)(env_fn, first_index, seeds)

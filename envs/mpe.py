@@ -18,6 +18,10 @@ SCENARIOS: dict[str, str] = {
 }
 
 
+# batched: harl's array implementation (the default for vectorised envs); mpe2: the reference.
+BACKENDS = ("batched", "mpe2")
+
+
 def canonical_scenario(scenario: str) -> str:
     """Map "simple_spread" or "simple_spread_v3" to "simple_spread"; raise on anything else."""
     for name, module in SCENARIOS.items():
@@ -35,14 +39,30 @@ class MPEEnv(MultiAgentEnv):
 
     @classmethod
     def check_config(cls, scenario: str, continuous: bool = True, max_cycles: int = 25,
-                     **scenario_kwargs: Any) -> None:
+                     backend: str = "mpe2", **scenario_kwargs: Any) -> None:
         """Raise ValueError (naming the valid choices) for bad arguments, without building."""
         canonical_scenario(scenario)
         if not isinstance(max_cycles, int) or max_cycles < 1:
             raise ValueError(f"max_cycles must be an int >= 1, got {max_cycles!r}")
+        if backend not in BACKENDS:
+            raise invalid_choice("MPE backend", backend, BACKENDS)
 
-    def __init__(self, scenario: str, continuous: bool = True, max_cycles: int = 25, **scenario_kwargs: Any) -> None:
-        self.check_config(scenario, continuous, max_cycles, **scenario_kwargs)
+    @classmethod
+    def batched_factory(cls, backend: str = "mpe2", **kwargs: Any) -> Any:
+        """backend=batched: harl's array implementation (envs/mpe_batched.py), which matches
+        mpe2 exactly (tests/test_mpe_batched.py) and steps all of a block's envs at once."""
+        if backend != "batched":
+            return None
+        import functools
+
+        from envs.mpe_batched import BatchedMPE
+
+        return functools.partial(BatchedMPE, **kwargs)
+
+    def __init__(self, scenario: str, continuous: bool = True, max_cycles: int = 25,
+                 backend: str = "mpe2", **scenario_kwargs: Any) -> None:
+        """One mpe2 env (whatever `backend` says: a single env is always mpe2's)."""
+        self.check_config(scenario, continuous, max_cycles, backend, **scenario_kwargs)
         scenario = canonical_scenario(scenario)
         module = importlib.import_module(f"mpe2.{SCENARIOS[scenario]}")
         # We drive mpe2's raw AEC env ourselves instead of its parallel_env: the AEC->parallel

@@ -20,16 +20,17 @@ from multiprocessing.connection import Connection
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def worker_main(conn: Connection, env_fn: Callable, first_index: int, seeds: Sequence[int]) -> None:
+def worker_main(conn: Connection, env_fn: Callable, first_index: int, seeds: Sequence[int],
+                batched: bool = False) -> None:
     """Entry point of an env worker process (never imports torch)."""
     for var in _THREAD_VARS:
         os.environ[var] = "1"
     # Ctrl-C reaches the whole process group; the trainer decides how to shut workers down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from envs.env_block import EnvBlock  # after the thread limits, before any env package
+    from envs.env_block import make_block  # after the thread limits, before any env package
 
     try:
-        block = EnvBlock(env_fn, first_index, seeds)
+        block = make_block(env_fn, first_index, seeds, batched)
     except Exception as exc:
         _send_error(conn, exc)
         return

@@ -15,7 +15,7 @@ from typing import NoReturn
 import numpy as np
 
 from envs.base import EnvSpec, MultiAgentEnv
-from envs.env_block import EnvBlock
+from envs.env_block import BatchedEnvBlock, EnvBlock, make_block
 from envs.vec_types import BlockStep, EnvWorkerError, VecObs, VecStep
 from envs.vec_worker import worker_main
 
@@ -47,6 +47,8 @@ class VecEnv:
 
     `env_fn` must be picklable when n_workers > 0 (e.g. functools.partial(make_env, name, ...)).
     Env j is seeded with seeds[j] on the first reset and continues its own RNG afterwards.
+    `batched=True`: `env_fn(n_envs=k, seeds=...)` builds one natively batched env per block
+    (see `envs.env_block.BatchedEnvBlock`), with the same auto-reset and final-observation contract.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class VecEnv:
         seeds: Sequence[int] | None = None,
         start_method: str | None = None,
         step_timeout: float | None = None,
+        batched: bool = False,
     ) -> None:
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
@@ -71,14 +74,14 @@ class VecEnv:
         self.n_workers = n_workers
         self._step_timeout = step_timeout
         self._closed = False
-        self._block: EnvBlock | None = None
+        self._block: EnvBlock | BatchedEnvBlock | None = None
         self._conns: list = []
         self._procs: list = []
         self._pollers: list = []
         self._bounds = block_bounds(n_envs, n_workers) if n_workers else [(0, n_envs)]
 
         if n_workers == 0:
-            self._block = EnvBlock(env_fn, 0, seeds)
+            self._block = make_block(env_fn, 0, seeds, batched)
             self.spec: EnvSpec = self._block.spec
             return
         ctx = mp.get_context(start_method or DEFAULT_START_METHOD)
@@ -87,7 +90,7 @@ class VecEnv:
                 parent_end, child_end = ctx.Pipe(duplex=True)
                 proc = ctx.Process(
                     target=worker_main,
-                    args=(child_end, env_fn, start, seeds[start:stop]),
+                    args=(child_end, env_fn, start, seeds[start:stop], batched),
                     name=f"harl-env-worker-{w}",
                     daemon=True,  # never outlive the trainer
                 )

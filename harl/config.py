@@ -238,6 +238,9 @@ class MPEConfig:
     scenario: str = "simple_spread"
     continuous: bool = True
     max_cycles: int = 25
+    # batched: harl's array implementation of the same scenarios (checked against mpe2 to 1e-5,
+    # much faster); mpe2: PettingZoo's reference implementation, one Python env per env
+    backend: str = "batched"
     task: str = "${.scenario}-${discrete_or_continuous:${.continuous}}"
 
 

@@ -241,3 +241,45 @@ def test_close_is_idempotent_and_stops_workers():
     with make_vec_env(*SPREAD, n_envs=2) as in_process:
         in_process.reset()
     in_process.close()
+
+
+@pytest.mark.parametrize("n_workers", [0, 2])
+@pytest.mark.parametrize("continuous", [True, False])
+def test_batched_mpe_backend_matches_mpe2_through_the_vectorised_env(n_workers, continuous):
+    """env.backend=batched (one array env per block) gives the same VecStep stream as mpe2 envs
+    stepped one by one: observations, rewards, auto-resets, final observations, episode infos."""
+    from envs import make_vec_env
+
+    kwargs = {"scenario": "simple_spread", "continuous": continuous, "max_cycles": 5}
+    envs = {b: make_vec_env("mpe", {**kwargs, "backend": b}, n_envs=4, n_workers=n_workers,
+                            seeds=[11, 12, 13, 14]) for b in ("mpe2", "batched")}
+    try:
+        first = {b: e.reset() for b, e in envs.items()}
+        for a, b in zip(first["mpe2"].obs, first["batched"].obs):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+        rng = np.random.default_rng(0)
+        spec = envs["mpe2"].spec
+        for _ in range(12):  # crosses two auto-resets
+            actions = [rng.uniform(0, 1, (4, *s.shape)).astype(np.float32) if continuous
+                       else rng.integers(0, s.n, 4) for s in spec.action_spaces]
+            ref, new = envs["mpe2"].step(actions), envs["batched"].step(actions)
+            for x, y in zip(ref.next.obs + ref.final_obs, new.next.obs + new.final_obs):
+                np.testing.assert_allclose(x, y, atol=1e-5)
+            np.testing.assert_allclose(ref.final_state, new.final_state, atol=1e-5)
+            np.testing.assert_allclose(ref.rewards, new.rewards, atol=1e-5)
+            assert (ref.truncated == new.truncated).all() and (ref.terminated == new.terminated).all()
+            assert [j for j, _ in ref.episode_infos] == [j for j, _ in new.episode_infos]
+            for (_, a), (_, b) in zip(ref.episode_infos, new.episode_infos):
+                assert a["episode_length"] == b["episode_length"]
+                assert a["episode_return"] == pytest.approx(b["episode_return"], abs=1e-4)
+                np.testing.assert_allclose(a["agent_rewards"], b["agent_rewards"], atol=1e-5)
+    finally:
+        for e in envs.values():
+            e.close()
+
+
+def test_unknown_mpe_backend_is_refused_by_name():
+    from envs import make_vec_env
+
+    with pytest.raises(ValueError, match="backend.*batched.*mpe2"):
+        make_vec_env("mpe", {"scenario": "simple_spread", "backend": "jax"}, n_envs=1)
