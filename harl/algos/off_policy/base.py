@@ -150,7 +150,7 @@ class OffPolicyLearner(Learner):
         return [encode_action(s, a) for s, a in zip(self.action_spaces, actions)]
 
     # ------------------------------------------------------------------ optimisation helpers
-    def step(self, optim: torch.optim.Optimizer, params: Sequence[torch.Tensor] | nn.Module,
+    def apply_gradients(self, optim: torch.optim.Optimizer, params: Sequence[torch.Tensor] | nn.Module,
              loss: torch.Tensor, quantity: str, agent: int | None) -> float:
         """Backward + optional grad clip + step; returns the gradient norm. Stops on non-finite values."""
         check_finite(loss, quantity, agent)

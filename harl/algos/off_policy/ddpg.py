@@ -83,7 +83,7 @@ class DeterministicLearner(OffPolicyLearner):
             target = b.reward + b.discount * next_q
         q = self.critic(b.state, b.actions)                       # [K, B]
         loss = ((q - target) ** 2).mean(-1).sum()                 # each critic's MSE, summed
-        grad_norm = self.step(self.critic_optim, self.critic, loss, "critic loss", None)
+        grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
         return {"critic/loss": loss.item(), "critic/grad_norm": grad_norm, **self.q_stats("critic/q", q[0]),
                 "critic/target_mean": float(target.mean()), "expl_noise": self.cfg.expl_noise}
 
@@ -101,7 +101,7 @@ class DeterministicLearner(OffPolicyLearner):
             action = self.actors[i](b.obs[i])
             q = self.critic(b.state, [*joint[:i], action, *joint[i + 1:]])[0]
             loss = -q.mean()
-            grad_norm = self.step(self.actor_optims[i], self.actors[i], loss, "actor loss", i)
+            grad_norm = self.apply_gradients(self.actor_optims[i], self.actors[i], loss, "actor loss", i)
             info = {"actor_loss": loss.item(), "grad_norm": grad_norm}
             if not self.sequential or i == order[-1]:  # no later agent needs the new action
                 return info, None

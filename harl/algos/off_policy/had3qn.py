@@ -88,7 +88,7 @@ class HAD3QN(OffPolicyLearner):
         replay_joint = self.joint_index([a[:, 0] for a in b.actions])
         q = self.critic(b.state).gather(-1, replay_joint[:, None])[:, 0]
         loss = ((q - target) ** 2).mean()
-        grad_norm = self.step(self.critic_optim, self.critic, loss, "critic loss", None)
+        grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
         return {"critic/loss": loss.item(), "critic/grad_norm": grad_norm,
                 **self.q_stats("critic/q", q.detach()), "epsilon": self.cfg.epsilon}
 
@@ -102,7 +102,7 @@ class HAD3QN(OffPolicyLearner):
             target = joint_q.gather(-1, self.joint_index(current)[:, None])[:, 0]
             q_i = self.actors[i](b.obs[i]).gather(-1, current[i][:, None])[:, 0]
             loss = ((q_i - target) ** 2).mean()
-            grad_norm = self.step(self.actor_optims[i], self.actors[i], loss, "actor loss", i)
+            grad_norm = self.apply_gradients(self.actor_optims[i], self.actors[i], loss, "actor loss", i)
             infos[i] = {"actor_loss": loss.item(), "grad_norm": grad_norm}
             # best response of agent i in the critic, the other agents' actions fixed
             others = self.joint_index(current) - current[i] * self.radix[i]

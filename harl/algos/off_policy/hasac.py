@@ -100,7 +100,7 @@ class HASAC(OffPolicyLearner):
         q = self.critic(b.state, self.encoded_actions(b.actions))   # [2, B]
         err = target - q
         loss = (huber(err, c.huber_delta) if c.use_huber_loss else err**2).mean(-1).sum()
-        grad_norm = self.step(self.critic_optim, self.critic, loss, "critic loss", None)
+        grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
         return {"critic/loss": loss.item(), "critic/grad_norm": grad_norm,
                 **self.q_stats("critic/q", self._denorm(q[0].detach())),
                 "critic/alpha": float(self.alpha(None))}
@@ -119,7 +119,7 @@ class HASAC(OffPolicyLearner):
             _, action, logp = actor(b.obs[i], b.avail[i])
             q = self._denorm(self.critic(b.state, [*joint[:i], action, *joint[i + 1:]]).min(0).values)
             loss = -masked_mean(q - self.alpha(i) * logp, mask)
-            grad_norm = self.step(self.actor_optims[i], actor, loss, "actor loss", i)
+            grad_norm = self.apply_gradients(self.actor_optims[i], actor, loss, "actor loss", i)
             logp = logp.detach()
             logps.append(logp)
             info = {"actor_loss": loss.item(), "grad_norm": grad_norm,
@@ -127,7 +127,7 @@ class HASAC(OffPolicyLearner):
             if c.auto_alpha:
                 la = self.log_alphas[i]
                 alpha_loss = -masked_mean(la * (logp + self.target_entropies[i]), mask)
-                self.step(self.alpha_optims[i], [la], alpha_loss, "temperature loss", i)
+                self.apply_gradients(self.alpha_optims[i], [la], alpha_loss, "temperature loss", i)
             if i == order[-1]:  # nobody after the last agent needs its new action
                 return info, None
             with torch.no_grad():
@@ -140,7 +140,7 @@ class HASAC(OffPolicyLearner):
         if c.auto_alpha:  # the critic's temperature follows the joint entropy
             la = self.log_alphas[self.n_agents]
             alpha_loss = -(la * (torch.stack(logps).sum(0) + sum(self.target_entropies))).mean()
-            self.step(self.alpha_optims[self.n_agents], [la], alpha_loss, "temperature loss", None)
+            self.apply_gradients(self.alpha_optims[self.n_agents], [la], alpha_loss, "temperature loss", None)
         return agent_diagnostics(infos, order)
 
     def stateful(self) -> dict[str, Any]:
