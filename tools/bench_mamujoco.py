@@ -1,7 +1,7 @@
 """Single-process step rates of MaMuJoCo: single-agent physics vs the package vs harl's adapter.
 
     python tools/bench_mamujoco.py                    # HalfCheetah 2x3 and Ant 4x2
-    python tools/bench_mamujoco.py --seconds 2 --rounds 5
+    python tools/bench_mamujoco.py --seconds 2 --rounds 10
 
 For each task it times the single-agent gymnasium env (`<Scenario>-v5`, the physics floor), the
 package's `mamujoco_v1.parallel_env` and harl's `MaMuJoCoEnv` in global and local mode, all with
@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def harl(scenario: str, agent_conf: str, obs_mode: str, max_steps: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="time per contender per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-episode-steps", type=int, default=1000)
     args = parser.parse_args()
     filter_mujoco_warnings()
