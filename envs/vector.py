@@ -6,10 +6,11 @@ stacks the results itself; the parent only concatenates one reply per worker.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import select
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 import numpy as np
@@ -29,6 +30,26 @@ from envs.vec_worker import worker_main
 # (as with spawn) each worker re-imports the main module. Paid once per VecEnv, so safety wins;
 # close() is also ~30x faster than with spawn.
 DEFAULT_START_METHOD = "forkserver"
+
+
+@contextlib.contextmanager
+def _standard_default_start_method() -> Iterator[None]:
+    """Start workers while the process-wide default start method is a standard one.
+
+    A child of our forkserver restores its parent's *default* start method. Inside a job of
+    Hydra's joblib launcher that default is joblib's "loky", which does not exist in the child,
+    so every env worker would die at start-up; for the duration of the start we make ours the
+    default, then put the launcher's back.
+    """
+    previous = mp.get_start_method(allow_none=True)
+    if previous is None or previous in mp.get_all_start_methods():
+        yield
+        return
+    mp.set_start_method(DEFAULT_START_METHOD, force=True)
+    try:
+        yield
+    finally:
+        mp.set_start_method(previous, force=True)
 
 
 def block_bounds(n_envs: int, n_workers: int) -> list[tuple[int, int]]:
@@ -86,28 +107,34 @@ class VecEnv:
             return
         ctx = mp.get_context(start_method or DEFAULT_START_METHOD)
         try:
-            for w, (start, stop) in enumerate(self._bounds):
-                parent_end, child_end = ctx.Pipe(duplex=True)
-                proc = ctx.Process(
-                    target=worker_main,
-                    args=(child_end, env_fn, start, seeds[start:stop], batched),
-                    name=f"harl-env-worker-{w}",
-                    daemon=True,  # never outlive the trainer
-                )
-                proc.start()
-                child_end.close()  # keep only the worker's copy, so its death reads as EOF here
-                self._conns.append(parent_end)
-                self._procs.append(proc)
-                poller = select.poll()
-                poller.register(parent_end.fileno(), select.POLLIN)
-                poller.register(proc.sentinel, select.POLLIN)  # readable once the process exits
-                self._pollers.append(poller)
+            with _standard_default_start_method():
+                self._start_workers(ctx, env_fn, seeds, batched)
             # No timeout: building an env may legitimately take long (e.g. launching a game).
             specs = [self._receive(w, "ready", timeout=None) for w in range(n_workers)]
         except BaseException:
             self.close()
             raise
         self.spec = specs[0]
+
+    def _start_workers(self, ctx, env_fn: Callable[[], MultiAgentEnv], seeds: list[int],
+                       batched: bool) -> None:
+        """One process per block of envs, each with a pipe and a poller on (pipe, sentinel)."""
+        for w, (start, stop) in enumerate(self._bounds):
+            parent_end, child_end = ctx.Pipe(duplex=True)
+            proc = ctx.Process(
+                target=worker_main,
+                args=(child_end, env_fn, start, seeds[start:stop], batched),
+                name=f"harl-env-worker-{w}",
+                daemon=True,  # never outlive the trainer
+            )
+            proc.start()
+            child_end.close()  # keep only the worker's copy, so its death reads as EOF here
+            self._conns.append(parent_end)
+            self._procs.append(proc)
+            poller = select.poll()
+            poller.register(parent_end.fileno(), select.POLLIN)
+            poller.register(proc.sentinel, select.POLLIN)  # readable once the process exits
+            self._pollers.append(poller)
 
     # ------------------------------------------------------------------ public API
 

@@ -246,6 +246,18 @@ class MPEConfig:
 
 # ---------------------------------------------------------------- top level
 @dataclass
+class LoggerConfig:
+    """Where progress rows go besides the console and progress.csv."""
+
+    tensorboard: bool = True           # <run dir>/tb
+    wandb: bool = False                # Weights & Biases (needs `pip install wandb`)
+    wandb_project: str = "harl"
+    wandb_entity: Optional[str] = None
+    wandb_group: Optional[str] = None  # e.g. the sweep name, to group seeds
+    wandb_mode: str = "offline"        # offline (sync later with `wandb sync`) | online | disabled
+
+
+@dataclass
 class TrainConfig:
     algo: Any = MISSING
     env: Any = MISSING
@@ -263,6 +275,7 @@ class TrainConfig:
     save_interval: int = 100_000       # env steps between checkpoints
     resume: Optional[str] = None       # run dir or checkpoint path
     results_dir: str = "results"
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 # Keys of an algorithm/env config that only name or derive things (not passed to the builder).
@@ -319,7 +332,9 @@ def register_resolvers() -> None:
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.
 RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "n_workers", "log_interval",
                        "eval_interval", "eval_episodes", "n_eval_envs", "save_interval",
-                       "algo.save_replay_buffer")
+                       "algo.save_replay_buffer", "logger.tensorboard", "logger.wandb",
+                       "logger.wandb_project", "logger.wandb_entity", "logger.wandb_group",
+                       "logger.wandb_mode")
 
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")

@@ -57,6 +57,28 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
     return merged, run_dir, checkpoint
 
 
+def write_run_info(run_dir: Path, cfg: DictConfig, resumed: bool) -> None:
+    """`run.json`: what a run's results depend on, at a glance (config.yaml has everything).
+    Written once; a resume adds its start time to `resumed_at`."""
+    import datetime
+    import json
+    import os
+
+    path = run_dir / "run.json"
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    if resumed and path.is_file():
+        info = json.loads(path.read_text())
+        info.setdefault("resumed_at", []).append(now)
+        info["total_steps"] = cfg.total_steps
+    else:
+        info = {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task, "seed": cfg.seed,
+                "n_envs": cfg.n_envs, "total_steps": cfg.total_steps, "started_at": now,
+                "command": " ".join(sys.argv), "host": os.uname().nodename}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
     """Train with a composed config, writing into `run_dir`. Returns the last eval metrics."""
     from envs import make_vec_env
@@ -74,6 +96,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     OmegaConf.save(OmegaConf.create(config_dict), run_dir / "config.yaml")
+    write_run_info(run_dir, cfg, resumed=checkpoint is not None)
 
     device = resolve_device(cfg.device)
     configure_threads(cfg.torch_threads)
@@ -102,8 +125,13 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
             counters = checkpoints.restore(checkpoint, learner, device)
             log.info("resumed from %s at %s env steps", checkpoint, f"{counters.env_steps:,}")
         tag = f"{cfg.algo.name} {cfg.env.name}/{cfg.env.task} seed {cfg.seed}"
-        logger = RunLogger(run_dir, cfg.total_steps, tag,
-                           purge_step=counters.env_steps if checkpoint is not None else None)
+        lc = cfg.logger
+        wandb = None if not lc.wandb else {
+            "project": lc.wandb_project, "entity": lc.wandb_entity, "group": lc.wandb_group,
+            "mode": lc.wandb_mode, "config": config_dict}
+        logger = RunLogger(run_dir, cfg.total_steps, tag, tensorboard=lc.tensorboard,
+                           purge_step=counters.env_steps if checkpoint is not None else None,
+                           wandb=wandb)
         _print_banner(cfg, spec, device, run_dir)
         runner = make_runner(learner.runner, cfg, learner, envs, eval_envs, logger, checkpoints,
                              counters, device, config_dict)

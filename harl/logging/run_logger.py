@@ -1,4 +1,5 @@
-"""One logger that fans a row of scalars out to the console, progress.csv and TensorBoard."""
+"""One logger that fans a row of scalars out to the console, progress.csv, TensorBoard and,
+optionally, Weights & Biases."""
 from __future__ import annotations
 
 import csv
@@ -29,7 +30,10 @@ class RunLogger:
     warm-up ends) widens the header and rewrites the file, older rows left blank there."""
 
     def __init__(self, run_dir: str | Path, total_steps: int, tag: str,
-                 tensorboard: bool = True, purge_step: int | None = None) -> None:
+                 tensorboard: bool = True, purge_step: int | None = None,
+                 wandb: dict[str, Any] | None = None) -> None:
+        """`wandb`: keyword arguments of `WandbSink` (project, entity, group, mode, config), or
+        None to leave W&B out."""
         self.run_dir = Path(run_dir)
         self.total_steps, self.tag = total_steps, tag
         self.csv_path = self.run_dir / "progress.csv"
@@ -37,6 +41,11 @@ class RunLogger:
         if self.csv_path.exists() and self.csv_path.stat().st_size > 0:
             with self.csv_path.open() as f:
                 self._columns = next(csv.reader(f), None)
+        self._wandb = None
+        if wandb is not None:
+            from harl.logging.wandb_sink import WandbSink
+
+            self._wandb = WandbSink(self.run_dir, tag, **wandb)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # heavy import, only when used
@@ -61,6 +70,8 @@ class RunLogger:
                 if key != "env_steps" and isinstance(value, (int, float)) and value == value:
                     self._tb.add_scalar(key, value, step)
             self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(row, int(row["env_steps"]))
 
     def _widen(self, new_columns: list[str]) -> None:
         """Rewrite progress.csv with extra columns (temp file + rename: never half-written)."""
@@ -92,6 +103,9 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
 
 
 def _has(row: dict[str, Any], key: str) -> bool:
