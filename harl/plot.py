@@ -291,8 +291,9 @@ def save_figure(fig: plt.Figure, path: str | Path, replace: Sequence[str] = ()) 
 
 
 def plot_curve(ax: plt.Axes, runs: Sequence[Run], metric: str, window: int, style: Style,
-               label: str) -> None:
-    """Mean over the runs' aligned (and smoothed) curves with its confidence band."""
+               label: str, band: bool = True, seeds: bool = False) -> None:
+    """Mean over the runs' aligned (and smoothed) curves with its confidence band (`band`)
+    and/or a thin line per seed (`seeds`)."""
     grid, values = align([smooth(run.series(metric), window) for run in runs])
     if not len(grid):
         warn(f"{label}: the seeds share no env-step range; not plotted")
@@ -300,22 +301,27 @@ def plot_curve(ax: plt.Axes, runs: Sequence[Run], metric: str, window: int, styl
     mean, half = mean_and_ci(values)
     ax.plot(grid, mean, color=style.color, linestyle=style.linestyle, lw=1.8,
             marker="o" if len(grid) == 1 else None, label=f"{label} ({plural(len(runs), 'seed')})")
-    if len(runs) > 1:
+    if band and len(runs) > 1:
         ax.fill_between(grid, mean - half, mean + half, color=style.color, alpha=0.2, lw=0)
+    if seeds:
+        for seed_values in values:
+            ax.plot(grid, seed_values, color=style.color, linestyle=style.linestyle, lw=0.8, alpha=0.35)
 
 
-def plot_curves(groups: Groups, metric: str, out: str | Path, window: int = 1) -> list[Path]:
+def plot_curves(groups: Groups, metric: str, out: str | Path, window: int = 1, band: bool = True,
+                seeds: bool = False) -> list[Path]:
     """One panel per task; returns the PNG and PDF written."""
     styles = algo_styles([algo for algos in groups.values() for algo in algos])
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
     ylabel = metric.replace("_", " ") + (f" (rolling mean of {window})" if window > 1 else "")
     for ax, (task, algos) in zip(axes[0], groups.items()):
         for algo, runs in algos.items():
-            plot_curve(ax, runs, metric, window, styles[algo], algo)
+            plot_curve(ax, runs, metric, window, styles[algo], algo, band, seeds)
         ax.set(title=task, xlabel="env steps", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"mean over seeds, {CONFIDENCE:.0%} t confidence band", fontsize="small")
+    what = [f"{CONFIDENCE:.0%} t confidence band"] * band + ["thin lines: seeds"] * seeds
+    fig.suptitle(", ".join(["mean over seeds", *what]), fontsize="small")
     fig.tight_layout()
     return save_figure(fig, out)
 
@@ -570,6 +576,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="a progress.csv column (e.g. train_return, eval_win_rate)")
     parser.add_argument("--smooth", type=positive_int, default=1, metavar="K",
                         help="trailing rolling mean over K logged points (curves only; default 1: none)")
+    parser.add_argument("--band", choices=("ci", "none"), default="ci",
+                        help="ci: 95%% t confidence band of the mean (default); none: no band")
+    parser.add_argument("--seeds", action="store_true",
+                        help="also draw each seed as a thin line (useful with few seeds)")
     parser.add_argument("--table", metavar="PATH",
                         help="also write the results table to PATH.md and PATH.csv")
     parser.add_argument("--aggregate", metavar="PREFIX",
@@ -589,7 +599,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     groups = group_runs(load_runs(args.paths), args.metric)
-    written = plot_curves(groups, args.metric, args.out, args.smooth)
+    written = plot_curves(groups, args.metric, args.out, args.smooth, args.band == "ci", args.seeds)
     table = results_table(groups, args.metric)
     markdown = table_markdown(table)
     print(markdown)
