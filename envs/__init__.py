@@ -13,6 +13,7 @@ from typing import Any
 from envs.base import EnvSpec, MultiAgentEnv, StepResult
 from envs.mamujoco import MaMuJoCoEnv
 from envs.mpe import MPEEnv
+from envs.smacv2 import SMACv2Env
 from envs.validation import invalid_choice
 from envs.vec_types import EnvWorkerError, VecObs, VecStep
 from envs.vector import VecEnv
@@ -20,6 +21,7 @@ from envs.vector import VecEnv
 ENVS: dict[str, type[MultiAgentEnv]] = {
     "mamujoco": MaMuJoCoEnv,
     "mpe": MPEEnv,
+    "smacv2": SMACv2Env,
 }
 
 

@@ -244,6 +244,23 @@ class MPEConfig:
     task: str = "${.scenario}-${discrete_or_continuous:${.continuous}}"
 
 
+@dataclass
+class SMACv2Config:
+    """StarCraft II (needs smacv2 + StarCraft II 4.10 + the SMAC maps: README, envs/smacv2.py)."""
+
+    name: str = "smacv2"
+    # <race>_<allies>_vs_<enemies>: protoss|terran|zerg x 5_vs_5|10_vs_10|10_vs_11|20_vs_20|20_vs_23
+    scenario: str = "protoss_5_vs_5"
+    difficulty: str = "7"              # built-in AI: 1..9 or A (7 = VeryHard, as SMACv2's configs)
+    game_version: Optional[str] = None   # e.g. "4.10" (the SMACv2 paper's); null: newest installed
+    conic_fov: bool = False            # units see (and shoot) in a cone they turn with extra actions
+    obs_last_action: bool = False      # observations include visible allies' last actions
+    # null: the package default (all allies in sight range see an enemy); 0 = smacv2's extended
+    # partial observability (only the first ally to spot an enemy observes it)
+    prob_obs_enemy: Optional[float] = None
+    task: str = "${.scenario}"
+
+
 # ---------------------------------------------------------------- top level
 @dataclass
 class LoggerConfig:
@@ -286,7 +303,8 @@ ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig, "hatrpo": HATRPOConfig,
                                  "haddpg": HADDPGConfig, "hatd3": HATD3Config,
                                  "maddpg": MADDPGConfig, "matd3": MATD3Config,
                                  "hasac": HASACConfig, "had3qn": HAD3QNConfig}
-ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig}
+ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig,
+                                "smacv2": SMACv2Config}
 
 
 def schema_for(algo: str, env: str) -> Any:
