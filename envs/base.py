@@ -68,5 +68,15 @@ class MultiAgentEnv(ABC):
     def step(self, actions: list[np.ndarray]) -> StepResult:
         """Advance one step with one action per agent (Box: float array, Discrete: int scalar)."""
 
+    def render(self) -> np.ndarray:
+        """The current frame as an RGB uint8 array [height, width, 3]. Adapters that can render
+        take `render_mode="rgb_array"` as a constructor argument (off by default)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot render")
+
+    @property
+    def render_fps(self) -> float:
+        """Frames per second of simulated time, for videos of `render()` frames."""
+        return 30.0
+
     def close(self) -> None:
         pass

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Hashable
 from types import SimpleNamespace
@@ -20,6 +22,7 @@ from envs.mamujoco_parts import (
 from envs.validation import check_choice
 
 OBS_MODES = ("global", "local")
+RENDER_MODES = ("rgb_array",)  # or None: no rendering
 
 
 class MaMuJoCoEnv(MultiAgentEnv):
@@ -32,6 +35,9 @@ class MaMuJoCoEnv(MultiAgentEnv):
     Both modes step the single-agent MuJoCo env directly; the package env only supplies the
     partition, the neighbourhoods and the observation categories (its own step() rebuilds every
     local observation in Python loops, at about 60 % of the physics rate).
+
+    `render_mode="rgb_array"`: `render()` returns the MuJoCo scene (gymnasium's 480 x 480 camera);
+    an offscreen OpenGL backend is chosen first if MUJOCO_GL is unset (`ensure_gl_backend`).
     """
 
     @classmethod
@@ -42,10 +48,13 @@ class MaMuJoCoEnv(MultiAgentEnv):
         obs_mode: str = "global",
         agent_obsk: int = 1,
         max_episode_steps: int = 1000,
+        render_mode: str | None = None,
     ) -> None:
         """Raise ValueError (naming the valid choices) for bad arguments, without building."""
         check_scenario_and_partition(scenario, agent_conf)
         check_choice("obs_mode", obs_mode, OBS_MODES)
+        if render_mode is not None:
+            check_choice("render_mode", render_mode, RENDER_MODES)
         if not isinstance(agent_obsk, int) or agent_obsk < 0:
             raise ValueError(f"agent_obsk must be an int >= 0, got {agent_obsk!r}")
         if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
@@ -58,18 +67,22 @@ class MaMuJoCoEnv(MultiAgentEnv):
         obs_mode: str = "global",
         agent_obsk: int = 1,
         max_episode_steps: int = 1000,
+        render_mode: str | None = None,
     ) -> None:
-        self.check_config(scenario, agent_conf, obs_mode, agent_obsk, max_episode_steps)
+        self.check_config(scenario, agent_conf, obs_mode, agent_obsk, max_episode_steps, render_mode)
 
         from envs.mujoco_setup import filter_mujoco_warnings, load_mamujoco
 
+        if render_mode is not None:
+            ensure_gl_backend()
         filter_mujoco_warnings()
         self._ma = load_mamujoco().parallel_env(
             scenario,
             agent_conf,
             agent_obsk=agent_obsk,
             agent_factorization=custom_factorization(scenario, agent_conf),
-            gym_env=_special_single_agent_env(scenario, agent_conf, max_episode_steps),
+            gym_env=_special_single_agent_env(scenario, agent_conf, max_episode_steps, render_mode),
+            render_mode=render_mode,
             # Forwarded to gymnasium.make for the standard scenarios. The passive checker only
             # re-validates spaces we already trust, at a cost on every step.
             max_episode_steps=max_episode_steps,
@@ -148,6 +161,15 @@ class MaMuJoCoEnv(MultiAgentEnv):
         truncated = (bool(truncated) or self._t >= self._max_steps) and not terminated
         self._needs_reset = terminated or truncated
         return StepResult(obs, state, rewards, terminated, truncated, info)  # info: a fresh dict
+
+    def render(self) -> np.ndarray:
+        if self._mujoco.render_mode != "rgb_array":
+            raise RuntimeError('MaMuJoCoEnv.render() needs render_mode="rgb_array" at construction')
+        return self._mujoco.render()
+
+    @property
+    def render_fps(self) -> float:
+        return float(self._mujoco.metadata.get("render_fps", 1.0 / self._mujoco.dt))
 
     def close(self) -> None:
         self._ma.close()
@@ -357,7 +379,8 @@ def _unbounded(dim: int) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
 
 
-def _special_single_agent_env(scenario: str, agent_conf: str, max_episode_steps: int):
+def _special_single_agent_env(scenario: str, agent_conf: str, max_episode_steps: int,
+                              render_mode: str | None = None):
     """Build the ManySegment bodies ourselves: the package writes their generated XML into
     site-packages and deletes it after loading, which races when several worker processes build
     the same scenario at once. None for the other scenarios (the package builds them)."""
@@ -375,6 +398,58 @@ def _special_single_agent_env(scenario: str, agent_conf: str, max_episode_steps:
             generator.gen_asset(n_segs=segment_count(agent_conf), asset_path=xml_file)
             # MuJoCo compiles the model in the constructor, so the file may go right after.
             return gymnasium.make(
-                base_id, xml_file=xml_file, max_episode_steps=max_episode_steps, disable_env_checker=True
+                base_id, xml_file=xml_file, max_episode_steps=max_episode_steps, disable_env_checker=True,
+                render_mode=render_mode,
             )
     return None
+
+
+# ---------------------------------------------------------------- offscreen rendering
+class RenderBackendError(RuntimeError):
+    """No OpenGL backend MuJoCo can render offscreen with."""
+
+
+_GL_PROBE = (
+    "import mujoco\n"
+    "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size=\".1\"/></worldbody></mujoco>')\n"
+    "r = mujoco.Renderer(m, 16, 16)\n"
+    "r.update_scene(mujoco.MjData(m))\n"
+    "assert r.render().shape == (16, 16, 3)\n"
+)
+_gl_backend: str | None = None
+
+
+def ensure_gl_backend() -> str:
+    """The OpenGL backend MuJoCo renders with: MUJOCO_GL if set; otherwise the first of
+    glfw (only with a display), egl and osmesa that can render in a fresh process, which is then
+    set as MUJOCO_GL for this process. Raises RenderBackendError naming what was tried.
+
+    Probing happens in subprocesses because a backend that fails to load (e.g. glfw on a
+    headless machine) can leave PyOpenGL unusable for the others in the same process.
+    """
+    global _gl_backend
+    if os.environ.get("MUJOCO_GL"):
+        return os.environ["MUJOCO_GL"]
+    if _gl_backend is not None:
+        return _gl_backend
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    candidates = (["glfw"] if display else []) + ["egl", "osmesa"]
+    failures = []
+    for backend in candidates:
+        env = {**os.environ, "MUJOCO_GL": backend}
+        if backend in ("egl", "osmesa"):
+            env.setdefault("PYOPENGL_PLATFORM", backend)
+        try:
+            proc = subprocess.run([sys.executable, "-c", _GL_PROBE], env=env, capture_output=True,
+                                  text=True, timeout=120, check=False)
+            ok, why = proc.returncode == 0, (proc.stderr.strip().splitlines() or ["?"])[-1]
+        except subprocess.TimeoutExpired:
+            ok, why = False, "timed out"
+        if ok:
+            os.environ["MUJOCO_GL"] = _gl_backend = backend
+            return backend
+        failures.append(f"{backend}: {why}")
+    raise RenderBackendError(
+        "MuJoCo cannot render offscreen here; tried MUJOCO_GL=" + ", ".join(candidates) + " ("
+        + "; ".join(failures) + "). Install an EGL driver (e.g. libegl1 with Mesa or NVIDIA's) or "
+        "OSMesa (libosmesa6), or set MUJOCO_GL to a backend that works")

@@ -20,6 +20,7 @@ SCENARIOS: dict[str, str] = {
 
 # batched: harl's array implementation (the default for vectorised envs); mpe2: the reference.
 BACKENDS = ("batched", "mpe2")
+RENDER_MODES = ("rgb_array",)  # or None: no rendering
 
 
 def canonical_scenario(scenario: str) -> str:
@@ -35,23 +36,27 @@ class MPEEnv(MultiAgentEnv):
 
     Observations are each agent's own (unpadded) observation; the state is mpe2's `state()`
     (all observations concatenated). Extra kwargs (e.g. `N`, `local_ratio`) go to mpe2.
+    `render_mode="rgb_array"`: `render()` returns mpe2's frame (700 x 700 RGB).
     """
 
     @classmethod
     def check_config(cls, scenario: str, continuous: bool = True, max_cycles: int = 25,
-                     backend: str = "mpe2", **scenario_kwargs: Any) -> None:
+                     backend: str = "mpe2", render_mode: str | None = None, **scenario_kwargs: Any) -> None:
         """Raise ValueError (naming the valid choices) for bad arguments, without building."""
         canonical_scenario(scenario)
         if not isinstance(max_cycles, int) or max_cycles < 1:
             raise ValueError(f"max_cycles must be an int >= 1, got {max_cycles!r}")
         if backend not in BACKENDS:
             raise invalid_choice("MPE backend", backend, BACKENDS)
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise invalid_choice("MPE render_mode", render_mode, RENDER_MODES)
 
     @classmethod
-    def batched_factory(cls, backend: str = "mpe2", **kwargs: Any) -> Any:
+    def batched_factory(cls, backend: str = "mpe2", render_mode: str | None = None, **kwargs: Any) -> Any:
         """backend=batched: harl's array implementation (envs/mpe_batched.py), which matches
-        mpe2 exactly (tests/test_mpe_batched.py) and steps all of a block's envs at once."""
-        if backend != "batched":
+        mpe2 exactly (tests/test_mpe_batched.py) and steps all of a block's envs at once.
+        Rendering envs are always mpe2's."""
+        if backend != "batched" or render_mode is not None:
             return None
         import functools
 
@@ -60,15 +65,17 @@ class MPEEnv(MultiAgentEnv):
         return functools.partial(BatchedMPE, **kwargs)
 
     def __init__(self, scenario: str, continuous: bool = True, max_cycles: int = 25,
-                 backend: str = "mpe2", **scenario_kwargs: Any) -> None:
+                 backend: str = "mpe2", render_mode: str | None = None, **scenario_kwargs: Any) -> None:
         """One mpe2 env (whatever `backend` says: a single env is always mpe2's)."""
-        self.check_config(scenario, continuous, max_cycles, backend, **scenario_kwargs)
+        self.check_config(scenario, continuous, max_cycles, backend, render_mode, **scenario_kwargs)
         scenario = canonical_scenario(scenario)
         module = importlib.import_module(f"mpe2.{SCENARIOS[scenario]}")
         # We drive mpe2's raw AEC env ourselves instead of its parallel_env: the AEC->parallel
         # conversion and the bounds/order-checking wrappers halve the step rate, and we do the
         # action checks (and clipping) they do here.
-        self._aec = module.raw_env(max_cycles=max_cycles, continuous_actions=continuous, **scenario_kwargs)
+        self._aec = module.raw_env(max_cycles=max_cycles, continuous_actions=continuous,
+                                   render_mode=render_mode, **scenario_kwargs)
+        self._render_mode = render_mode
         self._names = list(self._aec.possible_agents)
         self._continuous = continuous
 
@@ -122,6 +129,15 @@ class MPEEnv(MultiAgentEnv):
             truncated=truncated,
             info={"avail_actions": list(self._ones), "agent_rewards": agent_rewards},
         )
+
+    def render(self) -> np.ndarray:
+        if self._render_mode != "rgb_array":
+            raise RuntimeError('MPEEnv.render() needs render_mode="rgb_array" at construction')
+        return self._aec.render()
+
+    @property
+    def render_fps(self) -> float:
+        return float(self._aec.metadata.get("render_fps", 10))
 
     def close(self) -> None:
         self._aec.close()

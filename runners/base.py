@@ -1,11 +1,13 @@
 """Loop pieces every runner shares: counters, cadence, evaluation, logging rows, checkpoints."""
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,9 +20,12 @@ from harl.common.checkpoint import (BEST, CHECKPOINT_DIR, LATEST, CheckpointErro
                                     load_checkpoint, save_checkpoint)
 from harl.common.seeding import rng_state, set_rng_state
 from harl.logging import RunLogger
+from harl.logging.marl_eval import METRICS_FILE, MarlEvalLog, episode_metrics
 
 log = logging.getLogger("harl")
 
+# absolute metrics: the best policy evaluated on this many times eval_episodes (marl-eval's protocol)
+ABSOLUTE_EPISODES_FACTOR = 10
 
 
 class ActingPolicy(Protocol):
@@ -98,8 +103,28 @@ class EpisodeTracker:
         return out
 
 
+class EvalResult(dict):
+    """An evaluation's summary, a dict of floats (eval_return, eval_return_std, eval_length, and
+    eval_win_rate when the env reports `battle_won`), with the per-episode values it came from
+    as attributes: `returns`, `lengths` and `won` (None without win information)."""
+
+    def __init__(self, returns: Sequence[float], lengths: Sequence[int],
+                 won: Sequence[bool] | None = None) -> None:
+        self.returns = [float(r) for r in returns]
+        self.lengths = [int(n) for n in lengths]
+        self.won = None if won is None else [bool(w) for w in won]
+        super().__init__(eval_return=float(np.mean(self.returns)),
+                         eval_return_std=float(np.std(self.returns)),
+                         eval_length=float(np.mean(self.lengths)))
+        if self.won is not None:
+            self["eval_win_rate"] = float(np.mean(self.won))
+
+    def marl_eval_metrics(self) -> dict[str, list[float]]:
+        return episode_metrics(self.returns, self.lengths, self.won)
+
+
 def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device
-             ) -> dict[str, float]:
+             ) -> EvalResult:
     """Run exactly `n_episodes` episodes with deterministic actions.
 
     Env j runs a fixed quota of episodes, so short episodes are not over-represented.
@@ -108,6 +133,7 @@ def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.d
     quota = np.array([n_episodes // n_envs + (j < n_episodes % n_envs) for j in range(n_envs)])
     returns: list[float] = []
     lengths: list[int] = []
+    won: list[bool] = []
     vobs = env.reset()
     hidden = policy.initial_hidden(n_envs)
     resets = torch.zeros(n_envs, device=device)
@@ -120,10 +146,11 @@ def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.d
             if quota[j] > 0:
                 returns.append(float(info["episode_return"]))
                 lengths.append(int(info["episode_length"]))
+                if "battle_won" in info:
+                    won.append(bool(info["battle_won"]))
                 quota[j] -= 1
         vobs = step.next
-    return {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
-            "eval_length": float(np.mean(lengths))}
+    return EvalResult(returns, lengths, won if len(won) == len(returns) else None)
 
 
 class CheckpointIO:
@@ -144,20 +171,91 @@ class CheckpointIO:
             save_checkpoint(payload, self.dir / BEST)
         return path
 
-    def restore(self, path: str | Path, learner: Learner, device: torch.device) -> Counters:
+    def read(self, path: str | Path, device: torch.device) -> dict[str, Any]:
+        """A checkpoint's payload, after checking that it belongs to this run's algo/env/task."""
         payload = load_checkpoint(path, map_location=device)
         theirs = payload.get("identity", {})
         for key, ours in self.identity.items():
             if theirs.get(key) != ours:
                 raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run: {key} is "
                                       f"{theirs.get(key)!r} there, {ours!r} here")
+        return payload
+
+    def load_learner(self, path: str | Path, learner: Learner, device: torch.device) -> dict[str, Any]:
+        """Load a checkpoint's learner state (networks, optimisers, ...) into `learner`; returns
+        the payload. Restores nothing else (RNG states, counters)."""
+        payload = self.read(path, device)
         try:
             learner.load_state_dict(payload["learner"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {str(path)!r} does not match the networks of this "
                                   f"run: {exc}") from None
+        return payload
+
+    def restore(self, path: str | Path, learner: Learner, device: torch.device) -> Counters:
+        payload = self.load_learner(path, learner, device)
         set_rng_state(payload["rng"])
         return Counters(**payload["counters"])
+
+
+@contextlib.contextmanager
+def saved_weights(learner: Learner, state: dict[str, Any]) -> Iterator[Learner]:
+    """Act with the networks of a saved learner state, leaving `learner` as it was afterwards.
+
+    The learner's `state_dict()` gives its modules' tensors by reference (`nn.Module.state_dict`),
+    so the saved tensors are copied into those in place and the learner's own values copied back
+    on exit: no optimiser, RNG stream or counter of the learner is reset, and nothing is
+    allocated but one copy of the tensors. Where that does not reproduce the saved state exactly
+    (a tensor the learner hands out as a copy), a deep copy of the learner loads the state
+    through its `load_state_dict` instead, and that copy is yielded.
+    """
+    live = learner.state_dict()
+    pairs = _tensor_pairs(live, state)
+    if pairs is not None:
+        own = [t.clone() for t, _ in pairs]
+        with torch.no_grad():
+            for t, saved in pairs:
+                t.copy_(saved)
+        if _tensors_equal(learner.state_dict(), state):
+            try:
+                yield learner
+            finally:
+                with torch.no_grad():
+                    for (t, _), value in zip(pairs, own):
+                        t.copy_(value)
+            return
+        with torch.no_grad():
+            for (t, _), value in zip(pairs, own):
+                t.copy_(value)
+    other = copy.deepcopy(learner)
+    other.load_state_dict(state)
+    yield other
+
+
+def _tensor_pairs(live: Any, saved: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """(live tensor, saved tensor) for every tensor of `saved`, matched by position in the
+    nested dicts/lists; None if the structures or shapes differ. Entries only the live state
+    has (e.g. optimiser moments that appeared after the save) are left out."""
+    pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def walk(a: Any, b: Any) -> bool:
+        if isinstance(b, torch.Tensor):
+            if not isinstance(a, torch.Tensor) or a.shape != b.shape:
+                return False
+            pairs.append((a, b))
+            return True
+        if isinstance(b, dict):
+            return isinstance(a, dict) and all(k in a and walk(a[k], v) for k, v in b.items())
+        if isinstance(b, (list, tuple)):
+            return isinstance(a, (list, tuple)) and len(a) == len(b) and all(map(walk, a, b))
+        return True
+
+    return pairs if walk(live, saved) else None
+
+
+def _tensors_equal(live: Any, saved: Any) -> bool:
+    pairs = _tensor_pairs(live, saved)
+    return pairs is not None and all(torch.equal(a, b.to(a.device, a.dtype)) for a, b in pairs)
 
 
 class Stopwatch:
@@ -198,6 +296,14 @@ class Runner:
         self.tracker = EpisodeTracker()
         self.tracker.finished = counters.episodes  # a resumed run keeps counting
         self.last_eval: dict[str, float] = {}
+        self.absolute_eval: EvalResult | None = None
+        # marl-eval's metrics.json: per-episode eval returns at every eval step, and at the end
+        # of training the best checkpoint's (absolute metrics). A resume keeps the steps its
+        # checkpoint had reached.
+        self.metrics: MarlEvalLog | None = None
+        if eval_envs is not None:
+            self.metrics = MarlEvalLog(checkpoints.dir.parent / METRICS_FILE, cfg.env.name, cfg.env.task,
+                                       cfg.algo.name, cfg.seed, keep_until=counters.env_steps)
 
     def run(self) -> dict[str, float]:
         raise NotImplementedError
@@ -211,8 +317,11 @@ class Runner:
         last = counters.env_steps >= c.total_steps
         row: dict[str, Any] = {}
         if (due(counters, "eval", c.eval_interval) or last) and self.eval_envs is not None:
-            self.last_eval = evaluate(self.learner, self.eval_envs, c.eval_episodes, self.device)
+            result = evaluate(self.learner, self.eval_envs, c.eval_episodes, self.device)
+            self.last_eval = dict(result)
             row.update(self.last_eval)
+            if self.metrics is not None:
+                self.metrics.record_step(counters.env_steps, result.marl_eval_metrics())
         if due(counters, "log", c.log_interval) or row or last:
             row.update({"env_steps": counters.env_steps, "iteration": counters.iteration,
                         "wall_time": counters.wall_time, "fps": clock.fps(),
@@ -222,6 +331,32 @@ class Runner:
         best = self._record_best(row)
         if due(counters, "save", c.save_interval) or last or best:
             self.save(best=best)
+        if last and self.metrics is not None:
+            self.absolute_evaluation()
+
+    def absolute_evaluation(self) -> EvalResult:
+        """Evaluate the best checkpoint (else the current weights) on 10 x eval_episodes
+        deterministic episodes and record them as metrics.json's absolute metrics. Runs after
+        the final save and leaves the learner as it was."""
+        n_episodes = ABSOLUTE_EPISODES_FACTOR * self.cfg.eval_episodes
+        best_path = self.checkpoints.dir / BEST
+        source = "the final weights"
+        state: dict[str, Any] | None = None
+        if best_path.is_file():
+            payload = self.checkpoints.read(best_path, self.device)
+            state, source = payload["learner"], (f"{best_path} (env step "
+                                                 f"{payload['counters']['env_steps']:,})")
+        log.info("absolute metrics: evaluating %s on %d episodes", source, n_episodes)
+        with contextlib.ExitStack() as stack:
+            policy = self.learner if state is None else stack.enter_context(
+                saved_weights(self.learner, state))
+            result = evaluate(policy, self.eval_envs, n_episodes, self.device)
+        self.absolute_eval = result
+        if self.metrics is not None:
+            self.metrics.record_absolute(result.marl_eval_metrics())
+        log.info("absolute metrics: return %.4g ± %.4g, length %.1f", result["eval_return"],
+                 result["eval_return_std"], result["eval_length"])
+        return result
 
     def collect_or_save_on_interrupt(self) -> None:
         """Collect; on Ctrl-C, checkpoint the state after the last completed update and stop.
@@ -254,5 +389,6 @@ class Runner:
         log.debug("checkpoint written to %s", path)
 
 
-__all__ = ["ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker", "RunLogger", "Runner", "Stopwatch",
-           "actions_to_numpy", "due", "evaluate", "obs_to_tensors"]
+__all__ = ["ABSOLUTE_EPISODES_FACTOR", "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker",
+           "EvalResult", "RunLogger", "Runner", "Stopwatch", "actions_to_numpy", "due", "evaluate",
+           "obs_to_tensors", "saved_weights"]
