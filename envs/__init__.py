@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from envs.base import EnvSpec, MultiAgentEnv, StepResult
+from envs.football import FootballEnv
 from envs.mamujoco import MaMuJoCoEnv
 from envs.mpe import MPEEnv
 from envs.smacv2 import SMACv2Env
@@ -19,6 +20,7 @@ from envs.vec_types import EnvWorkerError, VecObs, VecStep
 from envs.vector import VecEnv
 
 ENVS: dict[str, type[MultiAgentEnv]] = {
+    "football": FootballEnv,
     "mamujoco": MaMuJoCoEnv,
     "mpe": MPEEnv,
     "smacv2": SMACv2Env,

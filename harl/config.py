@@ -220,6 +220,66 @@ class HAD3QNConfig(OffPolicyConfig):
     max_joint_actions: int = 100_000   # refuse teams whose joint action space is larger
 
 
+@dataclass
+class QMIXConfig:
+    """QMIX (Rashid et al., 2018), PyMARL-style: recurrent per-agent Q networks, a monotonic
+    state-conditioned hypernetwork mixer, double-Q targets from target networks, epsilon-greedy
+    exploration and an episode replay buffer. Discrete actions only.
+
+    Cadence: every `train_interval` env steps the learner takes `updates_per_train` gradient
+    steps, each on `batch_size` whole episodes, once the buffer holds
+    max(batch_size, warmup_episodes) episodes. PyMARL's one update per collected episode (one
+    env) is train_interval = the episode length.
+    """
+
+    name: str = "qmix"
+    mixer: str = "qmix"                # qmix (hypernetwork mixer) | vdn (sum)
+    # agent network: Linear -> ReLU -> GRU -> Linear (use_rnn=false: Linear -> ReLU instead of the GRU)
+    hidden_dim: int = 64
+    use_rnn: bool = True
+    # one network for every agent; observations zero-padded to the widest, actions beyond an
+    # agent's own count masked; false: one network per agent
+    share_param: bool = True
+    obs_agent_id: bool = True          # one-hot agent id in the input (shared network only)
+    obs_last_action: bool = False      # one-hot previous action in the input
+    # mixer (qmix)
+    mixing_embed_dim: int = 32
+    hypernet_layers: int = 2           # 1: linear hypernetworks; 2: Linear -> ReLU -> Linear
+    hypernet_embed: int = 64
+    # optimisation (PyMARL used RMSprop lr 5e-4, alpha 0.99, eps 1e-5)
+    optimizer: str = "adam"            # adam | rmsprop
+    lr: float = 5e-4
+    optim_alpha: float = 0.99          # RMSprop smoothing constant
+    optim_eps: float = 1e-5
+    max_grad_norm: Optional[float] = 10.0   # null: no clipping (norm still logged)
+    # targets
+    gamma: float = 0.99
+    double_q: bool = True              # next action by the online network, valued by the target
+    target_update: str = "hard"        # hard: copy every target_update_interval training steps | soft
+    target_update_interval: int = 200  # training steps between hard copies
+    polyak: float = 0.005              # soft update rate (target_update=soft)
+    # exploration: epsilon-greedy among available actions, linear in env steps
+    epsilon_start: float = 1.0
+    epsilon_finish: float = 0.05
+    epsilon_anneal_steps: int = 50_000
+    # replay and cadence
+    buffer_size: int = 5000            # episodes
+    buffer_device: str = "auto"        # auto: the training device | cpu
+    batch_size: int = 32               # episodes per gradient step
+    warmup_episodes: int = 32          # training starts once the buffer holds this many (and a batch)
+    train_interval: int = 100          # env steps between training phases
+    updates_per_train: int = 1         # gradient steps per training phase
+    save_replay_buffer: bool = False   # also checkpoint the episode buffer (large) for exact resume
+
+
+@dataclass
+class VDNConfig(QMIXConfig):
+    """VDN (Sunehag et al., 2018): QMIX's learner with Q_tot = sum of the agents' Q values."""
+
+    name: str = "vdn"
+    mixer: str = "vdn"
+
+
 # ---------------------------------------------------------------- environments
 @dataclass
 class MaMuJoCoConfig:
@@ -258,6 +318,22 @@ class SMACv2Config:
     # null: the package default (all allies in sight range see an enemy); 0 = smacv2's extended
     # partial observability (only the first ally to spot an enemy observes it)
     prob_obs_enemy: Optional[float] = None
+    task: str = "${.scenario}"
+
+
+@dataclass
+class FootballConfig:
+    """Google Research Football academy scenarios (needs gfootball: tools/install_football.sh,
+    README, envs/football.py)."""
+
+    name: str = "football"
+    # academy scenario, the "academy_" prefix optional: 3_vs_1_with_keeper, pass_and_shoot_with_keeper,
+    # run_pass_and_shoot_with_keeper, counterattack_easy|hard, corner, single_goal_versus_lazy, ...
+    scenario: str = "academy_3_vs_1_with_keeper"
+    rewards: str = "scoring"           # scoring | scoring,checkpoints (gfootball's dense checkpoint reward)
+    n_agents: Optional[int] = None     # controlled players; null: the scenario's HARL/MAPPO count
+    max_episode_steps: Optional[int] = None   # null: the scenario's time limit (401 steps, 3001 in
+    # academy_single_goal_versus_lazy: gfootball plays game_duration + 1); less truncates earlier
     task: str = "${.scenario}"
 
 
@@ -302,9 +378,10 @@ ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig, "hatrpo": HATRPOConfig,
                                  "haa2c": HAA2CConfig, "mappo": MAPPOConfig,
                                  "haddpg": HADDPGConfig, "hatd3": HATD3Config,
                                  "maddpg": MADDPGConfig, "matd3": MATD3Config,
-                                 "hasac": HASACConfig, "had3qn": HAD3QNConfig}
+                                 "hasac": HASACConfig, "had3qn": HAD3QNConfig,
+                                 "qmix": QMIXConfig, "vdn": VDNConfig}
 ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig,
-                                "smacv2": SMACv2Config}
+                                "smacv2": SMACv2Config, "football": FootballConfig}
 
 
 def schema_for(algo: str, env: str) -> Any:

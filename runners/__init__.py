@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 RUNNERS = {"on_policy": "runners.on_policy:OnPolicyRunner",
-           "off_policy": "runners.off_policy:OffPolicyRunner"}
+           "off_policy": "runners.off_policy:OffPolicyRunner",
+           "episodic": "runners.episodic:EpisodicRunner"}
 
 
 def make_runner(name: str, *args: Any) -> Any:

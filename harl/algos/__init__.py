@@ -9,6 +9,7 @@ from harl.algos.on_policy.haa2c import HAA2C
 from harl.algos.on_policy.happo import HAPPO
 from harl.algos.on_policy.hatrpo import HATRPO
 from harl.algos.on_policy.mappo import MAPPO
+from harl.algos.value_decomposition import QMIX, VDN
 
 ALGOS: dict[str, type[Learner]] = {
     "happo": HAPPO,
@@ -21,6 +22,8 @@ ALGOS: dict[str, type[Learner]] = {
     "matd3": MATD3,
     "hasac": HASAC,
     "had3qn": HAD3QN,
+    "qmix": QMIX,
+    "vdn": VDN,
 }
 
 

@@ -1,0 +1,107 @@
+"""The episodic loop for value-decomposition learners (QMIX, VDN): collect `train_interval` env
+steps with epsilon-greedy recurrent agents -> push every finished episode into the episode
+buffer -> take `updates_per_train` gradient steps on batches of whole episodes -> log ->
+evaluate -> save.
+
+The vectorised env resets each env on its own, so the buffer assembles one episode stream per
+env and stores an episode when its env reports the end (with the true final observation from
+`VecStep.final_obs`, for the truncation bootstrap). Epsilon follows the env step count. Training
+starts once the buffer holds max(batch_size, warmup_episodes) episodes. Evaluation is
+`runners.base.evaluate` (greedy actions, hidden state carried and reset at episode starts).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+
+from harl.algos.value_decomposition.qmix import QMIX
+from harl.common.checkpoint import load_checkpoint, save_checkpoint
+from runners.base import Runner, Stopwatch, actions_to_numpy, obs_to_tensors
+
+log = logging.getLogger("harl")
+
+EPISODES_FILE = "replay.pt"
+
+
+class EpisodicRunner(Runner):
+    def __init__(self, cfg: Any, learner: QMIX, *args: Any) -> None:
+        super().__init__(cfg, learner, *args)
+        a = cfg.algo
+        self.buffer = learner.make_buffer(self.envs.n_envs, self.envs.spec.episode_limit)
+        # one iteration = the vectorised steps covering train_interval env steps
+        self.steps_per_collect = max(1, math.ceil(a.train_interval / self.envs.n_envs))
+        self.replay_path = self.checkpoints.dir / EPISODES_FILE
+        if self.counters.env_steps > 0:
+            self._restore_episodes()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict[str, float]:
+        c, counters = self.cfg, self.counters
+        clock = Stopwatch(counters)
+        n_envs = self.envs.n_envs
+        self._vobs = self.envs.reset()
+        self.buffer.discard_partial()
+        self._hidden = self.learner.initial_hidden(n_envs)
+        self._resets = torch.ones(n_envs, device=self.device)
+        while counters.env_steps < c.total_steps:
+            self.collect_or_save_on_interrupt()
+            train_info = self.train_phase()
+            self.end_of_iteration(clock, train_info)
+        return self.last_eval
+
+    def train_phase(self) -> dict[str, float]:
+        a = self.cfg.algo
+        info: dict[str, float] = {"replay_episodes": len(self.buffer), "epsilon": self.learner.epsilon}
+        if len(self.buffer) < max(a.batch_size, a.warmup_episodes):
+            return info
+        totals: dict[str, float] = {}
+        for _ in range(a.updates_per_train):
+            for key, value in self.learner.train(self.buffer).items():
+                totals[key] = totals.get(key, 0.0) + value
+        info.update({k: v / a.updates_per_train for k, v in totals.items()})
+        info["train_steps"] = float(self.learner.train_steps)
+        return info
+
+    # ------------------------------------------------------------------ collection
+    @torch.no_grad()
+    def collect(self) -> None:
+        """`steps_per_collect` vectorised steps; finished episodes go into the buffer."""
+        learner, dev = self.learner, self.device
+        vobs = self._vobs
+        for _ in range(self.steps_per_collect):
+            learner.set_env_steps(self.counters.env_steps)
+            obs, state, avail = obs_to_tensors(vobs, dev)
+            actions, _, self._hidden = learner.act(obs, avail, self._hidden, self._resets)
+            step = self.envs.step(actions_to_numpy(actions))
+            self.buffer.add_step(obs, state, avail, actions, step.rewards.mean(-1), step.terminated,
+                                 step.truncated, step.final_obs, step.final_state)
+            self.tracker.record(step.episode_infos)
+            self._resets = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
+            self.counters.env_steps += self.envs.n_envs
+            vobs = step.next
+        self._vobs = vobs
+        learner.set_env_steps(self.counters.env_steps)
+
+    # ------------------------------------------------------------------ buffer checkpoints
+    def save(self, best: bool = False) -> None:
+        super().save(best)
+        if self.cfg.algo.save_replay_buffer:
+            save_checkpoint({"env_steps": self.counters.env_steps, "episodes": self.buffer.state_dict()},
+                            self.replay_path)
+
+    def _restore_episodes(self) -> None:
+        needed = max(self.cfg.algo.batch_size, self.cfg.algo.warmup_episodes)
+        if not self.replay_path.is_file():
+            log.warning("resuming with an empty episode buffer (no %s; set algo.save_replay_buffer=true "
+                        "to checkpoint it): training restarts once it holds %d episodes",
+                        self.replay_path, needed)
+            return
+        payload = load_checkpoint(self.replay_path, map_location=self.buffer.device)
+        if payload["env_steps"] != self.counters.env_steps:
+            log.warning("the saved episode buffer is from env step %s, the checkpoint from %s: using it",
+                        f"{payload['env_steps']:,}", f"{self.counters.env_steps:,}")
+        self.buffer.load_state_dict(payload["episodes"])
+        log.info("episode buffer restored: %s episodes", f"{len(self.buffer):,}")
