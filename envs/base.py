@@ -44,6 +44,10 @@ class StepResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class RenderError(RuntimeError):
+    """An env cannot render here (e.g. no OpenGL backend); the message says what to install."""
+
+
 class MultiAgentEnv(ABC):
     """A single (unbatched) multi-agent env."""
 

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import EnvSpec, MultiAgentEnv, StepResult
-from envs.validation import invalid_choice
+from envs.validation import discrete_action, invalid_choice
 
 
 # ---------------------------------------------------------------- scenarios
@@ -297,10 +297,7 @@ class FootballEnv(MultiAgentEnv):
         self._env.close()
 
     def _env_action(self, i: int, action: Any) -> int:
-        action = int(np.asarray(action).item())
-        if not 0 <= action < N_ACTIONS:
-            raise ValueError(f"agent {self.spec.agents[i]}: action {action} outside Discrete({N_ACTIONS})")
-        return action
+        return discrete_action(self.spec.agents[i], action, N_ACTIONS)
 
     def _observations(self, obs: Any) -> list[np.ndarray]:
         # (n, 115); gfootball drops the player axis when it controls one player.

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EnvSpec, MultiAgentEnv, StepResult
+from envs.base import EnvSpec, MultiAgentEnv, RenderError, StepResult
 from envs.mamujoco_parts import (
     SEGMENT_SCENARIOS,
     check_scenario_and_partition,
@@ -405,7 +405,7 @@ def _special_single_agent_env(scenario: str, agent_conf: str, max_episode_steps:
 
 
 # ---------------------------------------------------------------- offscreen rendering
-class RenderBackendError(RuntimeError):
+class RenderBackendError(RenderError):
     """No OpenGL backend MuJoCo can render offscreen with."""
 
 

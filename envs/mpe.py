@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import EnvSpec, MultiAgentEnv, StepResult
-from envs.validation import invalid_choice
+from envs.validation import discrete_action, invalid_choice
 
 # Scenario name -> mpe2 module (the current versioned release of each scenario).
 SCENARIOS: dict[str, str] = {
@@ -150,10 +150,7 @@ class MPEEnv(MultiAgentEnv):
                 raise ValueError(f"agent {self._names[i]}: expected action shape {space.shape}, got {action.shape}")
             # mpe2 expects [0, 1]; Gaussian policies overshoot, so clip silently.
             return np.clip(action, space.low, space.high)
-        action = int(np.asarray(action).item())
-        if not 0 <= action < space.n:
-            raise ValueError(f"agent {self._names[i]}: action {action} outside Discrete({space.n})")
-        return action
+        return discrete_action(self._names[i], action, int(space.n))
 
     def _observations(self) -> list[np.ndarray]:
         return [np.asarray(self._aec.observe(name), dtype=np.float32) for name in self._names]

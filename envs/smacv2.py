@@ -23,7 +23,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import EnvSpec, MultiAgentEnv, StepResult
-from envs.validation import invalid_choice
+from envs.validation import discrete_action, invalid_choice
 
 # ---------------------------------------------------------------- scenarios
 # Per race: the map the package generates units on, and its `team_gen` distribution (unit types
@@ -348,9 +348,7 @@ class SMACv2Env(MultiAgentEnv):
         self._env.close()
 
     def _env_action(self, i: int, action: Any) -> int:
-        action = int(np.asarray(action).item())
-        if not 0 <= action < self._n_actions:
-            raise ValueError(f"agent {self.spec.agents[i]}: action {action} outside Discrete({self._n_actions})")
+        action = discrete_action(self.spec.agents[i], action, self._n_actions)
         if not self._avail[i][action]:
             raise ValueError(f"agent {self.spec.agents[i]}: action {action} is not available "
                              f"(available: {np.flatnonzero(self._avail[i]).tolist()})")

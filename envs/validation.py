@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
 
 
 def invalid_choice(what: str, value: object, valid: Iterable[str]) -> ValueError:
@@ -15,3 +18,12 @@ def check_choice(what: str, value: str, valid: Iterable[str]) -> str:
     if value not in valid:
         raise invalid_choice(what, value, valid)
     return value
+
+
+def discrete_action(agent: str, action: Any, n: int) -> int:
+    """One agent's Discrete(n) action as a Python int ([1]-shaped arrays allowed), or a
+    ValueError naming the agent and the bad value."""
+    action = int(np.asarray(action).item())
+    if not 0 <= action < n:
+        raise ValueError(f"agent {agent}: action {action} outside Discrete({n})")
+    return action

@@ -134,22 +134,16 @@ def checkpoint_path(run_dir: Path, which: str | None) -> tuple[Path, str]:
     return path, path.stem
 
 
-def identity(cfg: Any, spec: Any) -> dict[str, Any]:
-    """What a checkpoint must match to fit this run (as harl.train checks on resume)."""
-    return {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task,
-            "spaces": [repr(s) for s in spec.observation_spaces + spec.action_spaces]}
-
-
 def load_policy(cfg: Any, run_dir: Path, path: Path, spec: Any, device: Any) -> tuple[Any, dict[str, Any]]:
     """A learner with the checkpoint's networks, and the checkpoint's counters."""
     from omegaconf import OmegaConf
 
     from harl.algos import learner_class
-    from runners.base import CheckpointIO
+    from runners.base import CheckpointIO, checkpoint_identity
 
     learner = learner_class(cfg.algo.name)(OmegaConf.to_object(cfg.algo), spec.observation_spaces,
                                            spec.action_spaces, spec.state_space, device, cfg.seed)
-    payload = CheckpointIO(run_dir, identity(cfg, spec)).load_learner(path, learner, device)
+    payload = CheckpointIO(run_dir, checkpoint_identity(cfg, spec)).load_learner(path, learner, device)
     return learner, payload.get("counters", {})
 
 
@@ -275,14 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}\n\n{USAGE}", file=sys.stderr)
         return 2
-    from envs.mamujoco import RenderBackendError
+    from envs.base import RenderError
     from envs.vec_types import EnvWorkerError
     from harl.common.checkpoint import CheckpointError
 
     try:
         evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.render, args.video,
                      args.device, args.seed)
-    except (EvaluateError, CheckpointError, RenderBackendError, EnvWorkerError, ValueError) as exc:
+    except (EvaluateError, CheckpointError, RenderError, EnvWorkerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # e.g. an env failing while rendering: name the root cause

@@ -64,6 +64,8 @@ def write_run_info(run_dir: Path, cfg: DictConfig, resumed: bool) -> None:
     import json
     import os
 
+    from harl.common.atomic import atomic_write
+
     path = run_dir / "run.json"
     now = datetime.datetime.now().isoformat(timespec="seconds")
     if resumed and path.is_file():
@@ -74,9 +76,7 @@ def write_run_info(run_dir: Path, cfg: DictConfig, resumed: bool) -> None:
         info = {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task, "seed": cfg.seed,
                 "n_envs": cfg.n_envs, "total_steps": cfg.total_steps, "started_at": now,
                 "command": " ".join(sys.argv), "host": os.uname().nodename}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, lambda f: f.write(json.dumps(info, indent=2) + "\n"))
 
 
 def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
@@ -87,7 +87,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     from harl.common.seeding import env_seeds, seed_everything
     from harl.logging import RunLogger
     from runners import make_runner
-    from runners.base import CheckpointIO, Counters
+    from runners.base import CheckpointIO, Counters, checkpoint_identity
 
     checkpoint = None
     if cfg.resume:
@@ -117,9 +117,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
         spec = envs.spec
         learner = learner_cls(algo_cfg, spec.observation_spaces, spec.action_spaces,
                               spec.state_space, device, cfg.seed)
-        identity = {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task,
-                    "spaces": [repr(s) for s in spec.observation_spaces + spec.action_spaces]}
-        checkpoints = CheckpointIO(run_dir, identity)
+        checkpoints = CheckpointIO(run_dir, checkpoint_identity(cfg, spec))
         counters = Counters()
         if checkpoint is not None:
             counters = checkpoints.restore(checkpoint, learner, device)

@@ -5,6 +5,7 @@ import contextlib
 import copy
 import dataclasses
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -151,6 +152,12 @@ def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.d
                 quota[j] -= 1
         vobs = step.next
     return EvalResult(returns, lengths, won if len(won) == len(returns) else None)
+
+
+def checkpoint_identity(cfg: Any, spec: Any) -> dict[str, Any]:
+    """What a checkpoint must match to be loaded into a run: algorithm, env, task and spaces."""
+    return {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task,
+            "spaces": [repr(s) for s in spec.observation_spaces + spec.action_spaces]}
 
 
 class CheckpointIO:
@@ -389,6 +396,65 @@ class Runner:
         log.debug("checkpoint written to %s", path)
 
 
-__all__ = ["ABSOLUTE_EPISODES_FACTOR", "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker",
+REPLAY_FILE = "replay.pt"
+
+
+def mean_infos(infos: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Key-wise mean of several gradient steps' diagnostics (keys missing in some count once each)."""
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for info in infos:
+        for key, value in info.items():
+            totals[key] = totals.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1
+    return {k: v / counts[k] for k, v in totals.items()}
+
+
+class BufferedRunner(Runner):
+    """A runner whose learner trains from a buffer kept across iterations (replay or episodes):
+    an iteration collects `train_interval` env steps, and with `algo.save_replay_buffer` the
+    buffer is checkpointed to `checkpoints/replay.pt` and restored on resume."""
+
+    buffer_name = "replay buffer"   # for messages
+    buffer_unit = "transitions"
+
+    def __init__(self, cfg: Any, learner: Any, *args: Any) -> None:
+        super().__init__(cfg, learner, *args)
+        self.buffer = self.make_buffer()
+        # one iteration = the vectorised steps covering train_interval env steps
+        self.steps_per_collect = max(1, math.ceil(cfg.algo.train_interval / self.envs.n_envs))
+        self.replay_path = self.checkpoints.dir / REPLAY_FILE
+        if self.counters.env_steps > 0:
+            self._restore_buffer()
+
+    def make_buffer(self) -> Any:
+        raise NotImplementedError
+
+    def needed_to_train(self) -> int:
+        """How many `buffer_unit` the buffer must hold before training (re)starts."""
+        return self.cfg.algo.batch_size
+
+    def save(self, best: bool = False) -> None:
+        super().save(best)
+        if self.cfg.algo.save_replay_buffer:
+            save_checkpoint({"env_steps": self.counters.env_steps, "buffer": self.buffer.state_dict()},
+                            self.replay_path)
+
+    def _restore_buffer(self) -> None:
+        name = self.buffer_name
+        if not self.replay_path.is_file():
+            log.warning("resuming with an empty %s (no %s; set algo.save_replay_buffer=true to "
+                        "checkpoint it): training restarts once it holds %d %s", name,
+                        self.replay_path, self.needed_to_train(), self.buffer_unit)
+            return
+        payload = load_checkpoint(self.replay_path, map_location=self.buffer.device)
+        if payload["env_steps"] != self.counters.env_steps:
+            log.warning("the saved %s is from env step %s, the checkpoint from %s: using it", name,
+                        f"{payload['env_steps']:,}", f"{self.counters.env_steps:,}")
+        self.buffer.load_state_dict(payload["buffer"])
+        log.info("%s restored: %s %s", name, f"{len(self.buffer):,}", self.buffer_unit)
+
+
+__all__ = ["BufferedRunner", "checkpoint_identity", "mean_infos", "ABSOLUTE_EPISODES_FACTOR", "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker",
            "EvalResult", "RunLogger", "Runner", "Stopwatch", "actions_to_numpy", "due", "evaluate",
            "obs_to_tensors", "saved_weights"]

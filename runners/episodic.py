@@ -12,30 +12,24 @@ starts once the buffer holds max(batch_size, warmup_episodes) episodes. Evaluati
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import torch
 
-from harl.algos.value_decomposition.qmix import QMIX
-from harl.common.checkpoint import load_checkpoint, save_checkpoint
-from runners.base import Runner, Stopwatch, actions_to_numpy, obs_to_tensors
+from runners.base import BufferedRunner, Stopwatch, actions_to_numpy, mean_infos, obs_to_tensors
 
 log = logging.getLogger("harl")
 
-EPISODES_FILE = "replay.pt"
 
+class EpisodicRunner(BufferedRunner):
+    buffer_name = "episode buffer"
+    buffer_unit = "episodes"
 
-class EpisodicRunner(Runner):
-    def __init__(self, cfg: Any, learner: QMIX, *args: Any) -> None:
-        super().__init__(cfg, learner, *args)
-        a = cfg.algo
-        self.buffer = learner.make_buffer(self.envs.n_envs, self.envs.spec.episode_limit)
-        # one iteration = the vectorised steps covering train_interval env steps
-        self.steps_per_collect = max(1, math.ceil(a.train_interval / self.envs.n_envs))
-        self.replay_path = self.checkpoints.dir / EPISODES_FILE
-        if self.counters.env_steps > 0:
-            self._restore_episodes()
+    def make_buffer(self) -> Any:
+        return self.learner.make_buffer(self.envs.n_envs, self.envs.spec.episode_limit)
+
+    def needed_to_train(self) -> int:
+        return max(self.cfg.algo.batch_size, self.cfg.algo.warmup_episodes)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, float]:
@@ -55,13 +49,9 @@ class EpisodicRunner(Runner):
     def train_phase(self) -> dict[str, float]:
         a = self.cfg.algo
         info: dict[str, float] = {"replay_episodes": len(self.buffer), "epsilon": self.learner.epsilon}
-        if len(self.buffer) < max(a.batch_size, a.warmup_episodes):
+        if len(self.buffer) < self.needed_to_train():
             return info
-        totals: dict[str, float] = {}
-        for _ in range(a.updates_per_train):
-            for key, value in self.learner.train(self.buffer).items():
-                totals[key] = totals.get(key, 0.0) + value
-        info.update({k: v / a.updates_per_train for k, v in totals.items()})
+        info.update(mean_infos([self.learner.train(self.buffer) for _ in range(a.updates_per_train)]))
         info["train_steps"] = float(self.learner.train_steps)
         return info
 
@@ -84,24 +74,3 @@ class EpisodicRunner(Runner):
             vobs = step.next
         self._vobs = vobs
         learner.set_env_steps(self.counters.env_steps)
-
-    # ------------------------------------------------------------------ buffer checkpoints
-    def save(self, best: bool = False) -> None:
-        super().save(best)
-        if self.cfg.algo.save_replay_buffer:
-            save_checkpoint({"env_steps": self.counters.env_steps, "episodes": self.buffer.state_dict()},
-                            self.replay_path)
-
-    def _restore_episodes(self) -> None:
-        needed = max(self.cfg.algo.batch_size, self.cfg.algo.warmup_episodes)
-        if not self.replay_path.is_file():
-            log.warning("resuming with an empty episode buffer (no %s; set algo.save_replay_buffer=true "
-                        "to checkpoint it): training restarts once it holds %d episodes",
-                        self.replay_path, needed)
-            return
-        payload = load_checkpoint(self.replay_path, map_location=self.buffer.device)
-        if payload["env_steps"] != self.counters.env_steps:
-            log.warning("the saved episode buffer is from env step %s, the checkpoint from %s: using it",
-                        f"{payload['env_steps']:,}", f"{self.counters.env_steps:,}")
-        self.buffer.load_state_dict(payload["episodes"])
-        log.info("episode buffer restored: %s episodes", f"{len(self.buffer):,}")

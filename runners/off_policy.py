@@ -8,20 +8,15 @@ update rule belongs to the learner (`learner.train(buffer)` is one gradient iter
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from gymnasium import spaces
 
-from harl.algos.off_policy.base import OffPolicyLearner
-from harl.common.checkpoint import load_checkpoint, save_checkpoint
-from runners.base import Runner, Stopwatch, actions_to_numpy, obs_to_tensors
+from runners.base import BufferedRunner, Stopwatch, actions_to_numpy, mean_infos, obs_to_tensors
 
 log = logging.getLogger("harl")
-
-REPLAY_FILE = "replay.pt"
 
 
 def random_actions(action_spaces: Sequence[spaces.Space], avail: Sequence[torch.Tensor | None],
@@ -42,16 +37,9 @@ def random_actions(action_spaces: Sequence[spaces.Space], avail: Sequence[torch.
     return actions
 
 
-class OffPolicyRunner(Runner):
-    def __init__(self, cfg: Any, learner: OffPolicyLearner, *args: Any) -> None:
-        super().__init__(cfg, learner, *args)
-        a = cfg.algo
-        self.buffer = learner.make_buffer(self.envs.n_envs)
-        # one iteration = the vectorised steps covering train_interval env steps
-        self.steps_per_collect = max(1, math.ceil(a.train_interval / self.envs.n_envs))
-        self.replay_path = self.checkpoints.dir / REPLAY_FILE
-        if self.counters.env_steps > 0:
-            self._restore_replay()
+class OffPolicyRunner(BufferedRunner):
+    def make_buffer(self) -> Any:
+        return self.learner.make_buffer(self.envs.n_envs)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, float]:
@@ -73,11 +61,7 @@ class OffPolicyRunner(Runner):
         counters.pending_updates += a.utd_ratio * self._policy_steps
         n_updates = int(counters.pending_updates)
         counters.pending_updates -= n_updates
-        totals: dict[str, float] = {}
-        for _ in range(n_updates):
-            for key, value in self.learner.train(self.buffer).items():
-                totals[key] = totals.get(key, 0.0) + value
-        info = {k: v / n_updates for k, v in totals.items()} if n_updates else {}
+        info = mean_infos([self.learner.train(self.buffer) for _ in range(n_updates)])
         info.update({"replay_size": len(self.buffer), "gradient_steps": self.learner.gradient_steps})
         return info
 
@@ -111,23 +95,3 @@ class OffPolicyRunner(Runner):
             self.counters.env_steps += n_envs
             vobs = step.next
         self._vobs = vobs
-
-    # ------------------------------------------------------------------ replay checkpoints
-    def save(self, best: bool = False) -> None:
-        super().save(best)
-        if self.cfg.algo.save_replay_buffer:
-            save_checkpoint({"env_steps": self.counters.env_steps, "replay": self.buffer.state_dict()},
-                            self.replay_path)
-
-    def _restore_replay(self) -> None:
-        if not self.replay_path.is_file():
-            log.warning("resuming with an empty replay buffer (no %s; set algo.save_replay_buffer=true "
-                        "to checkpoint it): training restarts once it holds %d transitions",
-                        self.replay_path, self.cfg.algo.batch_size)
-            return
-        payload = load_checkpoint(self.replay_path, map_location=self.buffer.device)
-        if payload["env_steps"] != self.counters.env_steps:
-            log.warning("the saved replay buffer is from env step %s, the checkpoint from %s: using it",
-                        f"{payload['env_steps']:,}", f"{self.counters.env_steps:,}")
-        self.buffer.load_state_dict(payload["replay"])
-        log.info("replay buffer restored: %s transitions", f"{len(self.buffer):,}")

@@ -1,12 +1,12 @@
 """Atomic checkpoint files and locating them from a run directory."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from harl.common.atomic import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
@@ -20,18 +20,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """Write with temp file + fsync + rename: a crash leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({"format_version": FORMAT_VERSION, **payload}, f), binary=True)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -21,10 +21,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from harl.common.atomic import atomic_write
 
 log = logging.getLogger("harl")
 
@@ -123,19 +124,8 @@ class MarlEvalLog:
 
 
 def write_json_atomic(data: Any, path: str | Path) -> None:
-    """temp file + fsync + rename: readers see the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Readers see the old file or the new one, never a partial one."""
+    atomic_write(path, lambda f: json.dump(data, f, indent=1))
 
 
 __all__ = ["ABSOLUTE", "METRICS_FILE", "MarlEvalLog", "episode_metrics", "seed_key", "write_json_atomic"]

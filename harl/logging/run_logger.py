@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harl.common.atomic import atomic_write
+
 log = logging.getLogger("harl")
 
 # Columns every progress.csv starts with, in this order; algorithm diagnostics follow.
@@ -78,12 +80,14 @@ class RunLogger:
         with self.csv_path.open(newline="") as f:
             rows = list(csv.DictReader(f))
         self._columns = self._columns + new_columns
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, self._columns)
+        columns = self._columns
+
+        def write(f) -> None:
+            writer = csv.DictWriter(f, columns)
             writer.writeheader()
             writer.writerows(rows)
-        tmp.replace(self.csv_path)
+
+        atomic_write(self.csv_path, write)
 
     def console(self, row: dict[str, Any], eta_seconds: float) -> None:
         steps = int(row["env_steps"])
