@@ -72,12 +72,20 @@ class OnPolicyRunner(Runner):
             buf.rewards[t] = learner.critic_rewards(torch.as_tensor(step.rewards, device=dev))
             buf.terminated[t].copy_(torch.from_numpy(step.terminated))
             buf.truncated[t].copy_(torch.from_numpy(step.truncated))
+            # the buffer is reused across rollouts: clear V(final state) left by an earlier one
+            buf.final_values[t].zero_()
             if step.truncated.any():
                 self._bootstrap_truncated(t, step, next_critic_h)
             self.tracker.record(step.episode_infos)
-            self._alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
             self._resets = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
-            self._critic_h = next_critic_h
+            # a finished env starts its next episode with every agent alive: the alive flags
+            # `step` reports for it are those of the episode that just ended
+            alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
+            self._alive = torch.where(self._resets[:, None] > 0, 1.0, alive)
+            # a finished env's next episode starts from a zero hidden state: carry (and so
+            # store at the next step) the state the networks will really act from
+            self._critic_h = _zero_where(next_critic_h, self._resets)
+            self._actor_h = [_zero_where(h, self._resets) for h in self._actor_h]
             vobs = step.next
         last_obs = [torch.as_tensor(o, device=dev) for o in vobs.obs]
         buf.state[buf.T] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), last_obs)
@@ -96,3 +104,10 @@ class OnPolicyRunner(Runner):
         # a recurrent critic continues the episode's own hidden state into its final state
         self.buffer.final_values[t, rows] = learner.values(
             final_in, None if critic_h is None else critic_h[rows])[0]
+
+
+def _zero_where(h: torch.Tensor | None, resets: torch.Tensor) -> torch.Tensor | None:
+    """Hidden states [E, ...] with the rows of envs that just ended (resets[e] = 1) zeroed."""
+    if h is None:
+        return None
+    return h * (1.0 - resets).view(-1, *([1] * (h.dim() - 1)))
