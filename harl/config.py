@@ -192,7 +192,8 @@ class HASACConfig(OffPolicyConfig):
     alpha: float = 0.001
     auto_alpha: bool = False
     alpha_lr: float = 3e-4
-    # target entropy per agent: Box -target_entropy_scale * action_dim; Discrete
+    # target entropy per agent: Box -target_entropy_scale * action_dim (of the tanh-space action,
+    # before the rescale to the agent's bounds, as in the reference); Discrete
     # discrete_entropy_ratio * log(n_actions) (summed over MultiDiscrete sub-actions)
     target_entropy_scale: float = 1.0
     discrete_entropy_ratio: float = 0.98

@@ -102,9 +102,11 @@ class SquashedGaussianActor(nn.Module):
     """HASAC's continuous actor: u ~ N(mu(o), sigma(o)), a = center + half_range * tanh(u).
 
     log pi(a|o) is the density of the action actually sent to the env: the Gaussian log-density
-    of u minus log|da/du| = sum log(half_range * (1 - tanh(u)^2)). (The reference drops the
-    half_range term, a constant shift that only matters against a target entropy.) log-std is
-    clamped to [-20, 2] and every term is computed in a form that stays finite.
+    of u minus log|da/du| = sum log(half_range * (1 - tanh(u)^2)). The density of the tanh-space
+    action tanh(u), which the reference uses everywhere and against which its target entropies
+    (-dim) are set, differs by the constant `log_half_range_sum` = sum log(half_range):
+    `squashed_log_prob` converts. log-std is clamped to [-20, 2] and every term is computed in a
+    form that stays finite.
     """
 
     def __init__(self, obs_dim: int, space: spaces.Box, hidden_sizes: Sequence[int],
@@ -128,6 +130,10 @@ class SquashedGaussianActor(nn.Module):
         log_prob = (-0.5 * noise**2 - log_std - _LOG_SQRT_2PI - tanh_log_abs_det(u)).sum(-1)
         action = self.rescale(torch.tanh(u))
         return action, action, log_prob - self.log_half_range_sum
+
+    def squashed_log_prob(self, log_prob: torch.Tensor) -> torch.Tensor:
+        """log pi of the env action -> log-density of the tanh-space action tanh(u)."""
+        return log_prob + self.log_half_range_sum
 
 
 def straight_through_gumbel(log_p: torch.Tensor, deterministic: bool) -> torch.Tensor:
@@ -165,6 +171,10 @@ class GumbelCategoricalActor(nn.Module):
             one_hots.append(one_hot)
             indices.append(one_hot.detach().argmax(-1, keepdim=True))
         return torch.cat(indices, -1), torch.cat(one_hots, -1), log_prob
+
+    def squashed_log_prob(self, log_prob: torch.Tensor) -> torch.Tensor:
+        """Discrete actions are not rescaled: the same log-probability."""
+        return log_prob
 
 
 class EnsembleLinear(nn.Module):

@@ -5,6 +5,9 @@ Critic: twin soft Q on (state, joint action), target
 with a' sampled from the current policies (no target actors). Actors, in a random order: agent
 i maximises E[min_k Q_k(s, a) - alpha_i log pi_i(a_i | o_i)] where earlier agents' entries of
 a are samples from their updated policies; then its temperature steps toward its target entropy.
+log pi is the density of the env action in both losses; the temperatures compare the entropy of
+the tanh-space action (before the rescale to the bounds) with their targets, as the reference
+does, so `target_entropy_scale` means what the reference's presets assume.
 With ValueNorm the critic learns normalised targets, and the actor loss denormalises Q so that
 Q and alpha * log pi are in the same units (the reference mixes them).
 """
@@ -27,7 +30,9 @@ from harl.models.off_policy import (GumbelCategoricalActor, JointQCritic, Squash
 
 
 def target_entropy(space: spaces.Space, cfg: Any) -> float:
-    """Box: -scale * dim. Discrete: ratio * log(n) (per sub-action for MultiDiscrete)."""
+    """Box: -scale * dim, an entropy of the tanh-space action (before the rescale to the agent's
+    bounds, as in the reference, so that bounds do not shift it). Discrete: ratio * log(n) (per
+    sub-action for MultiDiscrete)."""
     if isinstance(space, spaces.Box):
         return -cfg.target_entropy_scale * float(space.shape[0])
     nvec = [int(space.n)] if isinstance(space, spaces.Discrete) else [int(n) for n in space.nvec]
@@ -111,7 +116,7 @@ class HASAC(OffPolicyLearner):
         with torch.no_grad():  # pre-update samples (the first agent's own is never used)
             joint = [None if i == order[0] else self.actors[i](b.obs[i], b.avail[i])[1]
                      for i in range(self.n_agents)]
-        logps: list[torch.Tensor] = []
+        squashed_logps: list[torch.Tensor] = []
         self.critic.requires_grad_(False)
 
         def update_agent(i: int, joint: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor | None]:
@@ -120,13 +125,16 @@ class HASAC(OffPolicyLearner):
             q = self._denorm(self.critic(b.state, [*joint[:i], action, *joint[i + 1:]]).min(0).values)
             loss = -masked_mean(q - self.alpha(i) * logp, mask)
             grad_norm = self.apply_gradients(self.actor_optims[i], actor, loss, "actor loss", i)
-            logp = logp.detach()
-            logps.append(logp)
+            # the temperature compares the tanh-space entropy with its target (see target_entropy)
+            squashed_logp = actor.squashed_log_prob(logp.detach())
+            squashed_logps.append(squashed_logp)
             info = {"actor_loss": loss.item(), "grad_norm": grad_norm,
-                    "entropy": -float(masked_mean(logp, mask)), "alpha": float(self.alpha(i))}
+                    "entropy": -float(masked_mean(squashed_logp, mask)),
+                    "action_entropy": -float(masked_mean(logp.detach(), mask)),
+                    "alpha": float(self.alpha(i))}
             if c.auto_alpha:
                 la = self.log_alphas[i]
-                alpha_loss = -masked_mean(la * (logp + self.target_entropies[i]), mask)
+                alpha_loss = -masked_mean(la * (squashed_logp + self.target_entropies[i]), mask)
                 self.apply_gradients(self.alpha_optims[i], [la], alpha_loss, "temperature loss", i)
             if i == order[-1]:  # nobody after the last agent needs its new action
                 return info, None
@@ -139,7 +147,7 @@ class HASAC(OffPolicyLearner):
             self.critic.requires_grad_(True)
         if c.auto_alpha:  # the critic's temperature follows the joint entropy
             la = self.log_alphas[self.n_agents]
-            alpha_loss = -(la * (torch.stack(logps).sum(0) + sum(self.target_entropies))).mean()
+            alpha_loss = -(la * (torch.stack(squashed_logps).sum(0) + sum(self.target_entropies))).mean()
             self.apply_gradients(self.alpha_optims[self.n_agents], [la], alpha_loss, "temperature loss", None)
         return agent_diagnostics(infos, order)
 
