@@ -92,6 +92,56 @@ def load_results() -> dict[str, dict[str, str]]:
     return results
 
 
+# Survivors whose change cannot alter a learning result, recognised from the diff alone. Each
+# class is documented in docs/testing.md; the report counts them apart from the score.
+DEVICE_ARG = re.compile(r",?\s*\bdevice=(None|[\w.]+)|\.to\((None|[\w.]*device)\)")
+# error-message and log-prefix arguments: check_finite(x, quantity, agent), apply_gradients(optim,
+# params, loss, quantity, agent), step_optimizer(optim, module, loss, quantity, agent), q_stats(prefix, q)
+LABEL_CALLS = [(re.compile(r"check_finite\(([^,()]+(?:\([^()]*\))?)\b.*"), r"check_finite(\1"),
+               (re.compile(r"(apply_gradients|step_optimizer)\(([^,]+),([^,]+),([^,]+),.*"), r"\1(\2,\3,\4"),
+               (re.compile(r"q_stats\([^,]+, "), "q_stats(")]
+DIAGNOSTIC_ENTRY = re.compile(r'"[\w/]+":')
+NOT_DIAGNOSTICS = ("stateful", "state_dict")
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    lines = diff.splitlines()[2:]  # skip the ---/+++ header
+    return ([ln[1:] for ln in lines if ln.startswith("-")], [ln[1:] for ln in lines if ln.startswith("+")])
+
+
+def squeeze(line: str) -> str:
+    """Whitespace and a dangling comma before a closing bracket do not matter."""
+    return re.sub(r",\)", ")", line.replace(" ", ""))
+
+
+def classify(name: str, diff: str) -> str | None:
+    """'device', 'label' or 'diagnostics' when the mutation provably only touches that; else None."""
+    old, new = changed_lines(diff)
+    if len(old) != 1 or len(new) != 1:
+        return None
+    a, b = old[0], new[0]
+    if squeeze(DEVICE_ARG.sub("", a)) == squeeze(DEVICE_ARG.sub("", b)):
+        return "device"
+    for pattern, keep in LABEL_CALLS:
+        if pattern.search(a) and pattern.sub(keep, a) == pattern.sub(keep, b):
+            return "label"
+    function = name.split(".")[-1]
+    if DIAGNOSTIC_ENTRY.search(a) and not any(f in function for f in NOT_DIAGNOSTICS):
+        # a change inside a logged-diagnostics dict: the key entries changed are values only read
+        # by the logger (the dict is the function's return value or an `info` of logged columns)
+        changed = [x for x, y in zip(a.split(","), b.split(",")) if x != y] or [a]
+        if all(DIAGNOSTIC_ENTRY.search(x) for x in changed):
+            return "diagnostics"
+    return None
+
+
+def classify_survivors(survivors: dict[str, str]) -> dict[str, str | None]:
+    """{mutant name: module path} -> {mutant name: class or None}."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    return {n: classify(n, get_diff_for_mutant(n, path=module)) for n, module in survivors.items()}
+
+
 def documented_equivalents() -> set[str]:
     """Mutant names listed in docs/testing.md's table of equivalent mutants."""
     if not EQUIVALENTS_DOC.exists():
@@ -103,6 +153,10 @@ def report(results: dict[str, dict[str, str]], equivalents: set[str]) -> list[st
     """Print the per-module table; return the unexplained survivors."""
     rows, totals = [], Counter()
     unexplained: list[str] = []
+    survivors = {n: module for module, mutants in results.items() for n, s in mutants.items()
+                 if s == SURVIVED}
+    classes = classify_survivors(survivors)
+    equivalents = equivalents | {n for n, c in classes.items() if c is not None}
     for module, mutants in results.items():
         counts = Counter(mutants.values())
         equivalent = sum(1 for n, s in mutants.items() if s == SURVIVED and n in equivalents)
@@ -123,13 +177,21 @@ def report(results: dict[str, dict[str, str]], equivalents: set[str]) -> list[st
         return f"{100 * detected / live:.1f} %" if live else "-"
 
     for module, total, detected, survived, equivalent, no_tests, other in rows:
+        if not total:
+            continue
         print(f"| {module} | {total} | {detected} | {survived} | {equivalent} | {no_tests} | {other} | "
               f"{score(detected, total, equivalent)} |")
     t = totals
     print(f"| **all** | {t['total']} | {t['detected']} | {t['survived']} | {t['equivalent']} | "
           f"{t['no tests']} | {t['other']} | {score(t['detected'], t['total'], t['equivalent'])} |")
-    print("\nscore = killed (incl. timeouts) / (mutants - documented equivalent mutants); "
-          "'no tests': no test reaches the function; 'not run': interrupted or suspicious")
+    by_class = Counter(c for c in classes.values() if c is not None)
+    print("\nscore = killed (incl. timeouts) / (mutants - equivalent mutants); 'no tests': no test "
+          "reaches the function; 'not run': interrupted or suspicious")
+    print("equivalent = listed in docs/testing.md (" +
+          str(sum(1 for n in survivors if n in equivalents and classes.get(n) is None)) +
+          ") or recognised from the diff: " +
+          ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) +
+          " (see docs/testing.md)")
     return unexplained
 
 
@@ -145,6 +207,7 @@ def main() -> int:
         code = run_mutmut(args.mutants)
         if code:
             return code
+    os.chdir(ROOT)  # mutmut reads its config and mutants/ from the working directory
     unexplained = report(load_results(), documented_equivalents())
     if unexplained:
         print(f"\n{len(unexplained)} unexplained survivor(s):")
