@@ -35,7 +35,9 @@ class EpisodeBatch:
     filled: torch.Tensor         # [B, L] bool: a real step of the episode
 
     def to(self, device: torch.device) -> EpisodeBatch:
-        move = lambda x: x.to(device, non_blocking=True)  # noqa: E731
+        # asynchronous only into a GPU: a GPU -> host copy could be read before it lands
+        non_blocking = torch.device(device).type == "cuda"
+        move = lambda x: x.to(device, non_blocking=non_blocking)  # noqa: E731
         return EpisodeBatch(*[[move(v) for v in f] if isinstance(f, list) else move(f)
                               for f in (getattr(self, field.name) for field in fields(self))])
 

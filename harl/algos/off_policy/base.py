@@ -142,7 +142,9 @@ class OffPolicyLearner(Learner):
     def _to_device(self, b: ReplaySample) -> ReplaySample:
         if self.buffer_device == self.device:
             return b
-        move = lambda x: None if x is None else x.to(self.device, non_blocking=True)  # noqa: E731
+        # asynchronous only host -> GPU: a GPU -> host copy could be read before it lands
+        non_blocking = self.device.type == "cuda"
+        move = lambda x: None if x is None else x.to(self.device, non_blocking=non_blocking)  # noqa: E731
         return ReplaySample(*[[move(v) for v in f] if isinstance(f, list) else move(f)
                               for f in (getattr(b, name) for name in b.__dataclass_fields__)])
 
