@@ -15,8 +15,10 @@ def seed_everything(seed: int) -> None:
 
 
 def env_seeds(seed: int, purpose: str, n: int) -> list[int]:
-    """`n` distinct env seeds for `purpose` ("train", "eval", ...) that never collide across
-    purposes or run seeds (the reference's seed + 1000*rank collides for large seeds)."""
+    """`n` distinct env seeds for `purpose` ("train", "eval", ...), independent across run seeds
+    and purposes (the reference's seed + 1000*rank collides for large seeds). Purposes are told
+    apart by their first four bytes only ("eval" and "evaluation" share seeds): kept so that
+    the seeds of existing runs do not change."""
     tag = int.from_bytes(purpose.encode(), "little") % 2**32
     return [int(s) for s in np.random.SeedSequence([seed, tag]).generate_state(n)]
 
