@@ -18,6 +18,7 @@ from harl.algos.off_policy.ddpg import HADDPG, HATD3, MADDPG, MATD3
 from harl.algos.off_policy.hasac import HASAC
 from harl.buffers.replay import ReplayBuffer, ReplaySample
 from harl.config import HADDPGConfig, HASACConfig, HATD3Config, MADDPGConfig, MATD3Config
+from tests.test_rules_off_policy import set_critic, set_deterministic, set_gaussian
 
 CPU = torch.device("cpu")
 CFG = {HADDPG: HADDPGConfig, MADDPG: MADDPGConfig, HATD3: HATD3Config, MATD3: MATD3Config,
@@ -51,27 +52,6 @@ def make_batch(learner, B=16, seed=0, avail=None, active=None) -> ReplaySample:
                         next_obs=[o.clone() for o in obs],
                         next_state=torch.randn(B, learner.state_dim, generator=g),
                         next_avail=avail, next_active=torch.ones(B, n))
-
-
-@torch.no_grad()
-def set_critic(critic, rows, biases):
-    """A no-hidden-layer JointQCritic: Q_k = rows[k] . [state, a_1, ..., a_n] + biases[k]."""
-    critic.out.weight.copy_(t(rows)[:, :, None])
-    critic.out.bias.copy_(t(biases)[:, None, None])
-
-
-@torch.no_grad()
-def set_deterministic(actor, unit):
-    actor.net[0].weight.zero_()
-    actor.net[0].bias.copy_(torch.atanh(t(unit)))
-
-
-@torch.no_grad()
-def set_gaussian(actor, mean, std):
-    actor.mean.weight.zero_()
-    actor.log_std.weight.zero_()
-    actor.mean.bias.copy_(t(mean))
-    actor.log_std.bias.copy_(t(std).log())
 
 
 def count_forwards(actors):

@@ -18,6 +18,7 @@ from harl.algos.on_policy.trpo import (backtracking_line_search, conjugate_gradi
 from harl.buffers.rollout import AgentBatch
 from harl.config import HATRPOConfig, MAPPOConfig
 from tests import rollouts
+from tests.test_rules_on_policy import TA, TADV, TX, LinearGaussian
 
 CPU = torch.device("cpu")
 BOX3, BOX4 = spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (4,))
@@ -201,28 +202,6 @@ def test_line_search_with_no_expected_improvement_rejects_without_dividing():
 
 
 # ====================================================================== HATRPO
-class LinearGaussian(nn.Module):
-    """Stand-in policy: 1-d action ~ N(w . obs, 1); KL(old || new) = (m_old - m_new)^2 / 2."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(2))
-        self.head = SimpleNamespace(kl=lambda old, new: (0.5 * (old["mean"] - new["mean"]) ** 2).sum(-1))
-
-    def _mean(self, obs):
-        return (obs * self.w).sum(-1, keepdim=True)
-
-    def evaluate(self, obs, actions, avail=None, hidden=None, resets=None):
-        logp = -0.5 * (actions - self._mean(obs)) ** 2 - 0.5 * math.log(2 * math.pi)
-        return logp, torch.zeros(obs.shape[:-1])
-
-    def distribution(self, obs, avail=None, hidden=None, resets=None):
-        return {"mean": self._mean(obs)}
-
-
-TX = np.array([[1.0, 0.5], [2.0, -1.0], [-1.0, 1.0], [3.0, 2.0]])
-TA = np.array([0.5, -1.0, 1.0, 2.0])
-TADV = np.array([1.0, -1.0, 2.0, 5.0])
 
 
 def hatrpo_update(**overrides):

@@ -27,6 +27,7 @@ from harl.common.seeding import env_seeds, rng_state, seed_everything, set_rng_s
 from harl.common.valuenorm import ValueNorm
 from harl.config import HAPPOConfig
 from tests import rollouts
+from tests.test_mutants_on_policy import LinearLogProb
 
 CPU = torch.device("cpu")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -157,15 +158,6 @@ def test_compute_returns_without_valuenorm_uses_the_stored_values_as_they_are():
 
 
 # ====================================================================== reported diagnostics
-class LinearLogProb(nn.Module):
-    """Stand-in policy: log-prob = w * obs[..., 0], entropy = obs[..., 1] + w."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
-
-    def evaluate(self, obs, actions, avail=None, hidden=None, resets=None):
-        return self.w * obs[..., :1], obs[..., 1] + self.w.sum()
 
 
 def test_policy_gradient_epochs_report_the_average_over_every_update():
