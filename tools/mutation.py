@@ -168,22 +168,27 @@ def report(results: dict[str, dict[str, str]], equivalents: set[str]) -> list[st
                        "equivalent": equivalent, "no tests": counts[NO_TESTS],
                        "other": counts[NOT_RUN] + counts[OTHER]})
         unexplained += [n for n, s in mutants.items() if s == SURVIVED and n not in equivalents]
-    header = ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not run", "score")
+    header = ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not run",
+              "killed / mutants", "score")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
 
     def score(detected: int, total: int, equivalent: int) -> str:
         live = total - equivalent
-        return f"{100 * detected / live:.1f} %" if live else "-"
+        return f"{100 * detected / live:.2f} %" if live else "-"
+
+    def raw(detected: int, total: int) -> str:
+        return f"{100 * detected / total:.1f} %" if total else "-"
 
     for module, total, detected, survived, equivalent, no_tests, other in rows:
         if not total:
             continue
         print(f"| {module} | {total} | {detected} | {survived} | {equivalent} | {no_tests} | {other} | "
-              f"{score(detected, total, equivalent)} |")
+              f"{raw(detected, total)} | {score(detected, total, equivalent)} |")
     t = totals
     print(f"| **all** | {t['total']} | {t['detected']} | {t['survived']} | {t['equivalent']} | "
-          f"{t['no tests']} | {t['other']} | {score(t['detected'], t['total'], t['equivalent'])} |")
+          f"{t['no tests']} | {t['other']} | {raw(t['detected'], t['total'])} | "
+          f"{score(t['detected'], t['total'], t['equivalent'])} |")
     by_class = Counter(c for c in classes.values() if c is not None)
     print("\nscore = killed (incl. timeouts) / (mutants - equivalent mutants); 'no tests': no test "
           "reaches the function; 'not run': interrupted or suspicious")
