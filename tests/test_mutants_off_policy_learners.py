@@ -17,22 +17,15 @@ from torch import nn
 from harl.algos.off_policy.ddpg import HADDPG, HATD3, MADDPG, MATD3
 from harl.algos.off_policy.hasac import HASAC
 from harl.buffers.replay import ReplayBuffer, ReplaySample
-from harl.config import HADDPGConfig, HASACConfig, HATD3Config, MADDPGConfig, MATD3Config
-from tests.test_rules_off_policy import set_critic, set_deterministic, set_gaussian
+from tests import test_rules_off_policy as rules
+from tests.test_rules_off_policy import set_critic, set_deterministic, set_gaussian, t
 
 CPU = torch.device("cpu")
-CFG = {HADDPG: HADDPGConfig, MADDPG: MADDPGConfig, HATD3: HATD3Config, MATD3: MATD3Config,
-       HASAC: HASACConfig}
 
 
 def make(cls, obs_spaces, act_spaces, state_dim=2, **overrides):
-    cfg = CFG[cls](**{"hidden_sizes": [], "batch_size": 8, "buffer_size": 64, **overrides})
-    torch.manual_seed(0)
-    return cls(cfg, obs_spaces, act_spaces, spaces.Box(-1, 1, (state_dim,)), CPU, 0)
-
-
-def t(x) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x, dtype=np.float32))
+    """The rules tests' learner, with a batch of 8."""
+    return rules.make(cls, obs_spaces, act_spaces, state_dim, **{"batch_size": 8, **overrides})
 
 
 def make_batch(learner, B=16, seed=0, avail=None, active=None) -> ReplaySample:

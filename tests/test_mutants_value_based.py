@@ -13,11 +13,12 @@ import torch
 from gymnasium import spaces
 
 from harl.algos.off_policy.had3qn import HAD3QN
-from harl.algos.value_decomposition.qmix import QMIX, VDN, linear_epsilon
+from harl.algos.value_decomposition.qmix import linear_epsilon
 from harl.buffers.episode import EpisodeBatch, EpisodeBuffer
 from harl.buffers.replay import ReplaySample
-from harl.config import HAD3QNConfig, QMIXConfig, VDNConfig
+from harl.config import HAD3QNConfig
 from runners.episodic import EpisodicRunner
+from tests.test_rules_value_based import make_vd
 
 CPU = torch.device("cpu")
 ONE = spaces.Box(-10, 10, (1,))
@@ -68,14 +69,6 @@ def test_had3qn_fixed_order_always_starts_with_agent_0():
 
 
 # ====================================================================== QMIX / VDN
-def make_vd(cls=QMIX, n_agents=2, n_actions=3, **overrides):
-    cfg_cls = VDNConfig if cls is VDN else QMIXConfig
-    cfg = cfg_cls(**{"hidden_dim": 8, "mixing_embed_dim": 4, "hypernet_embed": 8, "batch_size": 2,
-                     "buffer_size": 10, "gamma": 0.5, **overrides})
-    torch.manual_seed(0)
-    return cls(cfg, [ONE] * n_agents, [spaces.Discrete(n_actions)] * n_agents, ONE, CPU, 0)
-
-
 def batch(B=1, L=1, n=2, A=3, filled=None, reward=None, seed=0):
     g = torch.Generator().manual_seed(seed)
     return EpisodeBatch(

@@ -13,11 +13,13 @@ when they end. Partial episodes are not part of `state_dict` (a resumed run rese
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from harl.common.device import move_batch
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -35,11 +37,7 @@ class EpisodeBatch:
     filled: torch.Tensor         # [B, L] bool: a real step of the episode
 
     def to(self, device: torch.device) -> EpisodeBatch:
-        # asynchronous only into a GPU: a GPU -> host copy could be read before it lands
-        non_blocking = torch.device(device).type == "cuda"
-        move = lambda x: x.to(device, non_blocking=non_blocking)  # noqa: E731
-        return EpisodeBatch(*[[move(v) for v in f] if isinstance(f, list) else move(f)
-                              for f in (getattr(self, field.name) for field in fields(self))])
+        return move_batch(self, device)
 
 
 class EpisodeBuffer:

@@ -16,7 +16,7 @@ from torch import nn
 
 from harl.algos.base import Learner, check_finite
 from harl.buffers.replay import ReplayBuffer, ReplaySample
-from harl.common.device import resolve_device
+from harl.common.device import move_batch, resolve_device
 from harl.models.policy import Hidden
 
 
@@ -140,13 +140,7 @@ class OffPolicyLearner(Learner):
         raise NotImplementedError
 
     def _to_device(self, b: ReplaySample) -> ReplaySample:
-        if self.buffer_device == self.device:
-            return b
-        # asynchronous only host -> GPU: a GPU -> host copy could be read before it lands
-        non_blocking = self.device.type == "cuda"
-        move = lambda x: None if x is None else x.to(self.device, non_blocking=non_blocking)  # noqa: E731
-        return ReplaySample(*[[move(v) for v in f] if isinstance(f, list) else move(f)
-                              for f in (getattr(b, name) for name in b.__dataclass_fields__)])
+        return b if self.buffer_device == self.device else move_batch(b, self.device)
 
     def encoded_actions(self, actions: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [encode_action(s, a) for s, a in zip(self.action_spaces, actions)]

@@ -125,12 +125,13 @@ class HASAC(OffPolicyLearner):
             q = self._denorm(self.critic(b.state, [*joint[:i], action, *joint[i + 1:]]).min(0).values)
             loss = -masked_mean(q - self.alpha(i) * logp, mask)
             grad_norm = self.apply_gradients(self.actor_optims[i], actor, loss, "actor loss", i)
+            logp = logp.detach()
             # the temperature compares the tanh-space entropy with its target (see target_entropy)
-            squashed_logp = actor.squashed_log_prob(logp.detach())
+            squashed_logp = actor.squashed_log_prob(logp)
             squashed_logps.append(squashed_logp)
             info = {"actor_loss": loss.item(), "grad_norm": grad_norm,
                     "entropy": -float(masked_mean(squashed_logp, mask)),
-                    "action_entropy": -float(masked_mean(logp.detach(), mask)),
+                    "action_entropy": -float(masked_mean(logp, mask)),
                     "alpha": float(self.alpha(i))}
             if c.auto_alpha:
                 la = self.log_alphas[i]
