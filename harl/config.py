@@ -13,6 +13,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+class ConfigError(ValueError):
+    """A config that cannot run (bad value, unknown key, forbidden change on resume)."""
+
+
 # ---------------------------------------------------------------- algorithms
 @dataclass
 class OnPolicyConfig:

@@ -12,17 +12,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harl.config import (META_KEYS, RESUMABLE_OVERRIDES, register_configs, register_resolvers,
+from harl.config import (META_KEYS, ConfigError, RESUMABLE_OVERRIDES, register_configs, register_resolvers,
                          schema_for)
 
 log = logging.getLogger("harl")
 
 register_configs()
 register_resolvers()
-
-
-class ConfigError(ValueError):
-    """A config that cannot run (bad value, forbidden change on resume)."""
 
 
 def env_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
