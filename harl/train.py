@@ -4,6 +4,7 @@ Composes the config, seeds, builds envs, learner and runner, runs, and closes ev
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -12,8 +13,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harl.config import (META_KEYS, ConfigError, RESUMABLE_OVERRIDES, register_configs, register_resolvers,
-                         schema_for)
+from harl.common.checkpoint import CHECKPOINT_DIR
+from harl.common.stopping import StopRequest, signal_name
+from harl.config import META_KEYS, ConfigError, register_configs, register_resolvers
+from harl.config_checks import check_config
+from harl.resume import latest_checkpoint_in, resume_config, update_run_info, write_run_info
 
 log = logging.getLogger("harl")
 
@@ -27,72 +31,64 @@ def env_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
             if k not in META_KEYS}
 
 
-def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path, Path]:
-    """(config to run, run dir, checkpoint) for `resume=`: the saved config, with only the
-    command-line overrides that may change mid-run applied."""
-    from harl.common.checkpoint import resolve_checkpoint, run_dir_of
+def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None,
+        stop: StopRequest | None = None) -> dict[str, float]:
+    """Train with a composed config, writing into `run_dir`. Returns the last eval metrics.
 
-    checkpoint = resolve_checkpoint(cfg.resume)
-    run_dir = run_dir_of(checkpoint)
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        raise ConfigError(f"cannot resume: {str(saved_path)!r} is missing (not a harl run dir?)")
-    saved = OmegaConf.load(saved_path)
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key in ("resume", "results_dir") or key.startswith("hydra"):
-            continue
-        if key not in RESUMABLE_OVERRIDES:
-            raise ConfigError(f"cannot change {key!r} when resuming (the run was trained with "
-                              f"{OmegaConf.select(saved, key)!r}); changeable: "
-                              f"{', '.join(RESUMABLE_OVERRIDES)}")
-        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
-    saved.resume = str(checkpoint)
-    # the saved run's own schema (not today's defaults, which may name another algo/env)
-    merged = OmegaConf.merge(schema_for(saved.algo.name, saved.env.name), saved)
-    return merged, run_dir, checkpoint
+    `overrides`: the command line's overrides (they decide what a resume may change). `stop`:
+    the signal handling installed by the caller (`main`); without it signals keep their
+    default behaviour. Raises `TrainingStopped` after saving when a stop signal arrived.
+    """
+    from harl.common.stopping import TrainingStopped
 
-
-def write_run_info(run_dir: Path, cfg: DictConfig, resumed: bool) -> None:
-    """`run.json`: what a run's results depend on, at a glance (config.yaml has everything).
-    Written once; a resume adds its start time to `resumed_at`."""
-    import datetime
-    import json
-    import os
-
-    from harl.common.atomic import atomic_write
-
-    path = run_dir / "run.json"
-    now = datetime.datetime.now().isoformat(timespec="seconds")
-    if resumed and path.is_file():
-        info = json.loads(path.read_text())
-        info.setdefault("resumed_at", []).append(now)
-        info["total_steps"] = cfg.total_steps
-    else:
-        info = {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task, "seed": cfg.seed,
-                "n_envs": cfg.n_envs, "total_steps": cfg.total_steps, "started_at": now,
-                "command": " ".join(sys.argv), "host": os.uname().nodename}
-    atomic_write(path, lambda f: f.write(json.dumps(info, indent=2) + "\n"))
+    run_dir = Path(run_dir)
+    how = None
+    if cfg.resume:
+        how = "resume"
+    elif latest_checkpoint_in(run_dir) is not None:
+        # this run directory already holds a run (a requeued cluster job re-runs its original
+        # command in its original directory): continue it
+        how = "requeue"
+    new_run_dir = how is None and not has_run_files(run_dir)
+    try:
+        if how is not None:
+            cfg, run_dir, checkpoint = resume_config(cfg, overrides or [],
+                                                     cfg.resume if how == "resume" else run_dir)
+        else:
+            checkpoint = None
+        check_config(cfg)
+        result = _train(cfg, run_dir, checkpoint, how, stop)
+    except TrainingStopped as exc:
+        update_run_info(run_dir, status="stopped", stopped_by=signal_name(exc.signum),
+                        stopped_at_env_steps=exc.env_steps)
+        log.warning("%s; the checkpoint is saved. Continue with:  python -m harl.train resume=%s",
+                    exc, run_dir)
+        raise
+    except BaseException:
+        if new_run_dir:
+            remove_failed_start(run_dir)
+        raise
+    update_run_info(run_dir, status="complete")
+    return result
 
 
-def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
-    """Train with a composed config, writing into `run_dir`. Returns the last eval metrics."""
+def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | None,
+           stop: StopRequest | None) -> dict[str, float]:
     from envs import make_vec_env
     from harl.algos import learner_class
     from harl.common.device import configure_threads, resolve_device
     from harl.common.seeding import env_seeds, seed_everything
+    from harl.common.stopping import TrainingStopped
     from harl.logging import RunLogger
+    from harl.logging.rewind import rewind_run_logs
     from runners import make_runner
     from runners.base import CheckpointIO, Counters, checkpoint_identity
 
-    checkpoint = None
-    if cfg.resume:
-        cfg, run_dir, checkpoint = resume_config(cfg, overrides or [])
-    run_dir = Path(run_dir)
+    # a run started again in its directory before its first checkpoint starts over
+    start_over = checkpoint is None and has_run_files(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     OmegaConf.save(OmegaConf.create(config_dict), run_dir / "config.yaml")
-    write_run_info(run_dir, cfg, resumed=checkpoint is not None)
 
     device = resolve_device(cfg.device)
     configure_threads(cfg.torch_threads)
@@ -116,26 +112,67 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
         checkpoints = CheckpointIO(run_dir, checkpoint_identity(cfg, spec))
         counters = Counters()
         if checkpoint is not None:
-            counters = checkpoints.restore(checkpoint, learner, device)
-            log.info("resumed from %s at %s env steps", checkpoint, f"{counters.env_steps:,}")
+            counters, positions = checkpoints.restore(checkpoint, learner, device)
+            # before anything is logged: train.log is cut back to where the checkpoint was saved
+            rewind_run_logs(run_dir, counters.env_steps, positions)
+            log.info("%s from %s at %s env steps", "resumed" if how == "resume" else
+                     "continuing the run already in this directory", checkpoint,
+                     f"{counters.env_steps:,}")
+        elif start_over:
+            rewind_run_logs(run_dir, 0, None)
+        write_run_info(run_dir, cfg, how, counters.env_steps)
         tag = f"{cfg.algo.name} {cfg.env.name}/{cfg.env.task} seed {cfg.seed}"
         lc = cfg.logger
         wandb = None if not lc.wandb else {
             "project": lc.wandb_project, "entity": lc.wandb_entity, "group": lc.wandb_group,
             "mode": lc.wandb_mode, "config": config_dict}
         logger = RunLogger(run_dir, cfg.total_steps, tag, tensorboard=lc.tensorboard,
-                           purge_step=counters.env_steps if checkpoint is not None else None,
+                           resume_step=counters.env_steps if checkpoint is not None else None,
                            wandb=wandb)
         _print_banner(cfg, spec, device, run_dir)
         runner = make_runner(learner.runner, cfg, learner, envs, eval_envs, logger, checkpoints,
-                             counters, device, config_dict)
-        return runner.run()
+                             counters, device, config_dict, stop)
+        try:
+            return runner.run()
+        except TrainingStopped:
+            raise
+        except BaseException as exc:
+            update_run_info(run_dir, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
     finally:
         envs.close()
         if eval_envs is not None:
             eval_envs.close()
         if logger is not None:
             logger.close()
+
+
+# What harl writes into a run directory; a directory holding none of these is not (yet) a run.
+RUN_FILES = ("config.yaml", "progress.csv", "metrics.json", CHECKPOINT_DIR)
+# What a start that failed may leave behind (Hydra's own files included).
+START_FILES = (*RUN_FILES, "run.json", "tb", ".hydra", "train.log")
+
+
+def has_run_files(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in RUN_FILES)
+
+
+def remove_failed_start(run_dir: Path) -> None:
+    """Remove what a failed start wrote into a new run directory, and the directory once
+    empty, so that no tool takes it for a run. Files harl did not write are left alone; a run
+    that failed after logging progress is kept for its logs."""
+    import shutil
+
+    if latest_checkpoint_in(run_dir) is not None or (run_dir / "progress.csv").exists():
+        return
+    for name in START_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # only when empty
 
 
 def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> None:
@@ -161,15 +198,24 @@ def main(cfg: DictConfig) -> float | None:
     from envs.vector import EnvWorkerError
     from harl.algos.base import NonFiniteLossError
     from harl.common.checkpoint import CheckpointError
+    from harl.common.stopping import TrainingStopped
 
     hc = HydraConfig.get()
+    stop = StopRequest()
     try:
-        result = run(cfg, hc.runtime.output_dir, list(hc.overrides.task))
+        with stop.installed():
+            result = run(cfg, hc.runtime.output_dir, list(hc.overrides.task), stop)
     except (ConfigError, CheckpointError, NonFiniteLossError, EnvWorkerError, ValueError) as exc:
         log.error("%s: %s", type(exc).__name__, exc)
         sys.exit(1)
+    except TrainingStopped as exc:
+        stop.chain()  # e.g. submitit's SIGUSR2 handler: requeue the job
+        sys.exit(exc.exit_code)  # interrupted, not success (run() said how to continue)
     except KeyboardInterrupt:
-        sys.exit(130)  # the runner has already saved and said how to resume
+        log.warning("stopped at once (second Ctrl-C): nothing was saved now; the last "
+                    "checkpoint on disk is intact and resume=%s continues from it",
+                    hc.runtime.output_dir)
+        sys.exit(130)
     return result.get("eval_return")  # lets Hydra sweepers optimise the final eval return
 
 

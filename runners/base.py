@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +20,9 @@ from harl.algos.base import Learner
 from harl.common.checkpoint import (BEST, CHECKPOINT_DIR, LATEST, CheckpointError,
                                     load_checkpoint, save_checkpoint)
 from harl.common.seeding import rng_state, set_rng_state
+from harl.common.stopping import StopRequest, TrainingStopped
 from harl.logging import RunLogger
+from harl.logging.rewind import log_positions
 from harl.logging.marl_eval import METRICS_FILE, MarlEvalLog, episode_metrics
 
 log = logging.getLogger("harl")
@@ -124,11 +126,12 @@ class EvalResult(dict):
         return episode_metrics(self.returns, self.lengths, self.won)
 
 
-def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device
-             ) -> EvalResult:
+def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device,
+             should_stop: Callable[[], bool] | None = None) -> EvalResult | None:
     """Run exactly `n_episodes` episodes with deterministic actions.
 
     Env j runs a fixed quota of episodes, so short episodes are not over-represented.
+    Returns None if `should_stop()` turns true before the last episode ends.
     """
     n_envs = env.n_envs
     quota = np.array([n_episodes // n_envs + (j < n_episodes % n_envs) for j in range(n_envs)])
@@ -139,6 +142,8 @@ def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.d
     hidden = policy.initial_hidden(n_envs)
     resets = torch.zeros(n_envs, device=device)
     while (quota > 0).any():
+        if should_stop is not None and should_stop():
+            return None
         obs, _, avail = obs_to_tensors(vobs, device)
         actions, _, hidden = policy.act(obs, avail, hidden, resets, True)
         step = env.step(actions_to_numpy(actions))
@@ -171,7 +176,9 @@ class CheckpointIO:
     def save(self, learner: Learner, counters: Counters, config: dict[str, Any],
              best: bool = False) -> Path:
         payload = {"identity": self.identity, "learner": learner.state_dict(),
-                   "counters": dataclasses.asdict(counters), "rng": rng_state(), "config": config}
+                   "counters": dataclasses.asdict(counters), "rng": rng_state(), "config": config,
+                   # where the text logs stood, so that a resume can cut them back to here
+                   "log_positions": log_positions(self.dir.parent)}
         path = self.dir / LATEST
         save_checkpoint(payload, path)
         if best:
@@ -199,10 +206,13 @@ class CheckpointIO:
                                   f"run: {exc}") from None
         return payload
 
-    def restore(self, path: str | Path, learner: Learner, device: torch.device) -> Counters:
+    def restore(self, path: str | Path, learner: Learner, device: torch.device
+                ) -> tuple[Counters, dict[str, int] | None]:
+        """Load the learner and RNG states; returns the counters and the log positions saved
+        with them (None in checkpoints written before they were)."""
         payload = self.load_learner(path, learner, device)
         set_rng_state(payload["rng"])
-        return Counters(**payload["counters"])
+        return Counters(**payload["counters"]), payload.get("log_positions")
 
 
 @contextlib.contextmanager
@@ -291,15 +301,21 @@ class Stopwatch:
 
 class Runner:
     """The loop skeleton every runner shares: after each iteration (collect + train) it
-    evaluates, logs and checkpoints on the configured cadences; Ctrl-C during collection saves
-    a checkpoint and says how to resume. Subclasses implement `run`."""
+    evaluates, logs and checkpoints on the configured cadences, and stops (with a checkpoint)
+    between iterations once a stop signal arrived. Subclasses implement `start` and
+    `iteration`."""
 
     def __init__(self, cfg: Any, learner: Any, envs: VecEnv, eval_envs: VecEnv | None,
                  logger: RunLogger, checkpoints: CheckpointIO, counters: Counters,
-                 device: torch.device, config_dict: dict[str, Any]) -> None:
+                 device: torch.device, config_dict: dict[str, Any],
+                 stop: StopRequest | None = None) -> None:
         self.cfg, self.learner, self.envs, self.eval_envs = cfg, learner, envs, eval_envs
         self.logger, self.checkpoints, self.counters = logger, checkpoints, counters
         self.device, self.config_dict = device, config_dict
+        # never requested unless harl.train installed its handlers (tests, notebooks)
+        self.stop = stop if stop is not None else StopRequest()
+        # a resumed run's checkpoint is on disk already
+        self._saved_at: int | None = counters.env_steps if counters.iteration > 0 else None
         self.tracker = EpisodeTracker()
         self.tracker.finished = counters.episodes  # a resumed run keeps counting
         self.last_eval: dict[str, float] = {}
@@ -313,7 +329,52 @@ class Runner:
                                        cfg.algo.name, cfg.seed, keep_until=counters.env_steps)
 
     def run(self) -> dict[str, float]:
+        """Train until `total_steps`; returns the last evaluation's metrics.
+
+        A stop signal (see `harl.common.stopping`) is honoured between iterations: the state
+        there is consistent (weights, optimisers, counters and buffers of the last completed
+        iteration), so it is saved and `TrainingStopped` raised.
+        """
+        c, counters = self.cfg, self.counters
+        if counters.env_steps >= c.total_steps:
+            return self.finished_run()
+        clock = Stopwatch(counters)
+        self.start()
+        while counters.env_steps < c.total_steps:
+            self.stop_if_requested()
+            train_info = self.iteration()
+            self.end_of_iteration(clock, train_info)
+        if self.stop.requested and self.metrics is not None and self.absolute_eval is None:
+            raise TrainingStopped(self.stop.signum, counters.env_steps)  # absolute metrics owed
+        return self.last_eval
+
+    def start(self) -> None:
+        """Reset the envs and whatever the loop carries across iterations."""
         raise NotImplementedError
+
+    def iteration(self) -> dict[str, float]:
+        """Collect and train once; advances `counters.env_steps`; returns training diagnostics."""
+        raise NotImplementedError
+
+    def stop_if_requested(self) -> None:
+        """After a stop signal: save the state of the last completed iteration, then stop."""
+        if not self.stop.requested:
+            return
+        self.save()
+        raise TrainingStopped(self.stop.signum, self.counters.env_steps)
+
+    def finished_run(self) -> dict[str, float]:
+        """A resumed run that had already reached `total_steps`: nothing to train; finish the
+        absolute evaluation if a stop had cut it short."""
+        c = self.cfg
+        log.warning("this run is complete: %s of %s env steps trained; pass a larger "
+                    "total_steps=... with resume= to train it further", f"{self.counters.env_steps:,}",
+                    f"{c.total_steps:,}")
+        if self.metrics is not None and not self.metrics.has_absolute():
+            self.absolute_evaluation()
+            if self.absolute_eval is None:
+                raise TrainingStopped(self.stop.signum, self.counters.env_steps)
+        return self.last_eval
 
     def end_of_iteration(self, clock: Stopwatch, train_info: dict[str, float]) -> None:
         """Evaluate, log and save when due (always at the end of training)."""
@@ -341,10 +402,10 @@ class Runner:
         if last and self.metrics is not None:
             self.absolute_evaluation()
 
-    def absolute_evaluation(self) -> EvalResult:
+    def absolute_evaluation(self) -> EvalResult | None:
         """Evaluate the best checkpoint (else the current weights) on 10 x eval_episodes
         deterministic episodes and record them as metrics.json's absolute metrics. Runs after
-        the final save and leaves the learner as it was."""
+        the final save and leaves the learner as it was; None if a stop signal cut it short."""
         n_episodes = ABSOLUTE_EPISODES_FACTOR * self.cfg.eval_episodes
         best_path = self.checkpoints.dir / BEST
         source = "the final weights"
@@ -357,28 +418,18 @@ class Runner:
         with contextlib.ExitStack() as stack:
             policy = self.learner if state is None else stack.enter_context(
                 saved_weights(self.learner, state))
-            result = evaluate(policy, self.eval_envs, n_episodes, self.device)
+            result = evaluate(policy, self.eval_envs, n_episodes, self.device,
+                              should_stop=lambda: self.stop.requested)
+        if result is None:
+            log.warning("absolute evaluation skipped (stop requested); resume=%s runs it",
+                        self.checkpoints.dir.parent)
+            return None
         self.absolute_eval = result
         if self.metrics is not None:
             self.metrics.record_absolute(result.marl_eval_metrics())
         log.info("absolute metrics: return %.4g ± %.4g, length %.1f", result["eval_return"],
                  result["eval_return_std"], result["eval_length"])
         return result
-
-    def collect_or_save_on_interrupt(self) -> None:
-        """Collect; on Ctrl-C, checkpoint the state after the last completed update and stop.
-
-        Collection is where a run spends most of its time and where the learner's weights and
-        counters agree, so an interrupt there loses nothing but the partial collection.
-        """
-        try:
-            self.collect()
-        except KeyboardInterrupt:
-            if self.counters.iteration > 0:
-                self.save()
-                log.warning("interrupted: checkpoint saved at %s env steps; continue with "
-                            "resume=%s", f"{self.counters.env_steps:,}", self.checkpoints.dir.parent)
-            raise
 
     def collect(self) -> None:
         raise NotImplementedError
@@ -392,6 +443,12 @@ class Runner:
         return True
 
     def save(self, best: bool = False) -> None:
+        if self._saved_at == self.counters.env_steps and not best:
+            return  # already on disk (a stop right after a scheduled save)
+        self.write_checkpoint(best)
+        self._saved_at = self.counters.env_steps
+
+    def write_checkpoint(self, best: bool) -> None:
         path = self.checkpoints.save(self.learner, self.counters, self.config_dict, best=best)
         log.debug("checkpoint written to %s", path)
 
@@ -434,8 +491,8 @@ class BufferedRunner(Runner):
         """How many `buffer_unit` the buffer must hold before training (re)starts."""
         return self.cfg.algo.batch_size
 
-    def save(self, best: bool = False) -> None:
-        super().save(best)
+    def write_checkpoint(self, best: bool) -> None:
+        super().write_checkpoint(best)
         if self.cfg.algo.save_replay_buffer:
             save_checkpoint({"env_steps": self.counters.env_steps, "buffer": self.buffer.state_dict()},
                             self.replay_path)

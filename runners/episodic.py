@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from runners.base import BufferedRunner, Stopwatch, actions_to_numpy, mean_infos, obs_to_tensors
+from runners.base import BufferedRunner, actions_to_numpy, mean_infos, obs_to_tensors
 
 log = logging.getLogger("harl")
 
@@ -32,19 +32,16 @@ class EpisodicRunner(BufferedRunner):
         return max(self.cfg.algo.batch_size, self.cfg.algo.warmup_episodes)
 
     # ------------------------------------------------------------------ loop
-    def run(self) -> dict[str, float]:
-        c, counters = self.cfg, self.counters
-        clock = Stopwatch(counters)
+    def start(self) -> None:
         n_envs = self.envs.n_envs
         self._vobs = self.envs.reset()
         self.buffer.discard_partial()
         self._hidden = self.learner.initial_hidden(n_envs)
         self._resets = torch.ones(n_envs, device=self.device)
-        while counters.env_steps < c.total_steps:
-            self.collect_or_save_on_interrupt()
-            train_info = self.train_phase()
-            self.end_of_iteration(clock, train_info)
-        return self.last_eval
+
+    def iteration(self) -> dict[str, float]:
+        self.collect()
+        return self.train_phase()
 
     def train_phase(self) -> dict[str, float]:
         a = self.cfg.algo

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from runners.base import BufferedRunner, Stopwatch, actions_to_numpy, mean_infos, obs_to_tensors
+from runners.base import BufferedRunner, actions_to_numpy, mean_infos, obs_to_tensors
 
 log = logging.getLogger("harl")
 
@@ -42,16 +42,13 @@ class OffPolicyRunner(BufferedRunner):
         return self.learner.make_buffer(self.envs.n_envs)
 
     # ------------------------------------------------------------------ loop
-    def run(self) -> dict[str, float]:
-        c, counters = self.cfg, self.counters
-        clock = Stopwatch(counters)
+    def start(self) -> None:
         self._vobs = self.envs.reset()
         self._alive = torch.ones(self.envs.n_envs, self.envs.spec.n_agents, device=self.device)
-        while counters.env_steps < c.total_steps:
-            self.collect_or_save_on_interrupt()
-            train_info = self.train_phase()
-            self.end_of_iteration(clock, train_info)
-        return self.last_eval
+
+    def iteration(self) -> dict[str, float]:
+        self.collect()
+        return self.train_phase()
 
     def train_phase(self) -> dict[str, float]:
         """The gradient steps owed for the env steps collected since the last phase."""

@@ -12,7 +12,7 @@ import torch
 
 from envs.vector import VecStep
 from harl.algos.on_policy.base import OnPolicyLearner
-from runners.base import Runner, Stopwatch, actions_to_numpy
+from runners.base import Runner, actions_to_numpy
 
 log = logging.getLogger("harl")
 
@@ -24,9 +24,7 @@ class OnPolicyRunner(Runner):
         self.steps_per_iteration = cfg.rollout_length * self.envs.n_envs
 
     # ------------------------------------------------------------------ loop
-    def run(self) -> dict[str, float]:
-        c, counters = self.cfg, self.counters
-        clock = Stopwatch(counters)
+    def start(self) -> None:
         n_envs = self.envs.n_envs
         self._vobs = self.envs.reset()
         self._alive = torch.ones(n_envs, self.envs.spec.n_agents, device=self.device)
@@ -34,13 +32,14 @@ class OnPolicyRunner(Runner):
         self._actor_h = self.learner.initial_hidden(n_envs)
         self._critic_h = self.learner.initial_critic_hidden(n_envs)
         self._resets = torch.ones(n_envs, device=self.device)
-        while counters.env_steps < c.total_steps:
-            self.learner.set_progress(counters.env_steps / c.total_steps)
-            self.collect_or_save_on_interrupt()
-            train_info = self.learner.train(self.buffer)
-            counters.env_steps += self.steps_per_iteration
-            self.end_of_iteration(clock, train_info)
-        return self.last_eval
+
+    def iteration(self) -> dict[str, float]:
+        counters = self.counters
+        self.learner.set_progress(counters.env_steps / self.cfg.total_steps)
+        self.collect()
+        train_info = self.learner.train(self.buffer)
+        counters.env_steps += self.steps_per_iteration
+        return train_info
 
     # ------------------------------------------------------------------ collection
     @torch.no_grad()

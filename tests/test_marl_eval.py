@@ -104,10 +104,10 @@ def test_absolute_metrics_evaluate_best_checkpoint_and_leave_learner_as_trained(
     calls = []
     original = base.evaluate
 
-    def spy(policy, env, n_episodes, device):
+    def spy(policy, env, n_episodes, device, **kwargs):
         actor = {k: v.clone() for k, v in policy.actors[0].state_dict().items()}
         calls.append((n_episodes, actor))
-        return original(policy, env, n_episodes, device)
+        return original(policy, env, n_episodes, device, **kwargs)
 
     after = {}
     original_absolute = base.Runner.absolute_evaluation

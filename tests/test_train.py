@@ -168,19 +168,26 @@ def test_evaluate_runs_exactly_the_requested_episodes():
     assert [r for _, r in calls] == [[0, 0]] + [[0, 0]] * 4 + [[1, 1]] + [[0, 0]] * 4
 
 
-def test_ctrl_c_during_collection_saves_the_last_completed_iteration(tmp_path, monkeypatch):
+def test_a_stop_signal_finishes_the_iteration_then_saves_and_stops(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from harl.common.stopping import StopRequest, TrainingStopped
     from runners.on_policy import OnPolicyRunner
 
     original = OnPolicyRunner.collect
     calls = []
 
-    def interrupted_on_third(self):
+    def signalled_on_third(self):
         calls.append(1)
         if len(calls) == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # mid-way through iteration 3
         original(self)
 
-    monkeypatch.setattr(OnPolicyRunner, "collect", interrupted_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        run(compose_config(*TINY_MPE, "total_steps=400", "save_interval=1000"), tmp_path)
-    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 80  # two full iterations
+    monkeypatch.setattr(OnPolicyRunner, "collect", signalled_on_third)
+    stop = StopRequest()
+    with stop.installed(), pytest.raises(TrainingStopped) as stopped:
+        run(compose_config(*TINY_MPE, "total_steps=400", "save_interval=1000"), tmp_path, stop=stop)
+    assert stopped.value.env_steps == 120 and stopped.value.exit_code == 143
+    assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 120  # three full iterations
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored

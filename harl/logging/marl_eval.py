@@ -53,8 +53,9 @@ class MarlEvalLog:
     """The run's entry `{env: {task: {algo: {seed_<n>: ...}}}}` of a marl-eval metrics file.
 
     `keep_until`: steps already in the file with a larger step_count are dropped (a resumed
-    run redoes them from its checkpoint; a fresh run, 0, starts its entry over). Entries of
-    other runs in the same file are kept as they are.
+    run redoes them from its checkpoint; a fresh run, 0, starts its entry over), and so are the
+    absolute metrics unless their run's last step is kept (`rewind_entry`); a new step drops
+    them too. Entries of other runs in the same file are kept as they are.
     """
 
     def __init__(self, path: str | Path, env: str, task: str, algo: str, seed: int,
@@ -63,15 +64,12 @@ class MarlEvalLog:
         self._keys = (str(env), str(task), str(algo), seed_key(seed))
         self._data = self._load()
         old = self._entry()
-        kept = sorted((v for k, v in old.items() if k.startswith(STEP_PREFIX)
-                       and isinstance(v, Mapping) and int(v.get("step_count", -1)) <= keep_until),
-                      key=lambda v: int(v["step_count"]))
-        self._steps: list[dict[str, Any]] = [dict(v) for v in kept]
-        self._absolute: dict[str, list[float]] | None = None
-        if len(kept) < sum(k.startswith(STEP_PREFIX) for k in old):
+        kept, self._absolute = rewind_entry(old, keep_until)
+        self._steps: list[dict[str, Any]] = kept
+        n_old = sum(k.startswith(STEP_PREFIX) for k in old)
+        if len(kept) < n_old:
             log.info("%s: dropped %d evaluation step(s) past env step %s (redone from the checkpoint)",
-                     self.path.name, sum(k.startswith(STEP_PREFIX) for k in old) - len(kept),
-                     f"{keep_until:,}")
+                     self.path.name, n_old - len(kept), f"{keep_until:,}")
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -83,7 +81,12 @@ class MarlEvalLog:
             raise ValueError(f"evaluation at env step {step_count} is not after the last recorded "
                              f"one ({self._steps[-1]['step_count']})")
         self._steps.append({"step_count": int(step_count), **{k: list(v) for k, v in metrics.items()}})
+        self._absolute = None  # taken where the run ended before; it goes on past there now
         self._write()
+
+    def has_absolute(self) -> bool:
+        """Whether the run's absolute metrics are recorded (they come after its last step)."""
+        return self._absolute is not None
 
     def record_absolute(self, metrics: Mapping[str, Sequence[float]]) -> None:
         """Set the run's absolute metrics (the final evaluation of its best policy)."""
@@ -116,11 +119,43 @@ class MarlEvalLog:
 
     def _write(self) -> None:
         env, task, algo, seed = self._keys
-        run: dict[str, Any] = {f"{STEP_PREFIX}{i}": step for i, step in enumerate(self._steps)}
-        if self._absolute is not None:
-            run[ABSOLUTE] = self._absolute  # last: marl-eval reads a run's final entry as these
+        run = build_entry(self._steps, self._absolute)
         self._data.setdefault(env, {}).setdefault(task, {}).setdefault(algo, {})[seed] = run
         write_json_atomic(self._data, self.path)
+
+
+def rewind_entry(entry: Mapping[str, Any], keep_until: int
+                 ) -> tuple[list[dict[str, Any]], dict[str, list[float]] | None]:
+    """What a run resumed at `keep_until` env steps keeps of its entry `{"step_<k>": ...,
+    "absolute_metrics": ...}`: (its evaluation steps with step_count <= keep_until, by
+    step_count; the absolute metrics or None). The absolute metrics are taken after a run's
+    last evaluation step, so they are kept only when that step is kept too (a resume at or
+    after the end of the run); a resume before it redoes the end and takes them anew."""
+    steps = [v for k, v in entry.items() if k.startswith(STEP_PREFIX) and isinstance(v, Mapping)
+             and _step_count(v) is not None]
+    kept = sorted((dict(v) for v in steps if _step_count(v) <= keep_until), key=_step_count)
+    absolute = entry.get(ABSOLUTE)
+    recorded_at = max((_step_count(v) for v in steps), default=None)
+    if not isinstance(absolute, Mapping) or recorded_at is None or keep_until < recorded_at:
+        return kept, None
+    return kept, dict(absolute)
+
+
+def build_entry(steps: Sequence[Mapping[str, Any]], absolute: Mapping[str, Any] | None
+                ) -> dict[str, Any]:
+    """A run's entry from its steps (in order) and absolute metrics: step_0, step_1, ...,
+    then absolute_metrics last (marl-eval reads a run's final entry as these)."""
+    run: dict[str, Any] = {f"{STEP_PREFIX}{i}": dict(step) for i, step in enumerate(steps)}
+    if absolute is not None:
+        run[ABSOLUTE] = dict(absolute)
+    return run
+
+
+def _step_count(step: Mapping[str, Any]) -> int | None:
+    try:
+        return int(step["step_count"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def write_json_atomic(data: Any, path: str | Path) -> None:
@@ -128,4 +163,5 @@ def write_json_atomic(data: Any, path: str | Path) -> None:
     atomic_write(path, lambda f: json.dump(data, f, indent=1))
 
 
-__all__ = ["ABSOLUTE", "METRICS_FILE", "MarlEvalLog", "episode_metrics", "seed_key", "write_json_atomic"]
+__all__ = ["ABSOLUTE", "METRICS_FILE", "MarlEvalLog", "build_entry", "episode_metrics", "rewind_entry",
+           "seed_key", "write_json_atomic"]

@@ -33,9 +33,18 @@ class RunLogger:
 
     def __init__(self, run_dir: str | Path, total_steps: int, tag: str,
                  tensorboard: bool = True, purge_step: int | None = None,
-                 wandb: dict[str, Any] | None = None) -> None:
-        """`wandb`: keyword arguments of `WandbSink` (project, entity, group, mode, config), or
-        None to leave W&B out."""
+                 wandb: dict[str, Any] | None = None, resume_step: int | None = None) -> None:
+        """`resume_step`: the env steps of the checkpoint a resumed run starts from (None: a
+        fresh run). TensorBoard then drops the events of the killed run past it (steps >=
+        resume_step + 1), keeping the one logged at the checkpoint's own step; progress.csv is
+        cut back by `harl.logging.rewind.rewind_run_logs`, before this opens it.
+        `purge_step`: SummaryWriter's own argument, as is (the first step to drop); give one
+        of the two. `wandb`: keyword arguments of `WandbSink` (project, entity, group, mode,
+        config), or None to leave W&B out."""
+        if resume_step is not None:
+            if purge_step is not None:
+                raise ValueError("give resume_step or purge_step, not both")
+            purge_step = tensorboard_purge_step(resume_step)
         self.run_dir = Path(run_dir)
         self.total_steps, self.tag = total_steps, tag
         self.csv_path = self.run_dir / "progress.csv"
@@ -110,6 +119,13 @@ class RunLogger:
         if self._wandb is not None:
             self._wandb.close()
             self._wandb = None
+
+
+def tensorboard_purge_step(resume_step: int) -> int:
+    """SummaryWriter's purge_step for a run resumed at `resume_step` env steps: readers drop
+    the events at steps >= it, i.e. those the killed run logged after its checkpoint. The row
+    at the checkpoint's own step was logged before the checkpoint was saved and stays."""
+    return int(resume_step) + 1
 
 
 def _has(row: dict[str, Any], key: str) -> bool:

@@ -1,0 +1,75 @@
+"""`python -m harl.train`, with stop signals sent to the training process itself at a chosen moment.
+
+    python -m tests.stop_driver <moment> <call> <SIGNAL[,SIGNAL...]> [harl.train overrides ...]
+
+`moment` is where the signals are sent from, on that function's `call`-th call (1-based):
+`step` (a training env step: mid-collection), `update` (an optimiser step: mid-update), `eval`
+(an evaluation episode loop: mid-evaluation, via the eval envs' step), `save` (inside the
+write of a checkpoint, before its rename). The signals go to this very process with
+`os.kill`, so they arrive at that point deterministically; everything else is the real command.
+"""
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+
+def _fire_on_call(target: Any, name: str, call: int, signums: list[int],
+                  when: Callable[[Any], bool] = lambda self: True) -> None:
+    original = getattr(target, name)
+    count = 0
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        if args and when(args[0]):
+            count += 1
+            if count == call:
+                for signum in signums:
+                    os.kill(os.getpid(), signum)
+        return original(*args, **kwargs)
+
+    setattr(target, name, hooked)
+
+
+def main() -> None:
+    moment, call, names, *overrides = sys.argv[1:]
+    signums = [int(getattr(signal, n)) for n in names.split(",")]
+    call_no = int(call)
+    if moment in ("step", "eval"):
+        from envs.vector import VecEnv
+
+        # training envs are built first; evaluation envs are the ones the test marks small
+        is_eval = moment == "eval"
+        _fire_on_call(VecEnv, "step", call_no, signums,
+                      when=lambda env: getattr(env, "_harl_eval", False) == is_eval)
+        original_init = VecEnv.__init__
+        made: list[VecEnv] = []
+
+        def init(self: VecEnv, *args: Any, **kwargs: Any) -> None:
+            original_init(self, *args, **kwargs)
+            made.append(self)
+            self._harl_eval = len(made) == 2  # harl.train builds the train envs, then the eval envs
+
+        VecEnv.__init__ = init  # type: ignore[method-assign]
+    elif moment == "update":
+        import torch
+
+        _fire_on_call(torch.optim.Adam, "step", call_no, signums)
+    elif moment == "save":
+        import harl.common.checkpoint as checkpoint
+
+        _fire_on_call(checkpoint.torch, "save", call_no, signums, when=lambda payload: True)
+    else:
+        raise SystemExit(f"unknown moment {moment!r}; valid: step, update, eval, save")
+    sys.argv = [str(Path(__file__).resolve().parents[1] / "harl" / "train.py"), *overrides]
+    # as `python -m harl.train` runs it: Hydra finds conf/ relative to the __main__ file
+    runpy.run_module("harl.train", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
