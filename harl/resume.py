@@ -118,7 +118,19 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 
 # ---------------------------------------------------------------- run.json
-def write_run_info(run_dir: Path, cfg: DictConfig, how: str | None, env_steps: int = 0) -> None:
+# SLURM's names for the job a run is part of (an array job's task has its own SLURM_JOB_ID)
+SLURM_VARS = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+              "slurm_array_task_id": "SLURM_ARRAY_TASK_ID", "slurm_restart_count": "SLURM_RESTART_COUNT"}
+# What a stop or failure records, cleared when the run starts again.
+OUTCOME_FIELDS = ("stopped_by", "stopped_at_env_steps", "error")
+
+
+def slurm_info() -> dict[str, str]:
+    return {key: os.environ[var] for key, var in SLURM_VARS.items() if var in os.environ}
+
+
+def write_run_info(run_dir: Path, cfg: DictConfig, how: str | None, env_steps: int = 0,
+                   overrides: list[str] | None = None) -> None:
     """Write `run.json` at a start: what a run's results depend on, at a glance (config.yaml
     has everything) and its status. `how`: None for a new run, "resume" (resume=) or "requeue"
     (started again in its own directory, e.g. by SLURM); a continuation appends its start to
@@ -129,18 +141,19 @@ def write_run_info(run_dir: Path, cfg: DictConfig, how: str | None, env_steps: i
         info = json.loads(path.read_text())
         if how == "requeue":
             info.setdefault("requeues", []).append({
-                "at": now, "env_steps": env_steps, "host": os.uname().nodename,
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-                "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT")})
+                "at": now, "env_steps": env_steps, "host": os.uname().nodename, **slurm_info()})
         else:
             info.setdefault("resumed_at", []).append(now)
         info["total_steps"] = cfg.total_steps
+        for key in OUTCOME_FIELDS:
+            info.pop(key, None)
     else:
+        # `overrides`: the command line as Hydra parsed it (under a launcher, sys.argv is the
+        # launcher's own)
         info = {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task, "seed": cfg.seed,
                 "n_envs": cfg.n_envs, "total_steps": cfg.total_steps, "started_at": now,
-                "command": " ".join(sys.argv), "host": os.uname().nodename}
-        if os.environ.get("SLURM_JOB_ID"):
-            info["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+                "command": " ".join(sys.argv), "overrides": list(overrides or []),
+                "host": os.uname().nodename, **slurm_info()}
     info["status"] = "running"
     _write(path, info)
 

@@ -57,7 +57,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
         else:
             checkpoint = None
         check_config(cfg)
-        result = _train(cfg, run_dir, checkpoint, how, stop)
+        result = _train(cfg, run_dir, checkpoint, how, stop, overrides or [])
     except TrainingStopped as exc:
         update_run_info(run_dir, status="stopped", stopped_by=signal_name(exc.signum),
                         stopped_at_env_steps=exc.env_steps)
@@ -73,7 +73,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
 
 
 def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | None,
-           stop: StopRequest | None) -> dict[str, float]:
+           stop: StopRequest | None, overrides: list[str]) -> dict[str, float]:
     from envs import make_vec_env
     from harl.algos import learner_class
     from harl.common.device import configure_threads, resolve_device
@@ -120,7 +120,7 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
                      f"{counters.env_steps:,}")
         elif start_over:
             rewind_run_logs(run_dir, 0, None)
-        write_run_info(run_dir, cfg, how, counters.env_steps)
+        write_run_info(run_dir, cfg, how, counters.env_steps, overrides)
         tag = f"{cfg.algo.name} {cfg.env.name}/{cfg.env.task} seed {cfg.seed}"
         lc = cfg.logger
         wandb = None if not lc.wandb else {
@@ -194,6 +194,7 @@ def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> Non
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from envs.vector import EnvWorkerError
     from harl.algos.base import NonFiniteLossError
@@ -207,6 +208,10 @@ def main(cfg: DictConfig) -> float | None:
             result = run(cfg, hc.runtime.output_dir, list(hc.overrides.task), stop)
     except (ConfigError, CheckpointError, NonFiniteLossError, EnvWorkerError, ValueError) as exc:
         log.error("%s: %s", type(exc).__name__, exc)
+        if hc.mode == RunMode.MULTIRUN:
+            # a sweep's launcher must learn that this job failed (submitit only records a
+            # result for an exception, not for an exit)
+            raise
         sys.exit(1)
     except TrainingStopped as exc:
         stop.chain()  # e.g. submitit's SIGUSR2 handler: requeue the job
