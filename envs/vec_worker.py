@@ -25,8 +25,11 @@ def worker_main(conn: Connection, env_fn: Callable, first_index: int, seeds: Seq
     """Entry point of an env worker process (never imports torch)."""
     for var in _THREAD_VARS:
         os.environ[var] = "1"
-    # Ctrl-C reaches the whole process group; the trainer decides how to shut workers down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Stop signals reach the whole process group (a terminal's Ctrl-C; SLURM signals every
+    # process of a job): the trainer finishes its iteration with the workers' help, then
+    # closes them (and SIGKILLs stragglers).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)
     from envs.env_block import make_block  # after the thread limits, before any env package
 
     try:
