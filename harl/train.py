@@ -136,6 +136,9 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
             return runner.run()
         except TrainingStopped:
             raise
+        except KeyboardInterrupt:  # a second Ctrl-C: stopped without saving
+            update_run_info(run_dir, status="stopped", stopped_by="SIGINT twice (not saved)")
+            raise
         except BaseException as exc:
             update_run_info(run_dir, status="failed", error=f"{type(exc).__name__}: {exc}")
             raise

@@ -142,6 +142,7 @@ def test_a_second_ctrl_c_exits_at_once_and_keeps_the_last_checkpoint(tmp_path):
     assert load_checkpoint(run_dir)["counters"]["env_steps"] == 40  # intact, and not the new one
     assert not list(run_dir.rglob("*.tmp"))
     assert _steps(run_dir) == [40, 80]  # the row of the unsaved iteration is on disk ...
+    assert _info(run_dir)["status"] == "stopped"
     proc = _train(tmp_path, *overrides, f"resume={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _steps(run_dir) == list(range(40, 401, 40))  # ... and was rewound, not duplicated
