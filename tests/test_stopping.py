@@ -268,3 +268,23 @@ def test_a_run_started_again_in_its_own_directory_continues(tmp_path):
     (requeue,) = _info(run_dir)["requeues"]
     assert requeue["env_steps"] == 80 and requeue["slurm_job_id"] == "77"
     assert requeue["slurm_restart_count"] == "1"
+
+
+def test_a_stop_during_the_final_absolute_evaluation_leaves_it_to_the_resume(tmp_path):
+    # evaluations at 40 and 80 take 25 steps each; the absolute one (20 episodes) follows
+    proc = _train(tmp_path, *TINY_MPE, driver=("eval", "60", "SIGINT"))
+    run_dir = _run_dir(tmp_path)
+    assert _assert_stopped(proc, run_dir, "SIGINT") == 80
+    assert "absolute evaluation skipped" in proc.stdout + proc.stderr
+
+    def has_absolute() -> bool:
+        (env,) = json.loads((run_dir / "metrics.json").read_text()).values()
+        ((seed,),) = [algo.values() for task in env.values() for algo in task.values()]
+        return "absolute_metrics" in seed
+
+    assert not has_absolute()
+    proc = _train(tmp_path, *TINY_MPE, f"resume={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "this run is complete" in proc.stdout + proc.stderr
+    assert has_absolute() and _info(run_dir)["status"] == "complete"
+    assert _steps(run_dir) == [40, 80]
