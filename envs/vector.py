@@ -52,6 +52,31 @@ def _standard_default_start_method() -> Iterator[None]:
         mp.set_start_method(previous, force=True)
 
 
+def _start_forkserver_ignoring_stop_signals() -> None:
+    """Start multiprocessing's forkserver (once per process) with the stop signals ignored.
+
+    The forkserver is in the trainer's process group, so it gets a terminal's Ctrl-C and the
+    SIGTERM SLURM sends to every process of a job. If it died, every worker forked from it
+    would look dead to the trainer (the exit status of a forkserver child comes through it), and
+    the run could not finish its iteration and save. Ignored signals stay ignored across the
+    exec that starts it; the trainer's own handlers are back right after.
+    """
+    import multiprocessing.forkserver as forkserver
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in stop_signals}
+    try:
+        forkserver.ensure_running()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def block_bounds(n_envs: int, n_workers: int) -> list[tuple[int, int]]:
     """Contiguous [start, stop) env ranges, one per worker, sizes differing by at most one."""
     base, extra = divmod(n_envs, n_workers)
@@ -106,6 +131,8 @@ class VecEnv:
             self.spec: EnvSpec = self._block.spec
             return
         ctx = mp.get_context(start_method or DEFAULT_START_METHOD)
+        if ctx.get_start_method() == "forkserver":
+            _start_forkserver_ignoring_stop_signals()
         try:
             with _standard_default_start_method():
                 self._start_workers(ctx, env_fn, seeds, batched)
