@@ -72,6 +72,21 @@ class MultiAgentEnv(ABC):
     def step(self, actions: list[np.ndarray]) -> StepResult:
         """Advance one step with one action per agent (Box: float array, Discrete: int scalar)."""
 
+    def get_state(self) -> dict | None:
+        """Everything the env keeps between steps, as plain numpy arrays and Python values, or
+        None: this env cannot save its state (the default). Taken between steps (or before the
+        first reset); it must not change what the env does next.
+
+        `set_state(get_state())` on a freshly built env (same constructor arguments) must make
+        every later step and reset (including the episode RNG stream) bit-identical to the
+        original's; no reset is needed before or after it.
+        """
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Restore a state from `get_state()` of an env built with the same arguments."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a saved state")
+
     def render(self) -> np.ndarray:
         """The current frame as an RGB uint8 array [height, width, 3]. Adapters that can render
         take `render_mode="rgb_array"` as a constructor argument (off by default)."""

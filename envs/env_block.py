@@ -97,6 +97,27 @@ class EnvBlock:
 
         return BlockStep(nxt, rewards, terminated, truncated, alive, episode_infos, endings)
 
+    def get_state(self) -> dict[str, Any] | None:
+        """Every env's state and this block's bookkeeping (see `block_state`), or None if an env
+        cannot save its state."""
+        envs = []
+        for j, env in enumerate(self.envs):
+            env_state = self._call(j, "get_state", lambda e: e.get_state(), env)
+            if env_state is None:
+                return None
+            envs.append({"env": env_state, "episode_return": float(self._returns[j]),
+                         "episode_length": int(self._lengths[j])})
+        return block_state(self, envs, started=self._started, seeded=self._seeded)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore `get_state()` (of this block or of the same envs in any block layout) into a
+        block built with the same env arguments and seeds, instead of calling reset()."""
+        envs = check_block_state(state, type(self).__name__, self.spec, len(self))
+        for j, (env, entry) in enumerate(zip(self.envs, envs)):
+            self._call(j, "set_state", env.set_state, entry["env"])
+            self._returns[j], self._lengths[j] = entry["episode_return"], entry["episode_length"]
+        self._started, self._seeded = bool(state["started"]), bool(state["seeded"])
+
     def close(self) -> None:
         """Close every env once; later calls do nothing."""
         if self._closed:
@@ -224,6 +245,42 @@ class BatchedEnvBlock:
         return BlockStep(self._vec_obs(), rewards, terminated, truncated, self._alive.copy(),
                          episode_infos, endings)
 
+    def get_state(self) -> dict[str, Any] | None:
+        """The batched env's state split per env, with this block's bookkeeping (see
+        `block_state`), or None if the env cannot save its state."""
+        get_state = getattr(self.env, "get_state", None)
+        try:
+            env_state = None if get_state is None else get_state()
+        except Exception as exc:
+            raise EnvFailure(self.first_index, "get_state") from exc
+        if env_state is None:
+            return None
+        envs = [{"env": {key: value[j] for key, value in env_state.items()},
+                 "episode_return": float(self._returns[j]), "episode_length": int(self._lengths[j]),
+                 "alive": self._alive[j].copy()} for j in range(self._n)]
+        return block_state(self, envs, started=self._started)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore `get_state()` (of this block or of the same envs in any block layout) into a
+        block built with the same env arguments and seeds, instead of calling reset()."""
+        envs = check_block_state(state, type(self).__name__, self.spec, len(self))
+        # Per-env entries back into the batched env's layout: arrays are stacked on a new env axis,
+        # anything else (e.g. RNG states) becomes a list.
+        env_state = {}
+        for key in envs[0]["env"]:
+            items = [entry["env"][key] for entry in envs]
+            env_state[key] = np.stack(items) if isinstance(items[0], (np.ndarray, np.generic)) else items
+        try:
+            self.env.set_state(env_state)
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise EnvFailure(self.first_index, "set_state") from exc
+        for j, entry in enumerate(envs):
+            self._returns[j], self._lengths[j] = entry["episode_return"], entry["episode_length"]
+            self._alive[j] = entry["alive"]
+        self._started = bool(state["started"])
+
     def close(self) -> None:
         close = getattr(self.env, "close", None)
         if close is not None:
@@ -232,6 +289,53 @@ class BatchedEnvBlock:
     def _vec_obs(self) -> VecObs:
         return VecObs(obs=[np.asarray(o, np.float32) for o in self.env.observations()],
                       state=np.asarray(self.env.state(), np.float32), avail=self.env.avail_actions())
+
+
+# ---------------------------------------------------------------- saved block states
+# A block's state is layout-independent: one entry per env (the env's own state and the block's
+# partial-episode return and length for it) plus flags every block of a VecEnv shares. So the
+# states of a VecEnv's blocks concatenate into the state of the whole VecEnv, and that splits
+# into blocks of any other layout (a run resumed with a different n_workers).
+STATE_FORMAT = "harl-env-block-state-1"
+_SHARED_KEYS = ("format", "block", "env", "task", "started", "seeded")
+
+
+def block_state(block: EnvBlock | BatchedEnvBlock, envs: list[dict[str, Any]], started: bool,
+                seeded: bool = True) -> dict[str, Any]:
+    """`envs`: one entry per env of the block, in order. `seeded`: whether the next reset()
+    continues the envs' RNG streams (False: it seeds them; batched envs are seeded when built)."""
+    return {"format": STATE_FORMAT, "block": type(block).__name__, "env": block.spec.name,
+            "task": block.spec.task, "started": bool(started), "seeded": bool(seeded), "envs": envs}
+
+
+def check_block_state(state: Any, block_kind: str, spec: EnvSpec, n_envs: int) -> list[dict[str, Any]]:
+    """The per-env entries of `state` after checking that it fits `n_envs` envs of `spec` in
+    blocks of class `block_kind`; ValueError naming the difference if not."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"not a saved env state (format {STATE_FORMAT!r} expected)")
+    ours = (block_kind, spec.name, spec.task)
+    theirs = (state["block"], state["env"], state["task"])
+    if theirs != ours:
+        raise ValueError(f"saved env state is of {theirs[1]} {theirs[2]!r} ({theirs[0]}); these envs are "
+                         f"{ours[1]} {ours[2]!r} ({ours[0]})")
+    if len(state["envs"]) != n_envs:
+        raise ValueError(f"saved env state has {len(state['envs'])} envs; these are {n_envs}")
+    return state["envs"]
+
+
+def concat_block_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The state of consecutive blocks as one (the whole VecEnv's)."""
+    first = states[0]
+    for other in states[1:]:
+        if any(other[key] != first[key] for key in _SHARED_KEYS):
+            raise ValueError("the blocks' saved states disagree on "
+                             + ", ".join(k for k in _SHARED_KEYS if other[k] != first[k]))
+    return {**first, "envs": [entry for state in states for entry in state["envs"]]}
+
+
+def slice_block_state(state: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """The state of envs start..stop-1 (a block of another layout)."""
+    return {**state, "envs": state["envs"][start:stop]}
 
 
 def make_block(env_fn: Callable[..., Any], first_index: int, seeds: Sequence[int],

@@ -170,7 +170,8 @@ class FootballEnv(MultiAgentEnv):
       that also scored or stopped play counts as terminated;
     - seeds: every reset draws a game-engine seed from the adapter's generator (reseeded by
       reset(seed)) and sets gfootball's `game_engine_random_seed` (and `reverse_team_processing`
-      from its parity, as gfootball does) before the episode starts, so seeded runs repeat.
+      from its parity, as gfootball does) before the episode starts, so seeded runs repeat;
+    - saved state: none (`get_state()` is None): the game engine's state cannot be captured.
 
     Arguments: `scenario` (academy scenario, the "academy_" prefix optional), `rewards`
     ("scoring" | "scoring,checkpoints"), `n_agents` (controlled players; None: the scenario's

@@ -38,6 +38,8 @@ class MaMuJoCoEnv(MultiAgentEnv):
 
     `render_mode="rgb_array"`: `render()` returns the MuJoCo scene (gymnasium's 480 x 480 camera);
     an offscreen OpenGL backend is chosen first if MUJOCO_GL is unset (`ensure_gl_backend`).
+
+    `get_state()` / `set_state()`: exact, with the reset RNG (see `_save_mjdata`).
     """
 
     @classmethod
@@ -132,6 +134,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
             task=f"{scenario}-{agent_conf}",
         )
         self._needs_reset = True
+        self._computed_fields: dict[str, tuple[int, ...]] | None = None  # for get/set_state
 
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
         """Start an episode; an int seed reseeds the env, None continues its RNG stream."""
@@ -161,6 +164,33 @@ class MaMuJoCoEnv(MultiAgentEnv):
         truncated = (bool(truncated) or self._t >= self._max_steps) and not terminated
         self._needs_reset = terminated or truncated
         return StepResult(obs, state, rewards, terminated, truncated, info)  # info: a fresh dict
+
+    def get_state(self) -> dict:
+        """The MuJoCo state, the reset RNG and the step counter (see `_save_mjdata`)."""
+        rng = self._mujoco._np_random  # None until the first reset (gymnasium creates it lazily)
+        return {
+            "mjdata": _save_mjdata(self._mujoco.model, self._mujoco.data, self._state_fields()),
+            "np_random": None if rng is None else rng.bit_generator.state,
+            "np_random_seed": getattr(self._mujoco, "_np_random_seed", None),
+            "t": self._t,
+            "needs_reset": self._needs_reset,
+        }
+
+    def set_state(self, state: dict) -> None:
+        _load_mjdata(self._mujoco.model, self._mujoco.data, self._state_fields(), state["mjdata"])
+        if state["np_random"] is None:
+            self._mujoco._np_random = None
+        else:
+            rng = np.random.Generator(getattr(np.random, state["np_random"]["bit_generator"])())
+            rng.bit_generator.state = state["np_random"]
+            self._mujoco._np_random = rng
+        self._mujoco._np_random_seed = state["np_random_seed"]
+        self._t, self._needs_reset = int(state["t"]), bool(state["needs_reset"])
+
+    def _state_fields(self) -> dict[str, tuple[int, ...]]:
+        if self._computed_fields is None:
+            self._computed_fields = _computed_fields(self._mujoco.model)
+        return self._computed_fields
 
     def render(self) -> np.ndarray:
         if self._mujoco.render_mode != "rgb_array":
@@ -234,6 +264,74 @@ class _StepOutputs:
             np.maximum(out, self._low, out=out)
             np.minimum(out, self._high, out=out)
         return out[:d], out[d : d + self._n_agents], [out[a:b] for a, b in self._bounds]
+
+
+# ---------------------------------------------------------------- saved MuJoCo state
+# MjData arrays inside MuJoCo's integration state (saved through mj_getState, not again below).
+_INTEGRATION_FIELDS = frozenset({
+    "qpos", "qvel", "act", "history", "qacc_warmstart", "ctrl", "qfrc_applied", "xfrc_applied",
+    "eq_active", "mocap_pos", "mocap_quat", "userdata", "plugin_state", "plastic"})
+
+
+def _computed_fields(model) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of MjData's computed arrays whose size the model fixes (bodies, geoms, dofs,
+    ...), i.e. those a new MjData allocates at their full size; the per-step ones (contacts,
+    constraint rows, islands) start empty there and are left out."""
+    import mujoco
+
+    fresh = mujoco.MjData(model)
+    fields = {}
+    for name in dir(fresh):
+        if name.startswith("_") or name in _INTEGRATION_FIELDS or name == "plugin_data":  # pointers
+            continue
+        value = getattr(fresh, name)
+        if isinstance(value, np.ndarray) and value.size:
+            fields[name] = value.shape
+    return fields
+
+
+def _save_mjdata(model, data, fields: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """MuJoCo's integration state (`mj_getState`) plus the computed arrays `fields`.
+
+    The integration state (time, qpos, qvel, act, warmstart, ctrl, applied forces, mocap, ...) is
+    mj_step's whole input, so it alone makes the physics of later steps exact. But gymnasium's
+    step() reads computed quantities before it simulates (Ant: the torso's `xpos`; Humanoid: the
+    centre of mass from `xipos`), and after mj_step those belong to the position *before* the
+    last substep (mj_step computes kinematics, then integrates). mj_forward cannot rebuild them
+    from the saved position (it computes them at the current one: Ant's and Humanoid's next
+    rewards change), so they are saved as they are: every computed array whose size the model
+    fixes (HalfCheetah 16 KB, Humanoid 38 KB per env; the per-step contact and constraint arrays
+    are rebuilt by the next mj_step).
+    """
+    import mujoco
+
+    kind = mujoco.mjtState.mjSTATE_INTEGRATION
+    integration = np.empty(mujoco.mj_stateSize(model, kind), dtype=np.float64)
+    mujoco.mj_getState(model, data, integration, kind)
+    computed = {}
+    for name, shape in fields.items():
+        value = getattr(data, name)
+        if value.shape == shape:  # always, unless a per-step array was sized in the fresh MjData
+            computed[name] = value.copy()
+    return {"integration": integration, "computed": computed}
+
+
+def _load_mjdata(model, data, fields: dict[str, tuple[int, ...]], saved: dict[str, Any]) -> None:
+    """Write `_save_mjdata`'s arrays back into `data`, in place (observation views stay valid).
+    No mj_forward: the computed arrays are the saved ones, exactly as the original had them."""
+    import mujoco
+
+    kind = mujoco.mjtState.mjSTATE_INTEGRATION
+    integration = np.asarray(saved["integration"], dtype=np.float64)
+    expected = mujoco.mj_stateSize(model, kind)
+    if integration.shape != (expected,):
+        raise ValueError(f"saved MuJoCo state has {integration.size} integration values; this model has {expected}")
+    computed = saved["computed"]
+    if any(name not in fields or np.shape(value) != fields[name] for name, value in computed.items()):
+        raise ValueError("saved MuJoCo state does not fit this model (different computed arrays)")
+    mujoco.mj_setState(model, data, integration, kind)
+    for name, value in computed.items():
+        getattr(data, name)[...] = value
 
 
 # MjData fields the package's observation builder (`obsk.build_obs`) indexes directly.

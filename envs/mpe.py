@@ -37,6 +37,8 @@ class MPEEnv(MultiAgentEnv):
     Observations are each agent's own (unpadded) observation; the state is mpe2's `state()`
     (all observations concatenated). Extra kwargs (e.g. `N`, `local_ratio`) go to mpe2.
     `render_mode="rgb_array"`: `render()` returns mpe2's frame (700 x 700 RGB).
+    No saved state (`get_state()` is None: mpe2's objects are not captured); the batched backend
+    (`BatchedMPE`) saves its state.
     """
 
     @classmethod

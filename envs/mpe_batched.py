@@ -395,6 +395,44 @@ class BatchedMPE:
         self._needs_reset[idx] = False
         self._obs = None
 
+    # ------------------------------------------------------------------ saved state
+    _STATE_ARRAYS = ("pos", "vel", "comm", "color", "goal")  # the world's dynamic arrays
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything that changes after construction; every value has a leading env axis
+        (arrays [n_envs, ...], or a list of n_envs items) so a block can split it per env."""
+        w = self._world
+        state: dict[str, Any] = {name: getattr(w, name).copy() for name in self._STATE_ARRAYS}
+        state.update(
+            rng=[rng.bit_generator.state for rng in self._rngs],
+            steps=self._steps.copy(),
+            needs_reset=self._needs_reset.copy(),
+            last_agent_rewards=self.last_agent_rewards.copy(),
+        )
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore `get_state()` of a BatchedMPE built with the same arguments and n_envs."""
+        w = self._world
+        targets = {name: getattr(w, name) for name in self._STATE_ARRAYS}
+        targets.update(steps=self._steps, needs_reset=self._needs_reset, last_agent_rewards=self.last_agent_rewards)
+        if state.keys() != targets.keys() | {"rng"}:
+            raise ValueError(f"BatchedMPE state has keys {sorted(state)}, expected {sorted(targets.keys() | {'rng'})}")
+        for name, target in targets.items():
+            if np.shape(state[name]) != target.shape:
+                raise ValueError(f"BatchedMPE state: {name} has shape {np.shape(state[name])}, this env "
+                                 f"({self.spec.task}, {self.n_envs} envs) needs {target.shape}")
+        if len(state["rng"]) != self.n_envs:
+            raise ValueError(f"BatchedMPE state has {len(state['rng'])} RNG states for {self.n_envs} envs")
+        for name, target in targets.items():
+            if name != "last_agent_rewards":
+                target[...] = state[name]
+        # A new array: the old one may be held by whoever read it after the last step.
+        self.last_agent_rewards = np.array(state["last_agent_rewards"], dtype=np.float32)
+        for rng, rng_state in zip(self._rngs, state["rng"]):
+            rng.bit_generator.state = rng_state
+        self._obs = None  # observations are recomputed from the restored world
+
     def load_world_from(self, env_index: int, aec_env: Any) -> None:
         """Copy an mpe2 raw_env's world (between cycles) into env `env_index`, for parity tests."""
         raw = getattr(aec_env, "unwrapped", aec_env)

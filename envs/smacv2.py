@@ -226,7 +226,8 @@ class SMACv2Env(MultiAgentEnv):
     - seeds: `reset(seed)` passes the seed to the package (`StarCraft2Env(seed=...)`), which gives it
       to StarCraft II when the game launches, so a seeded reset launches a new game. The package
       draws teams and start positions from generators it seeds itself, so runs do not repeat
-      exactly from a seed.
+      exactly from a seed;
+    - saved state: none (`get_state()` is None): a running StarCraft II game cannot be captured.
 
     Other arguments: `difficulty` of the built-in AI ("1"-"9", "A"; 7 as the SMACv2 configs),
     `game_version` (e.g. "4.10"; None: the newest installed), `conic_fov` and

@@ -1,6 +1,7 @@
 """The loop run by each env worker process: owns one `EnvBlock`, answers one message per command.
 
-Protocol (parent -> worker): ("reset", None) | ("step", per-agent action blocks) | ("close", None).
+Protocol (parent -> worker): ("reset", None) | ("step", per-agent action blocks) |
+("get_state", None) | ("set_state", the block's state) | ("close", None).
 Replies: ("ok", payload) or ("error", (message, remote traceback)). After construction the worker
 first sends ("ready", spec) or an error.
 """
@@ -53,6 +54,10 @@ def worker_main(conn: Connection, env_fn: Callable, first_index: int, seeds: Seq
                     result = block.step(data)
                 elif command == "reset":
                     result = block.reset()
+                elif command == "get_state":
+                    result = block.get_state()
+                elif command == "set_state":
+                    result = block.set_state(data)
                 else:
                     raise ValueError(f"unknown worker command {command!r}")
             except Exception as exc:

@@ -11,12 +11,19 @@ import multiprocessing as mp
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 from envs.base import EnvSpec, MultiAgentEnv
-from envs.env_block import BatchedEnvBlock, EnvBlock, make_block
+from envs.env_block import (
+    BatchedEnvBlock,
+    EnvBlock,
+    check_block_state,
+    concat_block_states,
+    make_block,
+    slice_block_state,
+)
 from envs.vec_types import BlockStep, EnvWorkerError, VecObs, VecStep
 from envs.vec_worker import worker_main
 
@@ -77,6 +84,9 @@ def _start_forkserver_ignoring_stop_signals() -> None:
             signal.signal(s, handler)
 
 
+_UNKNOWN = object()  # state_support() not asked yet
+
+
 def block_bounds(n_envs: int, n_workers: int) -> list[tuple[int, int]]:
     """Contiguous [start, stop) env ranges, one per worker, sizes differing by at most one."""
     base, extra = divmod(n_envs, n_workers)
@@ -125,6 +135,8 @@ class VecEnv:
         self._procs: list = []
         self._pollers: list = []
         self._bounds = block_bounds(n_envs, n_workers) if n_workers else [(0, n_envs)]
+        self._state_support: Any = _UNKNOWN
+        self._batched = batched
 
         if n_workers == 0:
             self._block = make_block(env_fn, 0, seeds, batched)
@@ -185,6 +197,46 @@ class VecEnv:
         self._broadcast(lambda start, stop: ("step", [a[start:stop] for a in actions]))
         replies = [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
         return _concat_steps(replies).expand()
+
+    def get_state(self) -> Any | None:
+        """The state of every env (with the partial episodes' returns and lengths), to restore
+        with `set_state` into a VecEnv built with the same env arguments and seeds; None if an env
+        cannot save its state (`state_support()` says which). Call it between steps; it does not
+        change what the envs do next. Plain numpy arrays and Python values (picklable), one entry
+        per env: it restores into any n_workers."""
+        self._check_open()
+        if self._block is not None:
+            state = self._block.get_state()
+        else:
+            self._broadcast(lambda start, stop: ("get_state", None))
+            blocks = [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
+            state = None if any(b is None for b in blocks) else concat_block_states(blocks)
+        self._state_support = None if state is not None else self._state_unsupported()
+        return state
+
+    def set_state(self, state: Any) -> None:
+        """Restore `get_state()`, in place of the first reset(): the next step() continues exactly
+        where the saved envs were (auto-resets and the envs' RNG streams included)."""
+        self._check_open()
+        # Checked here too, so that a state of other envs raises ValueError and no worker fails.
+        check_block_state(state, "BatchedEnvBlock" if self._batched else "EnvBlock", self.spec, self.n_envs)
+        if self._block is not None:
+            self._block.set_state(state)
+            return
+        parts = {start: slice_block_state(state, start, stop) for start, stop in self._bounds}
+        self._broadcast(lambda start, stop: ("set_state", parts[start]))
+        for w in range(self.n_workers):
+            self._receive(w, "ok", self._step_timeout)
+
+    def state_support(self) -> str | None:
+        """None if `get_state()` can save these envs, else why not (e.g. "football (...) cannot
+        save its state"). The first call asks the envs (it takes one state)."""
+        if self._state_support is _UNKNOWN:
+            self.get_state()
+        return self._state_support
+
+    def _state_unsupported(self) -> str:
+        return f"{self.spec.name or 'the env'} ({self.spec.task}) cannot save its state"
 
     def close(self, timeout: float = 2.0) -> None:
         """Close envs and stop workers (idempotent): ask politely, then terminate stragglers."""

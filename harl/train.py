@@ -110,16 +110,18 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
         learner = learner_cls(algo_cfg, spec.observation_spaces, spec.action_spaces,
                               spec.state_space, device, cfg.seed)
         checkpoints = CheckpointIO(run_dir, checkpoint_identity(cfg, spec))
-        counters = Counters()
+        counters, restored = Counters(), None
         if checkpoint is not None:
-            counters, positions = checkpoints.restore(checkpoint, learner, device)
+            restored = checkpoints.restore(checkpoint, learner, device)
+            counters = restored.counters
             # before anything is logged: train.log is cut back to where the checkpoint was saved
-            rewind_run_logs(run_dir, counters.env_steps, positions)
+            rewind_run_logs(run_dir, counters.env_steps, restored.log_positions)
             log.info("%s from %s at %s env steps", "resumed" if how == "resume" else
                      "continuing the run already in this directory", checkpoint,
                      f"{counters.env_steps:,}")
         elif start_over:
             rewind_run_logs(run_dir, 0, None)
+        _say_how_exact(envs, eval_envs, restored)
         write_run_info(run_dir, cfg, how, counters.env_steps, overrides)
         tag = f"{cfg.algo.name} {cfg.env.name}/{cfg.env.task} seed {cfg.seed}"
         lc = cfg.logger
@@ -132,6 +134,8 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
         _print_banner(cfg, spec, device, run_dir)
         runner = make_runner(learner.runner, cfg, learner, envs, eval_envs, logger, checkpoints,
                              counters, device, config_dict, stop)
+        if restored is not None:
+            runner.resume_loop = restored.loop
         try:
             return runner.run()
         except TrainingStopped:
@@ -148,6 +152,23 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
             eval_envs.close()
         if logger is not None:
             logger.close()
+
+
+def _say_how_exact(envs: Any, eval_envs: Any, restored: Any) -> None:
+    """Say at start-up what a resume of this run restores less than exactly."""
+    reasons = [r for r in (envs.state_support(), eval_envs and eval_envs.state_support()) if r]
+    if restored is None:
+        if reasons:
+            log.info("%s: a resume of this run will restart its episodes (weights, optimisers, "
+                     "counters and RNGs are restored exactly)", "; ".join(reasons))
+        return
+    if restored.format_version < 2:
+        log.warning("this checkpoint is from before exact resume (format %d): the envs restart "
+                    "their episodes, so the run continues, but not exactly as it would have",
+                    restored.format_version)
+    elif restored.loop is None:
+        log.warning("%s: the envs restart their episodes (weights, optimisers, counters and "
+                    "RNGs are restored exactly)", "; ".join(reasons) or "no env state was saved")
 
 
 # What harl writes into a run directory; a directory holding none of these is not (yet) a run.

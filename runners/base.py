@@ -94,6 +94,17 @@ class EpisodeTracker:
             self.recent_lengths.append(int(info["episode_length"]))
         self.finished += len(episode_infos)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths),
+                "finished": self.finished}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent_returns.clear()
+        self.recent_returns.extend(state["returns"])
+        self.recent_lengths.clear()
+        self.recent_lengths.extend(state["lengths"])
+        self.finished = int(state["finished"])
+
     def pop_summary(self) -> dict[str, float]:
         """Mean return/length of the episodes ended since the last call (NaN if none)."""
         if not self.recent_returns:
@@ -174,11 +185,12 @@ class CheckpointIO:
         self.identity = identity
 
     def save(self, learner: Learner, counters: Counters, config: dict[str, Any],
-             best: bool = False) -> Path:
+             best: bool = False, loop: dict[str, Any] | None = None) -> Path:
+        """`loop`: the runner's `loop_state()` (None: a resume restarts the episodes)."""
         payload = {"identity": self.identity, "learner": learner.state_dict(),
                    "counters": dataclasses.asdict(counters), "rng": rng_state(), "config": config,
                    # where the text logs stood, so that a resume can cut them back to here
-                   "log_positions": log_positions(self.dir.parent)}
+                   "log_positions": log_positions(self.dir.parent), "loop": loop}
         path = self.dir / LATEST
         save_checkpoint(payload, path)
         if best:
@@ -206,13 +218,24 @@ class CheckpointIO:
                                   f"run: {exc}") from None
         return payload
 
-    def restore(self, path: str | Path, learner: Learner, device: torch.device
-                ) -> tuple[Counters, dict[str, int] | None]:
-        """Load the learner and RNG states; returns the counters and the log positions saved
-        with them (None in checkpoints written before they were)."""
+    def restore(self, path: str | Path, learner: Learner, device: torch.device) -> Restored:
+        """Load the learner and RNG states; returns what else the checkpoint holds."""
         payload = self.load_learner(path, learner, device)
         set_rng_state(payload["rng"])
-        return Counters(**payload["counters"]), payload.get("log_positions")
+        return Restored(Counters(**payload["counters"]), payload.get("log_positions"),
+                        payload.get("loop"), int(payload["format_version"]))
+
+
+@dataclasses.dataclass
+class Restored:
+    """A checkpoint's run state besides the learner's: counters, where the text logs stood
+    (None in checkpoints before format 2), the loop state for an exact resume (None there too,
+    and where the envs cannot save their state) and the format version."""
+
+    counters: Counters
+    log_positions: dict[str, int] | None
+    loop: dict[str, Any] | None
+    format_version: int
 
 
 @contextlib.contextmanager
@@ -316,6 +339,8 @@ class Runner:
         self.stop = stop if stop is not None else StopRequest()
         # a resumed run's checkpoint is on disk already
         self._saved_at: int | None = counters.env_steps if counters.iteration > 0 else None
+        # a checkpoint's loop state to continue from exactly (None: start with fresh episodes)
+        self.resume_loop: dict[str, Any] | None = None
         self.tracker = EpisodeTracker()
         self.tracker.finished = counters.episodes  # a resumed run keeps counting
         self.last_eval: dict[str, float] = {}
@@ -339,7 +364,10 @@ class Runner:
         if counters.env_steps >= c.total_steps:
             return self.finished_run()
         clock = Stopwatch(counters)
-        self.start()
+        if self.resume_loop is not None:
+            self.load_loop_state(self.resume_loop)
+        else:
+            self.start()
         while counters.env_steps < c.total_steps:
             self.stop_if_requested()
             train_info = self.iteration()
@@ -351,6 +379,40 @@ class Runner:
     def start(self) -> None:
         """Reset the envs and whatever the loop carries across iterations."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ exact resume
+    def loop_state(self) -> dict[str, Any] | None:
+        """Everything the loop carries from one iteration to the next (the envs' states, the
+        current observations, partial episode statistics, recurrent states, ...), for a resume
+        that continues exactly; None where an env cannot save its state."""
+        envs = self.envs.get_state()
+        eval_envs = None if self.eval_envs is None else self.eval_envs.get_state()
+        if envs is None or (self.eval_envs is not None and eval_envs is None):
+            return None
+        return {"envs": envs, "eval_envs": eval_envs, "vobs": self._vobs,
+                "tracker": self.tracker.state_dict(), "carried": self.carried_state()}
+
+    def load_loop_state(self, state: dict[str, Any]) -> None:
+        """Continue from a `loop_state()` instead of `start()`."""
+        self.envs.set_state(state["envs"])
+        if self.eval_envs is not None:
+            self.eval_envs.set_state(state["eval_envs"])
+        self._vobs = state["vobs"]
+        self.tracker.load_state_dict(state["tracker"])
+        self.load_carried_state(state["carried"])
+
+    def carried_state(self) -> dict[str, Any]:
+        """The runner's own carried tensors (alive flags, hidden states, ...), on the CPU."""
+        return {}
+
+    def load_carried_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _to_device(self, value: Any) -> Any:
+        """A carried value (a tensor, or a list of tensors and Nones) back on this run's device."""
+        if isinstance(value, list):
+            return [self._to_device(v) for v in value]
+        return value if value is None else value.to(self.device)
 
     def iteration(self) -> dict[str, float]:
         """Collect and train once; advances `counters.env_steps`; returns training diagnostics."""
@@ -449,7 +511,8 @@ class Runner:
         self._saved_at = self.counters.env_steps
 
     def write_checkpoint(self, best: bool) -> None:
-        path = self.checkpoints.save(self.learner, self.counters, self.config_dict, best=best)
+        path = self.checkpoints.save(self.learner, self.counters, self.config_dict, best=best,
+                                     loop=self.loop_state())
         log.debug("checkpoint written to %s", path)
 
 

@@ -46,6 +46,12 @@ class OffPolicyRunner(BufferedRunner):
         self._vobs = self.envs.reset()
         self._alive = torch.ones(self.envs.n_envs, self.envs.spec.n_agents, device=self.device)
 
+    def carried_state(self) -> dict[str, Any]:
+        return {"alive": self._alive.cpu().clone()}
+
+    def load_carried_state(self, state: dict[str, Any]) -> None:
+        self._alive = self._to_device(state["alive"])
+
     def iteration(self) -> dict[str, float]:
         self.collect()
         return self.train_phase()

@@ -33,6 +33,17 @@ class OnPolicyRunner(Runner):
         self._critic_h = self.learner.initial_critic_hidden(n_envs)
         self._resets = torch.ones(n_envs, device=self.device)
 
+    def carried_state(self) -> dict[str, Any]:
+        cpu = lambda h: None if h is None else h.cpu().clone()  # noqa: E731
+        return {"alive": cpu(self._alive), "actor_h": [cpu(h) for h in self._actor_h],
+                "critic_h": cpu(self._critic_h), "resets": cpu(self._resets)}
+
+    def load_carried_state(self, state: dict[str, Any]) -> None:
+        self._alive = self._to_device(state["alive"])
+        self._actor_h = self._to_device(state["actor_h"])
+        self._critic_h = self._to_device(state["critic_h"])
+        self._resets = self._to_device(state["resets"])
+
     def iteration(self) -> dict[str, float]:
         counters = self.counters
         self.learner.set_progress(counters.env_steps / self.cfg.total_steps)

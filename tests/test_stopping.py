@@ -66,6 +66,33 @@ def _eval_steps(run_dir: Path) -> list[int]:
     return steps
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The run dir of the uninterrupted run with these overrides (trained once per module)."""
+    cache: dict[tuple[str, ...], Path] = {}
+
+    def get(*overrides: str) -> Path:
+        if overrides not in cache:
+            results = tmp_path_factory.mktemp("uninterrupted")
+            proc = _train(results, *overrides)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            cache[overrides] = _run_dir(results)
+        return cache[overrides]
+
+    return get
+
+
+def _assert_exact(run_dir: Path, reference: Path) -> None:
+    """The same progress.csv values (wall time and fps aside) and final weights."""
+    from tests.test_exact_resume import _assert_same_tensors
+
+    def progress(d: Path) -> pd.DataFrame:
+        return pd.read_csv(d / "progress.csv").drop(columns=["wall_time", "fps"])
+
+    pd.testing.assert_frame_equal(progress(run_dir), progress(reference))
+    _assert_same_tensors(load_checkpoint(run_dir)["learner"], load_checkpoint(reference)["learner"])
+
+
 def _info(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
@@ -106,7 +133,7 @@ def _assert_stopped(proc: subprocess.CompletedProcess, run_dir: Path, signame: s
     ("save", 2, "SIGUSR2", ["eval_interval=0"], 120),
 ])
 def test_a_stop_signal_at_any_moment_saves_the_iteration_and_the_run_resumes(
-        tmp_path, moment, call, signame, extra, stopped_at):
+        tmp_path, uninterrupted, moment, call, signame, extra, stopped_at):
     overrides = [*ON_POLICY, *extra]
     proc = _train(tmp_path, *overrides, driver=(moment, str(call), signame))
     run_dir = _run_dir(tmp_path)
@@ -116,11 +143,12 @@ def test_a_stop_signal_at_any_moment_saves_the_iteration_and_the_run_resumes(
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_complete(run_dir, 400, 40, 0 if extra else 80)
     assert len(_info(run_dir)["resumed_at"]) == 1
+    _assert_exact(run_dir, uninterrupted(*overrides))
 
 
 @pytest.mark.parametrize("overrides, every", [(OFF_POLICY, 20), (EPISODIC, 20)],
                          ids=["off-policy", "episodic"])
-def test_ctrl_c_during_a_replay_update_saves_and_resumes(tmp_path, overrides, every):
+def test_ctrl_c_during_a_replay_update_saves_and_resumes(tmp_path, uninterrupted, overrides, every):
     proc = _train(tmp_path, *overrides, driver=("update", "4", "SIGINT"))
     run_dir = _run_dir(tmp_path)
     stopped_at = _assert_stopped(proc, run_dir, "SIGINT")
@@ -130,6 +158,7 @@ def test_ctrl_c_during_a_replay_update_saves_and_resumes(tmp_path, overrides, ev
     proc = _train(tmp_path, *overrides, f"resume={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_complete(run_dir, 200, every, 40)
+    _assert_exact(run_dir, uninterrupted(*overrides))
 
 
 def test_a_second_ctrl_c_exits_at_once_and_keeps_the_last_checkpoint(tmp_path):
@@ -180,7 +209,7 @@ def test_sigterm_to_the_process_group_with_env_workers(tmp_path):
     assert stopped_at % 40 == 0 and "EnvWorkerError" not in err
 
 
-def test_sigkill_loses_at_most_a_save_interval_and_the_logs_rewind(tmp_path):
+def test_sigkill_loses_at_most_a_save_interval_and_the_logs_rewind(tmp_path, uninterrupted):
     overrides = [*TINY_MPE, "total_steps=2000", "save_interval=200", "eval_interval=80"]
     proc = _popen(tmp_path, *overrides)
     try:
@@ -206,6 +235,7 @@ def test_sigkill_loses_at_most_a_save_interval_and_the_logs_rewind(tmp_path):
     assert logged == list(range(40, 2001, 40))
     assert len(log_before) > 0
     _assert_tensorboard_once(run_dir, "eval_return", [40, *range(80, 2001, 80)])
+    _assert_exact(run_dir, uninterrupted(*overrides))
 
 
 def _assert_tensorboard_once(run_dir: Path, tag: str, steps: list[int]) -> None:
@@ -253,7 +283,7 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path, bad):
     assert not any(p.is_file() for p in tmp_path.rglob("*")), list(tmp_path.rglob("*"))
 
 
-def test_a_run_started_again_in_its_own_directory_continues(tmp_path):
+def test_a_run_started_again_in_its_own_directory_continues(tmp_path, uninterrupted):
     """What a requeued SLURM job does: the original command, in the original run directory."""
     run_dir = tmp_path / "run"
     overrides = [*ON_POLICY, f"hydra.run.dir={run_dir}"]
@@ -268,6 +298,7 @@ def test_a_run_started_again_in_its_own_directory_continues(tmp_path):
     (requeue,) = _info(run_dir)["requeues"]
     assert requeue["env_steps"] == 80 and requeue["slurm_job_id"] == "77"
     assert requeue["slurm_restart_count"] == "1"
+    _assert_exact(run_dir, uninterrupted(*ON_POLICY))
 
 
 def test_a_stop_during_the_final_absolute_evaluation_leaves_it_to_the_resume(tmp_path):

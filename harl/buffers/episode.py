@@ -128,6 +128,16 @@ class EpisodeBuffer:
         self.size = min(self.size + 1, self.capacity)
         self.episodes_added += 1
 
+    def partial_state(self) -> dict[str, Any]:
+        """The episodes in progress (one per env), for an exact resume of the envs they come from."""
+        return {"stage": {name: t.cpu().clone() for name, t in self.stage.items()},
+                "step_of_env": self.step_of_env.copy()}
+
+    def load_partial_state(self, state: dict[str, Any]) -> None:
+        for name, t in self.stage.items():
+            t.copy_(state["stage"][name].to(t.device))
+        self.step_of_env = np.array(state["step_of_env"], dtype=np.int64)
+
     def discard_partial(self) -> None:
         """Forget the episodes in progress (the envs were reset)."""
         for stage in self.stage.values():

@@ -11,7 +11,11 @@ from harl.common.atomic import atomic_write
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
 BEST = "best.pt"
-FORMAT_VERSION = 1
+# 1: learner, counters, RNG states, config. 2 (exact resume): also the loop state (the envs'
+# states, observations, carried recurrent states, partial episode statistics) and where the
+# text logs stood. Older formats still load; what they lack is started afresh.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(RuntimeError):
@@ -51,7 +55,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:  # torch raises several types for truncated/garbled files
         raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or not a harl checkpoint "
                               f"({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {str(p)!r} is not a harl checkpoint "
-                              f"(format_version {FORMAT_VERSION} expected)")
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"checkpoint {str(p)!r} is not a harl checkpoint (no format_version)")
+    if payload["format_version"] not in READABLE_VERSIONS:
+        raise CheckpointError(f"checkpoint {str(p)!r} has format_version "
+                              f"{payload['format_version']!r}; this harl reads "
+                              f"{', '.join(map(str, READABLE_VERSIONS))} (a newer harl wrote it?)")
     return payload
