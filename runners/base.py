@@ -557,8 +557,9 @@ class BufferedRunner(Runner):
     def write_checkpoint(self, best: bool) -> None:
         super().write_checkpoint(best)
         if self.cfg.algo.save_replay_buffer:
-            save_checkpoint({"env_steps": self.counters.env_steps, "buffer": self.buffer.state_dict()},
-                            self.replay_path)
+            # no copy: the buffer does not change while it is written
+            save_checkpoint({"env_steps": self.counters.env_steps,
+                             "buffer": self.buffer.state_dict(copy=False)}, self.replay_path)
 
     def _restore_buffer(self) -> None:
         name = self.buffer_name

@@ -153,3 +153,23 @@ def test_state_dict_round_trip_and_shape_check():
 def test_sample_empty_raises():
     with pytest.raises(ValueError, match="empty"):
         scalar_buffer(n_envs=2, buffer_size=8).sample(4, 3, G)
+
+
+def test_a_saved_state_holds_only_the_filled_rows_and_older_full_states_still_load():
+    import io
+
+    buf = episode_buffer()                       # 12 transitions, 6 rows of 2 envs
+    big = scalar_buffer(n_envs=2, buffer_size=2000)
+    big.load_state_dict(buf.state_dict())
+    state = big.state_dict(copy=False)
+    assert all(a.shape[0] == 6 for a in state["arrays"].values())
+    written = io.BytesIO()
+    torch.save(state, written)                   # a slice's whole storage would be 1000 rows
+    full = io.BytesIO()
+    torch.save({n: t for n, t in big._store.items()}, full)
+    assert written.tell() < full.tell() / 10
+    # a state as format-1 checkpoints saved it: every row of the capacity
+    old = {"arrays": {n: t.clone() for n, t in big._store.items()}, "pos": big.pos, "size": big.size}
+    again = scalar_buffer(n_envs=2, buffer_size=2000)
+    again.load_state_dict(old)
+    assert all(torch.equal(again._store[n], big._store[n]) for n in big._store)

@@ -6,9 +6,10 @@
 Cases: the HAPPO HalfCheetah 2x3 tuned preset with 20 envs (`latest.pt`: networks, optimisers,
 RNGs and the loop state with the 20 MuJoCo states), in-process and with 4 env workers (the
 states come from the workers), and the HATD3 HalfCheetah 2x3 preset with its replay buffer saved
-(`algo.save_replay_buffer=true`, the full 1e6-transition buffer). Each run trains briefly with a
-checkpoint after every iteration; the table gives the mean and max time of a save and the file
-sizes. Figures are for the machine it runs on, which is noisy: compare within one run.
+(`algo.save_replay_buffer=true`; a replay.pt holds the filled part of the buffer, so the short
+run's saves are small, and `hatd3-buffer-full` writes the buffer as it is once full, 1e6
+transitions). Each run trains briefly with a checkpoint after every iteration; the table gives
+the mean and max time of a save and the file sizes. Figures are for the machine it runs on, which is noisy: compare within one run.
 """
 from __future__ import annotations
 
@@ -67,6 +68,35 @@ def measure(overrides: list[str]) -> dict[str, list[float]]:
     return {"times": times, "sizes": sizes, "loop_bytes": loop_bytes}
 
 
+def full_buffer_save(overrides: list[str]) -> tuple[float, float]:
+    """(seconds, MiB) of writing the case's replay buffer once it holds `buffer_size`
+    transitions (a short run only fills a little of it)."""
+    from envs import make_vec_env
+    from harl.algos import learner_class
+    from harl.common.seeding import env_seeds
+    from harl.train import env_kwargs
+    import torch
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(*overrides)
+    envs = make_vec_env(cfg.env.name, env_kwargs(cfg.env), n_envs=cfg.n_envs,
+                        seeds=env_seeds(cfg.seed, "train", cfg.n_envs))
+    try:
+        spec = envs.spec
+        learner = learner_class(cfg.algo.name)(OmegaConf.to_object(cfg.algo), spec.observation_spaces,
+                                               spec.action_spaces, spec.state_space,
+                                               torch.device("cpu"), cfg.seed)
+        buffer = learner.make_buffer(cfg.n_envs)
+        buffer.size = buffer.pos = next(iter(buffer._store.values())).shape[0]
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "replay.pt"
+            t0 = time.perf_counter()
+            checkpoint.save_checkpoint({"env_steps": 0, "buffer": buffer.state_dict(copy=False)}, path)
+            return time.perf_counter() - t0, path.stat().st_size / 2**20
+    finally:
+        envs.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(CASES), action="append")
@@ -80,9 +110,12 @@ def main() -> None:
         loop = result["loop_bytes"]
         if loop:
             print(f"{name}: loop state {loop[-1] / 2**10:.1f} KiB per save")
-    print(f"\n{'case':<14} {'file':<10} {'saves':>5} {'mean ms':>9} {'max ms':>9} {'MiB':>9}")
+        if "hatd3" in name:
+            seconds, mib = full_buffer_save(CASES[name])
+            rows.append((name + "-full", "replay.pt", 1, 1000 * seconds, 1000 * seconds, mib))
+    print(f"\n{'case':<18} {'file':<10} {'saves':>5} {'mean ms':>9} {'max ms':>9} {'MiB':>9}")
     for name, file, n, mean, worst, mib in rows:
-        print(f"{name:<14} {file:<10} {n:>5} {mean:>9.1f} {worst:>9.1f} {mib:>9.2f}")
+        print(f"{name:<18} {file:<10} {n:>5} {mean:>9.1f} {worst:>9.1f} {mib:>9.2f}")
 
 
 if __name__ == "__main__":

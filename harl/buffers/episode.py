@@ -161,11 +161,14 @@ class EpisodeBuffer:
                             terminated=get("terminated", length), filled=filled[:, :length])
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """The stored episodes (the filled slots only) and the ring position."""
+    def state_dict(self, copy: bool = True) -> dict[str, Any]:
+        """The stored episodes (the filled slots only; copies unless `copy=False`) and the ring
+        position."""
         return {"pos": self.pos, "size": self.size, "episodes_added": self.episodes_added,
                 "episode_limit": self.episode_limit,
-                "store": {name: t[:self.size].clone() for name, t in self.store.items()}}
+                # a slice is cloned even without `copy`: torch.save writes a view's whole storage
+                "store": {name: t if self.size == self.capacity and not copy else t[:self.size].clone()
+                          for name, t in self.store.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["episode_limit"] != self.episode_limit:

@@ -153,9 +153,15 @@ class ReplayBuffer:
             next_obs=[at(o, last) for o in self.next_obs], next_state=at(self.next_state, last),
             next_avail=[at(a, last) for a in self.next_avail], next_active=at(self.next_active, last))
 
-    def state_dict(self) -> dict:
-        """All arrays (copies) plus the write position and fill level."""
-        return {"arrays": {name: t.clone() for name, t in self._store.items()}, "pos": self.pos, "size": self.size}
+    def state_dict(self, copy: bool = True) -> dict:
+        """The filled rows of every array (copies unless `copy=False`, e.g. for a save that
+        completes before the buffer changes), the write position and the fill level."""
+        # rows fill from 0 and stay filled: [0, size) is the data. A slice is cloned even
+        # without `copy`: torch.save writes a view's whole underlying storage
+        full = self.size == self._capacity
+        arrays = {name: t if full and not copy else t[:self.size].clone()
+                  for name, t in self._store.items()}
+        return {"arrays": arrays, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from `state_dict()`; raises ValueError if the layouts differ."""
@@ -163,9 +169,13 @@ class ReplayBuffer:
         if set(arrays) != set(self._store):
             raise ValueError(f"replay buffer fields differ: saved {sorted(arrays)}, expected {sorted(self._store)}")
         for name, t in self._store.items():
-            if tuple(arrays[name].shape) != tuple(t.shape):
-                raise ValueError(f"replay buffer field {name!r} has shape {tuple(arrays[name].shape)}, "
-                                 f"expected {tuple(t.shape)} (different capacity, n_envs or dims?)")
+            saved = tuple(arrays[name].shape)
+            # older checkpoints hold all `capacity` rows, newer ones the filled ones
+            if saved[1:] != tuple(t.shape[1:]) or saved[0] > t.shape[0]:
+                raise ValueError(f"replay buffer field {name!r} has shape {saved}, expected up to "
+                                 f"{tuple(t.shape)} (different capacity, n_envs or dims?)")
         for name, t in self._store.items():
-            t.copy_(arrays[name])
+            n = arrays[name].shape[0]
+            t[:n].copy_(arrays[name])
+            t[n:].zero_()
         self.pos, self.size = int(state["pos"]), int(state["size"])
