@@ -385,7 +385,7 @@ def test_run_stops_as_soon_as_total_steps_is_reached():
     runner.counters = Counters()
     runner.envs = SimpleNamespace(reset=lambda: None, n_envs=2, spec=SimpleNamespace(n_agents=3))
     runner.device, runner.last_eval, runner.iterations = CPU, {"eval_return": 1.0}, []
-    runner.stop, runner.metrics = StopRequest(), None
+    runner.stop, runner.metrics, runner.resume_loop = StopRequest(), None, None
     assert runner.run() == {"eval_return": 1.0}
     assert runner.iterations == [20, 40]
     assert runner._alive.shape == (2, 3)
