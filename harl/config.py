@@ -61,6 +61,9 @@ class OnPolicyConfig:
     use_recurrent_policy: bool = False
     recurrent_n: int = 1               # GRU layers
     data_chunk_length: int = 10
+    # speed (CPU): the critic's epochs in a second thread while the actors update (they are
+    # independent within an iteration); results are bit-identical to the serial order
+    critic_in_parallel: bool = True
 
 
 @dataclass

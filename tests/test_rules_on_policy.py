@@ -260,7 +260,7 @@ def test_train_feeds_actors_normalised_advantages_and_the_critic_raw_returns():
     adv, ret = learner.compute_returns(buf)
     seen = {}
     learner.update_actors = lambda batches, advs: seen.update(adv=advs) or {}
-    learner.update_critic = lambda b, returns: seen.update(ret=returns) or {}
+    learner.update_critic = lambda b, returns, plan=None: seen.update(ret=returns) or {}
     learner.train(buf)
     torch.testing.assert_close(seen["ret"], ret)
     raw = buf.to_chunks(adv[..., 0])

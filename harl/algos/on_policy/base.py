@@ -4,6 +4,8 @@ recurrence, GAE, advantage normalisation, the policy-gradient epoch loop, acting
 checkpointable state."""
 from __future__ import annotations
 
+import logging
+
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,12 +47,17 @@ def normalise_advantages(adv: torch.Tensor, active: torch.Tensor) -> torch.Tenso
     return (adv - mean) / (var.sqrt() + ADV_EPS)
 
 
-def minibatches(n: int, n_minibatch: int, device: torch.device) -> list[torch.Tensor]:
-    """A random split of range(n) (samples or chunks) into exactly `n_minibatch` parts."""
+log = logging.getLogger("harl")
+
+
+def minibatches(n: int, n_minibatch: int, device: torch.device,
+                generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """A random split of range(n) (samples or chunks) into exactly `n_minibatch` parts, drawn
+    from torch's global RNG (or `generator`, which must live on `device`'s type)."""
     if not 1 <= n_minibatch <= n:
         raise ValueError(f"cannot split {n} training chunks into {n_minibatch} minibatches; "
                          "lower algo.actor_num_mini_batch / algo.critic_num_mini_batch")
-    return list(torch.randperm(n, device=device).tensor_split(n_minibatch))
+    return list(torch.randperm(n, device=device, generator=generator).tensor_split(n_minibatch))
 
 
 def _seq(x: torch.Tensor | None) -> torch.Tensor | None:
@@ -214,10 +221,58 @@ class OnPolicyLearner(Learner):
             [buf.per_agent_chunks(advantages, i) for i in range(self.n_agents)], batches)
         for actor, _ in self.unique_actors():
             actor.train()
-        info = self.update_actors(batches, agent_adv)
-        info.update(self.update_critic(buf, returns))
+        if self.cfg.critic_in_parallel:
+            info = self._update_actors_and_critic_concurrently(buf, returns, batches, agent_adv)
+        else:
+            info = self.update_actors(batches, agent_adv)
+            info.update(self.update_critic(buf, returns))
         for actor, _ in self.unique_actors():
             actor.eval()
+        return info
+
+    def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]] | None:
+        """(n, n_minibatch) of every `minibatches` call `update_actors` will make, in order;
+        None if unknown. Lets the critic draw its minibatches up front, from the point of torch's
+        RNG stream where it would be after the actors' draws (see `critic_in_parallel`)."""
+        return None
+
+    def _update_actors_and_critic_concurrently(self, buf: RolloutBuffer, returns: torch.Tensor,
+                                               batches: list[AgentBatch],
+                                               agent_adv: list[torch.Tensor]) -> dict[str, float]:
+        """The critic's epochs in a second thread while the actors update: they do not depend on
+        each other within an iteration (the advantages are computed already). With torch
+        releasing the GIL inside its kernels, that puts the critic on a second core.
+
+        Bit-identical to the serial order: the critic's minibatches are drawn before the actors
+        start, from a copy of torch's RNG advanced past the actors' draws (`actor_draws`), and
+        the global RNG is left where the serial order would leave it."""
+        import concurrent.futures
+
+        draws = self.actor_draws(batches)
+        n_critic = buf.critic_batch(returns).n_chunks
+        if draws is None or self.device.type != "cpu":
+            info = self.update_actors(batches, agent_adv)
+            info.update(self.update_critic(buf, returns))
+            return info
+        ahead = torch.Generator()
+        ahead.set_state(torch.get_rng_state())
+        for n, k in draws:
+            minibatches(n, k, self.device, ahead)
+        after_actors = ahead.get_state()
+        plan = [minibatches(n_critic, self.cfg.critic_num_mini_batch, self.device, ahead)
+                for _ in range(self.cfg.critic_epoch)]
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harl-critic") as pool:
+            critic = pool.submit(self.update_critic, buf, returns, plan)
+            try:
+                info = self.update_actors(batches, agent_adv)
+            finally:
+                critic_info = critic.result()  # waits; re-raises the critic's error, if any
+        if not torch.equal(torch.get_rng_state(), after_actors):
+            log.warning("the actors drew other minibatches than announced (%s.actor_draws): the "
+                        "critic's minibatches differ from the serial order's (still valid)",
+                        type(self).__name__)
+        torch.set_rng_state(ahead.get_state())
+        info.update(critic_info)
         return info
 
     @property
@@ -279,13 +334,18 @@ class OnPolicyLearner(Learner):
         optim.step()
         return float(grad_norm)
 
-    def update_critic(self, buf: RolloutBuffer, returns: torch.Tensor) -> dict[str, float]:
+    def update_critic(self, buf: RolloutBuffer, returns: torch.Tensor,
+                      plan: list[list[torch.Tensor]] | None = None) -> dict[str, float]:
+        """`critic_epoch` passes over the value targets; `plan`: each epoch's minibatch
+        indices, drawn in advance (else drawn here from torch's RNG)."""
         c = self.cfg
         cb = buf.critic_batch(returns)
         totals = {"critic/value_loss": 0.0, "critic/grad_norm": 0.0}
         n_updates = 0
-        for _ in range(c.critic_epoch):
-            for idx in minibatches(cb.n_chunks, c.critic_num_mini_batch, self.device):
+        for epoch in range(c.critic_epoch):
+            split = plan[epoch] if plan is not None else minibatches(
+                cb.n_chunks, c.critic_num_mini_batch, self.device)
+            for idx in split:
                 target = cb.returns[idx]
                 if self.value_norm is not None:
                     self.value_norm.update(target)

@@ -17,6 +17,9 @@ def importance_weighted(ratio: torch.Tensor, advantages: torch.Tensor) -> torch.
 
 
 class HAA2C(HASequentialLearner):
+    def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]]:
+        return self.epoch_draws(batches, self.cfg.a2c_epoch)
+
     def update_agent(self, i: int, batch: AgentBatch, advantages: torch.Tensor,
                      factor: torch.Tensor) -> dict[str, float]:
         c = self.cfg

@@ -36,8 +36,17 @@ class HASequentialLearner(OnPolicyLearner):
         """Update agent i on its chunks, given its advantages and the factor (both [C, L])."""
         raise NotImplementedError
 
+    def epoch_draws(self, batches: list[AgentBatch], epochs: int) -> list[tuple[int, int]]:
+        """`epochs` minibatch draws per agent that is updated (alive at some step): the sizes
+        are the same for every agent, so the random order does not matter."""
+        return [(b.n_chunks, self.cfg.actor_num_mini_batch) for b in batches
+                if b.active.sum() > 0 for _ in range(epochs)]
+
 
 class HAPPO(HASequentialLearner):
+    def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]]:
+        return self.epoch_draws(batches, self.cfg.ppo_epoch)
+
     def update_agent(self, i: int, batch: AgentBatch, advantages: torch.Tensor,
                      factor: torch.Tensor) -> dict[str, float]:
         c = self.cfg

@@ -19,6 +19,9 @@ log = logging.getLogger("harl")
 
 
 class HATRPO(HASequentialLearner):
+    def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]]:
+        return []  # one full-batch step per agent: no minibatches
+
     def update_agent(self, i: int, batch: AgentBatch, advantages: torch.Tensor,
                      factor: torch.Tensor) -> dict[str, float]:
         c, actor = self.cfg, self.actors[i]

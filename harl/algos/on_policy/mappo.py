@@ -39,6 +39,13 @@ class MAPPO(OnPolicyLearner):
         # one network learns from every agent's samples: normalise them together
         return self.cfg.share_param or super().joint_advantage_norm
 
+    def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]]:
+        c = self.cfg
+        if c.share_param:  # one network on every agent's chunks together
+            return [(sum(b.n_chunks for b in batches), c.actor_num_mini_batch)] * c.ppo_epoch
+        return [(b.n_chunks, c.actor_num_mini_batch) for b in batches
+                if b.active.sum() > 0 for _ in range(c.ppo_epoch)]
+
     def update_actors(self, batches: list[AgentBatch], advantages: list[torch.Tensor]
                       ) -> dict[str, float]:
         c = self.cfg
