@@ -76,3 +76,22 @@ def test_an_error_in_the_critic_thread_reaches_the_caller(tmp_path, monkeypatch)
     monkeypatch.setattr(OnPolicyLearner, "update_critic", broken)
     with pytest.raises(NonFiniteLossError, match="value loss"):
         _train(tmp_path, "happo", True)
+
+
+def test_announced_draws_leave_out_exactly_the_agents_dead_for_the_whole_rollout():
+    from types import SimpleNamespace
+
+    from harl.algos.on_policy.happo import HAPPO
+    from harl.algos.on_policy.mappo import MAPPO
+
+    batches = [SimpleNamespace(n_chunks=6, active=torch.zeros(6, 1)),          # never alive
+               SimpleNamespace(n_chunks=6, active=torch.tensor([0, 0, 1, 0, 0, 0.0])[:, None]),
+               SimpleNamespace(n_chunks=6, active=torch.ones(6, 1))]
+    happo = HAPPO.__new__(HAPPO)
+    happo.cfg = SimpleNamespace(actor_num_mini_batch=2, ppo_epoch=3)
+    assert happo.actor_draws(batches) == [(6, 2)] * 6   # agents 1 (one live step) and 2
+    mappo = MAPPO.__new__(MAPPO)
+    mappo.cfg = SimpleNamespace(actor_num_mini_batch=2, ppo_epoch=3, share_param=False)
+    assert mappo.actor_draws(batches) == [(6, 2)] * 6
+    mappo.cfg.share_param = True
+    assert mappo.actor_draws(batches) == [(18, 2)] * 3

@@ -221,8 +221,11 @@ class OnPolicyLearner(Learner):
             [buf.per_agent_chunks(advantages, i) for i in range(self.n_agents)], batches)
         for actor, _ in self.unique_actors():
             actor.train()
-        if self.cfg.critic_in_parallel:
-            info = self._update_actors_and_critic_concurrently(buf, returns, batches, agent_adv)
+        # the critic in a second thread (CPU; where the actors announce their draws)
+        draws = self.actor_draws(batches) if self.cfg.critic_in_parallel else None
+        if draws is not None and self.device.type == "cpu":
+            info = self._update_actors_and_critic_concurrently(buf, returns, batches, agent_adv,
+                                                               draws)
         else:
             info = self.update_actors(batches, agent_adv)
             info.update(self.update_critic(buf, returns))
@@ -238,7 +241,8 @@ class OnPolicyLearner(Learner):
 
     def _update_actors_and_critic_concurrently(self, buf: RolloutBuffer, returns: torch.Tensor,
                                                batches: list[AgentBatch],
-                                               agent_adv: list[torch.Tensor]) -> dict[str, float]:
+                                               agent_adv: list[torch.Tensor],
+                                               draws: list[tuple[int, int]]) -> dict[str, float]:
         """The critic's epochs in a second thread while the actors update: they do not depend on
         each other within an iteration (the advantages are computed already). With torch
         releasing the GIL inside its kernels, that puts the critic on a second core.
@@ -248,12 +252,7 @@ class OnPolicyLearner(Learner):
         the global RNG is left where the serial order would leave it."""
         import concurrent.futures
 
-        draws = self.actor_draws(batches)
         n_critic = buf.critic_batch(returns).n_chunks
-        if draws is None or self.device.type != "cpu":
-            info = self.update_actors(batches, agent_adv)
-            info.update(self.update_critic(buf, returns))
-            return info
         ahead = torch.Generator()
         ahead.set_state(torch.get_rng_state())
         for n, k in draws:
