@@ -408,6 +408,13 @@ class Runner:
     def load_carried_state(self, state: dict[str, Any]) -> None:
         pass
 
+    @staticmethod
+    def _to_cpu(value: Any) -> Any:
+        """A carried value (a tensor, or a list of tensors and Nones) copied to the CPU."""
+        if isinstance(value, list):
+            return [Runner._to_cpu(v) for v in value]
+        return value if value is None else value.cpu().clone()
+
     def _to_device(self, value: Any) -> Any:
         """A carried value (a tensor, or a list of tensors and Nones) back on this run's device."""
         if isinstance(value, list):

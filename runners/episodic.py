@@ -40,9 +40,8 @@ class EpisodicRunner(BufferedRunner):
         self._resets = torch.ones(n_envs, device=self.device)
 
     def carried_state(self) -> dict[str, Any]:
-        cpu = lambda h: None if h is None else h.cpu().clone()  # noqa: E731
         # the episodes in progress live in the buffer's staging area, saved or not
-        return {"hidden": [cpu(h) for h in self._hidden], "resets": cpu(self._resets),
+        return {"hidden": self._to_cpu(self._hidden), "resets": self._to_cpu(self._resets),
                 "partial_episodes": self.buffer.partial_state()}
 
     def load_carried_state(self, state: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ class OffPolicyRunner(BufferedRunner):
         self._alive = torch.ones(self.envs.n_envs, self.envs.spec.n_agents, device=self.device)
 
     def carried_state(self) -> dict[str, Any]:
-        return {"alive": self._alive.cpu().clone()}
+        return {"alive": self._to_cpu(self._alive)}
 
     def load_carried_state(self, state: dict[str, Any]) -> None:
         self._alive = self._to_device(state["alive"])

@@ -34,9 +34,8 @@ class OnPolicyRunner(Runner):
         self._resets = torch.ones(n_envs, device=self.device)
 
     def carried_state(self) -> dict[str, Any]:
-        cpu = lambda h: None if h is None else h.cpu().clone()  # noqa: E731
-        return {"alive": cpu(self._alive), "actor_h": [cpu(h) for h in self._actor_h],
-                "critic_h": cpu(self._critic_h), "resets": cpu(self._resets)}
+        return {"alive": self._to_cpu(self._alive), "actor_h": self._to_cpu(self._actor_h),
+                "critic_h": self._to_cpu(self._critic_h), "resets": self._to_cpu(self._resets)}
 
     def load_carried_state(self, state: dict[str, Any]) -> None:
         self._alive = self._to_device(state["alive"])

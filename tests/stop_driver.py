@@ -19,21 +19,28 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _fire_on_call(target: Any, name: str, call: int, signums: list[int],
-                  when: Callable[[Any], bool] = lambda self: True) -> None:
+def fire_on_call(target: Any, name: str, call: int, action: Callable[[], None],
+                 when: Callable[..., bool] = lambda *args: True,
+                 set_attr: Callable[[Any, str, Any], None] = setattr) -> None:
+    """Replace target.name by a wrapper that runs `action()` just before its `call`-th call
+    (counting the calls whose arguments satisfy `when`). `set_attr`: how to install it (a
+    pytest monkeypatch's setattr undoes it after the test)."""
     original = getattr(target, name)
     count = 0
 
     def hooked(*args: Any, **kwargs: Any) -> Any:
         nonlocal count
-        if args and when(args[0]):
+        if when(*args):
             count += 1
             if count == call:
-                for signum in signums:
-                    os.kill(os.getpid(), signum)
+                action()
         return original(*args, **kwargs)
 
-    setattr(target, name, hooked)
+    set_attr(target, name, hooked)
+
+
+def _send(signums: list[int]) -> Callable[[], None]:
+    return lambda: [os.kill(os.getpid(), signum) for signum in signums]
 
 
 def main() -> None:
@@ -45,8 +52,8 @@ def main() -> None:
 
         # training envs are built first; evaluation envs are the ones the test marks small
         is_eval = moment == "eval"
-        _fire_on_call(VecEnv, "step", call_no, signums,
-                      when=lambda env: getattr(env, "_harl_eval", False) == is_eval)
+        fire_on_call(VecEnv, "step", call_no, _send(signums),
+                     when=lambda env, *a: getattr(env, "_harl_eval", False) == is_eval)
         original_init = VecEnv.__init__
         made: list[VecEnv] = []
 
@@ -59,11 +66,11 @@ def main() -> None:
     elif moment == "update":
         import torch
 
-        _fire_on_call(torch.optim.Adam, "step", call_no, signums)
+        fire_on_call(torch.optim.Adam, "step", call_no, _send(signums))
     elif moment == "save":
         import harl.common.checkpoint as checkpoint
 
-        _fire_on_call(checkpoint.torch, "save", call_no, signums, when=lambda payload: True)
+        fire_on_call(checkpoint.torch, "save", call_no, _send(signums))
     else:
         raise SystemExit(f"unknown moment {moment!r}; valid: step, update, eval, save")
     sys.argv = [str(Path(__file__).resolve().parents[1] / "harl" / "train.py"), *overrides]

@@ -253,18 +253,19 @@ def test_batched_mpe_state_is_a_snapshot():
         a.reset(truncated)
     state = a.get_state()
     snapshot = pickle.loads(pickle.dumps(state))
-    expected = [a.observations()]
-    for act in actions[6:]:
-        rewards, _, truncated = a.step(act)
-        a.reset(truncated)
-        expected.append((rewards, truncated, a.observations(), a.state()))
+
+    def play_on(env):
+        """The current observations, then every remaining step's outputs."""
+        out = [env.observations()]
+        for act in actions[6:]:
+            rewards, _, truncated = env.step(act)
+            env.reset(truncated)
+            out.append((rewards, truncated, env.observations(), env.state()))
+        return out
+
+    expected = play_on(a)
     _assert_same(state, snapshot, "state after stepping on")
     b.reset()
     b.observations()  # fills b's observation cache
     b.set_state(state)
-    got = [b.observations()]
-    for act in actions[6:]:
-        rewards, _, truncated = b.step(act)
-        b.reset(truncated)
-        got.append((rewards, truncated, b.observations(), b.state()))
-    _assert_same(got, expected, "restored")
+    _assert_same(play_on(b), expected, "restored")

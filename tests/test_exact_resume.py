@@ -19,6 +19,7 @@ from harl.common.checkpoint import load_checkpoint
 from harl.common.stopping import StopRequest, TrainingStopped
 from harl.config import compose_config
 from harl.train import run
+from tests.stop_driver import fire_on_call
 
 # 20 env steps per iteration; rows only every few iterations, so that a stop often lands where
 # finished episodes wait to be summarised in the next row
@@ -51,18 +52,8 @@ IGNORED = ["wall_time", "fps"]  # the only columns allowed to differ
 
 def _hook(monkeypatch, target, name: str, call: int, stop: StopRequest, when=lambda *a: True):
     """Request a stop at the `call`-th call of target.name (counting calls where `when`)."""
-    original = getattr(target, name)
-    count = 0
-
-    def hooked(*args, **kwargs):
-        nonlocal count
-        if when(*args):
-            count += 1
-            if count == call:
-                stop.request(signal.SIGTERM)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(target, name, hooked)
+    fire_on_call(target, name, call, lambda: stop.request(signal.SIGTERM), when,
+                 monkeypatch.setattr)
 
 
 def _train(run_dir: Path, overrides: list[str], stop: StopRequest | None = None) -> None:
@@ -197,18 +188,7 @@ def _train_until_stopped(run_dir: Path, case: list[str], stop: StopRequest) -> N
     """Train, with a stop requested during the second iteration's rollout."""
     from envs.vector import VecEnv
 
-    original = VecEnv.step
-    calls = []
-
-    def step(self, actions):
-        calls.append(1)
-        if len(calls) == 15:
-            stop.request(signal.SIGTERM)
-        return original(self, actions)
-
-    VecEnv.step = step
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        _hook(patch, VecEnv, "step", 15, stop)
         with pytest.raises(TrainingStopped):
             _train(run_dir, case, stop)
-    finally:
-        VecEnv.step = original

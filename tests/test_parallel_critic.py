@@ -11,6 +11,7 @@ from harl.common.checkpoint import load_checkpoint
 from harl.config import compose_config
 from harl.train import run
 from tests.conftest import TINY
+from tests.test_exact_resume import _assert_same_tensors
 
 CASES = {
     "happo": ["algo=happo", "env=mpe"],
@@ -32,26 +33,13 @@ def _train(tmp_path, case: str, parallel: bool):
     return run_dir, torch.get_rng_state()
 
 
-def _same(a, b, path="learner"):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        for k in a:
-            _same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        for k, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{path}[{k}]")
-    else:
-        assert a == b, path
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_parallel_critic_is_bit_identical_to_the_serial_order(tmp_path, case, caplog):
     serial, rng_serial = _train(tmp_path, case, False)
     with caplog.at_level("WARNING", logger="harl"):
         parallel, rng_parallel = _train(tmp_path, case, True)
     assert "drew other minibatches" not in caplog.text
-    _same(load_checkpoint(parallel)["learner"], load_checkpoint(serial)["learner"])
+    _assert_same_tensors(load_checkpoint(parallel)["learner"], load_checkpoint(serial)["learner"])
     columns = lambda d: pd.read_csv(d / "progress.csv").drop(columns=["wall_time", "fps"])  # noqa: E731
     pd.testing.assert_frame_equal(columns(parallel), columns(serial))
     assert torch.equal(rng_parallel, rng_serial)

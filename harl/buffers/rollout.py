@@ -138,6 +138,11 @@ class RolloutBuffer:
         the single stream under EP)."""
         return self.to_chunks(x[..., min(i, self.K - 1)])
 
+    @property
+    def n_critic_chunks(self) -> int:
+        """How many chunks `critic_batch` holds: T / L per stream, E * K streams."""
+        return self.T // self.L * self.E * self.K
+
     def critic_batch(self, returns: torch.Tensor) -> CriticBatch:
         """Critic chunks over E * K streams; `returns` is [T, E, K]."""
         T, EK = self.T, self.E * self.K

@@ -252,14 +252,13 @@ class OnPolicyLearner(Learner):
         the global RNG is left where the serial order would leave it."""
         import concurrent.futures
 
-        n_critic = buf.critic_batch(returns).n_chunks
         ahead = torch.Generator()
         ahead.set_state(torch.get_rng_state())
         for n, k in draws:
             minibatches(n, k, self.device, ahead)
         after_actors = ahead.get_state()
-        plan = [minibatches(n_critic, self.cfg.critic_num_mini_batch, self.device, ahead)
-                for _ in range(self.cfg.critic_epoch)]
+        plan = [minibatches(buf.n_critic_chunks, self.cfg.critic_num_mini_batch, self.device,
+                            ahead) for _ in range(self.cfg.critic_epoch)]
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harl-critic") as pool:
             critic = pool.submit(self.update_critic, buf, returns, plan)
             try:
