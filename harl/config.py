@@ -365,6 +365,7 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"               # auto | cpu | cuda
     torch_threads: int = 1             # trainer's torch threads (workers always use 1)
+    cpu_matmul: str = "onednn"         # onednn | default: the CPU fp32 product of linear layers
     total_steps: int = 10_000_000      # env steps (summed over n_envs)
     n_envs: int = 20
     n_workers: int = 0                 # processes stepping blocks of envs; 0 = in-process
@@ -433,7 +434,7 @@ def register_resolvers() -> None:
 
 
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.
-RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "n_workers", "log_interval",
+RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "cpu_matmul", "n_workers", "log_interval",
                        "eval_interval", "eval_episodes", "n_eval_envs", "save_interval",
                        "algo.save_replay_buffer", "logger.tensorboard", "logger.wandb",
                        "logger.wandb_project", "logger.wandb_entity", "logger.wandb_group",

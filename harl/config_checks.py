@@ -29,6 +29,7 @@ from envs.smacv2 import DIFFICULTIES
 from harl.algos.on_policy.base import STATE_TYPES
 from harl.config import ConfigError, schema_for
 from harl.logging.wandb_sink import WANDB_MODES
+from harl.models.linear import CPU_MATMULS
 from harl.models.mlp import ACTIVATIONS
 
 __all__ = ["CHOICES", "RANGES", "UNCONSTRAINED", "Range", "check_config"]
@@ -205,6 +206,7 @@ UNCONSTRAINED: tuple[str, ...] = ()
 
 # String keys with a fixed set of values, reusing the lists the code itself validates against.
 CHOICES: dict[str, Collection[str]] = {
+    "cpu_matmul": CPU_MATMULS,
     "algo.activation": ACTIVATIONS,
     "algo.dueling_activation": ACTIVATIONS,
     "algo.state_type": STATE_TYPES,

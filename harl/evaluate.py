@@ -208,6 +208,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, episodes: i
     from envs.vector import VecEnv
     from harl.common.device import configure_threads, resolve_device
     from harl.common.seeding import env_seeds
+    from harl.models.linear import set_cpu_matmul
     from harl.train import env_kwargs
     from runners.base import evaluate
 
@@ -219,6 +220,7 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, episodes: i
     seed = cfg.seed if seed is None else seed
     torch_device = resolve_device(device)
     configure_threads(cfg.torch_threads)
+    set_cpu_matmul(cfg.cpu_matmul)
     kwargs = env_kwargs(cfg.env)
 
     writer: VideoWriter | None = None

@@ -78,6 +78,7 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
     from harl.algos import learner_class
     from harl.common.device import configure_threads, resolve_device
     from harl.common.seeding import env_seeds, seed_everything
+    from harl.models.linear import set_cpu_matmul
     from harl.common.stopping import TrainingStopped
     from harl.logging import RunLogger
     from harl.logging.rewind import rewind_run_logs
@@ -92,6 +93,7 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
 
     device = resolve_device(cfg.device)
     configure_threads(cfg.torch_threads)
+    set_cpu_matmul(cfg.cpu_matmul)
     seed_everything(cfg.seed)
     algo_cfg = OmegaConf.to_object(cfg.algo)
     learner_cls = learner_class(cfg.algo.name)  # fails early on an unknown algorithm

@@ -17,6 +17,7 @@ from torch import nn
 from harl.algos.off_policy.ddpg import HADDPG, HATD3, MADDPG, MATD3
 from harl.algos.off_policy.hasac import HASAC
 from harl.buffers.replay import ReplayBuffer, ReplaySample
+from harl.models.linear import Linear
 from tests import test_rules_off_policy as rules
 from tests.test_rules_off_policy import set_critic, set_deterministic, set_gaussian, t
 
@@ -90,7 +91,7 @@ def test_deterministic_actor_uses_the_configured_activation():
     learner = make(HADDPG, [spaces.Box(-1, 1, (3,))], [spaces.Box(-1, 1, (2,))],
                    hidden_sizes=[4, 4], activation="selu")
     kinds = [type(m) for m in learner.actors[0].net]
-    assert kinds == [nn.Linear, nn.SELU, nn.Linear, nn.SELU, nn.Linear]
+    assert kinds == [Linear, nn.SELU, Linear, nn.SELU, Linear]
 
 
 def test_deterministic_actor_rejects_an_unknown_final_activation():
@@ -119,7 +120,7 @@ def test_hasac_gaussian_actor_trunk_activations(activation, final):
                    hidden_sizes=[4, 4], activation=activation, final_activation=final)
     kinds = [type(m) for m in learner.actors[0].trunk]
     cls = {"selu": nn.SELU, "tanh": nn.Tanh, "relu": nn.ReLU}
-    assert kinds == [nn.Linear, cls[activation], nn.Linear, cls[final]]
+    assert kinds == [Linear, cls[activation], Linear, cls[final]]
 
 
 @pytest.mark.parametrize("feature_norm", [True, False])

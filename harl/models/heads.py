@@ -14,6 +14,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from harl.models.linear import Linear
 from harl.models.mlp import orthogonal_init
 
 MASKED_LOGIT = -1e10
@@ -29,7 +30,7 @@ class GaussianHead(nn.Module):
     def __init__(self, in_dim: int, act_dim: int, gain: float = 0.01, std_x_coef: float = 1.0,
                  std_y_coef: float = 0.5) -> None:
         super().__init__()
-        self.mean = orthogonal_init(nn.Linear(in_dim, act_dim), gain)
+        self.mean = orthogonal_init(Linear(in_dim, act_dim), gain)
         self.std_x_coef, self.std_y_coef = std_x_coef, std_y_coef
         self.log_std = nn.Parameter(torch.full((act_dim,), float(std_x_coef)))
 
@@ -70,7 +71,7 @@ class CategoricalHead(nn.Module):
 
     def __init__(self, in_dim: int, n_actions: int, gain: float = 0.01) -> None:
         super().__init__()
-        self.logits = orthogonal_init(nn.Linear(in_dim, n_actions), gain)
+        self.logits = orthogonal_init(Linear(in_dim, n_actions), gain)
 
     def log_probs(self, features: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         logits = self.logits(features)

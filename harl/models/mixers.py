@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from harl.models.linear import Linear
+
 
 class VDNMixer(nn.Module):
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
@@ -22,9 +24,9 @@ class VDNMixer(nn.Module):
 
 def _hypernet(in_dim: int, out_dim: int, layers: int, embed: int) -> nn.Module:
     if layers == 1:
-        return nn.Linear(in_dim, out_dim)
+        return Linear(in_dim, out_dim)
     if layers == 2:
-        return nn.Sequential(nn.Linear(in_dim, embed), nn.ReLU(), nn.Linear(embed, out_dim))
+        return nn.Sequential(Linear(in_dim, embed), nn.ReLU(), Linear(embed, out_dim))
     raise ValueError(f"algo.hypernet_layers must be 1 or 2, got {layers}")
 
 
@@ -37,9 +39,9 @@ class QMixer(nn.Module):
         self.n_agents, self.embed_dim = n_agents, embed_dim
         self.hyper_w1 = _hypernet(state_dim, n_agents * embed_dim, hypernet_layers, hypernet_embed)
         self.hyper_w2 = _hypernet(state_dim, embed_dim, hypernet_layers, hypernet_embed)
-        self.hyper_b1 = nn.Linear(state_dim, embed_dim)
+        self.hyper_b1 = Linear(state_dim, embed_dim)
         # state-dependent bias of the output (not constrained: it does not depend on q)
-        self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+        self.value = nn.Sequential(Linear(state_dim, embed_dim), nn.ReLU(), Linear(embed_dim, 1))
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         lead = agent_qs.shape[:-1]

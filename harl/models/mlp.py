@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from harl.models.linear import Linear
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "selu": nn.SELU,
     "hardswish": nn.Hardswish,
@@ -40,7 +42,7 @@ class MLPTrunk(nn.Module):
         layers: list[nn.Module] = [nn.LayerNorm(in_dim)] if feature_norm else []
         prev = in_dim
         for size in hidden_sizes:
-            layers += [orthogonal_init(nn.Linear(prev, size), gain), act(), nn.LayerNorm(size)]
+            layers += [orthogonal_init(Linear(prev, size), gain), act(), nn.LayerNorm(size)]
             prev = size
         self.net = nn.Sequential(*layers)
         self.out_dim = prev

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from harl.models.heads import CategoricalHead
+from harl.models.linear import Linear, linear, onednn_suits
 from harl.models.mlp import activation_class
 from harl.models.policy import StochasticPolicy
 
@@ -41,10 +42,10 @@ def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None, act
     for k, size in enumerate(hidden_sizes):
         last = k == len(hidden_sizes) - 1
         act = activation_layer(last_hidden_activation if last and last_hidden_activation else activation)
-        layers += [nn.Linear(prev, size), act]
+        layers += [Linear(prev, size), act]
         prev = size
     if out_dim is not None:
-        layers.append(nn.Linear(prev, out_dim))
+        layers.append(Linear(prev, out_dim))
     return nn.Sequential(*layers)
 
 
@@ -114,8 +115,8 @@ class SquashedGaussianActor(nn.Module):
         super().__init__()
         self.trunk = plain_mlp(obs_dim, hidden_sizes, None, activation, final_activation)
         width = hidden_sizes[-1] if hidden_sizes else obs_dim
-        self.mean = nn.Linear(width, space.shape[0])
-        self.log_std = nn.Linear(width, space.shape[0])
+        self.mean = Linear(width, space.shape[0])
+        self.log_std = Linear(width, space.shape[0])
         self.rescale = BoxRescale(space)
         self.register_buffer("log_half_range_sum", self.rescale.half_range.log().sum())
 
@@ -187,6 +188,10 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(k, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if onednn_suits(x[0], self.weight[0].t()):
+            # one oneDNN product per member beats MKL's batched one (see harl.models.linear)
+            return torch.stack([linear(x[k], self.weight[k].t(), self.bias[k, 0])
+                                for k in range(self.weight.shape[0])])
         return torch.baddbmm(self.bias, x, self.weight)
 
 

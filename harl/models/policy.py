@@ -13,6 +13,7 @@ from gymnasium import spaces
 from torch import nn
 
 from harl.models.heads import make_head
+from harl.models.linear import Linear
 from harl.models.mlp import MLPTrunk, orthogonal_init
 from harl.models.recurrent import ResettingGRU
 
@@ -100,7 +101,7 @@ class VCritic(nn.Module):
                  feature_norm: bool = True, recurrent_n: int = 0) -> None:
         super().__init__()
         self.trunk = RecurrentTrunk(state_dim, hidden_sizes, activation, feature_norm, recurrent_n)
-        self.head = orthogonal_init(nn.Linear(self.trunk.out_dim, 1), 1.0)
+        self.head = orthogonal_init(Linear(self.trunk.out_dim, 1), 1.0)
 
     def initial_state(self, batch: int, device: torch.device) -> Hidden:
         return self.trunk.initial_state(batch, device)

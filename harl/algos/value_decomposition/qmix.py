@@ -33,6 +33,7 @@ from harl.algos.off_policy.base import frozen_copy, soft_update
 from harl.buffers.episode import EpisodeBatch, EpisodeBuffer
 from harl.common.device import resolve_device
 from harl.models.heads import MASKED_LOGIT
+from harl.models.linear import Linear
 from harl.models.mixers import make_mixer
 
 Hidden = torch.Tensor | None
@@ -44,9 +45,9 @@ class AgentQNet(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int, n_actions: int, rnn: bool) -> None:
         super().__init__()
         self.hidden_dim, self.recurrent = hidden_dim, rnn
-        self.fc1 = nn.Linear(in_dim, hidden_dim)
-        self.core = nn.GRU(hidden_dim, hidden_dim) if rnn else nn.Linear(hidden_dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, n_actions)
+        self.fc1 = Linear(in_dim, hidden_dim)
+        self.core = nn.GRU(hidden_dim, hidden_dim) if rnn else Linear(hidden_dim, hidden_dim)
+        self.fc2 = Linear(hidden_dim, n_actions)
 
     def forward(self, x: torch.Tensor, h0: Hidden) -> tuple[torch.Tensor, Hidden]:
         """x [L, N, D], h0 [N, H] (None without rnn) -> (q [L, N, A], h_L [N, H] | None)."""

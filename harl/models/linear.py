@@ -1,0 +1,107 @@
+"""Linear layers whose CPU fp32 matmuls can go through oneDNN instead of torch's default BLAS.
+
+PyTorch's CPU wheels run fp32 matmuls through MKL, which on AMD CPUs picks a code path that
+reaches about 45 % of the rate oneDNN (also in every CPU wheel) reaches on the same core: on a
+Zen 5 core about 100-110 against 240-250 GFLOP/s for the [4000 x 128] @ [128 x 128] products of
+a tuned preset's update (`tools/bench_profile.py` prints both). `cpu_matmul=onednn` (the
+default where the op exists) routes the forward product and both backward products (input and
+weight gradients) of every harl `Linear` and `EnsembleLinear` through
+`torch.ops.mkldnn._linear_pointwise`, in fp32: the same maths, summed in a different order, so
+results agree with MKL's to rounding (forward and input gradients are mostly bit-equal; weight
+gradients, sums over the batch, differ in the last bits).
+
+Small products stay on MKL, which is faster there: batches under `MIN_ROWS` rows (rollout
+inference over a handful of envs) and single-output layers (value heads).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CPU_MATMULS = ("onednn", "default")
+MIN_ROWS = 128  # below this, MKL's small-matrix path beats oneDNN (measured in tools/bench_profile)
+
+
+def onednn_available() -> bool:
+    """Whether this torch build has the oneDNN linear op on CPU."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+_use_onednn = onednn_available()
+
+
+def set_cpu_matmul(name: str) -> str:
+    """Select the CPU fp32 matmul for harl's linear layers; returns the one in effect.
+
+    "onednn" falls back to "default" (with no error) on a torch build without oneDNN.
+    """
+    global _use_onednn
+    if name not in CPU_MATMULS:
+        raise ValueError(f"unknown cpu_matmul {name!r}; valid: {', '.join(CPU_MATMULS)}")
+    _use_onednn = name == "onednn" and onednn_available()
+    return "onednn" if _use_onednn else "default"
+
+
+def cpu_matmul() -> str:
+    return "onednn" if _use_onednn else "default"
+
+
+def _mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a @ b.T (+ bias) through oneDNN; a [M, K], b [N, K], any strides."""
+    return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b with oneDNN products forward and backward.
+
+    The backward is written with this same function, so it is itself differentiable (HATRPO's
+    Fisher-vector products differentiate through a gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        rows = x.reshape(-1, x.shape[-1])
+        return _mm_t(rows, weight, bias).reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_rows = grad.reshape(-1, grad.shape[-1])
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _OneDNNLinear.apply(grad_rows, weight.t(), None).reshape(x.shape)
+        if ctx.needs_input_grad[1]:
+            x_rows = x.reshape(-1, x.shape[-1])
+            out_dim, in_dim = weight.shape
+            # oneDNN is fastest with the larger of the two dims as the product's rows
+            if out_dim >= in_dim:
+                grad_w = _OneDNNLinear.apply(grad_rows.t(), x_rows.t(), None)
+            else:
+                grad_w = _OneDNNLinear.apply(x_rows.t(), grad_rows.t(), None).t().contiguous()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_rows.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def onednn_suits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `linear(x, weight)` would take the oneDNN path."""
+    return (_use_onednn and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32 and weight.shape[0] > 1
+            and x.numel() >= MIN_ROWS * max(x.shape[-1], 1))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, through oneDNN where `cpu_matmul` says so and the product is large enough."""
+    if onednn_suits(x, weight):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and state dict) whose product goes through `linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)

@@ -1,0 +1,112 @@
+"""harl's Linear: oneDNN products forward and backward agree with F.linear, and the dispatch rules."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import harl.models.linear as lin
+from harl.config import ConfigError, compose_config
+from harl.config_checks import check_config
+from harl.models.linear import Linear, linear, set_cpu_matmul
+from harl.models.off_policy import EnsembleLinear
+
+pytestmark = pytest.mark.skipif(not lin.onednn_available(), reason="torch built without oneDNN")
+
+
+@pytest.fixture(autouse=True)
+def _restore_matmul():
+    before = lin.cpu_matmul()
+    yield
+    set_cpu_matmul(before)
+
+
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    """Counts the oneDNN products taken (forward and backward)."""
+    calls = []
+    real = lin._mm_t
+
+    def counting(a, b, bias=None):
+        calls.append((tuple(a.shape), tuple(b.shape)))
+        return real(a, b, bias)
+
+    monkeypatch.setattr(lin, "_mm_t", counting)
+    return calls
+
+
+def _first_and_second_derivatives(x, w, b):
+    """y, dL/d(x, w, b) with L = sum(y^2 * c), and the gradient of the squared norm of those."""
+    y = linear(x, w, b)
+    c = torch.linspace(-1.0, 2.0, y.shape[-1])
+    grads = torch.autograd.grad((y * y * c).sum(), (x, w, b), create_graph=True)
+    second = torch.autograd.grad(sum((g * g).sum() for g in grads), (x, w, b))
+    return [y, *grads, *second]
+
+
+@pytest.mark.parametrize("shape, in_dim, out_dim", [
+    ((300, 19), 19, 128),       # wide output: weight gradient as (x^T g)^T
+    ((4, 100, 128), 128, 3),    # narrow output, 3-d input
+    ((256, 64), 64, 64),
+])
+def test_onednn_matches_f_linear_to_rounding_with_double_backward(shape, in_dim, out_dim, onednn_calls):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(out_dim, in_dim, requires_grad=True)
+    b = torch.randn(out_dim, requires_grad=True)
+    set_cpu_matmul("onednn")
+    fast = _first_and_second_derivatives(x, w, b)
+    assert len(onednn_calls) >= 3 + 3   # forward, both backward products, and their derivatives
+    set_cpu_matmul("default")
+    n_calls = len(onednn_calls)
+    reference = _first_and_second_derivatives(x, w, b)
+    assert len(onednn_calls) == n_calls
+    for got, want in zip(fast, reference):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.detach().abs().max()))
+
+
+def test_small_batches_single_outputs_and_float64_stay_on_the_default_product(onednn_calls):
+    set_cpu_matmul("onednn")
+    linear(torch.randn(lin.MIN_ROWS - 1, 8), torch.randn(4, 8))      # rollout-sized batch
+    linear(torch.randn(1000, 8), torch.randn(1, 8))                  # value head
+    linear(torch.randn(1000, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64))
+    assert onednn_calls == []
+    linear(torch.randn(lin.MIN_ROWS, 8), torch.randn(4, 8))
+    assert onednn_calls == [((lin.MIN_ROWS, 8), (4, 8))]
+
+
+def test_linear_module_keeps_nn_linear_parameters_and_state_dict():
+    layer = Linear(5, 3)
+    assert isinstance(layer, torch.nn.Linear)
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    x = torch.randn(200, 5)
+    set_cpu_matmul("onednn")
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+
+
+def test_ensemble_linear_onednn_path_matches_the_batched_product(onednn_calls):
+    torch.manual_seed(1)
+    layer = EnsembleLinear(2, 16, 8)
+    x = torch.randn(2, 300, 16, requires_grad=True)
+    outs = []
+    for name in ("onednn", "default"):
+        set_cpu_matmul(name)
+        y = layer(x)
+        outs.append([y, *torch.autograd.grad((y ** 2).sum(), [x, layer.weight, layer.bias])])
+    assert onednn_calls, "the ensemble did not take the oneDNN path"
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_unknown_cpu_matmul_is_refused_by_the_setter_and_the_config_check():
+    with pytest.raises(ValueError, match="unknown cpu_matmul 'mkl'; valid: onednn, default"):
+        set_cpu_matmul("mkl")
+    with pytest.raises(ConfigError, match="cpu_matmul = 'mkl' is not a valid choice.*onednn"):
+        check_config(compose_config("cpu_matmul=mkl"))
+
+
+def test_setter_reports_the_product_in_effect(monkeypatch):
+    assert set_cpu_matmul("default") == "default" and lin.cpu_matmul() == "default"
+    monkeypatch.setattr(lin, "onednn_available", lambda: False)
+    assert set_cpu_matmul("onednn") == "default"
