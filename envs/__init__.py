@@ -43,6 +43,7 @@ def make_vec_env(
     seeds: Sequence[int] | None = None,
     start_method: str | None = None,
     step_timeout: float | None = None,
+    trainer_block: bool = False,
 ) -> VecEnv:
     """`n_envs` envs of `name`; env j is seeded with seed + j (or seeds[j] if given)."""
     if name not in ENVS:  # fail here, not inside every worker
@@ -53,7 +54,7 @@ def make_vec_env(
     if seeds is None:
         seeds = [seed + j for j in range(n_envs)] if isinstance(n_envs, int) else None
     return VecEnv(env_fn, n_envs, n_workers, seeds, start_method=start_method, step_timeout=step_timeout,
-                  batched=batched_fn is not None)
+                  batched=batched_fn is not None, trainer_block=trainer_block)
 
 
 __all__ = [

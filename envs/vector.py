@@ -116,6 +116,7 @@ class VecEnv:
         start_method: str | None = None,
         step_timeout: float | None = None,
         batched: bool = False,
+        trainer_block: bool = False,
     ) -> None:
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
@@ -123,6 +124,9 @@ class VecEnv:
             raise ValueError(
                 f"n_workers must be an int in 0..n_envs (0..{n_envs}; 0 = in-process), got {n_workers!r}"
             )
+        if trainer_block and n_workers >= n_envs:
+            raise ValueError(f"with trainer_block the trainer steps a block of envs too: n_workers "
+                             f"must be below n_envs ({n_envs}), got {n_workers}")
         seeds = list(range(n_envs)) if seeds is None else [int(s) for s in seeds]
         if len(seeds) != n_envs:
             raise ValueError(f"need one seed per env: {n_envs} envs, got {len(seeds)} seeds")
@@ -131,10 +135,14 @@ class VecEnv:
         self._step_timeout = step_timeout
         self._closed = False
         self._block: EnvBlock | BatchedEnvBlock | None = None
+        self._local: EnvBlock | BatchedEnvBlock | None = None   # the trainer's block, with workers
         self._conns: list = []
         self._procs: list = []
         self._pollers: list = []
         self._bounds = block_bounds(n_envs, n_workers) if n_workers else [(0, n_envs)]
+        if trainer_block and n_workers:
+            # envs 0..k-1 in this process, the rest in the workers' blocks
+            local, *self._bounds = block_bounds(n_envs, n_workers + 1)
         self._state_support: Any = _UNKNOWN
         self._batched = batched
 
@@ -148,6 +156,8 @@ class VecEnv:
         try:
             with _standard_default_start_method():
                 self._start_workers(ctx, env_fn, seeds, batched)
+            if trainer_block:
+                self._local = make_block(env_fn, 0, seeds[local[0]:local[1]], batched)
             # No timeout: building an env may legitimately take long (e.g. launching a game).
             specs = [self._receive(w, "ready", timeout=None) for w in range(n_workers)]
         except BaseException:
@@ -183,7 +193,8 @@ class VecEnv:
         if self._block is not None:
             return self._block.reset()
         self._broadcast(lambda start, stop: ("reset", None))
-        return _concat_obs([self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)])
+        local = self._run_local(lambda block: [block.reset()])
+        return _concat_obs(local + [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)])
 
     def step(self, actions: Sequence[np.ndarray]) -> VecStep:
         """Step with per-agent actions [n_envs, act_dim] (Box) or [n_envs] / [n_envs, 1] (Discrete)."""
@@ -195,8 +206,10 @@ class VecEnv:
             if a.ndim == 0 or a.shape[0] != self.n_envs:
                 raise ValueError(f"agent {i}: expected {self.n_envs} action rows, got shape {a.shape}")
         self._broadcast(lambda start, stop: ("step", [a[start:stop] for a in actions]))
+        # the trainer's block steps while the workers step theirs
+        local = self._run_local(lambda block: [block.step([a[:len(block)] for a in actions])])
         replies = [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
-        return _concat_steps(replies).expand()
+        return _concat_steps(local + replies).expand()
 
     def get_state(self) -> Any | None:
         """The state of every env (with the partial episodes' returns and lengths), to restore
@@ -209,7 +222,8 @@ class VecEnv:
             state = self._block.get_state()
         else:
             self._broadcast(lambda start, stop: ("get_state", None))
-            blocks = [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
+            blocks = self._run_local(lambda block: [block.get_state()])
+            blocks += [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
             state = None if any(b is None for b in blocks) else concat_block_states(blocks)
         self._state_support = None if state is not None else self._state_unsupported()
         return state
@@ -225,6 +239,7 @@ class VecEnv:
             return
         parts = {start: slice_block_state(state, start, stop) for start, stop in self._bounds}
         self._broadcast(lambda start, stop: ("set_state", parts[start]))
+        self._run_local(lambda block: block.set_state(slice_block_state(state, 0, len(block))))
         for w in range(self.n_workers):
             self._receive(w, "ok", self._step_timeout)
 
@@ -243,8 +258,9 @@ class VecEnv:
         if self._closed:
             return
         self._closed = True
-        if self._block is not None:
-            self._block.close()
+        for block in (self._block, self._local):
+            if block is not None:
+                block.close()
         for conn in self._conns:
             try:
                 conn.send(("close", None))
@@ -280,6 +296,16 @@ class VecEnv:
             pass  # best effort: interpreter shutdown may have torn down what close() needs
 
     # ------------------------------------------------------------------ worker messaging
+
+    def _run_local(self, call: Callable[[EnvBlock | BatchedEnvBlock], Any]) -> Any:
+        """call(trainer's block) ([] without one); on an env error, stop the workers first."""
+        if self._local is None:
+            return []
+        try:
+            return call(self._local)
+        except BaseException:
+            self.close(timeout=0.5)
+            raise
 
     def _check_open(self) -> None:
         if self._closed:

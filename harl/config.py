@@ -369,6 +369,7 @@ class TrainConfig:
     total_steps: int = 10_000_000      # env steps (summed over n_envs)
     n_envs: int = 20
     n_workers: int = 0                 # processes stepping blocks of envs; 0 = in-process
+    trainer_block: bool = True         # with n_workers >= 1, the trainer steps a block of envs too
     rollout_length: int = 200          # on-policy steps per env per iteration
     eval_interval: int = 100_000       # env steps; 0 disables evaluation
     eval_episodes: int = 10
@@ -434,7 +435,7 @@ def register_resolvers() -> None:
 
 
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.
-RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "cpu_matmul", "n_workers", "log_interval",
+RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "cpu_matmul", "n_workers", "trainer_block", "log_interval",
                        "eval_interval", "eval_episodes", "n_eval_envs", "save_interval",
                        "algo.save_replay_buffer", "logger.tensorboard", "logger.wandb",
                        "logger.wandb_project", "logger.wandb_entity", "logger.wandb_group",

@@ -31,6 +31,12 @@ def env_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
             if k not in META_KEYS}
 
 
+def uses_trainer_block(cfg: DictConfig) -> bool:
+    """Whether the trainer steps a block of envs beside its workers (not when every env has a
+    worker of its own)."""
+    return bool(cfg.trainer_block) and 0 < cfg.n_workers < cfg.n_envs
+
+
 def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None,
         stop: StopRequest | None = None) -> dict[str, float]:
     """Train with a composed config, writing into `run_dir`. Returns the last eval metrics.
@@ -100,7 +106,8 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
 
     kwargs = env_kwargs(cfg.env)
     envs = make_vec_env(cfg.env.name, kwargs, n_envs=cfg.n_envs, n_workers=cfg.n_workers,
-                        seeds=env_seeds(cfg.seed, "train", cfg.n_envs))
+                        seeds=env_seeds(cfg.seed, "train", cfg.n_envs),
+                        trainer_block=uses_trainer_block(cfg))
     eval_envs = None
     logger = None
     try:

@@ -84,9 +84,11 @@ def _assert_plain(value, where: str = "state") -> None:
             f"{where}: {type(value).__name__}"
 
 
-def _capture_and_continue(name: str, kwargs: dict, n_workers: int, actions) -> tuple[object, list]:
+def _capture_and_continue(name: str, kwargs: dict, n_workers: int, actions,
+                          trainer_block: bool = False) -> tuple[object, list]:
     """K steps, the state, then the next M steps' outputs."""
-    with make_vec_env(name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS) as venv:
+    with make_vec_env(name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS,
+                      trainer_block=trainer_block) as venv:
         venv.reset()
         before = _rollout(venv, actions[:K])
         assert any(step.done.any() for step in before), "no episode ended before the capture"
@@ -98,8 +100,10 @@ def _capture_and_continue(name: str, kwargs: dict, n_workers: int, actions) -> t
     return pickle.loads(pickle.dumps(state)), after
 
 
-def _restore_and_continue(name: str, kwargs: dict, n_workers: int, state, actions, reset_first: bool = False):
-    with make_vec_env(name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS) as venv:
+def _restore_and_continue(name: str, kwargs: dict, n_workers: int, state, actions, reset_first: bool = False,
+                          trainer_block: bool = False):
+    with make_vec_env(name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS,
+                      trainer_block=trainer_block) as venv:
         if reset_first:
             venv.reset()
         venv.set_state(state)
@@ -140,6 +144,20 @@ def test_restored_envs_continue_exactly_with_workers(case):
     state0, expected0 = _capture_and_continue(name, kwargs, 0, actions)
     _assert_same_steps(expected0, expected)  # the layout does not change the run either
     _assert_same_steps(_restore_and_continue(name, kwargs, 3, state0, actions), expected)
+
+
+@pytest.mark.parametrize("case", ["half_cheetah", "spread"])
+def test_restored_envs_continue_exactly_with_the_trainer_block(case):
+    """A state taken with the trainer stepping a block beside one worker restores in-process and
+    into 2 workers + the trainer's block, and the reverse."""
+    name, kwargs = CASES[case]
+    actions = _actions(_spec(name, kwargs), K + M)
+    state, expected = _capture_and_continue(name, kwargs, 1, actions, trainer_block=True)
+    _assert_same_steps(_restore_and_continue(name, kwargs, 0, state, actions), expected)
+    _assert_same_steps(_restore_and_continue(name, kwargs, 2, state, actions, trainer_block=True), expected)
+    state0, expected0 = _capture_and_continue(name, kwargs, 0, actions)
+    _assert_same_steps(expected0, expected)
+    _assert_same_steps(_restore_and_continue(name, kwargs, 1, state0, actions, trainer_block=True), expected)
 
 
 @pytest.mark.parametrize("case", ["half_cheetah", "spread"])

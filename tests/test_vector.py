@@ -137,24 +137,48 @@ def test_auto_reset_keeps_true_final_obs(name, kwargs):
 
 
 @pytest.mark.parametrize("name, kwargs", [MUJOCO, SPEAKER])
-def test_two_workers_match_in_process_exactly(name, kwargs):
-    n_envs, n_steps = 5, 13  # uneven blocks (3 + 2), several auto-resets
+@pytest.mark.parametrize("n_workers, trainer_block", [(2, False), (1, True), (2, True)])
+def test_workers_match_in_process_exactly(name, kwargs, n_workers, trainer_block):
+    """Uneven blocks (5 envs: 3 + 2, or with the trainer's block 3 + 2 and 2 + 2 + 1), several
+    auto-resets: the same steps as in-process."""
+    n_envs, n_steps = 5, 13
     results = {}
-    for n_workers in (0, 2):
+    for layout in ((0, False), (n_workers, trainer_block)):
         rng = np.random.default_rng(42)
-        with make_vec_env(name, kwargs, n_envs=n_envs, n_workers=n_workers, seed=100) as venv:
+        with make_vec_env(name, kwargs, n_envs=n_envs, n_workers=layout[0], seed=100,
+                          trainer_block=layout[1]) as venv:
+            assert (venv._local is not None) == layout[1]
             trace = [venv.reset()]
             for t in range(n_steps):
                 # Discrete actions may come as [n_envs] or [n_envs, 1].
                 trace.append(venv.step(batch_actions(venv.spec, n_envs, rng, discrete_column=t % 2 == 1)))
             trace.append(venv.reset())  # a second reset continues each env's RNG
-        results[n_workers] = trace
-    in_process, workers = results[0], results[2]
+        results[layout] = trace
+    in_process, workers = results[(0, False)], results[(n_workers, trainer_block)]
     assert_vec_obs_equal(in_process[0], workers[0])
     assert_vec_obs_equal(in_process[-1], workers[-1])
     for a, b in zip(in_process[1:-1], workers[1:-1]):
         assert_vec_step_equal(a, b)
     assert any(step.episode_infos for step in in_process[1:-1])
+
+
+def test_trainer_block_needs_an_env_left_for_it():
+    with pytest.raises(ValueError, match="n_workers must be below n_envs \\(2\\), got 2"):
+        make_vec_env(*SPREAD, n_envs=2, n_workers=2, trainer_block=True)
+
+
+def test_env_exception_in_the_trainer_block_stops_the_workers():
+    venv = VecEnv(functools.partial(ExplodingEnv, explode_at=2), n_envs=3, n_workers=1,
+                  trainer_block=True)
+    assert venv._bounds == [(2, 3)]    # envs 0-1 in the trainer, env 2 in the worker
+    procs = list(venv._procs)
+    venv.reset()
+    actions = [np.zeros((3, 2), np.float32)]
+    venv.step(actions)
+    with pytest.raises(RuntimeError, match="env 0 raised during step") as info:
+        venv.step(actions)
+    assert "kaboom at step 2" in str(info.value.__cause__)
+    assert venv.closed and not any(p.is_alive() for p in procs)
 
 
 def test_different_seeds_give_different_envs():

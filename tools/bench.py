@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from envs import make_vec_env  # noqa: E402
 from harl.common.seeding import env_seeds  # noqa: E402
 from harl.config import compose_config  # noqa: E402
-from harl.train import env_kwargs, run  # noqa: E402
+from harl.train import env_kwargs, run, uses_trainer_block  # noqa: E402
 
 
 def random_actions(action_spaces: list[spaces.Space], n_envs: int, rng: np.random.Generator):
@@ -42,7 +42,8 @@ def random_actions(action_spaces: list[spaces.Space], n_envs: int, rng: np.rando
 def raw_rate(cfg, n_steps: int) -> float:
     """Env steps/s of the vectorised env under uniformly random actions (resets included)."""
     env = make_vec_env(cfg.env.name, env_kwargs(cfg.env), n_envs=cfg.n_envs, n_workers=cfg.n_workers,
-                       seeds=env_seeds(cfg.seed, "bench", cfg.n_envs))
+                       seeds=env_seeds(cfg.seed, "bench", cfg.n_envs),
+                       trainer_block=uses_trainer_block(cfg))
     rng = np.random.default_rng(0)
     try:
         env.reset()

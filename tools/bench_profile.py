@@ -21,6 +21,10 @@ own process only, the methods whose wall time it accumulates:
                        collection, GAE / batch assembly (on-policy), replay sampling and
                        target soft-updates (off-policy), logging and the loop
 
+With `algo.critic_in_parallel` (on-policy, CPU) the critic's epochs run in their own thread
+while the actors update: its row is shown but not summed into the iteration, and the time the
+update waits for it is in "update: GAE, batches, critic wait".
+
 Inside actors / critic it also shows backward (Tensor.backward, torch.autograd.grad),
 clip_grad_norm_, the Adam steps and check_finite, and counts optimiser steps and host syncs
 (Tensor.item / __float__ / __bool__, each a device sync on a GPU) per iteration.
@@ -45,10 +49,12 @@ each part's GFLOP/s as a fraction of the best rate of each (the headroom left).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import math
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -84,8 +90,38 @@ class Profiler:
     def __init__(self) -> None:
         self.time: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self._stack: list[str] = []
+        self.other_threads = False        # a wrapped call ran outside the main thread
+        self._main_stack: list[str] = []
+        self._local = threading.local()
+        self._lock = threading.Lock()
         self._undo: list[tuple[Any, str, Any, bool]] = []
+
+    @property
+    def _stack(self) -> list[str]:
+        """This thread's path of enclosing wrapped calls (see `follow_thread_pools`)."""
+        if threading.current_thread() is threading.main_thread():
+            return self._main_stack
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    def follow_thread_pools(self) -> None:
+        """A function submitted to a thread pool (the parallel critic) runs under the path of
+        the call that submitted it, so its calls nest as "iter/update/critic/backward"."""
+        original = concurrent.futures.ThreadPoolExecutor.submit
+        profiler = self
+
+        def submit(pool: Any, fn: Callable, /, *args: Any, **kwargs: Any) -> Any:
+            parent = list(profiler._stack)
+
+            def under_parent(*a: Any, **k: Any) -> Any:
+                profiler._local.stack = list(parent)
+                profiler.other_threads = True
+                return fn(*a, **k)
+            return original(pool, under_parent, *args, **kwargs)
+
+        self._undo.append((concurrent.futures.ThreadPoolExecutor, "submit", original, True))
+        concurrent.futures.ThreadPoolExecutor.submit = submit
 
     def _timed(self, name: str, fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -96,15 +132,19 @@ class Profiler:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.time[key] += time.perf_counter() - t0
-                self.calls[key] += 1
+                elapsed = time.perf_counter() - t0
+                with self._lock:
+                    self.time[key] += elapsed
+                    self.calls[key] += 1
                 self._stack.pop()
         return timed
 
     def _counted(self, name: str, fn: Callable) -> Callable:
         @functools.wraps(fn)
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls["/".join([*self._stack, name])] += 1
+            key = "/".join([*self._stack, name])
+            with self._lock:
+                self.calls[key] += 1
             return fn(*args, **kwargs)
         return counted
 
@@ -180,6 +220,7 @@ def instrument(prof: Profiler, cap: Captured) -> None:
     import harl.algos.on_policy.base as on_base
     import harl.algos.on_policy.hatrpo as hatrpo
 
+    prof.follow_thread_pools()
     prof.patch(VecEnv, "step", "env")
     prof.patch(torch.Tensor, "backward", "backward")
     prof.patch(torch.autograd, "grad", "backward")
@@ -472,7 +513,10 @@ def fmt(x: float | None, spec: str) -> str:
 
 def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, float] | None,
            raw: float, steps_per_iteration: int, skipped: int,
-           bench: list[tuple[str, dict[str, float | None]]]) -> str:
+           bench: list[tuple[str, dict[str, float | None]]], critic_thread: bool = False) -> str:
+    """The table. `critic_thread`: the critic's epochs ran in their own thread (on-policy
+    `algo.critic_in_parallel`), overlapping the actors: its row is not part of the iteration's
+    sum, and the wait for it is in "update: GAE, batches, critic wait"."""
     peak = {kind: max((r[kind] for _, r in bench if r[kind]), default=None)
             for kind in (FP32, ONEDNN, BF16)}
     peak32 = peak[FP32]
@@ -481,8 +525,11 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
     if kind == "on_policy":
         inference = w.t("act", "collect") + w.t("values", "collect")
         actors, critic = w.t("actors", "update"), w.t("critic", "update")
+        serial_critic = 0.0 if critic_thread else critic
+        update_rest = ("update: GAE, batches, critic wait" if critic_thread
+                       else "update: GAE, advantages, batches")
         other_parts = [("collect: buffer writes, conversions", w.t("collect") - env - inference),
-                       ("update: GAE, advantages, batches", w.t("update") - actors - critic),
+                       (update_rest, w.t("update") - actors - serial_critic),
                        ("logging, checkpoints, loop", total - w.t("collect") - w.t("update"))]
     else:
         inference = w.t("act", "collect")
@@ -493,7 +540,8 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
                        ("grad steps: rest", w.t("update") - actors - critic
                         - w.t("sample", "update") - w.t("targets", "update")),
                        ("logging, checkpoints, loop, rest", total - w.t("collect") - w.t("update"))]
-    other = total - env - inference - actors - critic
+        serial_critic = critic
+    other = total - env - inference - actors - serial_critic
 
     head = (f"{'part':38} {'s/iter':>8} {'%':>6} {'GFLOP/it':>9} {'GFLOP/s':>8} "
             f"{'fp32 pk':>8} {'oneDNN':>8} {'bf16 pk':>8} {'@fp32 pk s':>10}")
@@ -511,8 +559,9 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
     row("env stepping (VecEnv.step)", env)
     row("rollout inference (act" + (", values)" if kind == "on_policy" else ")"), inference,
         g(flops.inference))
+    critic_label = "critic update (own thread)" if critic_thread else "critic update"
     for name, seconds, gflop in (("actors update", actors, g(flops.actors)),
-                                 ("critic update", critic, g(flops.critic))):
+                                 (critic_label, critic, g(flops.critic))):
         row(name, seconds, gflop)
         under = "actors" if name.startswith("actors") else "critic"
         backward, clip = w.t("backward", under), w.t("clip", under)
@@ -530,7 +579,10 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
         row(f"  {label}", seconds)
     both = None if flops.actors is None or flops.critic is None else g(flops.actors + flops.critic)
     lines.append("-" * len(head))
-    row("update (actors + critic)", actors + critic, both)
+    if critic_thread:
+        row("update (actors, critic overlapping)", w.t("update"), both)
+    else:
+        row("update (actors + critic)", actors + critic, both)
     row("iteration total", total)
     lines.append("fp32 pk / oneDNN / bf16 pk: GFLOP/s as a fraction of the best rate below of "
                  "torch.matmul fp32 / fp32 through oneDNN / torch.matmul bf16; @fp32 pk s: the "
@@ -649,7 +701,8 @@ def main() -> None:
     rows = flops.rows or cfg.rollout_length * cfg.n_envs
     width = flops.width or max(cfg.algo.hidden_sizes)
     bench = microbench(rows, width, cfg.n_envs, args.bench_seconds)
-    print(report(cfg, kind, w, flops, counted, raw, steps_per_iteration, skipped, bench))
+    print(report(cfg, kind, w, flops, counted, raw, steps_per_iteration, skipped, bench,
+                 critic_thread=prof.other_threads))
     if ops:
         print(f"\ntorch.profiler, one more update (self CPU time):\n{ops}")
 
