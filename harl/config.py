@@ -64,6 +64,9 @@ class OnPolicyConfig:
     # speed (CPU): the critic's epochs in a second thread while the actors update (they are
     # independent within an iteration); results are bit-identical to the serial order
     critic_in_parallel: bool = True
+    # speed: agents whose policies have the same layout (feed-forward, Gaussian) act in one
+    # batched product per layer during rollouts; same noise, means equal up to rounding
+    stack_inference: bool = True
 
 
 @dataclass

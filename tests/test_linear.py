@@ -46,7 +46,7 @@ def _first_and_second_derivatives(x, w, b):
 
 @pytest.mark.parametrize("shape, in_dim, out_dim", [
     ((300, 19), 19, 128),       # wide output: weight gradient as (x^T g)^T
-    ((4, 100, 128), 128, 3),    # narrow output, 3-d input
+    ((4, 100, 128), 128, 3),    # narrow output (g^T x), 3-d input
     ((256, 64), 64, 64),
 ])
 def test_onednn_matches_f_linear_to_rounding_with_double_backward(shape, in_dim, out_dim, onednn_calls):

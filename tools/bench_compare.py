@@ -37,7 +37,7 @@ SUITES = {
         "+experiment=mamujoco/halfcheetah_2x3/hatrpo total_steps=100000",
         "+experiment=mamujoco/humanoid_17x1/happo total_steps=40000 log_interval=4000",
         "+experiment=mpe/simple_spread_continuous/hasac total_steps=30000 log_interval=2000",
-        "+experiment=mamujoco/halfcheetah_2x3/hatd3 total_steps=16000 log_interval=1000",
+        "+experiment=mamujoco/halfcheetah_2x3/hatd3 total_steps=24000 log_interval=1000",
     ],
 }
 _ROW = re.compile(r"^\s*([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+\d+%\s*$")

@@ -42,7 +42,11 @@ class GaussianHead(nn.Module):
 
     def sample(self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, std = self.mean(features), self.std()
+        return self.sample_params(self.mean(features), self.std(), deterministic)
+
+    def sample_params(self, mean: torch.Tensor, std: torch.Tensor, deterministic: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, per-dimension log-prob) from given distribution parameters."""
         action = mean if deterministic else mean + std * torch.randn_like(mean)
         return action, self._log_prob(mean, std, action)
 

@@ -76,8 +76,9 @@ class _OneDNNLinear(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             x_rows = x.reshape(-1, x.shape[-1])
             out_dim, in_dim = weight.shape
-            # oneDNN is fastest with the larger of the two dims as the product's rows
-            if out_dim >= in_dim:
+            # oneDNN is fastest with the smaller of the two dims as the product's rows (measured
+            # on [4000 x 19] -> 128: 140 against 54 GFLOP/s; [4000 x 128] -> 3: 53 against 11)
+            if out_dim <= in_dim:
                 grad_w = _OneDNNLinear.apply(grad_rows.t(), x_rows.t(), None)
             else:
                 grad_w = _OneDNNLinear.apply(x_rows.t(), grad_rows.t(), None).t().contiguous()

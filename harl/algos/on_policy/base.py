@@ -21,6 +21,7 @@ from harl.buffers.rollout import AgentBatch, RolloutBuffer
 from harl.common.gae import compute_gae
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy import Hidden, StochasticPolicy, VCritic
+from harl.models.stacked import StackedGaussianPolicies, stack_groups
 
 ADV_EPS = 1e-5
 STATE_TYPES = ("EP", "FP")
@@ -79,6 +80,7 @@ class OnPolicyLearner(Learner):
         self.recurrent_n = cfg.recurrent_n if cfg.use_recurrent_policy else 0
         self.chunk_length = cfg.data_chunk_length if self.recurrent_n else 1
         self.actors, self.actor_optims = self._make_actors()
+        self._stacks: list[tuple[list[int], StackedGaussianPolicies]] | None = None  # on first act
         # critic input: EP = the env's global state; FP = per agent [state, own obs zero-padded
         # to the widest obs, one-hot agent id], evaluated once per agent
         self.fp = cfg.state_type == "FP"
@@ -148,9 +150,26 @@ class OnPolicyLearner(Learner):
         """Per-agent (actions, per-dimension log-probs, next hidden states) for a batch of envs.
         `resets[e] = 1` where env e starts a new episode (recurrent policies forget)."""
         hidden = hidden if hidden is not None else [None] * self.n_agents
-        out = [actor.act(o, a, deterministic, h, resets)
-               for actor, o, a, h in zip(self.actors, obs, avail, hidden)]
+        stacked = self._stacked_means(obs)
+        out = []
+        for i, (actor, o, a, h) in enumerate(zip(self.actors, obs, avail, hidden)):
+            if i in stacked:   # noise still drawn here, in agent order (the per-agent stream)
+                out.append((*actor.head.sample_params(*stacked[i], deterministic), None))
+            else:
+                out.append(actor.act(o, a, deterministic, h, resets))
         return [a for a, _, _ in out], [lp for _, lp, _ in out], [h for _, _, h in out]
+
+    def _stacked_means(self, obs: Sequence[torch.Tensor]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Agent -> (action mean, std) from the stacked groups (`algo.stack_inference`)."""
+        if self._stacks is None:
+            groups = stack_groups(self.actors) if self.cfg.stack_inference else []
+            self._stacks = [(idx, StackedGaussianPolicies([self.actors[i] for i in idx]))
+                            for idx in groups]
+        out = {}
+        for idx, stack in self._stacks:
+            means, std = stack.means_and_std([obs[i] for i in idx])
+            out.update((i, (means[j], std[j])) for j, i in enumerate(idx))
+        return out
 
     def critic_inputs(self, state: torch.Tensor, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         """The critic's input per env and value stream: [E, K, critic_input_dim]."""

@@ -1,0 +1,79 @@
+"""Stacked rollout inference (`algo.stack_inference`): same-layout Gaussian policies act in one
+batched product per layer with the per-agent path's noise, means equal to rounding, and the
+stacked weights follow every parameter change."""
+from __future__ import annotations
+
+import pytest
+import torch
+from gymnasium import spaces
+
+from harl.algos.on_policy.happo import HAPPO
+from harl.algos.on_policy.mappo import MAPPO
+from harl.config import HAPPOConfig, MAPPOConfig
+
+BOX_A = spaces.Box(-1.0, 1.0, (2,))
+BOX_B = spaces.Box(-1.0, 1.0, (3,))
+OBS_A, OBS_B = spaces.Box(-5.0, 5.0, (6,)), spaces.Box(-5.0, 5.0, (4,))
+STATE = spaces.Box(-5.0, 5.0, (8,))
+
+
+def _learner(stack: bool, obs_spaces, act_spaces, cls=HAPPO, **cfg):
+    torch.manual_seed(0)
+    config = (HAPPOConfig if cls is HAPPO else MAPPOConfig)(hidden_sizes=[16, 16], stack_inference=stack, **cfg)
+    return cls(config, obs_spaces, act_spaces, STATE, torch.device("cpu"), 1)
+
+
+def _act(learner, obs, deterministic=False):
+    torch.manual_seed(7)
+    actions, logps, _ = learner.act(obs, [None] * len(obs), deterministic=deterministic)
+    return actions, logps, torch.get_rng_state()
+
+
+# agents 0, 2, 3 share a layout; agent 1 has another; agent 4 is discrete (never stacked)
+MIXED = ([OBS_A, OBS_B, OBS_A, OBS_A, OBS_B], [BOX_A, BOX_B, BOX_A, BOX_A, spaces.Discrete(4)])
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_stacked_groups_act_like_the_per_agent_path(deterministic):
+    stacked, plain = _learner(True, *MIXED), _learner(False, *MIXED)
+    obs = [torch.randn(5, s.shape[0]) for s in MIXED[0]]
+    a1, lp1, rng1 = _act(stacked, obs, deterministic)
+    a0, lp0, rng0 = _act(plain, obs, deterministic)
+    assert [idx for idx, _ in stacked._stacks] == [[0, 2, 3]]
+    assert plain._stacks == []
+    assert torch.equal(rng1, rng0)   # the same draws, in the same order
+    for x, y in zip(a1 + lp1, a0 + lp0):
+        assert x.shape == y.shape
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    # the means come from the stacked weights, not from the agents' own forward
+    mean = stacked.actors[2].head.mean(stacked.actors[2].trunk.mlp(obs[2]))
+    if deterministic:
+        torch.testing.assert_close(a1[2], mean)
+
+
+def test_stacked_weights_follow_optimiser_steps_and_loaded_state():
+    stacked, plain = _learner(True, *MIXED), _learner(False, *MIXED)
+    obs = [torch.randn(5, s.shape[0]) for s in MIXED[0]]
+    _act(stacked, obs)
+    with torch.no_grad():   # an in-place update, as an optimiser step makes
+        for p in stacked.actors[3].parameters():
+            p.add_(0.3)
+    plain.load_state_dict(stacked.state_dict())
+    for x, y in zip(_act(stacked, obs, True)[0], _act(plain, obs, True)[0]):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    other = _learner(False, *MIXED)
+    other.actors[0].head.log_std.data.fill_(-0.7)
+    stacked.load_state_dict(other.state_dict())
+    for x, y in zip(_act(stacked, obs)[1], _act(other, obs)[1]):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_recurrent_and_shared_policies_are_not_stacked():
+    recurrent = _learner(True, [OBS_A, OBS_A], [BOX_A, BOX_A], use_recurrent_policy=True)
+    obs = [torch.randn(3, 6), torch.randn(3, 6)]
+    hidden = recurrent.initial_hidden(3)
+    recurrent.act(obs, [None, None], hidden, torch.zeros(3))
+    assert recurrent._stacks == []
+    shared = _learner(True, [OBS_A, OBS_A], [BOX_A, BOX_A], cls=MAPPO, share_param=True)
+    shared.act(obs, [None, None])
+    assert shared._stacks == []
