@@ -634,6 +634,10 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
         out.append(f"torch.matmul's fp32 path (MKL) reaches {peak32 / peak[ONEDNN]:.0%} of oneDNN's fp32 "
                    "rate on this CPU: MKL picks a slower code path here (on AMD CPUs it "
                    "dispatches by vendor), fp32 headroom is the oneDNN column")
+    from harl.models.linear import MIN_ROWS, cpu_matmul
+    out.append(f"this run's linear layers: products of {MIN_ROWS}+ rows through oneDNN (cpu_matmul=onednn)"
+               if cpu_matmul() == "onednn"
+               else f"this run's linear layers: torch's default products (cpu_matmul={cfg.cpu_matmul})")
     return "\n".join(out)
 
 
