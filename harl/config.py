@@ -438,11 +438,11 @@ def register_resolvers() -> None:
 
 
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.
-RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "cpu_matmul", "n_workers", "trainer_block", "log_interval",
-                       "eval_interval", "eval_episodes", "n_eval_envs", "save_interval",
-                       "algo.save_replay_buffer", "logger.tensorboard", "logger.wandb",
-                       "logger.wandb_project", "logger.wandb_entity", "logger.wandb_group",
-                       "logger.wandb_mode")
+RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "cpu_matmul", "n_workers",
+                       "trainer_block", "log_interval", "eval_interval", "eval_episodes",
+                       "n_eval_envs", "save_interval", "algo.save_replay_buffer",
+                       "logger.tensorboard", "logger.wandb", "logger.wandb_project",
+                       "logger.wandb_entity", "logger.wandb_group", "logger.wandb_mode")
 
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
