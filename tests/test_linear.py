@@ -99,8 +99,28 @@ def test_ensemble_linear_onednn_path_matches_the_batched_product(onednn_calls):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 
 
+def test_bf16_option_rounds_the_operands_and_keeps_fp32_outputs(onednn_calls):
+    torch.manual_seed(3)
+    x = torch.randn(300, 64, requires_grad=True)
+    w, b = torch.randn(32, 64, requires_grad=True), torch.randn(32, requires_grad=True)
+    assert set_cpu_matmul("onednn_bf16") == "onednn_bf16"
+    y = linear(x, w, b)
+    grads = torch.autograd.grad((y * y).sum(), (x, w, b))
+    assert len(onednn_calls) == 3 and y.dtype == torch.float32
+    set_cpu_matmul("default")
+    y0 = linear(x, w, b)
+    grads0 = torch.autograd.grad((y0 * y0).sum(), (x, w, b))
+    # bfloat16 keeps 8 significant bits: close, but not fp32-close
+    assert not torch.allclose(y, y0, rtol=1e-5, atol=1e-5)
+    for got, want in zip([y, *grads], [y0, *grads0]):
+        torch.testing.assert_close(got, want, rtol=0.05, atol=0.02 * float(want.detach().abs().max()))
+    # the same product as rounding the operands by hand
+    rounded = F.linear(x.detach().bfloat16().float(), w.detach().bfloat16().float(), b.detach().bfloat16().float())
+    torch.testing.assert_close(y.detach(), rounded, rtol=1e-2, atol=1e-2)
+
+
 def test_unknown_cpu_matmul_is_refused_by_the_setter_and_the_config_check():
-    with pytest.raises(ValueError, match="unknown cpu_matmul 'mkl'; valid: onednn, default"):
+    with pytest.raises(ValueError, match="unknown cpu_matmul 'mkl'; valid: onednn, default, onednn_bf16"):
         set_cpu_matmul("mkl")
     with pytest.raises(ConfigError, match="cpu_matmul = 'mkl' is not a valid choice.*onednn"):
         check_config(compose_config("cpu_matmul=mkl"))
