@@ -368,7 +368,7 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"               # auto | cpu | cuda
     torch_threads: int = 1             # trainer's torch threads (workers always use 1)
-    cpu_matmul: str = "onednn"         # onednn | default: the CPU fp32 product of linear layers
+    cpu_matmul: str = "onednn"         # onednn | default | onednn_bf16: CPU products of linear layers
     total_steps: int = 10_000_000      # env steps (summed over n_envs)
     n_envs: int = 20
     n_workers: int = 0                 # processes stepping blocks of envs; 0 = in-process
