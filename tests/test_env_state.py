@@ -17,6 +17,7 @@ from gymnasium import spaces
 from envs import EnvWorkerError, VecEnv, make_env, make_vec_env
 from envs.base import EnvSpec, MultiAgentEnv, StepResult
 from envs.env_block import EnvBlock
+from tests.nested import assert_nested
 from tests.test_vector import batch_actions
 
 K, M = 13, 20
@@ -47,22 +48,7 @@ def _rollout(venv: VecEnv, actions) -> list:
 
 def _assert_same(x, y, where: str) -> None:
     """Recursive exact equality of step outputs (dataclasses, dicts, lists, arrays, scalars)."""
-    if hasattr(x, "__dataclass_fields__"):
-        assert type(x) is type(y), where
-        for name in x.__dataclass_fields__:
-            _assert_same(getattr(x, name), getattr(y, name), f"{where}.{name}")
-    elif isinstance(x, dict):
-        assert x.keys() == y.keys(), where
-        for key in x:
-            _assert_same(x[key], y[key], f"{where}[{key!r}]")
-    elif isinstance(x, (list, tuple)):
-        assert len(x) == len(y), where
-        for i, (a, b) in enumerate(zip(x, y)):
-            _assert_same(a, b, f"{where}[{i}]")
-    elif x is None or y is None:
-        assert x is None and y is None, where
-    else:
-        np.testing.assert_array_equal(x, y, err_msg=where, strict=True)
+    assert_nested(x, y, lambda a, b, at: np.testing.assert_array_equal(a, b, err_msg=at, strict=True), where)
 
 
 def _assert_same_steps(a: list, b: list) -> None:

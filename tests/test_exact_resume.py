@@ -19,6 +19,7 @@ from harl.common.checkpoint import load_checkpoint
 from harl.common.stopping import StopRequest, TrainingStopped
 from harl.config import compose_config
 from harl.train import run
+from tests.nested import assert_nested
 from tests.stop_driver import fire_on_call
 
 # 20 env steps per iteration; rows only every few iterations, so that a stop often lands where
@@ -74,19 +75,15 @@ def _weights(run_dir: Path) -> dict:
     return load_checkpoint(run_dir)["learner"]
 
 
-def _assert_same_tensors(a, b, path="learner") -> None:
+def _leaf_equal(a, b, path: str) -> None:
     if isinstance(a, torch.Tensor):
         assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _assert_same_tensors(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for k, (x, y) in enumerate(zip(a, b)):
-            _assert_same_tensors(x, y, f"{path}[{k}]")
     else:
         assert a == b, path
+
+
+def _assert_same_tensors(a, b, path="learner") -> None:
+    assert_nested(a, b, _leaf_equal, path)
 
 
 @pytest.fixture(scope="module")
