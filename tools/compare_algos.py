@@ -31,23 +31,20 @@ import json
 import math
 import re
 import shutil
-import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harl.common.jobs import error_line, fmt_duration, run_logged, run_pool, say  # noqa: E402
+
 MANIFEST = "compare.json"
 STATUS = "compare_status.json"  # written into a run dir by this tool after each launch
 LOG = "stdout.log"
 RESERVED = ("algo", "seed", "total_steps", "hydra.run.dir", "resume")  # set by this tool
-_print_lock = threading.Lock()
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -169,13 +166,6 @@ def fmt_pm(mean: float, std: float) -> str:
     return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
 
 
-def fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "—"
-    h, rem = divmod(round(seconds), 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
-
-
 def markdown_table(summary: pd.DataFrame) -> str:
     lines = ["| algo | seeds finished | final eval return | best eval return | env-steps/s | "
              + "wall time per run | notes |", "|---|---|---|---|---|---|---|"]
@@ -265,33 +255,13 @@ def build_command(algo: str, seed: int, steps: int, path: Path, overrides: list[
             *(o.replace("{algo}", algo) for o in overrides)]
 
 
-def say(message: str) -> None:
-    with _print_lock:
-        print(message, flush=True)
-
-
-def error_line(log: Path) -> str:
-    """The last line of a log that looks like an error (else its last line), for the console."""
-    try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except FileNotFoundError:
-        return ""
-    errors = [ln for ln in lines if re.search(r"error|exception|could not", ln, re.IGNORECASE)
-              and "HYDRA_FULL_ERROR" not in ln]
-    return (errors or lines or [""])[-1][:200]
-
-
 def launch(cmd: list[str], path: Path, label: str) -> int:
     """Train one run into a fresh `path`; returns the exit status (also saved in the run dir)."""
     if path.exists():
         shutil.rmtree(path)  # a stale or unfinished run: harl would append to its progress.csv
     path.mkdir(parents=True)
     say(f"{label}: started, log {path / LOG}")
-    start = time.perf_counter()
-    with (path / LOG).open("w") as log:
-        rc = subprocess.run(cmd, check=False, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL).returncode
-    wall = time.perf_counter() - start
+    rc, wall = run_logged(cmd, path / LOG)
     (path / STATUS).write_text(json.dumps({"returncode": rc, "wall_s": round(wall, 2),
                                            "command": cmd}, indent=2) + "\n")
     outcome = "finished" if rc == 0 else "FAILED"
@@ -319,13 +289,8 @@ def run_all(out: Path, algos: list[str], seeds: list[int], steps: int, overrides
         path = run_dir(out, algo, seed)
         return launch(build_command(algo, seed, steps, path, overrides), path, label)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    futures = [pool.submit(one, item) for item in todo]
-    try:
-        for (algo, seed, _), future in zip(todo, futures):
-            results[(algo, seed)] = future.result()
-    finally:  # on Ctrl-C: start nothing new, wait for the running ones (they got SIGINT too)
-        pool.shutdown(wait=True, cancel_futures=True)
+    for (algo, seed, _), rc in zip(todo, run_pool(todo, one, jobs)):
+        results[(algo, seed)] = rc
     return results
 
 

@@ -1,0 +1,144 @@
+"""Command line of harl.reproduce.
+
+    python -m harl.reproduce mamujoco-onpolicy                     # train the whole suite, then report
+    python -m harl.reproduce mamujoco-onpolicy --only halfcheetah_2x3/happo,halfcheetah_2x3/mappo
+    python -m harl.reproduce mpe --only 'simple_spread_*' --seeds 1,2,3 --jobs 2
+    python -m harl.reproduce mamujoco-offpolicy --only halfcheetah_2x3 --budget 1000000
+    python -m harl.reproduce mamujoco-onpolicy --report            # no training: the report only
+    python -m harl.reproduce --list                                # suites, cells, budgets, paper values
+
+Each run is `python -m harl.train +experiment=<preset> seed=<s> total_steps=<budget>
+hydra.run.dir=<out>/<suite>/<task>/<algo>/seed<s> [overrides after --]`, its console output
+appended to stdout.log in its run dir. A run that reached its budget is skipped; any other run
+dir is continued: harl started in a run dir with checkpoints/latest.pt resumes that run, so
+running the same command again after an interruption (Ctrl-C, a reboot, a kill) picks up every
+run where its last checkpoint left it, and a larger --budget extends finished runs. Runs whose
+dir has logs but no checkpoint start over.
+
+The report (docs/reproduction/<suite>.md, .csv, -curves.png/.pdf, -aggregate.*) is written
+after training, from whatever runs exist (finished runs give the numbers, unfinished ones are
+listed), and again by --report.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from harl.common.jobs import REPO, say
+from harl.reproduce import report, runs
+from harl.reproduce.suites import load_suite, select, suite_names
+
+RESERVED = ("seed", "total_steps", "hydra.run.dir", "resume", "experiment")  # set by this tool
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Options before `--`, Hydra overrides for every run after it."""
+    overrides: list[str] = []
+    if "--" in argv:
+        k = argv.index("--")
+        argv, overrides = argv[:k], argv[k + 1:]
+    parser = argparse.ArgumentParser(prog="python -m harl.reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suite", nargs="?", help=f"one of: {', '.join(suite_names())}")
+    parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds (default: the suite's)")
+    parser.add_argument("--budget", type=positive_int,
+                        help="env steps per run for every cell (default: the suite's, per algorithm)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated cells to train: task/algo, task or algo, shell wildcards "
+                             "allowed (the report always covers the whole suite)")
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+                        help="runs at once (default: the number of cores, %(default)s here); a run "
+                             "uses torch_threads + n_workers cores")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "reproduce",
+                        help="runs go to OUT/<suite>/<task>/<algo>/seed<s> (default: %(default)s)")
+    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "reproduction",
+                        help="where the report is written (default: %(default)s)")
+    parser.add_argument("--reps", type=positive_int, default=2000,
+                        help="bootstrap replications of the aggregate statistics (default: %(default)s)")
+    parser.add_argument("--report", action="store_true", help="train nothing; write the report")
+    parser.add_argument("--no-report", action="store_true", help="train; write no report")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print each run's state and command; train nothing, write nothing")
+    parser.add_argument("--list", action="store_true", help="list the suites and their cells")
+    args = parser.parse_args(argv)
+    if not args.list and not args.suite:
+        parser.error(f"name a suite ({', '.join(suite_names())}) or use --list")
+    if args.report and args.no_report:
+        parser.error("--report and --no-report exclude each other")
+    if bad := [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in RESERVED]:
+        parser.error(f"set by this tool, not as an override: {' '.join(bad)}")
+    return args, overrides
+
+
+def list_suites(names: list[str]) -> str:
+    lines = []
+    for name in names:
+        suite = load_suite(name)
+        lines.append(f"{name}: {len(suite.cells)} cells x {len(suite.seeds)} seeds "
+                     f"({', '.join(map(str, suite.seeds))})")
+        for cell in suite.cells:
+            lines.append(f"  {cell.key:45s} {cell.budget:>12,} steps  paper {report.fmt_paper(cell)}"
+                         f"  (+experiment={cell.preset})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args, overrides = parse_args(argv)
+    if args.list:
+        print(list_suites([args.suite] if args.suite else suite_names()))
+        return 0
+    suite = load_suite(args.suite)
+    if args.budget:
+        suite = dataclasses.replace(suite, cells=tuple(dataclasses.replace(c, budget=args.budget)
+                                                       for c in suite.cells))
+    seeds = args.seeds or list(suite.seeds)
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    chosen = select(suite.cells, only)
+    out = args.out.resolve()
+    everything = runs.jobs_for(out, suite.name, list(suite.cells), seeds)
+    todo = runs.jobs_for(out, suite.name, chosen, seeds)
+    if args.dry_run:
+        for job in todo:
+            state = runs.inspect(job)
+            print(f"{job.label}: {state.status} {state.detail}".rstrip())
+            print("  " + " ".join(runs.command(job, overrides)))
+        return 0
+    status = 0
+    if not args.report:
+        say(f"{suite.name}: {len(chosen)} cells x {len(seeds)} seeds, runs in {out / suite.name}")
+        try:
+            exits = runs.train_all(todo, overrides, args.jobs)
+        except KeyboardInterrupt:
+            say("interrupted: every running run saved a checkpoint; run the same command again to continue")
+            return 130
+        if failed := [job.label for job, rc in exits.items() if rc not in (None, 0)]:
+            say(f"{len(failed)} run(s) stopped early: {', '.join(failed)} (see their stdout.log)")
+            status = 1
+    if not args.no_report:
+        written = report.write_report(suite, everything, args.docs.resolve(), argv, reps=args.reps)
+        say("report: " + ", ".join(str(p) for p in written))
+    return status

@@ -1,0 +1,160 @@
+"""The runs of a reproduction suite: where each lives, what state it is in, and training the ones
+that are not finished (new runs start, interrupted ones continue from their checkpoint)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harl.common.jobs import REPO, error_line, fmt_duration, run_logged, run_pool, say
+from harl.logging.marl_eval import METRICS_FILE, write_json_atomic
+from harl.reproduce.suites import Cell
+
+LOG = "stdout.log"
+LAUNCHES = "reproduce.json"  # written into a run dir by harl.reproduce: one entry per launch
+
+
+@dataclass(frozen=True)
+class Job:
+    cell: Cell
+    seed: int
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell.key} seed {self.seed}"
+
+
+@dataclass
+class RunState:
+    """What a run dir holds. status: finished | unfinished (interrupted, or running now) | failed
+    (its last launch by harl.reproduce exited non-zero) | missing."""
+
+    job: Job
+    status: str
+    env_steps: float = math.nan
+    wall_time: float = math.nan   # training seconds (summed over resumes), progress.csv
+    detail: str = ""
+
+
+def run_dir(out: Path, suite: str, cell: Cell, seed: int) -> Path:
+    return out / suite / cell.task / cell.algo / f"seed{seed}"
+
+
+def jobs_for(out: Path, suite: str, cells: list[Cell], seeds: list[int]) -> list[Job]:
+    """Seed-major order, so that every cell has a first seed before any has a second."""
+    return [Job(cell, seed, run_dir(out, suite, cell, seed)) for seed in seeds for cell in cells]
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def last_progress(path: Path) -> pd.Series | None:
+    try:
+        progress = pd.read_csv(path / "progress.csv")
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+    return progress.iloc[-1] if "env_steps" in progress and len(progress) else None
+
+
+def inspect(job: Job) -> RunState:
+    """A run is finished once its progress.csv reaches the cell's budget; a run whose last launch
+    failed is `failed`; any other existing run dir is `unfinished` (it continues when run)."""
+    if not job.path.is_dir():
+        return RunState(job, "missing", detail="not started")
+    state = RunState(job, "unfinished")
+    if (last := last_progress(job.path)) is not None:
+        state.env_steps = float(last["env_steps"])
+        state.wall_time = float(last.get("wall_time", math.nan))
+    if state.env_steps >= job.cell.budget:
+        state.status = "finished"
+        return state
+    launches = read_json(job.path / LAUNCHES).get("launches") or []
+    done = 0 if math.isnan(state.env_steps) else int(state.env_steps)
+    state.detail = f"{done:,}/{job.cell.budget:,} steps"
+    if launches and launches[-1].get("returncode") not in (None, 0):
+        state.status = "failed"
+        state.detail += f", last launch exit {launches[-1]['returncode']}"
+    return state
+
+
+def command(job: Job, overrides: list[str]) -> list[str]:
+    """The same command line for a new run and for continuing it: harl started in a run dir
+    holding checkpoints/latest.pt continues that run (repeating its settings is accepted)."""
+    return [sys.executable, "-m", "harl.train", f"+experiment={job.cell.preset}", f"seed={job.seed}",
+            f"total_steps={job.cell.budget}", f"hydra.run.dir={job.path.resolve()}", *overrides]
+
+
+def machine() -> dict:
+    """Where a run was trained, for the report."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, check=False).stdout.strip()
+    except OSError:
+        rev = ""
+    import torch  # here, not at import: `--report` alone needs no torch
+
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "harl_commit": rev or "unknown"}
+
+
+def record_launch(path: Path, entry: dict) -> None:
+    """Append one launch to the run dir's reproduce.json (atomically rewritten)."""
+    record = read_json(path / LAUNCHES)
+    record.setdefault("launches", []).append(entry)
+    write_json_atomic(record, path / LAUNCHES)
+
+
+def train(job: Job, overrides: list[str], position: str) -> int:
+    """Start or continue one run; returns its exit status."""
+    before = inspect(job)
+    job.path.mkdir(parents=True, exist_ok=True)
+    verb = "continuing" if before.status in ("unfinished", "failed") and before.env_steps > 0 else "starting"
+    say(f"{position} {job.label}: {verb} ({before.detail or 'new'}), log {job.path / LOG}")
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    cmd = command(job, overrides)
+    rc, wall = run_logged(cmd, job.path / LOG, append=True)
+    after = inspect(job)
+    record_launch(job.path, {"started_at": started, "wall_s": round(wall, 1), "returncode": rc,
+                             "env_steps_before": None if math.isnan(before.env_steps) else before.env_steps,
+                             "env_steps_after": None if math.isnan(after.env_steps) else after.env_steps,
+                             "command": cmd, **machine()})
+    if rc == 0 and after.status == "finished":
+        say(f"{position} {job.label}: finished in {fmt_duration(wall)}")
+    else:
+        why = error_line(job.path / LOG) if rc != 0 else "exited 0 before its budget"
+        say(f"{position} {job.label}: stopped after {fmt_duration(wall)} with exit status {rc}: {why}")
+    return rc
+
+
+def train_all(jobs: list[Job], overrides: list[str], parallel: int) -> dict[Job, int | None]:
+    """Train every job that is not finished, `parallel` at once; exit status per job (None:
+    already finished, skipped)."""
+    todo = [job for job in jobs if inspect(job).status != "finished"]
+    for job in jobs:
+        if job not in todo:
+            say(f"{job.label}: finished already ({job.cell.budget:,} env steps), skipped")
+    say(f"{len(todo)} of {len(jobs)} runs to train, {min(parallel, max(1, len(todo)))} at a time")
+    numbered = [(f"[{k}/{len(todo)}]", job) for k, job in enumerate(todo, 1)]
+    statuses = run_pool(numbered, lambda item: train(item[1], overrides, item[0]), parallel)
+    return {job: None for job in jobs if job not in todo} | {job: rc for (_, job), rc in zip(numbered, statuses)}
