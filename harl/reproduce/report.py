@@ -212,10 +212,10 @@ def trained_on(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- figures
 def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]:
-    """One panel per task: each algorithm's mean over its finished seeds (thin lines: the seeds;
+    """One panel per task with runs: each algorithm's mean over its finished seeds (thin lines: the seeds;
     band: 95 % t CI) or, while none is finished, over its unfinished ones (dotted label); the
     paper's final value as a star at the budget."""
-    tasks = list(dict.fromkeys(r.cell.task for r in results))
+    tasks = list(dict.fromkeys(r.cell.task for r in results if r.runs or r.unfinished))
     styles = plot.algo_styles([r.cell.algo for r in results])
     columns = min(3, len(tasks))
     rows = math.ceil(len(tasks) / columns)
@@ -230,11 +230,14 @@ def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]
             if runs:
                 label = r.cell.algo + ("" if r.runs else " (unfinished)")
                 plot.plot_curve(ax, runs, metric, 1, style, label, band=len(runs) > 1, seeds=True)
+            else:  # no curve: a legend entry still names the colour of its paper star
+                ax.plot([], [], color=style.color, linestyle=style.linestyle, label=f"{r.cell.algo} (no runs)")
             if (mid := paper_mid(r.cell)) is not None:
                 low, high = r.cell.paper_value or (mid, mid)
                 ax.errorbar([r.cell.budget], [mid], yerr=[[mid - low], [high - mid]], marker="*",
                             markersize=11, color=style.color, capsize=3, linestyle="none")
-        ax.set(title=mine[0].cell.title, xlabel="env steps", ylabel=metric.replace("_", " "))
+        ax.set(title=mine[0].cell.title, xlabel="env steps", ylabel=metric.replace("_", " "),
+               xlim=(0, 1.04 * max(r.cell.budget for r in mine)))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small")
@@ -270,7 +273,7 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     table = docs / f"{suite.name}.csv"
     pd.DataFrame(rows).to_csv(table, index=False)
     written = [table]
-    have_runs = any(r.runs or r.unfinished for r in results)
+    have_runs = any(r.runs or r.unfinished for r in results)  # else no curves to draw
     if have_runs:
         written += plot_curves(results, metric, docs / f"{suite.name}-curves.png")
     aggregate_text, aggregate_files = aggregate(results, metric, docs / f"{suite.name}-aggregate", reps)
