@@ -212,7 +212,7 @@ def test_report_page(fake_suite, tmp_path):
     assert "`python -m harl.reproduce fake --report`" in page
     assert "| A\\|B | happo | 3/3 | 1,000 |" in page  # the task's `|` escaped in the table
     assert "A\\|B mappo seed 2 (unfinished, 400/1,000 steps)" in page and "3 run(s) not started" in page
-    assert "a note" in page and "testhost" in page
+    assert "a note" in page and "- **Machines**: testhost." in page
     table = pd.read_csv(tmp_path / "docs" / "fake.csv")
     assert list(table.algo) == ["happo", "mappo", "happo", "mappo"]
     aggregate = (tmp_path / "docs" / "fake-aggregate.md").read_text()

@@ -281,6 +281,8 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     budgets = sorted({cell.budget for cell in suite.cells} | {j.cell.budget for j in jobs})
     seeds = sorted({j.seed for j in jobs})
     finished = sum(s.status == "finished" for r in results for s in r.states)
+    machines = list(dict.fromkeys(trained_on(s.job.path) for r in results for s in r.states
+                                  if s.status != "missing"))
     lines = [
         f"# Reproduction: {suite.name}", "", suite.description, "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m harl.reproduce "
@@ -290,6 +292,7 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
         f"- **Budget**: {', '.join(f'{b:,}' for b in budgets)} env steps per run; **seeds**: "
         f"{', '.join(map(str, seeds))}; **metric**: `{metric}` (the mean return of the run's "
         "deterministic evaluation episodes at each evaluation).",
+        f"- **Machines**: {'; '.join(machines) if machines else '—'}.",
         *(f"- {note}" for note in suite.notes), "",
         "## Results", "",
         f"Mean ± {plot.CONFIDENCE:.0%} t-based CI half-width over finished seeds (none with one seed). "
