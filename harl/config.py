@@ -1,7 +1,7 @@
 """Config schemas: dataclasses registered with Hydra so unknown keys and wrong types fail fast.
 
-Hydra groups: `algo=<name>` (conf/algo/<name>.yaml extends the `<name>_schema` node stored
-here) and `env=<name>` (conf/env/<name>.yaml extends `<name>_schema`).
+Hydra groups: `algo=<name>` (`conf/algo/<name>.yaml` extends the `<name>_schema` node stored
+here) and `env=<name>` (`conf/env/<name>.yaml` extends `<name>_schema`).
 """
 from __future__ import annotations
 
