@@ -4,7 +4,9 @@
 replaces it with one section per config schema: every field of every dataclass that
 `harl.config` registers with Hydra (TrainConfig, LoggerConfig, the algorithm schemas of
 `ALGO_SCHEMAS` and their base classes, the env schemas of `ENV_SCHEMAS`), each as a table row
-with its command-line key, type, default, valid values and description.
+with its command-line key, type, default, valid values and description; then one section per
+Hydra launcher config of conf/hydra/launcher/ (`hydra.launcher.*` keys, from the YAML and its
+comments).
 
 Where the text comes from:
 
@@ -20,8 +22,9 @@ Where the text comes from:
   schemas; tests/test_docs.py checks that they change no value), and conf/config.yaml's
   default `algo` and `env`.
 
-`collect()` returns the sections as data and `render()` the Markdown; tests/test_docs.py checks
-that every field of every schema has a row.
+`collect()` and `collect_launchers()` return the sections as data and `render()` the Markdown;
+tests/test_docs.py checks that every field of every schema, and every launcher key, has a
+described row.
 """
 from __future__ import annotations
 
@@ -297,6 +300,95 @@ def _top_level_group_defaults() -> dict[str, str]:
     return {k: v for entry in defaults if isinstance(entry, dict) for k, v in entry.items()}
 
 
+# ---------------------------------------------------------------- launchers
+@dataclass
+class LauncherSection:
+    """One of harl's Hydra launcher configs (conf/hydra/launcher/<name>.yaml): its own keys,
+    with the comments the file gives them."""
+
+    name: str                       # hydra/launcher=<name>
+    extends: list[str]              # the launcher plugin's configs it builds on
+    doc: str                        # the file's first comment line (after `# @package`)
+    items: list[Row | Note] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[Row]:
+        return [item for item in self.items if isinstance(item, Row)]
+
+
+# `key: value  # comment` (a line of a launcher YAML; value empty for a mapping whose keys follow)
+_YAML_KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.-]*):(?P<value>[^#]*?)\s*"
+                       r"(?:#\s*(?P<comment>.*))?$")
+
+
+def collect_launchers() -> list[LauncherSection]:
+    """Every conf/hydra/launcher/*.yaml: a row per key (`hydra.launcher.<key>`, nested keys
+    dotted), its value from the YAML, its comment; comment lines above a key become a note."""
+    import yaml
+
+    _importable()
+    from harl.config import CONF_DIR
+
+    sections = []
+    for path in sorted((Path(CONF_DIR) / "hydra" / "launcher").glob("*.yaml")):
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+        header = [line.lstrip("#").strip() for line in text.splitlines()
+                  if line.startswith("#") and not line.startswith("# @package")]
+        section = LauncherSection(path.stem, [str(d) for d in data.get("defaults", [])],
+                                  header[0] if header else "")
+        note: list[str] = []
+        parents: list[str] = []
+        in_header = True
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped:
+                note, in_header = [], False
+                continue
+            if stripped.startswith("#"):
+                if not in_header:
+                    note.append(stripped.lstrip("#").strip())
+                continue
+            in_header = False
+            match = _YAML_KEY.match(line)
+            if match is None:                    # a list item (the defaults list)
+                continue
+            depth = len(match["indent"]) // 2
+            parents = parents[:depth]
+            if match["key"] == "defaults" and depth == 0:
+                parents.append("defaults")
+                continue
+            if not match["value"]:               # a mapping: its keys follow, indented
+                parents.append(match["key"])
+                continue
+            if parents and parents[0] == "defaults":
+                continue
+            dotted = ".".join([*parents, match["key"]])
+            value = data
+            for part in dotted.split("."):
+                value = value[part]
+            if note:
+                section.items.append(Note(" ".join(note)))
+                note = []
+            section.items.append(Row(match["key"], f"hydra.launcher.{dotted}",
+                                     "null" if value is None else type(value).__name__,
+                                     f"`{_value(value)}`", "", match["comment"] or ""))
+        sections.append(section)
+    return sections
+
+
+def _render_launcher(section: LauncherSection) -> list[str]:
+    lines = [f"### `hydra/launcher={section.name}` {{#launcher-{section.name}}}", ""]
+    if section.doc:
+        lines += [section.doc, ""]
+    if section.extends:
+        lines += ["The file is `conf/hydra/launcher/" + section.name + ".yaml`; it extends "
+                  + ", ".join(f"`{e}`" for e in section.extends)
+                  + ", the launcher plugin's own config, whose other options are overrides too "
+                  "(`hydra.launcher.<option>=...`).", ""]
+    return lines + _table(section.items)
+
+
 # ---------------------------------------------------------------- rendering
 _CODE = re.compile(r"`([^`]+)`")
 
@@ -326,9 +418,14 @@ def _render_section(section: Section, derived: list[type]) -> list[str]:
                      "the ones below are its own or change a default.")
     if section.doc:
         lines += ["", section.doc]
-    lines += ["", "<table>", "<thead><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr></thead>",
-              "<tbody>"]
-    for item in section.items:
+    return lines + [""] + _table(section.items)
+
+
+def _table(items: list[Row | Note]) -> list[str]:
+    """An HTML table (for the note rows spanning every column) of rows and notes, in order."""
+    lines = ["<table>", "<thead><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr></thead>",
+             "<tbody>"]
+    for item in items:
         if isinstance(item, Note):
             lines.append(f'<tr><td colspan="{len(COLUMNS)}"><em>{_inline(item.text)}</em></td></tr>')
         else:
@@ -337,17 +434,19 @@ def _render_section(section: Section, derived: list[type]) -> list[str]:
             if item.type == "LoggerConfig":
                 cells[1] = '<a href="#loggerconfig">LoggerConfig</a>'
             lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    lines += ["</tbody>", "</table>", ""]
-    return lines
+    return lines + ["</tbody>", "</table>", ""]
 
 
 GROUP_TITLES = {"top level": "Top-level keys", "logger": "Logging (`logger.*`)",
                 "algo": "Algorithms (`algo.*`)", "env": "Environments (`env.*`)"}
 
 
-def render(sections: list[Section] | None = None) -> str:
-    """The Markdown that replaces MARKER: a heading per group, a section per schema class."""
+def render(sections: list[Section] | None = None,
+           launchers: list[LauncherSection] | None = None) -> str:
+    """The Markdown that replaces MARKER: a heading per group, a section per schema class, then
+    the launcher configs."""
     sections = collect() if sections is None else sections
+    launchers = collect_launchers() if launchers is None else launchers
     lines: list[str] = []
     group = None
     for section in sections:
@@ -356,6 +455,14 @@ def render(sections: list[Section] | None = None) -> str:
             lines += [f"## {GROUP_TITLES[group]}", ""]
         derived = [s.cls for s in sections if section.cls in s.bases]
         lines += _render_section(section, derived)
+    lines += ["## Launchers (`hydra.launcher.*`)", "",
+              "Sweeps (`-m`) run through Hydra's launcher; `hydra/launcher=<name>` picks one. The "
+              "joblib launcher (`hydra/launcher=joblib`) is the plugin's own config "
+              "(e.g. `hydra.launcher.n_jobs`); harl's launcher configs are below. "
+              "[Sweeps, stopping and resuming](runs.md#sweeps-and-launchers) and [SLURM](slurm.md) "
+              "describe how they are used.", ""]
+    for launcher in launchers:
+        lines += _render_launcher(launcher)
     return "\n".join(lines)
 
 
@@ -366,4 +473,5 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs
     return markdown.replace(MARKER, render())
 
 
-__all__ = ["MARKER", "Note", "Row", "Section", "collect", "on_page_markdown", "render"]
+__all__ = ["MARKER", "LauncherSection", "Note", "Row", "Section", "collect", "collect_launchers",
+           "on_page_markdown", "render"]
