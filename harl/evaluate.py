@@ -115,7 +115,7 @@ def load_run_config(run_dir: Path) -> Any:
 
 
 def checkpoint_path(run_dir: Path, which: str | None) -> tuple[Path, str]:
-    """(checkpoint file, label for file names) for checkpoint=best|latest|<path>."""
+    """(checkpoint file, label for file names) for `checkpoint=best|latest|<path>`."""
     from harl.common.checkpoint import BEST, CHECKPOINT_DIR, LATEST
 
     folder = run_dir / CHECKPOINT_DIR

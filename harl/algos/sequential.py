@@ -46,8 +46,8 @@ def factor_sequential_update(order: list[int], sample_shape: tuple[int, ...], de
     """Update agents in `order`, threading the factor through.
 
     log_prob(i): agent i's per-dimension log-probs of its rollout actions under its current
-    parameters ([*sample_shape, d], no grad). update_agent(i, factor): one agent's update given
-    the product of earlier agents' ratios ([*sample_shape], detached); returns its diagnostics.
+    parameters (`[*sample_shape, d]`, no grad). update_agent(i, factor): one agent's update given
+    the product of earlier agents' ratios (`[*sample_shape]`, detached); returns its diagnostics.
     Returns (diagnostics per agent, final factor).
     """
     factor = torch.ones(sample_shape, device=device)

@@ -15,7 +15,7 @@ running the same command again after an interruption (Ctrl-C, a reboot, a kill) 
 run where its last checkpoint left it, and a larger --budget extends finished runs. Runs whose
 dir has logs but no checkpoint start over.
 
-The report (docs/reproduction/<suite>.md, .csv, -curves.png/.pdf, -aggregate.*) is written
+The report (`docs/reproduction/<suite>.md`, .csv, -curves.png/.pdf, -aggregate.*) is written
 after training, from whatever runs exist (finished runs give the numbers, unfinished ones are
 listed), and again by --report.
 """

@@ -1,4 +1,4 @@
-"""The report of a reproduction suite: docs/reproduction/<suite>.md with our numbers beside the
+"""The report of a reproduction suite: `docs/reproduction/<suite>.md` with our numbers beside the
 paper's, learning curves with the paper's final values marked, and the aggregate statistics."""
 from __future__ import annotations
 
@@ -265,7 +265,8 @@ def aggregate(results: list[CellResult], metric: str, prefix: Path, reps: int) -
 
 # ----------------------------------------------------------------------------- the report
 def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], reps: int = 2000) -> list[Path]:
-    """docs/<suite>.md, <suite>.csv, <suite>-curves.{png,pdf} and <suite>-aggregate.*; returns them."""
+    """`docs/<suite>.md`, `<suite>.csv`, `<suite>-curves.{png,pdf}` and `<suite>-aggregate.*`;
+    returns them."""
     docs.mkdir(parents=True, exist_ok=True)
     results = collect(jobs)
     metric = suite.metric

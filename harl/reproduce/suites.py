@@ -112,7 +112,7 @@ def load_suite(name: str) -> Suite:
 
 def select(cells: tuple[Cell, ...] | list[Cell], only: list[str]) -> list[Cell]:
     """The cells matching any of the `only` patterns: `task/algo`, `task` or `algo`, with shell
-    wildcards (e.g. halfcheetah_2x3/happo, halfcheetah_2x3, happo, *_2x3/ha*). None: all cells."""
+    wildcards (e.g. `halfcheetah_2x3/happo`, `halfcheetah_2x3`, `happo`, `*_2x3/ha*`). None: all cells."""
     if not only:
         return list(cells)
     chosen = [cell for cell in cells
