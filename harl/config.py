@@ -445,7 +445,26 @@ RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "cpu_matmul", "
                        "logger.wandb_entity", "logger.wandb_group", "logger.wandb_mode")
 
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+def find_conf_dir(package_dir: Path | None = None) -> Path:
+    """The directory of harl's Hydra configs (config.yaml, algo/, env/, experiment/, hydra/).
+
+    An installed harl (`pip install .`) carries them as `harl/conf` inside the package; a source
+    checkout (`python -m harl.train` from the repository, `pip install -e .`) has them in `conf/`
+    at the repository root, beside `harl/`. The package's own copy is looked at first, so an
+    installed harl never picks up an unrelated `conf/` that happens to sit next to it.
+    `package_dir`: the directory of the harl package (default: this one).
+    """
+    package = Path(__file__).resolve().parent if package_dir is None else package_dir
+    candidates = (package / "conf", package.parent / "conf")
+    for path in candidates:
+        if (path / "config.yaml").is_file():
+            return path
+    raise ConfigError("harl's Hydra configs (config.yaml) are in neither "
+                      + " nor ".join(str(p) for p in candidates)
+                      + ": reinstall harl (pip install .) or run it from a full checkout")
+
+
+CONF_DIR = str(find_conf_dir())
 
 
 def compose_config(*overrides: str) -> Any:

@@ -1,4 +1,4 @@
-"""Entry point: `python -m harl.train algo=happo env=mamujoco [key=value ...]`.
+"""Entry point: `python -m harl.train algo=happo env=mamujoco [key=value ...]` (installed: `harl-train ...`).
 
 Composes the config, seeds, builds envs, learner and runner, runs, and closes everything.
 """
@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harl.common.checkpoint import CHECKPOINT_DIR
 from harl.common.stopping import StopRequest, signal_name
-from harl.config import META_KEYS, ConfigError, register_configs, register_resolvers
+from harl.config import CONF_DIR, META_KEYS, ConfigError, register_configs, register_resolvers
 from harl.config_checks import check_config
 from harl.resume import latest_checkpoint_in, resume_config, update_run_info, write_run_info
 
@@ -224,7 +224,9 @@ def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> Non
                   f"run dir {run_dir}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# an absolute config path: the configs are found from any working directory, both in a checkout
+# (conf/) and in an installed harl (harl/conf), and under the harl-train command
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
