@@ -234,7 +234,8 @@ class BatchedEnvBlock:
             agent_rewards = getattr(self.env, "last_agent_rewards", None)
             for j in done:
                 endings.append((self.first_index + int(j), [o[j].copy() for o in obs], state[j].copy()))
-                info: dict[str, Any] = {} if agent_rewards is None else {"agent_rewards": agent_rewards[j].copy()}
+                info: dict[str, Any] = ({} if agent_rewards is None
+                                        else {"agent_rewards": agent_rewards[j].copy()})
                 info.update(episode_return=float(self._returns[j]), episode_length=int(self._lengths[j]),
                             terminated=bool(terminated[j]), truncated=not terminated[j])
                 episode_infos.append((self.first_index + int(j), info))

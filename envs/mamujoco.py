@@ -230,7 +230,8 @@ class _StepOutputs:
         # float64 and harl casts afterwards; clipping after the cast gives the same floats because
         # rounding is monotonic, as long as float32 holds the bounds exactly (the package's are
         # 1 and 10).
-        if not (np.array_equal(low, low.astype(np.float32)) and np.array_equal(high, high.astype(np.float32))):
+        if not (np.array_equal(low, low.astype(np.float32))
+                and np.array_equal(high, high.astype(np.float32))):
             raise NotImplementedError("clip bounds that float32 cannot hold exactly")
         self._source = np.zeros(self._computed_at.stop, dtype=np.float32)
         self._source[one] = 1.0
@@ -251,7 +252,8 @@ class _StepOutputs:
         ends = (unclipped + np.cumsum(self.obs_dims)).tolist()
         self._bounds = list(zip([unclipped] + ends[:-1], ends))
 
-    def __call__(self, single_obs: np.ndarray, reward: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    def __call__(self, single_obs: np.ndarray,
+                 reward: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         source, d = self._source, self._state_dim
         self._state_view[...] = single_obs
         source[d] = reward
@@ -325,7 +327,8 @@ def _load_mjdata(model, data, fields: dict[str, tuple[int, ...]], saved: dict[st
     integration = np.asarray(saved["integration"], dtype=np.float64)
     expected = mujoco.mj_stateSize(model, kind)
     if integration.shape != (expected,):
-        raise ValueError(f"saved MuJoCo state has {integration.size} integration values; this model has {expected}")
+        raise ValueError(f"saved MuJoCo state has {integration.size} integration values; "
+                         f"this model has {expected}")
     computed = saved["computed"]
     if any(name not in fields or np.shape(value) != fields[name] for name, value in computed.items()):
         raise ValueError("saved MuJoCo state does not fit this model (different computed arrays)")
@@ -369,7 +372,8 @@ def _local_layout(ma, data, first: int):
     per_agent = []
     for k_dict in ma.k_dicts:
         parts = []
-        for key, fn in _observation_pieces(k_dict, ma.local_categories, ma.mujoco_globals, ma.global_categories):
+        for key, fn in _observation_pieces(k_dict, ma.local_categories, ma.mujoco_globals,
+                                           ma.global_categories):
             if key not in resolved:
                 gather = _probe_gather(fn, blocks, n_universe)
                 if gather is None:

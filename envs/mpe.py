@@ -149,7 +149,8 @@ class MPEEnv(MultiAgentEnv):
         if self._continuous:
             action = np.asarray(action, dtype=np.float32).reshape(-1)
             if action.shape != space.shape:
-                raise ValueError(f"agent {self._names[i]}: expected action shape {space.shape}, got {action.shape}")
+                raise ValueError(f"agent {self._names[i]}: expected action shape {space.shape}, "
+                                 f"got {action.shape}")
             # mpe2 expects [0, 1]; Gaussian policies overshoot, so clip silently.
             return np.clip(action, space.low, space.high)
         return discrete_action(self._names[i], action, int(space.n))

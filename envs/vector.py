@@ -194,7 +194,8 @@ class VecEnv:
             return self._block.reset()
         self._broadcast(lambda start, stop: ("reset", None))
         local = self._run_local(lambda block: [block.reset()])
-        return _concat_obs(local + [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)])
+        return _concat_obs(local + [self._receive(w, "ok", self._step_timeout)
+                                    for w in range(self.n_workers)])
 
     def step(self, actions: Sequence[np.ndarray]) -> VecStep:
         """Step with per-agent actions [n_envs, act_dim] (Box) or [n_envs] / [n_envs, 1] (Discrete)."""
@@ -344,7 +345,8 @@ class VecEnv:
         code = proc.exitcode
         self._fail(w, f"worker process died (exit code {code}{_signal_name(code)})", exitcode=code)
 
-    def _fail(self, w: int, message: str, remote_tb: str | None = None, exitcode: int | None = None) -> NoReturn:
+    def _fail(self, w: int, message: str, remote_tb: str | None = None,
+              exitcode: int | None = None) -> NoReturn:
         start, stop = self._bounds[w]
         self.close(timeout=0.5)
         raise EnvWorkerError(message, w, list(range(start, stop)), remote_tb, exitcode)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -36,7 +36,7 @@ class OnPolicyConfig:
     opti_eps: float = 1e-5
     weight_decay: float = 0.0
     use_linear_lr_decay: bool = False
-    max_grad_norm: Optional[float] = 10.0   # null: no clipping (norm still logged)
+    max_grad_norm: float | None = 10.0   # null: no clipping (norm still logged)
     critic_epoch: int = 5
     critic_num_mini_batch: int = 1
     value_loss_coef: float = 1.0
@@ -137,7 +137,7 @@ class OffPolicyConfig:
     final_activation: str = "tanh"     # squashes deterministic actions before the bound rescale
     lr: float = 5e-4
     critic_lr: float = 1e-3
-    max_grad_norm: Optional[float] = None   # null: no clipping (the reference does not clip)
+    max_grad_norm: float | None = None   # null: no clipping (the reference does not clip)
     # targets
     gamma: float = 0.99
     n_step: int = 1                    # n-step returns, per env stream, cut at episode ends
@@ -262,7 +262,7 @@ class QMIXConfig:
     lr: float = 5e-4
     optim_alpha: float = 0.99          # RMSprop smoothing constant
     optim_eps: float = 1e-5
-    max_grad_norm: Optional[float] = 10.0   # null: no clipping (norm still logged)
+    max_grad_norm: float | None = 10.0   # null: no clipping (norm still logged)
     # targets
     gamma: float = 0.99
     double_q: bool = True              # next action by the online network, valued by the target
@@ -323,12 +323,12 @@ class SMACv2Config:
     # <race>_<allies>_vs_<enemies>: protoss|terran|zerg x 5_vs_5|10_vs_10|10_vs_11|20_vs_20|20_vs_23
     scenario: str = "protoss_5_vs_5"
     difficulty: str = "7"              # built-in AI: 1..9 or A (7 = VeryHard, as SMACv2's configs)
-    game_version: Optional[str] = None   # e.g. "4.10" (the SMACv2 paper's); null: newest installed
+    game_version: str | None = None   # e.g. "4.10" (the SMACv2 paper's); null: newest installed
     conic_fov: bool = False            # units see (and shoot) in a cone they turn with extra actions
     obs_last_action: bool = False      # observations include visible allies' last actions
     # null: the package default (all allies in sight range see an enemy); 0 = smacv2's extended
     # partial observability (only the first ally to spot an enemy observes it)
-    prob_obs_enemy: Optional[float] = None
+    prob_obs_enemy: float | None = None
     task: str = "${.scenario}"
 
 
@@ -342,8 +342,8 @@ class FootballConfig:
     # run_pass_and_shoot_with_keeper, counterattack_easy|hard, corner, single_goal_versus_lazy, ...
     scenario: str = "academy_3_vs_1_with_keeper"
     rewards: str = "scoring"           # scoring | scoring,checkpoints (gfootball's dense checkpoint reward)
-    n_agents: Optional[int] = None     # controlled players; null: the scenario's HARL/MAPPO count
-    max_episode_steps: Optional[int] = None   # null: the scenario's time limit (401 steps, 3001 in
+    n_agents: int | None = None     # controlled players; null: the scenario's HARL/MAPPO count
+    max_episode_steps: int | None = None   # null: the scenario's time limit (401 steps, 3001 in
     # academy_single_goal_versus_lazy: gfootball plays game_duration + 1); less truncates earlier
     task: str = "${.scenario}"
 
@@ -356,8 +356,8 @@ class LoggerConfig:
     tensorboard: bool = True           # <run dir>/tb
     wandb: bool = False                # Weights & Biases (needs `pip install wandb`)
     wandb_project: str = "harl"
-    wandb_entity: Optional[str] = None
-    wandb_group: Optional[str] = None  # e.g. the sweep name, to group seeds
+    wandb_entity: str | None = None
+    wandb_group: str | None = None  # e.g. the sweep name, to group seeds
     wandb_mode: str = "offline"        # offline (sync later with `wandb sync`) | online | disabled
 
 
@@ -379,7 +379,7 @@ class TrainConfig:
     n_eval_envs: int = 10
     log_interval: int = 20_000         # env steps between progress lines / csv rows
     save_interval: int = 100_000       # env steps between checkpoints
-    resume: Optional[str] = None       # run dir or checkpoint path
+    resume: str | None = None       # run dir or checkpoint path
     results_dir: str = "results"
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
@@ -417,7 +417,7 @@ def register_configs() -> None:
 
 
 # ---------------------------------------------------------------- resolvers
-def _run_dir(resume: Optional[str], default: str) -> str:
+def _run_dir(resume: str | None, default: str) -> str:
     """hydra.run.dir: a resumed run keeps writing into its original run directory."""
     if resume:
         from harl.common.checkpoint import CheckpointError, resolve_checkpoint, run_dir_of

@@ -84,10 +84,10 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
     from harl.algos import learner_class
     from harl.common.device import configure_threads, resolve_device
     from harl.common.seeding import env_seeds, seed_everything
-    from harl.models.linear import set_cpu_matmul
     from harl.common.stopping import TrainingStopped
     from harl.logging import RunLogger
     from harl.logging.rewind import rewind_run_logs
+    from harl.models.linear import set_cpu_matmul
     from runners import make_runner
     from runners.base import CheckpointIO, Counters, checkpoint_identity
 

@@ -17,13 +17,19 @@ import torch
 
 from envs.vector import VecEnv, VecObs
 from harl.algos.base import Learner
-from harl.common.checkpoint import (BEST, CHECKPOINT_DIR, LATEST, CheckpointError,
-                                    load_checkpoint, save_checkpoint)
+from harl.common.checkpoint import (
+    BEST,
+    CHECKPOINT_DIR,
+    LATEST,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from harl.common.seeding import rng_state, set_rng_state
 from harl.common.stopping import StopRequest, TrainingStopped
 from harl.logging import RunLogger
-from harl.logging.rewind import log_positions
 from harl.logging.marl_eval import METRICS_FILE, MarlEvalLog, episode_metrics
+from harl.logging.rewind import log_positions
 
 log = logging.getLogger("harl")
 
@@ -583,6 +589,7 @@ class BufferedRunner(Runner):
         log.info("%s restored: %s %s", name, f"{len(self.buffer):,}", self.buffer_unit)
 
 
-__all__ = ["BufferedRunner", "checkpoint_identity", "mean_infos", "ABSOLUTE_EPISODES_FACTOR", "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker",
-           "EvalResult", "RunLogger", "Runner", "Stopwatch", "actions_to_numpy", "due", "evaluate",
-           "obs_to_tensors", "saved_weights"]
+__all__ = ["BufferedRunner", "checkpoint_identity", "mean_infos", "ABSOLUTE_EPISODES_FACTOR",
+           "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker", "EvalResult", "RunLogger",
+           "Runner", "Stopwatch", "actions_to_numpy", "due", "evaluate", "obs_to_tensors",
+           "saved_weights"]

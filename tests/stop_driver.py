@@ -14,8 +14,8 @@ import os
 import runpy
 import signal
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 

@@ -107,7 +107,8 @@ def test_train_finds_its_configs_from_another_directory(tmp_path, how):
     else:
         proc = python(["-m", "harl.train", "--cfg", "job", "env=mpe", "algo=hatd3"], tmp_path, REPO)
     cfg = composed(proc)
-    assert (cfg["algo"]["name"], cfg["env"]["name"], cfg["env"]["scenario"]) == ("hatd3", "mpe", "simple_spread")
+    assert ((cfg["algo"]["name"], cfg["env"]["name"], cfg["env"]["scenario"])
+            == ("hatd3", "mpe", "simple_spread"))
     assert not any(tmp_path.iterdir()), "printing the config wrote into the working directory"
 
 
@@ -144,6 +145,6 @@ def test_built_wheel_ships_the_configs_and_commands(tmp_path):
     assert Path(module_file).is_relative_to(site) and Path(conf_dir) == site / "harl" / "conf"
     cfg = composed(python(["-c", AS_CONSOLE_SCRIPT.format(value=COMMANDS["harl-train"])], elsewhere, site))
     assert (cfg["algo"]["name"], cfg["env"]["name"]) == ("hatd3", "mpe")
-    preset = composed(python(["-m", "harl.train", "--cfg", "job", "+experiment=mpe/simple_spread_discrete/happo"],
-                             elsewhere, site))
+    preset = composed(python(["-m", "harl.train", "--cfg", "job",
+                              "+experiment=mpe/simple_spread_discrete/happo"], elsewhere, site))
     assert preset["env"]["continuous"] is False
