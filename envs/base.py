@@ -58,7 +58,7 @@ class MultiAgentEnv(ABC):
     spec: EnvSpec
 
     @classmethod  # noqa: B027 - an optional hook: accepts everything unless an adapter overrides it
-    def check_config(cls, **kwargs: Any) -> None:
+    def check_config(cls, *args: Any, **kwargs: Any) -> None:
         """Validate constructor arguments cheaply (no simulator), raising ValueError that names
         the bad value and the valid choices. Called before any env or worker is built."""
 

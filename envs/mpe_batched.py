@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EnvSpec
+from envs.base import ActionSpace, EnvSpec
 from envs.mpe import MPEEnv, canonical_scenario
 
 # mpe2 core.World constants (dt, damping, contact response) and the default control gain
@@ -340,12 +340,11 @@ class BatchedMPE:
         self.max_cycles = max_cycles
         self._sc = cls(**scenario_kwargs)
         self._world = _World(self.n_envs, self._sc)
-        if seeds is None:
-            seeds = np.random.SeedSequence().generate_state(self.n_envs)
-        if len(seeds) != self.n_envs:
-            raise ValueError(f"need one seed per env ({self.n_envs}), got {len(seeds)}")
+        env_seeds = np.random.SeedSequence().generate_state(self.n_envs) if seeds is None else seeds
+        if len(env_seeds) != self.n_envs:
+            raise ValueError(f"need one seed per env ({self.n_envs}), got {len(env_seeds)}")
         # Built like mpe2's `seeding.np_random(seed)` so the draws replay mpe2's seeded resets.
-        self._rngs = [np.random.default_rng(int(s)) for s in seeds]
+        self._rngs = [np.random.default_rng(int(s)) for s in env_seeds]
         self._steps = np.zeros(self.n_envs, dtype=np.int64)
         # Envs that must be reset (or loaded) before the next step: not yet started, or finished.
         self._needs_reset = np.ones(self.n_envs, dtype=bool)
@@ -359,8 +358,8 @@ class BatchedMPE:
             # pair as move + 5 * word.
             move, word = (MOVE_DIM if movable else 0), (0 if silent else sc.dim_c)
             self._act_dims.append(move + word if continuous else max(move, 1) * max(word, 1))
-        action_spaces = [spaces.Box(low=0, high=1, shape=(d,)) if continuous else spaces.Discrete(d)
-                         for d in self._act_dims]
+        action_spaces: list[ActionSpace] = [spaces.Box(low=0, high=1, shape=(d,)) if continuous
+                                            else spaces.Discrete(d) for d in self._act_dims]
         obs_dims = sc.obs_dims()
         self.spec = EnvSpec(
             agents=list(sc.agent_names),
@@ -458,8 +457,9 @@ class BatchedMPE:
             raise ValueError("mpe2 env must be reset and between cycles (its first agent to act)")
         entities = world.agents + world.landmarks
         # Physical constants are shared by all envs here, so they must already agree.
-        static = [(world.dt, DT), (world.damping, DAMPING), (world.contact_force, CONTACT_FORCE),
-                  (world.contact_margin, CONTACT_MARGIN), (world.dim_c, sc.dim_c)]
+        static: list[tuple[Any, Any]] = [(world.dt, DT), (world.damping, DAMPING),
+                                         (world.contact_force, CONTACT_FORCE),
+                                         (world.contact_margin, CONTACT_MARGIN), (world.dim_c, sc.dim_c)]
         static += [((e.size, e.movable, e.collide, e.mass, np.inf if e.max_speed is None else e.max_speed),
                     (w.size[i], w.movable[i], w.collide[i], w.mass[i], w.max_speed[i]))
                    for i, e in enumerate(entities)]

@@ -273,7 +273,8 @@ class SMACv2Env(MultiAgentEnv):
         if prob_obs_enemy is not None:
             self._kwargs["prob_obs_enemy"] = float(prob_obs_enemy)
         self._capability = SCENARIOS[scenario]["capability_config"]
-        self._env, self._seed = self._build(None), None
+        self._seed: int | None = None
+        self._env = self._build(None)
         self._launched = False  # StarCraft II starts on the package env's first reset
         self._decided = 0  # episodes the package env counted as ended (see reset)
 

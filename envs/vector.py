@@ -11,7 +11,7 @@ import multiprocessing as mp
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
@@ -163,7 +163,7 @@ class VecEnv:
         except BaseException:
             self.close()
             raise
-        self.spec = specs[0]
+        self.spec = cast(EnvSpec, specs[0])  # a worker's "ready" message carries its spec
 
     def _start_workers(self, ctx, env_fn: Callable[[], MultiAgentEnv], seeds: list[int],
                        batched: bool) -> None:

@@ -18,7 +18,7 @@ import difflib
 import math
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -245,8 +245,9 @@ def check_config(cfg: DictConfig) -> None:
 
 # ---------------------------------------------------------------- unknown keys
 def _check_keys(cfg: DictConfig, schema: DictConfig) -> None:
-    given = OmegaConf.to_container(cfg, resolve=False)
-    expected = OmegaConf.to_container(schema, resolve=False)
+    # a DictConfig's container is a dict
+    given = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
+    expected = cast(dict[str, Any], OmegaConf.to_container(schema, resolve=False))
     for key in _IGNORED_TOP_KEYS:
         given.pop(key, None)
     unknown = list(_unknown_keys(given, expected, ""))

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -27,8 +27,8 @@ register_resolvers()
 
 def env_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
     """The adapter's constructor arguments: the env config minus naming keys."""
-    return {k: v for k, v in OmegaConf.to_container(env_cfg, resolve=True).items()
-            if k not in META_KEYS}
+    container = cast(dict[str, Any], OmegaConf.to_container(env_cfg, resolve=True))  # a DictConfig's: a dict
+    return {k: v for k, v in container.items() if k not in META_KEYS}
 
 
 def uses_trainer_block(cfg: DictConfig) -> bool:

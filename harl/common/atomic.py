@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], binary: bool = False) -> None:
     """`write(f)` into a temp file beside `path`, fsync, then rename over `path`: readers see
     the old file or the new one, never a partial one."""
     path = Path(path)
