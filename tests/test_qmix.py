@@ -262,8 +262,10 @@ def test_truncated_episodes_bootstrap_and_terminated_ones_do_not():
 
 def test_an_episode_longer_than_the_limit_is_refused_clearly():
     buf = EpisodeBuffer([2], [2], 2, n_envs=1, episode_limit=2, capacity=3)
-    step = lambda: buf.add_step([torch.zeros(1, 2)], torch.zeros(1, 2), [None], [torch.zeros(1, 1)],  # noqa: E731
-                                torch.zeros(1), [False], [False], [torch.zeros(1, 2)], torch.zeros(1, 2))
+    def step():
+        buf.add_step([torch.zeros(1, 2)], torch.zeros(1, 2), [None], [torch.zeros(1, 1)],
+                     torch.zeros(1), [False], [False], [torch.zeros(1, 2)], torch.zeros(1, 2))
+
     step(), step()
     with pytest.raises(ValueError, match="episode_limit"):
         step()

@@ -274,8 +274,10 @@ def test_delayed_actor_and_soft_target_updates(cls, freq):
     learner = make(cls, [spaces.Box(-1, 1, (3,))] * 2, [spaces.Box(-1, 1, (2,))] * 2,
                    hidden_sizes=[8], polyak=tau, batch_size=8, lr=1e-2, critic_lr=1e-2, **over)
     buf = fill_random(learner)
-    nets = lambda: ([params(a) for a in learner.actors], [params(a) for a in learner.target_actors],  # noqa: E731
-                    params(learner.critic), params(learner.target_critic))
+    def nets():
+        return ([params(a) for a in learner.actors], [params(a) for a in learner.target_actors],
+                params(learner.critic), params(learner.target_critic))
+
     updated_at = []
     for step in range(1, 7):
         actors, t_actors, critic, t_critic = nets()

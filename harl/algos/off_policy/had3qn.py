@@ -44,9 +44,10 @@ class HAD3QN(OffPolicyLearner):
         # place value of each agent in the mixed-radix joint index (agent 0 least significant)
         self.radix = torch.tensor([math.prod(self.n_actions[:i]) for i in range(self.n_agents)],
                                   device=device)
-        net = lambda in_dim, n: DuelingQ(in_dim, n, c.base_hidden_sizes, c.dueling_v_hidden_sizes,  # noqa: E731
-                                         c.dueling_a_hidden_sizes, c.activation,
-                                         c.dueling_activation).to(device)
+        def net(in_dim: int, n: int) -> DuelingQ:
+            return DuelingQ(in_dim, n, c.base_hidden_sizes, c.dueling_v_hidden_sizes,
+                            c.dueling_a_hidden_sizes, c.activation, c.dueling_activation).to(device)
+
         self.actors = [net(int(o.shape[0]), n) for o, n in zip(self.observation_spaces, self.n_actions)]
         self.target_actors = [frozen_copy(a) for a in self.actors]
         self.actor_optims = [self.adam(a.parameters(), c.lr) for a in self.actors]
