@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from gymnasium import spaces
 
+# the action spaces harl's learners know (each learner's `supported_spaces` says which it takes)
+ActionSpace: TypeAlias = spaces.Box | spaces.Discrete | spaces.MultiDiscrete
+
 
 @dataclass
 class EnvSpec:
-    """Static description of a multi-agent env: what the algorithm needs to build networks."""
+    """Static description of a multi-agent env: what the algorithm needs to build networks.
+    Observations and the state are flat float vectors (1-d Boxes)."""
 
     agents: list[str]
-    observation_spaces: list[spaces.Space]
-    action_spaces: list[spaces.Space]
+    observation_spaces: list[spaces.Box]
+    action_spaces: list[ActionSpace]
     state_space: spaces.Box
     episode_limit: int
     name: str = ""  # registry name, e.g. "mamujoco"
@@ -53,8 +57,8 @@ class MultiAgentEnv(ABC):
 
     spec: EnvSpec
 
-    @classmethod
-    def check_config(cls, **kwargs: Any) -> None:
+    @classmethod  # noqa: B027 - an optional hook: accepts everything unless an adapter overrides it
+    def check_config(cls, *args: Any, **kwargs: Any) -> None:
         """Validate constructor arguments cheaply (no simulator), raising ValueError that names
         the bad value and the valid choices. Called before any env or worker is built."""
 
@@ -97,5 +101,5 @@ class MultiAgentEnv(ABC):
         """Frames per second of simulated time, for videos of `render()` frames."""
         return 30.0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: nothing to release by default
         pass

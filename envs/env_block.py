@@ -40,8 +40,8 @@ class EnvBlock:
         self.spec: EnvSpec = self.envs[0].spec
         self._discrete = [isinstance(s, spaces.Discrete) for s in self.spec.action_spaces]
         n_envs, n_agents = len(self.envs), self.spec.n_agents
-        self._ones = [np.ones((n_envs, s.n), np.float32) if d else None
-                      for s, d in zip(self.spec.action_spaces, self._discrete)]
+        self._ones = [np.ones((n_envs, int(s.n)), np.float32) if isinstance(s, spaces.Discrete) else None
+                      for s in self.spec.action_spaces]
         self._returns = np.zeros(n_envs, dtype=np.float64)
         self._lengths = np.zeros(n_envs, dtype=np.int64)
         self._all_alive = np.ones(n_agents, dtype=bool)
@@ -163,7 +163,9 @@ class EnvBlock:
         if avail is not None:
             for i, mask in enumerate(avail):
                 if mask is not None:
-                    out.avail[i][j] = mask
+                    rows = out.avail[i]
+                    assert rows is not None  # discrete agents have mask arrays (_empty_obs)
+                    rows[j] = mask
 
     def _episode_info(self, j: int, info: dict, terminated: bool) -> dict[str, Any]:
         # The masks are per-step data; everything else describes how the episode ended.
@@ -234,7 +236,8 @@ class BatchedEnvBlock:
             agent_rewards = getattr(self.env, "last_agent_rewards", None)
             for j in done:
                 endings.append((self.first_index + int(j), [o[j].copy() for o in obs], state[j].copy()))
-                info: dict[str, Any] = {} if agent_rewards is None else {"agent_rewards": agent_rewards[j].copy()}
+                info: dict[str, Any] = ({} if agent_rewards is None
+                                        else {"agent_rewards": agent_rewards[j].copy()})
                 info.update(episode_return=float(self._returns[j]), episode_length=int(self._lengths[j]),
                             terminated=bool(terminated[j]), truncated=not terminated[j])
                 episode_infos.append((self.first_index + int(j), info))

@@ -190,14 +190,15 @@ class FootballEnv(MultiAgentEnv):
         canonical_rewards(rewards)
         if n_agents is not None and not (isinstance(n_agents, int) and not isinstance(n_agents, bool)
                                          and 1 <= n_agents <= info.left_players):
-            raise ValueError(f"n_agents must be None or an int in [1, {info.left_players}] (the left team of "
-                             f"{canonical_scenario(scenario)} has {info.left_players} players), got {n_agents!r}")
+            raise ValueError(f"n_agents must be None or an int in [1, {info.left_players}] (the left team "
+                             f"of {canonical_scenario(scenario)} has {info.left_players} players), "
+                             f"got {n_agents!r}")
         limit = time_limit(scenario)
         if max_episode_steps is not None and not (
                 isinstance(max_episode_steps, int) and not isinstance(max_episode_steps, bool)
                 and 1 <= max_episode_steps <= limit):
-            raise ValueError(f"max_episode_steps must be None (the scenario's time limit, {limit} steps) or an "
-                             f"int in [1, {limit}], got {max_episode_steps!r}")
+            raise ValueError(f"max_episode_steps must be None (the scenario's time limit, {limit} steps) "
+                             f"or an int in [1, {limit}], got {max_episode_steps!r}")
         if _env_factory is None:
             ensure_available()
 
@@ -211,7 +212,8 @@ class FootballEnv(MultiAgentEnv):
         self._limit = time_limit(scenario) if max_episode_steps is None else max_episode_steps
         self._end_on_possession_change = info.end_on_possession_change
         factory = _package_env if _env_factory is None else _env_factory
-        self._env = factory(env_name=scenario, representation=REPRESENTATION, rewards=canonical_rewards(rewards),
+        self._env = factory(env_name=scenario, representation=REPRESENTATION,
+                            rewards=canonical_rewards(rewards),
                             number_of_left_players_agent_controls=self._n,
                             number_of_right_players_agent_controls=0)
         self._ones = [np.ones(N_ACTIONS, dtype=np.float32) for _ in range(self._n)]

@@ -1,6 +1,7 @@
 """Multi-agent MuJoCo (gymnasium_robotics.mamujoco_v1) behind the `MultiAgentEnv` contract."""
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EnvSpec, MultiAgentEnv, RenderError, StepResult
+from envs.base import ActionSpace, EnvSpec, MultiAgentEnv, RenderError, StepResult
 from envs.mamujoco_parts import (
     SEGMENT_SCENARIOS,
     check_scenario_and_partition,
@@ -113,7 +114,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         in_order = np.array_equal(self._act_index, np.arange(self._act_dim))
         self._act_order = None if in_order else np.argsort(self._act_index)
         low, high = self._single.action_space.low, self._single.action_space.high
-        action_spaces = [
+        action_spaces: list[ActionSpace] = [
             spaces.Box(low[ids].astype(np.float32), high[ids].astype(np.float32), dtype=np.float32)
             for ids in act_ids
         ]
@@ -230,7 +231,8 @@ class _StepOutputs:
         # float64 and harl casts afterwards; clipping after the cast gives the same floats because
         # rounding is monotonic, as long as float32 holds the bounds exactly (the package's are
         # 1 and 10).
-        if not (np.array_equal(low, low.astype(np.float32)) and np.array_equal(high, high.astype(np.float32))):
+        if not (np.array_equal(low, low.astype(np.float32))
+                and np.array_equal(high, high.astype(np.float32))):
             raise NotImplementedError("clip bounds that float32 cannot hold exactly")
         self._source = np.zeros(self._computed_at.stop, dtype=np.float32)
         self._source[one] = 1.0
@@ -251,7 +253,8 @@ class _StepOutputs:
         ends = (unclipped + np.cumsum(self.obs_dims)).tolist()
         self._bounds = list(zip([unclipped] + ends[:-1], ends))
 
-    def __call__(self, single_obs: np.ndarray, reward: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    def __call__(self, single_obs: np.ndarray,
+                 reward: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         source, d = self._source, self._state_dim
         self._state_view[...] = single_obs
         source[d] = reward
@@ -325,7 +328,8 @@ def _load_mjdata(model, data, fields: dict[str, tuple[int, ...]], saved: dict[st
     integration = np.asarray(saved["integration"], dtype=np.float64)
     expected = mujoco.mj_stateSize(model, kind)
     if integration.shape != (expected,):
-        raise ValueError(f"saved MuJoCo state has {integration.size} integration values; this model has {expected}")
+        raise ValueError(f"saved MuJoCo state has {integration.size} integration values; "
+                         f"this model has {expected}")
     computed = saved["computed"]
     if any(name not in fields or np.shape(value) != fields[name] for name, value in computed.items()):
         raise ValueError("saved MuJoCo state does not fit this model (different computed arrays)")
@@ -369,7 +373,8 @@ def _local_layout(ma, data, first: int):
     per_agent = []
     for k_dict in ma.k_dicts:
         parts = []
-        for key, fn in _observation_pieces(k_dict, ma.local_categories, ma.mujoco_globals, ma.global_categories):
+        for key, fn in _observation_pieces(k_dict, ma.local_categories, ma.mujoco_globals,
+                                           ma.global_categories):
             if key not in resolved:
                 gather = _probe_gather(fn, blocks, n_universe)
                 if gather is None:
@@ -409,7 +414,8 @@ def _observation_pieces(k_dict, local_categories, global_nodes, global_categorie
             if body not in seen.setdefault(category, set()):
                 seen[category].add(body)
                 key = ("body", category, body, id(node.body_fn))
-                pieces.append((key, lambda d, c=category, b=body, f=node.body_fn: _body_row(d, c, b, f)))
+                pieces.append((key, functools.partial(_body_row, category=category, body=body,
+                                                      body_fn=node.body_fn)))
 
     def add(node, category: str, seen: dict[str, set], local: bool) -> None:
         if category in node.extra_obs:
@@ -417,7 +423,8 @@ def _observation_pieces(k_dict, local_categories, global_nodes, global_categorie
         elif category in ("qpos", "qvel", "qfrc_actuator"):
             # qfrc_actuator is indexed by the joint's velocity ids.
             ids = node.qpos_ids if category == "qpos" else node.qvel_ids
-            pieces.append((("field", category, ids), lambda d, c=category, i=ids: getattr(d, c)[i]))
+            pieces.append((("field", category, ids), functools.partial(_field_values, category=category,
+                                                                       ids=ids)))
         elif not local or category in _BODY_FIELDS:  # build_obs ignores other local categories
             add_bodies(node, category, seen)
 
@@ -434,6 +441,10 @@ def _observation_pieces(k_dict, local_categories, global_nodes, global_categorie
         for node in global_nodes:
             add(node, category, seen, local=False)
     return pieces
+
+
+def _field_values(data, category: str, ids) -> Any:
+    return getattr(data, category)[ids]
 
 
 def _body_row(data, category: str, body: int, body_fn) -> list[float]:
@@ -468,7 +479,8 @@ def _probe_gather(fn, blocks, n_universe: int):
         return None
     high, low = np.where(high == 1e300, np.inf, high), np.where(low == -1e300, -np.inf, low)
     check = np.random.default_rng(0).normal(scale=100.0, size=n_universe)
-    if not np.array_equal(run(check), np.clip(check[codes], low, high)):
+    checked = run(check)
+    if checked is None or not np.array_equal(checked, np.clip(check[codes], low, high)):
         return None
     return codes, low, high
 

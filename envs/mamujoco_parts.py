@@ -63,7 +63,10 @@ def check_scenario_and_partition(scenario: str, agent_conf: str) -> None:
 
 def segment_count(agent_conf: str) -> int:
     """Total body segments of a segment scenario's "<agents>x<segments>" partition."""
-    agents, per_agent = _SEGMENT_CONF.match(agent_conf).groups()
+    match = _SEGMENT_CONF.match(agent_conf)
+    if match is None:
+        raise ValueError(f"agent_conf {agent_conf!r} is not <agents>x<segments per agent>")
+    agents, per_agent = match.groups()
     return int(agents) * int(per_agent)
 
 

@@ -146,12 +146,14 @@ class MPEEnv(MultiAgentEnv):
 
     def _env_action(self, i: int, action: Any) -> Any:
         space = self.spec.action_spaces[i]
-        if self._continuous:
+        if isinstance(space, spaces.Box):  # continuous actions (the env was built with continuous=True)
             action = np.asarray(action, dtype=np.float32).reshape(-1)
             if action.shape != space.shape:
-                raise ValueError(f"agent {self._names[i]}: expected action shape {space.shape}, got {action.shape}")
+                raise ValueError(f"agent {self._names[i]}: expected action shape {space.shape}, "
+                                 f"got {action.shape}")
             # mpe2 expects [0, 1]; Gaussian policies overshoot, so clip silently.
             return np.clip(action, space.low, space.high)
+        assert isinstance(space, spaces.Discrete)  # MPE agents are Box or Discrete
         return discrete_action(self._names[i], action, int(space.n))
 
     def _observations(self) -> list[np.ndarray]:

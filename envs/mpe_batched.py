@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EnvSpec
+from envs.base import ActionSpace, EnvSpec
 from envs.mpe import MPEEnv, canonical_scenario
 
 # mpe2 core.World constants (dt, damping, contact response) and the default control gain
@@ -45,7 +45,8 @@ class _World:
         self.vel = np.zeros((n_envs, n_ent, DIM_P))
         self.comm = np.zeros((n_envs, n, sc.dim_c))  # agents' `state.c`
         self.color = np.zeros((n_envs, n_ent, 3))
-        self.goal = np.full((n_envs, n), -1, dtype=np.int64)  # landmark index of each agent's goal_b; -1: none
+        # landmark index of each agent's goal_b; -1: none
+        self.goal = np.full((n_envs, n), -1, dtype=np.int64)
         # Static physical properties, shared by every env (mpe2 defaults where the scenario sets none).
         self.size = np.concatenate([np.broadcast_to(np.asarray(sc.agent_size, float), (n,)),
                                     np.full(sc.n_landmarks, sc.landmark_size)])
@@ -75,7 +76,8 @@ class _World:
         if np.isfinite(max_speed).any():
             speed = _norm(vel)
             over = speed > max_speed
-            vel = np.where(over[..., None], vel / np.where(over, speed, 1.0)[..., None] * max_speed[:, None], vel)
+            vel = np.where(over[..., None],
+                           vel / np.where(over, speed, 1.0)[..., None] * max_speed[:, None], vel)
         self.pos[:, moving], self.vel[:, moving] = pos, vel
         # Silent agents' utterance is reset to zeros every step; the others' is their action.
         self.comm[:] = np.where(self.silent[:, None], 0.0, comm)
@@ -274,7 +276,8 @@ class _Reference(_Scenario):
 
 
 class _SpeakerListener(_Scenario):
-    """simple_speaker_listener_v4: an immobile speaker sees the goal colour, a silent listener must reach it."""
+    """simple_speaker_listener_v4: an immobile speaker sees the goal colour, a silent listener must
+    reach it."""
 
     agent_names = ("speaker_0", "listener_0")
     n_landmarks = 3
@@ -337,12 +340,11 @@ class BatchedMPE:
         self.max_cycles = max_cycles
         self._sc = cls(**scenario_kwargs)
         self._world = _World(self.n_envs, self._sc)
-        if seeds is None:
-            seeds = np.random.SeedSequence().generate_state(self.n_envs)
-        if len(seeds) != self.n_envs:
-            raise ValueError(f"need one seed per env ({self.n_envs}), got {len(seeds)}")
+        env_seeds = np.random.SeedSequence().generate_state(self.n_envs) if seeds is None else seeds
+        if len(env_seeds) != self.n_envs:
+            raise ValueError(f"need one seed per env ({self.n_envs}), got {len(env_seeds)}")
         # Built like mpe2's `seeding.np_random(seed)` so the draws replay mpe2's seeded resets.
-        self._rngs = [np.random.default_rng(int(s)) for s in seeds]
+        self._rngs = [np.random.default_rng(int(s)) for s in env_seeds]
         self._steps = np.zeros(self.n_envs, dtype=np.int64)
         # Envs that must be reset (or loaded) before the next step: not yet started, or finished.
         self._needs_reset = np.ones(self.n_envs, dtype=bool)
@@ -356,8 +358,8 @@ class BatchedMPE:
             # pair as move + 5 * word.
             move, word = (MOVE_DIM if movable else 0), (0 if silent else sc.dim_c)
             self._act_dims.append(move + word if continuous else max(move, 1) * max(word, 1))
-        action_spaces = [spaces.Box(low=0, high=1, shape=(d,)) if continuous else spaces.Discrete(d)
-                         for d in self._act_dims]
+        action_spaces: list[ActionSpace] = [spaces.Box(low=0, high=1, shape=(d,)) if continuous
+                                            else spaces.Discrete(d) for d in self._act_dims]
         obs_dims = sc.obs_dims()
         self.spec = EnvSpec(
             agents=list(sc.agent_names),
@@ -415,9 +417,11 @@ class BatchedMPE:
         """Restore `get_state()` of a BatchedMPE built with the same arguments and n_envs."""
         w = self._world
         targets = {name: getattr(w, name) for name in self._STATE_ARRAYS}
-        targets.update(steps=self._steps, needs_reset=self._needs_reset, last_agent_rewards=self.last_agent_rewards)
+        targets.update(steps=self._steps, needs_reset=self._needs_reset,
+                       last_agent_rewards=self.last_agent_rewards)
         if state.keys() != targets.keys() | {"rng"}:
-            raise ValueError(f"BatchedMPE state has keys {sorted(state)}, expected {sorted(targets.keys() | {'rng'})}")
+            raise ValueError(f"BatchedMPE state has keys {sorted(state)}, "
+                             f"expected {sorted(targets.keys() | {'rng'})}")
         for name, target in targets.items():
             if np.shape(state[name]) != target.shape:
                 raise ValueError(f"BatchedMPE state: {name} has shape {np.shape(state[name])}, this env "
@@ -438,8 +442,8 @@ class BatchedMPE:
         raw = getattr(aec_env, "unwrapped", aec_env)
         world, sc, w = raw.world, self._sc, self._world
         if list(raw.possible_agents) != self.spec.agents or len(world.landmarks) != sc.n_landmarks:
-            raise ValueError(f"mpe2 env has agents {raw.possible_agents} and {len(world.landmarks)} landmarks; "
-                             f"this BatchedMPE has {self.spec.agents} and {sc.n_landmarks}")
+            raise ValueError(f"mpe2 env has agents {raw.possible_agents} and {len(world.landmarks)} "
+                             f"landmarks; this BatchedMPE has {self.spec.agents} and {sc.n_landmarks}")
         if (raw.continuous_actions, raw.max_cycles, raw.local_ratio) != (self.continuous, self.max_cycles,
                                                                        sc.local_ratio):
             raise ValueError("mpe2 env differs in continuous_actions, max_cycles or local_ratio")
@@ -447,13 +451,15 @@ class BatchedMPE:
             raise ValueError("mpe2 env differs in terminate_on_success")
         unsupported = {"curriculum": False, "num_agent_neighbors": None, "num_landmark_neighbors": None}
         if any(getattr(raw.scenario, k, v) != v for k, v in unsupported.items()):
-            raise ValueError(f"mpe2 env uses a scenario option BatchedMPE does not model: {list(unsupported)}")
+            raise ValueError("mpe2 env uses a scenario option BatchedMPE does not model: "
+                             f"{list(unsupported)}")
         if not hasattr(raw, "agent_selection") or raw.agent_selection != self.spec.agents[0]:
             raise ValueError("mpe2 env must be reset and between cycles (its first agent to act)")
         entities = world.agents + world.landmarks
         # Physical constants are shared by all envs here, so they must already agree.
-        static = [(world.dt, DT), (world.damping, DAMPING), (world.contact_force, CONTACT_FORCE),
-                  (world.contact_margin, CONTACT_MARGIN), (world.dim_c, sc.dim_c)]
+        static: list[tuple[Any, Any]] = [(world.dt, DT), (world.damping, DAMPING),
+                                         (world.contact_force, CONTACT_FORCE),
+                                         (world.contact_margin, CONTACT_MARGIN), (world.dim_c, sc.dim_c)]
         static += [((e.size, e.movable, e.collide, e.mass, np.inf if e.max_speed is None else e.max_speed),
                     (w.size[i], w.movable[i], w.collide[i], w.mass[i], w.max_speed[i]))
                    for i, e in enumerate(entities)]
@@ -471,7 +477,8 @@ class BatchedMPE:
         w.color[j] = [e.color for e in entities]
         for i, agent in enumerate(world.agents):
             goal_b = getattr(agent, "_goal_b", None)
-            w.goal[j, i] = -1 if goal_b is None else next(k for k, lm in enumerate(world.landmarks) if lm is goal_b)
+            w.goal[j, i] = (-1 if goal_b is None
+                            else next(k for k, lm in enumerate(world.landmarks) if lm is goal_b))
             goal_a = getattr(agent, "_goal_a", None)
             # Rewards assume mpe2's fixed partner (simple_reference: each other; speaker: listener).
             expected = {"simple_reference": 1 - i, "simple_speaker_listener": 1 if i == 0 else None}
@@ -491,7 +498,8 @@ class BatchedMPE:
         return np.concatenate(self._observe(), axis=1)
 
     def avail_actions(self) -> list[np.ndarray | None]:
-        """Per-agent action masks like MPEEnv's info: all-ones [n_envs, n] for discrete agents, None for Box."""
+        """Per-agent action masks like MPEEnv's info: all-ones [n_envs, n] for discrete agents, None
+        for Box."""
         if self.continuous:
             return [None] * len(self._act_dims)
         return [np.ones((self.n_envs, d), dtype=np.float32) for d in self._act_dims]
@@ -537,7 +545,8 @@ class BatchedMPE:
         dim, sc = self._act_dims[i], self._sc
         a = np.asarray(action, dtype=np.float32)
         if a.shape != (self.n_envs, dim):
-            raise ValueError(f"agent {sc.agent_names[i]}: expected action shape {(self.n_envs, dim)}, got {a.shape}")
+            raise ValueError(f"agent {sc.agent_names[i]}: expected action shape {(self.n_envs, dim)}, "
+                             f"got {a.shape}")
         # Like MPEEnv: mpe2 expects [0, 1], Gaussian policies overshoot, so clip silently.
         a = np.clip(a, 0.0, 1.0)
         if sc.movable[i]:
@@ -552,7 +561,8 @@ class BatchedMPE:
         n, sc = self._act_dims[i], self._sc
         a = np.asarray(action)
         if a.shape not in ((self.n_envs,), (self.n_envs, 1)):
-            raise ValueError(f"agent {sc.agent_names[i]}: expected {self.n_envs} discrete actions, got shape {a.shape}")
+            raise ValueError(f"agent {sc.agent_names[i]}: expected {self.n_envs} discrete actions, "
+                             f"got shape {a.shape}")
         a = a.reshape(-1).astype(np.int64)
         if a.size and (a.min() < 0 or a.max() >= n):
             raise ValueError(f"agent {sc.agent_names[i]}: action outside Discrete({n})")
@@ -566,5 +576,6 @@ class BatchedMPE:
     def _check_mask(self, env_mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(env_mask)
         if mask.dtype != bool or mask.shape != (self.n_envs,):
-            raise ValueError(f"env_mask must be a bool array of shape ({self.n_envs},), got {mask.dtype} {mask.shape}")
+            raise ValueError(f"env_mask must be a bool array of shape ({self.n_envs},), "
+                             f"got {mask.dtype} {mask.shape}")
         return mask

@@ -193,7 +193,8 @@ def ensure_available() -> None:
     if package is None and game is None:
         return
     raise SMACv2Unavailable(
-        "env=smacv2 needs the smacv2 package and StarCraft II with the SMAC maps, which harl does not install.\n"
+        "env=smacv2 needs the smacv2 package and StarCraft II with the SMAC maps, "
+        "which harl does not install.\n"
         f"  smacv2 package: {package or 'ok'}\n"
         f"  StarCraft II: {game or 'ok'}\n"
         "To set them up:\n"
@@ -254,7 +255,8 @@ class SMACv2Env(MultiAgentEnv):
                 raise ValueError(f"{name} must be true or false, got {value!r}")
         if prob_obs_enemy is not None and not (isinstance(prob_obs_enemy, (int, float))
                                                and 0.0 <= prob_obs_enemy <= 1.0):
-            raise ValueError(f"prob_obs_enemy must be None or a probability in [0, 1], got {prob_obs_enemy!r}")
+            raise ValueError("prob_obs_enemy must be None or a probability in [0, 1], "
+                             f"got {prob_obs_enemy!r}")
         if _env_factory is None:
             ensure_available()
 
@@ -271,7 +273,8 @@ class SMACv2Env(MultiAgentEnv):
         if prob_obs_enemy is not None:
             self._kwargs["prob_obs_enemy"] = float(prob_obs_enemy)
         self._capability = SCENARIOS[scenario]["capability_config"]
-        self._env, self._seed = self._build(None), None
+        self._seed: int | None = None
+        self._env = self._build(None)
         self._launched = False  # StarCraft II starts on the package env's first reset
         self._decided = 0  # episodes the package env counted as ended (see reset)
 
@@ -279,7 +282,8 @@ class SMACv2Env(MultiAgentEnv):
         n_agents, n_actions = int(info["n_agents"]), int(info["n_actions"])
         self._obs_dim, state_dim = int(info["obs_shape"]), int(info["state_shape"])
         if n_agents != self._capability["n_units"]:
-            raise RuntimeError(f"smacv2 built {n_agents} agents for {scenario}, expected {self._capability['n_units']}")
+            raise RuntimeError(f"smacv2 built {n_agents} agents for {scenario}, "
+                               f"expected {self._capability['n_units']}")
         self._n, self._n_actions = n_agents, n_actions
         self.spec = EnvSpec(
             agents=[f"agent_{i}" for i in range(n_agents)],

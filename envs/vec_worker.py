@@ -49,6 +49,7 @@ def worker_main(conn: Connection, env_fn: Callable, first_index: int, seeds: Seq
                 _close_quietly(block)
                 conn.send(("ok", None))
                 break
+            result: object
             try:
                 if command == "step":
                     result = block.step(data)

@@ -11,7 +11,7 @@ import multiprocessing as mp
 import select
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import numpy as np
 
@@ -163,7 +163,7 @@ class VecEnv:
         except BaseException:
             self.close()
             raise
-        self.spec = specs[0]
+        self.spec = cast(EnvSpec, specs[0])  # a worker's "ready" message carries its spec
 
     def _start_workers(self, ctx, env_fn: Callable[[], MultiAgentEnv], seeds: list[int],
                        batched: bool) -> None:
@@ -194,7 +194,8 @@ class VecEnv:
             return self._block.reset()
         self._broadcast(lambda start, stop: ("reset", None))
         local = self._run_local(lambda block: [block.reset()])
-        return _concat_obs(local + [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)])
+        return _concat_obs(local + [self._receive(w, "ok", self._step_timeout)
+                                    for w in range(self.n_workers)])
 
     def step(self, actions: Sequence[np.ndarray]) -> VecStep:
         """Step with per-agent actions [n_envs, act_dim] (Box) or [n_envs] / [n_envs, 1] (Discrete)."""
@@ -344,7 +345,8 @@ class VecEnv:
         code = proc.exitcode
         self._fail(w, f"worker process died (exit code {code}{_signal_name(code)})", exitcode=code)
 
-    def _fail(self, w: int, message: str, remote_tb: str | None = None, exitcode: int | None = None) -> NoReturn:
+    def _fail(self, w: int, message: str, remote_tb: str | None = None,
+              exitcode: int | None = None) -> NoReturn:
         start, stop = self._bounds[w]
         self.close(timeout=0.5)
         raise EnvWorkerError(message, w, list(range(start, stop)), remote_tb, exitcode)

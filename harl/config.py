@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -36,7 +36,7 @@ class OnPolicyConfig:
     opti_eps: float = 1e-5             # Adam's eps
     weight_decay: float = 0.0          # Adam's weight decay
     use_linear_lr_decay: bool = False  # actors' and critic's lr fall linearly to 0 over total_steps
-    max_grad_norm: Optional[float] = 10.0   # null: no clipping (norm still logged)
+    max_grad_norm: float | None = 10.0   # null: no clipping (norm still logged)
     critic_epoch: int = 5              # passes over the rollout per critic update
     critic_num_mini_batch: int = 1     # minibatches per critic pass
     value_loss_coef: float = 1.0       # weight of the value loss
@@ -137,7 +137,7 @@ class OffPolicyConfig:
     final_activation: str = "tanh"     # squashes deterministic actions before the bound rescale
     lr: float = 5e-4                   # actors' Adam learning rate
     critic_lr: float = 1e-3            # critic's Adam learning rate
-    max_grad_norm: Optional[float] = None   # null: no clipping (the reference does not clip)
+    max_grad_norm: float | None = None   # null: no clipping (the reference does not clip)
     # targets
     gamma: float = 0.99                # discount
     n_step: int = 1                    # n-step returns, per env stream, cut at episode ends
@@ -263,7 +263,7 @@ class QMIXConfig:
     lr: float = 5e-4                   # learning rate of the agent networks and the mixer
     optim_alpha: float = 0.99          # RMSprop smoothing constant
     optim_eps: float = 1e-5            # Adam's or RMSprop's eps
-    max_grad_norm: Optional[float] = 10.0   # null: no clipping (norm still logged)
+    max_grad_norm: float | None = 10.0   # null: no clipping (norm still logged)
     # targets
     gamma: float = 0.99                # discount
     double_q: bool = True              # next action by the online network, valued by the target
@@ -324,12 +324,12 @@ class SMACv2Config:
     # <race>_<allies>_vs_<enemies>: protoss|terran|zerg x 5_vs_5|10_vs_10|10_vs_11|20_vs_20|20_vs_23
     scenario: str = "protoss_5_vs_5"
     difficulty: str = "7"              # built-in AI: 1..9 or A (7 = VeryHard, as SMACv2's configs)
-    game_version: Optional[str] = None   # e.g. "4.10" (the SMACv2 paper's); null: newest installed
+    game_version: str | None = None   # e.g. "4.10" (the SMACv2 paper's); null: newest installed
     conic_fov: bool = False            # units see (and shoot) in a cone they turn with extra actions
     obs_last_action: bool = False      # observations include visible allies' last actions
     # null: the package default (all allies in sight range see an enemy); 0 = smacv2's extended
     # partial observability (only the first ally to spot an enemy observes it)
-    prob_obs_enemy: Optional[float] = None
+    prob_obs_enemy: float | None = None
     task: str = "${.scenario}"         # derived; names the run directory
 
 
@@ -343,8 +343,8 @@ class FootballConfig:
     # run_pass_and_shoot_with_keeper, counterattack_easy|hard, corner, single_goal_versus_lazy, ...
     scenario: str = "academy_3_vs_1_with_keeper"
     rewards: str = "scoring"           # scoring | scoring,checkpoints (gfootball's dense checkpoint reward)
-    n_agents: Optional[int] = None     # controlled players; null: the scenario's HARL/MAPPO count
-    max_episode_steps: Optional[int] = None   # null: the scenario's time limit (401 steps, 3001 in
+    n_agents: int | None = None     # controlled players; null: the scenario's HARL/MAPPO count
+    max_episode_steps: int | None = None   # null: the scenario's time limit (401 steps, 3001 in
     # academy_single_goal_versus_lazy: gfootball plays game_duration + 1); less truncates earlier
     task: str = "${.scenario}"         # derived; names the run directory
 
@@ -357,8 +357,8 @@ class LoggerConfig:
     tensorboard: bool = True           # <run dir>/tb
     wandb: bool = False                # Weights & Biases (needs `pip install wandb`)
     wandb_project: str = "harl"        # W&B project
-    wandb_entity: Optional[str] = None   # W&B user or team; null: W&B's default
-    wandb_group: Optional[str] = None  # e.g. the sweep name, to group seeds
+    wandb_entity: str | None = None   # W&B user or team; null: W&B's default
+    wandb_group: str | None = None  # e.g. the sweep name, to group seeds
     wandb_mode: str = "offline"        # offline (sync later with `wandb sync`) | online | disabled
 
 
@@ -380,7 +380,7 @@ class TrainConfig:
     n_eval_envs: int = 10              # envs running them (no more than eval_episodes are built)
     log_interval: int = 20_000         # env steps between progress lines / csv rows
     save_interval: int = 100_000       # env steps between checkpoints
-    resume: Optional[str] = None       # run dir or checkpoint path
+    resume: str | None = None       # run dir or checkpoint path
     results_dir: str = "results"       # root of the run directories
     logger: LoggerConfig = field(default_factory=LoggerConfig)   # logger.* keys
 
@@ -418,7 +418,7 @@ def register_configs() -> None:
 
 
 # ---------------------------------------------------------------- resolvers
-def _run_dir(resume: Optional[str], default: str) -> str:
+def _run_dir(resume: str | None, default: str) -> str:
     """hydra.run.dir: a resumed run keeps writing into its original run directory."""
     if resume:
         from harl.common.checkpoint import CheckpointError, resolve_checkpoint, run_dir_of
@@ -446,7 +446,26 @@ RESUMABLE_OVERRIDES = ("total_steps", "device", "torch_threads", "cpu_matmul", "
                        "logger.wandb_entity", "logger.wandb_group", "logger.wandb_mode")
 
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+def find_conf_dir(package_dir: Path | None = None) -> Path:
+    """The directory of harl's Hydra configs (config.yaml, algo/, env/, experiment/, hydra/).
+
+    An installed harl (`pip install .`) carries them as `harl/conf` inside the package; a source
+    checkout (`python -m harl.train` from the repository, `pip install -e .`) has them in `conf/`
+    at the repository root, beside `harl/`. The package's own copy is looked at first, so an
+    installed harl never picks up an unrelated `conf/` that happens to sit next to it.
+    `package_dir`: the directory of the harl package (default: this one).
+    """
+    package = Path(__file__).resolve().parent if package_dir is None else package_dir
+    candidates = (package / "conf", package.parent / "conf")
+    for path in candidates:
+        if (path / "config.yaml").is_file():
+            return path
+    raise ConfigError("harl's Hydra configs (config.yaml) are in neither "
+                      + " nor ".join(str(p) for p in candidates)
+                      + ": reinstall harl (pip install .) or run it from a full checkout")
+
+
+CONF_DIR = str(find_conf_dir())
 
 
 def compose_config(*overrides: str) -> Any:

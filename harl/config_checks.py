@@ -18,7 +18,7 @@ import difflib
 import math
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -44,13 +44,13 @@ class Range:
     scalar; n for a list of at least n elements, each within the bounds.
     """
 
-    ge: Optional[float] = None
-    gt: Optional[float] = None
-    le: Optional[float] = None
-    lt: Optional[float] = None
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
     integer: bool = False
     nullable: bool = False
-    min_len: Optional[int] = None
+    min_len: int | None = None
 
     def describe(self, say_finite: bool = False) -> str:
         """What the key must be, e.g. 'an integer >= 1', 'in (0, 1]', '> 0 or null'
@@ -245,8 +245,9 @@ def check_config(cfg: DictConfig) -> None:
 
 # ---------------------------------------------------------------- unknown keys
 def _check_keys(cfg: DictConfig, schema: DictConfig) -> None:
-    given = OmegaConf.to_container(cfg, resolve=False)
-    expected = OmegaConf.to_container(schema, resolve=False)
+    # a DictConfig's container is a dict
+    given = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
+    expected = cast(dict[str, Any], OmegaConf.to_container(schema, resolve=False))
     for key in _IGNORED_TOP_KEYS:
         given.pop(key, None)
     unknown = list(_unknown_keys(given, expected, ""))

@@ -57,6 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import TypeVar
 
 import matplotlib
 
@@ -164,7 +165,8 @@ def group_runs(runs: Sequence[Run], metric: str) -> Groups:
         for algo, members in algos.items():
             seeds = [r.seed for r in members]
             if len(set(seeds)) < len(seeds):
-                warn(f"{task} {algo}: several runs with the same seed ({sorted(seeds)}); "
+                warn(f"{task} {algo}: several runs with the same seed "
+                     f"({sorted(seeds, key=lambda s: -1 if s is None else s)}); "
                      "all are counted as seeds of one group")
 
     def by_seed(run: Run) -> tuple[bool, int, str]:
@@ -239,8 +241,11 @@ def seeded_numpy(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
-def stratified_bootstrap(samples: dict[Hashable, list[np.ndarray]], statistic: Callable[..., np.ndarray],
-                         reps: int, seed: int) -> dict[Hashable, tuple[np.ndarray, np.ndarray]]:
+K = TypeVar("K", bound=Hashable)
+
+
+def stratified_bootstrap(samples: dict[K, list[np.ndarray]], statistic: Callable[..., np.ndarray],
+                         reps: int, seed: int) -> dict[K, tuple[np.ndarray, np.ndarray]]:
     """Point estimate and 95 % percentile CI (lower row, upper row) of `statistic` per key.
 
     samples[key] is a list of 1-D arrays (one per stratum, e.g. the runs of one algorithm on one
@@ -266,7 +271,8 @@ def algo_styles(algos: Sequence[str]) -> dict[str, Style]:
     """One colour per algorithm (same in every panel and figure of one call); HA algorithms
     solid, baselines dashed, others dash-dotted."""
     ordered = algo_order(algos)
-    palette = plt.get_cmap("tab10" if len(ordered) <= 10 else "tab20").colors
+    # tab10/tab20 are ListedColormaps (a `colors` list of RGB tuples); get_cmap is typed as their base
+    palette = plt.get_cmap("tab10" if len(ordered) <= 10 else "tab20").colors  # type: ignore[attr-defined]
     return {algo: Style(palette[k % len(palette)],
                         "-" if algo in HA_ALGOS else "--" if algo in BASELINES else "-.")
             for k, algo in enumerate(ordered)}

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -85,7 +85,7 @@ def resume_config(cfg: DictConfig, overrides: list[str], source: str | Path
     saved.resume = str(checkpoint)
     # the saved run's own schema (not today's defaults, which may name another algo/env)
     merged = OmegaConf.merge(schema_for(saved.algo.name, saved.env.name), saved)
-    return merged, run_dir, checkpoint
+    return cast(DictConfig, merged), run_dir, checkpoint  # a merge of DictConfigs is one
 
 
 def _plain(value: Any) -> Any:
@@ -98,7 +98,7 @@ def _differing_keys(a: DictConfig, b: DictConfig, prefix: str = "") -> list[str]
     for key in a:
         if prefix == "" and key in IGNORED_OVERRIDES:
             continue
-        path = f"{prefix}{key}"
+        path = f"{prefix}{str(key)}"
         va, vb = a.get(key), b.get(key) if key in b else None
         if isinstance(va, DictConfig) and isinstance(vb, DictConfig):
             out += _differing_keys(va, vb, path + ".")

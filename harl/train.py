@@ -1,4 +1,4 @@
-"""Entry point: `python -m harl.train algo=happo env=mamujoco [key=value ...]`.
+"""Entry point: `python -m harl.train algo=happo env=mamujoco [key=value ...]` (installed: `harl-train ...`).
 
 Composes the config, seeds, builds envs, learner and runner, runs, and closes everything.
 """
@@ -8,14 +8,14 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harl.common.checkpoint import CHECKPOINT_DIR
 from harl.common.stopping import StopRequest, signal_name
-from harl.config import META_KEYS, ConfigError, register_configs, register_resolvers
+from harl.config import CONF_DIR, META_KEYS, ConfigError, register_configs, register_resolvers
 from harl.config_checks import check_config
 from harl.resume import latest_checkpoint_in, resume_config, update_run_info, write_run_info
 
@@ -27,8 +27,8 @@ register_resolvers()
 
 def env_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
     """The adapter's constructor arguments: the env config minus naming keys."""
-    return {k: v for k, v in OmegaConf.to_container(env_cfg, resolve=True).items()
-            if k not in META_KEYS}
+    container = cast(dict[str, Any], OmegaConf.to_container(env_cfg, resolve=True))  # a DictConfig's: a dict
+    return {k: v for k, v in container.items() if k not in META_KEYS}
 
 
 def uses_trainer_block(cfg: DictConfig) -> bool:
@@ -84,10 +84,10 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
     from harl.algos import learner_class
     from harl.common.device import configure_threads, resolve_device
     from harl.common.seeding import env_seeds, seed_everything
-    from harl.models.linear import set_cpu_matmul
     from harl.common.stopping import TrainingStopped
     from harl.logging import RunLogger
     from harl.logging.rewind import rewind_run_logs
+    from harl.models.linear import set_cpu_matmul
     from runners import make_runner
     from runners.base import CheckpointIO, Counters, checkpoint_identity
 
@@ -224,7 +224,9 @@ def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> Non
                   f"run dir {run_dir}")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# an absolute config path: the configs are found from any working directory, both in a checkout
+# (conf/) and in an installed harl (harl/conf), and under the harl-train command
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

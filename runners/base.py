@@ -10,20 +10,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 
 import numpy as np
 import torch
 
 from envs.vector import VecEnv, VecObs
 from harl.algos.base import Learner
-from harl.common.checkpoint import (BEST, CHECKPOINT_DIR, LATEST, CheckpointError,
-                                    load_checkpoint, save_checkpoint)
+from harl.common.checkpoint import (
+    BEST,
+    CHECKPOINT_DIR,
+    LATEST,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from harl.common.seeding import rng_state, set_rng_state
-from harl.common.stopping import StopRequest, TrainingStopped
+from harl.common.stopping import StopRequest
 from harl.logging import RunLogger
-from harl.logging.rewind import log_positions
 from harl.logging.marl_eval import METRICS_FILE, MarlEvalLog, episode_metrics
+from harl.logging.rewind import log_positions
 
 log = logging.getLogger("harl")
 
@@ -40,6 +46,9 @@ class ActingPolicy(Protocol):
     def act(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None],
             hidden: list[torch.Tensor | None] | None, resets: torch.Tensor | None,
             deterministic: bool) -> tuple[list[torch.Tensor], Any, list[torch.Tensor | None]]: ...
+
+
+L = TypeVar("L", bound=Learner)
 
 
 @dataclasses.dataclass
@@ -135,6 +144,16 @@ class EvalResult(dict):
 
     def marl_eval_metrics(self) -> dict[str, list[float]]:
         return episode_metrics(self.returns, self.lengths, self.won)
+
+
+@overload
+def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device,
+             should_stop: None = None) -> EvalResult: ...
+
+
+@overload
+def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device,
+             should_stop: Callable[[], bool]) -> EvalResult | None: ...
 
 
 def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device,
@@ -239,7 +258,7 @@ class Restored:
 
 
 @contextlib.contextmanager
-def saved_weights(learner: Learner, state: dict[str, Any]) -> Iterator[Learner]:
+def saved_weights(learner: L, state: dict[str, Any]) -> Iterator[L]:
     """Act with the networks of a saved learner state, leaving `learner` as it was afterwards.
 
     The learner's `state_dict()` gives its modules' tensors by reference (`nn.Module.state_dict`),
@@ -373,7 +392,7 @@ class Runner:
             train_info = self.iteration()
             self.end_of_iteration(clock, train_info)
         if self.stop.requested and self.metrics is not None and self.absolute_eval is None:
-            raise TrainingStopped(self.stop.signum, counters.env_steps)  # absolute metrics owed
+            raise self.stop.stopped(counters.env_steps)  # absolute metrics owed
         return self.last_eval
 
     def start(self) -> None:
@@ -430,7 +449,7 @@ class Runner:
         if not self.stop.requested:
             return
         self.save()
-        raise TrainingStopped(self.stop.signum, self.counters.env_steps)
+        raise self.stop.stopped(self.counters.env_steps)
 
     def finished_run(self) -> dict[str, float]:
         """A resumed run that had already reached `total_steps`: nothing to train; finish the
@@ -442,7 +461,7 @@ class Runner:
         if self.metrics is not None and not self.metrics.has_absolute():
             self.absolute_evaluation()
             if self.absolute_eval is None:
-                raise TrainingStopped(self.stop.signum, self.counters.env_steps)
+                raise self.stop.stopped(self.counters.env_steps)
         return self.last_eval
 
     def end_of_iteration(self, clock: Stopwatch, train_info: dict[str, float]) -> None:
@@ -484,6 +503,7 @@ class Runner:
             state, source = payload["learner"], (f"{best_path} (env step "
                                                  f"{payload['counters']['env_steps']:,})")
         log.info("absolute metrics: evaluating %s on %d episodes", source, n_episodes)
+        assert self.eval_envs is not None  # metrics.json is kept only when evaluation is on
         with contextlib.ExitStack() as stack:
             policy = self.learner if state is None else stack.enter_context(
                 saved_weights(self.learner, state))
@@ -583,6 +603,7 @@ class BufferedRunner(Runner):
         log.info("%s restored: %s %s", name, f"{len(self.buffer):,}", self.buffer_unit)
 
 
-__all__ = ["BufferedRunner", "checkpoint_identity", "mean_infos", "ABSOLUTE_EPISODES_FACTOR", "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker",
-           "EvalResult", "RunLogger", "Runner", "Stopwatch", "actions_to_numpy", "due", "evaluate",
-           "obs_to_tensors", "saved_weights"]
+__all__ = ["BufferedRunner", "checkpoint_identity", "mean_infos", "ABSOLUTE_EPISODES_FACTOR",
+           "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker", "EvalResult", "RunLogger",
+           "Runner", "Stopwatch", "actions_to_numpy", "due", "evaluate", "obs_to_tensors",
+           "saved_weights"]

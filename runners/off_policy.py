@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
+from envs.base import ActionSpace
 from runners.base import BufferedRunner, actions_to_numpy, mean_infos, obs_to_tensors
 
 log = logging.getLogger("harl")
 
 
-def random_actions(action_spaces: Sequence[spaces.Space], avail: Sequence[torch.Tensor | None],
+def random_actions(action_spaces: Sequence[ActionSpace], avail: Sequence[torch.Tensor | None],
                    n_envs: int, device: torch.device) -> list[torch.Tensor]:
     """Uniform actions per agent (torch's global RNG, which checkpoints restore)."""
     actions = []
@@ -85,8 +86,10 @@ class OffPolicyRunner(BufferedRunner):
                 self._policy_steps += n_envs
             step = self.envs.step(actions_to_numpy(actions))
             done = torch.as_tensor(step.done, device=dev)
-            next_avail = [None if m is None else torch.where(done[:, None], 1.0, torch.as_tensor(m, device=dev))
-                          for m in step.next.avail]  # the final step's masks are not reported
+            # the final step's masks are not reported
+            next_avail = [None if m is None
+                          else torch.where(done[:, None], 1.0, torch.as_tensor(m, device=dev))
+                          for m in step.next.avail]
             next_alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
             # at episode ends next_obs is the true final observation, not the reset one
             self.buffer.add(obs, state, avail, actions, step.rewards.mean(-1),

@@ -62,12 +62,13 @@ class OnPolicyRunner(Runner):
             for i, o in enumerate(vobs.obs):
                 buf.obs[i][t].copy_(torch.from_numpy(o))
                 obs.append(buf.obs[i][t])
-                if buf.avail[i] is not None:
-                    buf.avail[i][t].copy_(torch.from_numpy(vobs.avail[i]))
-                avail.append(buf.avail[i][t] if buf.avail[i] is not None else None)
+                avail_i, actor_h_i = buf.avail[i], buf.actor_h[i]
+                if avail_i is not None:
+                    avail_i[t].copy_(torch.from_numpy(vobs.avail[i]))
+                avail.append(avail_i[t] if avail_i is not None else None)
                 buf.active[i][t].copy_(self._alive[:, i])
-                if buf.actor_h[i] is not None:
-                    buf.actor_h[i][t].copy_(self._actor_h[i])
+                if actor_h_i is not None:
+                    actor_h_i[t].copy_(self._actor_h[i])
             buf.resets[t].copy_(self._resets)
             buf.state[t] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), obs)
             if buf.critic_h is not None:

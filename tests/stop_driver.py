@@ -14,8 +14,8 @@ import os
 import runpy
 import signal
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -74,7 +74,7 @@ def main() -> None:
     else:
         raise SystemExit(f"unknown moment {moment!r}; valid: step, update, eval, save")
     sys.argv = [str(Path(__file__).resolve().parents[1] / "harl" / "train.py"), *overrides]
-    # as `python -m harl.train` runs it: Hydra finds conf/ relative to the __main__ file
+    # as `python -m harl.train` runs it (harl.train as __main__)
     runpy.run_module("harl.train", run_name="__main__", alter_sys=True)
 
 

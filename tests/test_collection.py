@@ -70,7 +70,8 @@ class ScriptedEnv(MultiAgentEnv):
         self.k += 1
         self.c = 0
         self.alive = np.ones(N_AGENTS, bool)
-        return self._obs(), self._state(), {"avail_actions": [None, self._avail()], "alive": self.alive.tolist()}
+        info = {"avail_actions": [None, self._avail()], "alive": self.alive.tolist()}
+        return self._obs(), self._state(), info
 
     @property
     def length(self) -> int:
@@ -330,7 +331,8 @@ def test_collect_stores_what_the_env_and_the_networks_produced(tmp_path, state_t
                     close(buf.critic_h[T, j], exp.critic_h[(it + 1) * T], f"critic hidden after rollout {it}")
             else:
                 obs, state, first = out.now[it][j]
-                close(buf.state[T, j], critic_input(learner, state, obs), f"state after the last rollout, env {j}")
+                close(buf.state[T, j], critic_input(learner, state, obs),
+                      f"state after the last rollout, env {j}")
                 v_after, h_after = value_after(learner, exp, out.now[it][j])
                 close(buf.values[T, j], v_after, f"value after the last rollout, env {j}")
                 if recurrent:

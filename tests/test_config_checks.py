@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import types
 import typing
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from harl.config import (ALGO_SCHEMAS, CONF_DIR, ENV_SCHEMAS, ConfigError, LoggerConfig, TrainConfig,
-                         compose_config)
+from harl.config import (
+    ALGO_SCHEMAS,
+    CONF_DIR,
+    ENV_SCHEMAS,
+    ConfigError,
+    LoggerConfig,
+    TrainConfig,
+    compose_config,
+)
 from harl.config_checks import CHOICES, RANGES, UNCONSTRAINED, Range, check_config
 
 EXPERIMENT_DIR = Path(CONF_DIR) / "experiment"
@@ -260,7 +268,7 @@ def field_kinds() -> dict[str, list[tuple[type, bool, bool]]]:
         hints = typing.get_type_hints(schema)
         for f in dataclasses.fields(schema):
             hint, optional, is_list = hints[f.name], False, False
-            if typing.get_origin(hint) is typing.Union:
+            if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X], X | None
                 args = [a for a in typing.get_args(hint) if a is not type(None)]
                 hint, optional = args[0], True
             if typing.get_origin(hint) is list:

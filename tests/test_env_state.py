@@ -200,7 +200,8 @@ class NoStateEnv(MultiAgentEnv):
         return [np.zeros(1, np.float32)], np.zeros(1, np.float32), {}
 
     def step(self, actions) -> StepResult:
-        return StepResult([np.zeros(1, np.float32)], np.zeros(1, np.float32), np.zeros(1, np.float32), False, False)
+        return StepResult([np.zeros(1, np.float32)], np.zeros(1, np.float32), np.zeros(1, np.float32),
+                          False, False)
 
 
 @pytest.mark.parametrize("n_workers", [0, 2])

@@ -44,7 +44,8 @@ def test_best_checkpoint_reproduces_its_logged_evaluation(mpe_run):
     episodes, so evaluating the checkpoint of that step reproduces its logged returns."""
     import json
 
-    steps = json.loads((mpe_run / "metrics.json").read_text())["mpe"]["simple_spread-discrete"]["happo"]["seed_1"]
+    logged = json.loads((mpe_run / "metrics.json").read_text())
+    steps = logged["mpe"]["simple_spread-discrete"]["happo"]["seed_1"]
     from harl.common.checkpoint import load_checkpoint
 
     if load_checkpoint(mpe_run / "checkpoints" / "best.pt")["counters"]["env_steps"] != 40:

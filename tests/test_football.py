@@ -17,7 +17,16 @@ from omegaconf import OmegaConf
 
 import envs.football as football_adapter
 from envs import make_env, make_vec_env
-from envs.football import ACTIVE, N_ACTIONS, OBS_DIM, SCENARIOS, SHARED, FootballEnv, FootballUnavailable, state_dim
+from envs.football import (
+    ACTIVE,
+    N_ACTIONS,
+    OBS_DIM,
+    SCENARIOS,
+    SHARED,
+    FootballEnv,
+    FootballUnavailable,
+    state_dim,
+)
 from harl.config import FootballConfig, compose_config
 from tests.conftest import TINY
 
@@ -138,7 +147,8 @@ def test_scenarios_with_or_without_prefix_and_their_player_counts(scenario, n_ag
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(rewards="checkpoints"), "unknown football rewards 'checkpoints'; valid: scoring, scoring,checkpoints"),
+    (dict(rewards="checkpoints"),
+     "unknown football rewards 'checkpoints'; valid: scoring, scoring,checkpoints"),
     (dict(n_agents=5), r"n_agents must be None or an int in \[1, 4\]"),
     (dict(n_agents=0), r"n_agents must be None or an int in \[1, 4\]"),
     (dict(max_episode_steps=402), r"max_episode_steps must be None .*401 steps.* \[1, 401\]"),
@@ -189,7 +199,8 @@ def test_a_goal_terminates_and_counts_as_scored():
     res = env.step(idle(env))
     assert res.terminated and not res.truncated
     assert res.rewards.tolist() == [1.0, 1.0]
-    assert res.info["score_reward"] == 1.0 and res.info["goal_scored"] is True and res.info["battle_won"] is True
+    assert res.info["score_reward"] == 1.0
+    assert res.info["goal_scored"] is True and res.info["battle_won"] is True
     assert res.info["score"] == (1, 0)
     with pytest.raises(RuntimeError, match="after the episode ended"):
         env.step(idle(env))
@@ -209,8 +220,9 @@ def test_early_ends_terminate_without_a_score(event):
 
 def test_the_game_time_limit_truncates_unless_the_last_step_ends_play():
     env = FootballEnv("3_vs_1_with_keeper", _env_factory=fake_factory(duration=3))  # 4 steps
-    for script, terminated in (({}, False), ({4: {"game_mode": 4}}, True), ({4: {"ball_owned_team": 1}}, True),
-                               ({4: {"score": [1, 0]}}, True), ({1: {"game_mode": 2}}, False)):
+    for script, terminated in (({}, False), ({4: {"game_mode": 4}}, True),
+                               ({4: {"ball_owned_team": 1}}, True), ({4: {"score": [1, 0]}}, True),
+                               ({1: {"game_mode": 2}}, False)):
         # (the last: play stopped earlier without ending the scripted episode)
         env._env.script = script
         env.reset()
@@ -274,7 +286,8 @@ def test_seeds_set_the_engine_seed_of_every_episode():
 
 def test_vectorised_env_reports_score_in_episode_infos():
     factory = fake_factory({2: {"score": [1, 0], "done": True}})
-    vec = make_vec_env("football", {"scenario": "3_vs_1_with_keeper", "_env_factory": factory}, n_envs=2, seed=1)
+    vec = make_vec_env("football", {"scenario": "3_vs_1_with_keeper", "_env_factory": factory},
+                       n_envs=2, seed=1)
     try:
         vobs = vec.reset()
         assert vobs.state.shape == (2, 137) and vobs.avail[2].shape == (2, 19)
@@ -341,9 +354,11 @@ def test_train_stops_before_building_any_env(monkeypatch, tmp_path):
 
 
 def test_importing_envs_does_not_import_gfootball():
-    code = "import envs, sys; print(sorted(m for m in ('gfootball', 'gfootball_engine', 'gym') if m in sys.modules))"
+    code = ("import envs, sys; "
+            "print(sorted(m for m in ('gfootball', 'gfootball_engine', 'gym') if m in sys.modules))")
     repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=repo_root)
     assert out.stdout.strip() == "[]"
 
 
@@ -417,7 +432,7 @@ def test_gfootball_truncates_at_the_limits(monkeypatch):
     env = FootballEnv("academy_empty_goal")
     try:
         env.reset(seed=1)
-        for t in range(1, 402):
+        for _ in range(1, 402):
             res = env.step([0])
             if res.terminated or res.truncated:
                 break
@@ -441,7 +456,8 @@ def test_gfootball_truncates_at_the_limits(monkeypatch):
         assert env._raw()["steps_left"] == 31
         results = [env.step([0]) for _ in range(31)]
         assert not any(r.terminated or r.truncated for r in results[:30])
-        assert (results[30].truncated, results[30].terminated, results[30].info["steps_left"]) == (True, False, 0)
+        last = results[30]
+        assert (last.truncated, last.terminated, last.info["steps_left"]) == (True, False, 0)
     finally:
         env.close()
 

@@ -115,7 +115,8 @@ def test_bf16_option_rounds_the_operands_and_keeps_fp32_outputs(onednn_calls):
     for got, want in zip([y, *grads], [y0, *grads0]):
         torch.testing.assert_close(got, want, rtol=0.05, atol=0.02 * float(want.detach().abs().max()))
     # the same product as rounding the operands by hand
-    rounded = F.linear(x.detach().bfloat16().float(), w.detach().bfloat16().float(), b.detach().bfloat16().float())
+    rounded = F.linear(x.detach().bfloat16().float(), w.detach().bfloat16().float(),
+                       b.detach().bfloat16().float())
     torch.testing.assert_close(y.detach(), rounded, rtol=1e-2, atol=1e-2)
 
 
@@ -136,7 +137,8 @@ def test_setter_reports_the_product_in_effect(monkeypatch):
 @pytest.mark.parametrize("case", ["happo-mpe", "happo-mamujoco", "happo-recurrent-mpe", "mappo-mamujoco",
                                   "hatrpo-mpe-discrete", "hasac-mpe", "hatd3-mamujoco",
                                   "qmix-mpe-discrete"])
-def test_every_family_trains_through_onednn_like_the_default_product(tmp_path, monkeypatch, onednn_calls, case):
+def test_every_family_trains_through_onednn_like_the_default_product(tmp_path, monkeypatch, onednn_calls,
+                                                                     case):
     """Tiny runs take the oneDNN path everywhere (MIN_ROWS lowered to 1): in-place activations
     after a layer, double backward (HATRPO), ensembles, GRUs and mixers work, and the learned
     weights agree with the default product's to rounding."""

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 from harl.logging.marl_eval import ABSOLUTE, MarlEvalLog
-from harl.logging.rewind import (TRAIN_LOG_BYTES, log_positions, rewind_metrics, rewind_progress,
-                                 rewind_run_logs, rewind_train_log)
+from harl.logging.rewind import (
+    TRAIN_LOG_BYTES,
+    log_positions,
+    rewind_metrics,
+    rewind_progress,
+    rewind_run_logs,
+    rewind_train_log,
+)
 from harl.logging.run_logger import RunLogger, tensorboard_purge_step
 
 HYDRA_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job log format

@@ -71,7 +71,8 @@ def test_matches_the_package_step_by_step(scenario, agent_conf, obs_mode, agent_
     assert env.spec.agents == names
     assert env.spec.state_space.shape == ref.state().shape
     if obs_mode == "local":
-        assert [s.shape for s in env.spec.observation_spaces] == [ref.observation_space(n).shape for n in names]
+        assert ([s.shape for s in env.spec.observation_spaces]
+                == [ref.observation_space(n).shape for n in names])
 
     rng = np.random.default_rng(0)
     ends = []
@@ -103,7 +104,8 @@ def test_matches_the_package_step_by_step(scenario, agent_conf, obs_mode, agent_
             if res.terminated or res.truncated:
                 ends.append("terminated" if res.terminated else "truncated")
                 break
-        assert ends and len(ends) == episode + 1, f"episode {episode} did not end after {MAX_EPISODE_STEPS} steps"
+        assert ends and len(ends) == episode + 1, \
+            f"episode {episode} did not end after {MAX_EPISODE_STEPS} steps"
 
     # Terminations are exercised, not only truncations (Humanoid 9|8 even falls on the last step).
     assert ("terminated" in ends) == (scenario in FALLS), ends

@@ -36,7 +36,8 @@ def check_marl_eval_schema(data: dict) -> dict[tuple[str, str, str, str], dict]:
                     metric_names = None
                     for key in steps:
                         step = entries[key]
-                        assert isinstance(step["step_count"], int) and not isinstance(step["step_count"], bool)
+                        count = step["step_count"]
+                        assert isinstance(count, int) and not isinstance(count, bool)
                         metrics = {k: v for k, v in step.items() if k != "step_count"}
                         assert metrics, key
                         for name, values in metrics.items():
@@ -72,7 +73,8 @@ def test_on_policy_run_writes_metrics_and_resume_appends(tmp_path):
         assert len(step["return"]) == len(step["episode_length"]) == EVAL_EPISODES
         assert step["episode_length"] == [25] * EVAL_EPISODES
     absolute = first[ABSOLUTE]
-    assert len(absolute["return"]) == len(absolute["episode_length"]) == ABSOLUTE_EPISODES_FACTOR * EVAL_EPISODES
+    assert (len(absolute["return"]) == len(absolute["episode_length"])
+            == ABSOLUTE_EPISODES_FACTOR * EVAL_EPISODES)
 
     # the per-episode lists are the ones behind progress.csv's eval columns
     import pandas as pd

@@ -15,19 +15,22 @@ ATOL = 1e-5
 def random_actions(spec, n_envs: int, rng: np.random.Generator, low: float = 0.0, high: float = 1.0) -> list:
     """Per agent: [n_envs, dim] float32 in [low, high] for Box agents, [n_envs] ints for Discrete ones."""
     return [rng.integers(0, s.n, size=n_envs) if isinstance(s, spaces.Discrete)
-            else rng.uniform(low, high, size=(n_envs, *s.shape)).astype(np.float32) for s in spec.action_spaces]
+            else rng.uniform(low, high, size=(n_envs, *s.shape)).astype(np.float32)
+            for s in spec.action_spaces]
 
 
 def per_env(actions: list, j: int) -> list:
     return [a[j] for a in actions]
 
 
-def assert_obs_match(batched: BatchedMPE, obs_per_env: list[list[np.ndarray]], states: list[np.ndarray]) -> None:
+def assert_obs_match(batched: BatchedMPE, obs_per_env: list[list[np.ndarray]],
+                     states: list[np.ndarray]) -> None:
     """Batched observations/state equal the stacked single-env ones."""
     obs = batched.observations()
     assert len(obs) == len(obs_per_env[0])
     for i, o in enumerate(obs):
-        assert o.dtype == np.float32 and o.shape == (batched.n_envs, *batched.spec.observation_spaces[i].shape)
+        assert o.dtype == np.float32
+        assert o.shape == (batched.n_envs, *batched.spec.observation_spaces[i].shape)
         np.testing.assert_allclose(o, np.stack([env_obs[i] for env_obs in obs_per_env]), rtol=0, atol=ATOL)
     state = batched.state()
     assert state.dtype == np.float32 and state.shape == (batched.n_envs, *batched.spec.state_space.shape)
@@ -50,8 +53,8 @@ def step_both(batched: BatchedMPE, envs: list[MPEEnv], actions: list) -> tuple:
     assert_obs_match(batched, [r.obs for r in results], [r.state for r in results])
     assert rewards.dtype == np.float32 and rewards.shape == (batched.n_envs, batched.spec.n_agents)
     np.testing.assert_allclose(rewards, np.stack([r.rewards for r in results]), rtol=0, atol=ATOL)
-    np.testing.assert_allclose(batched.last_agent_rewards, np.stack([r.info["agent_rewards"] for r in results]),
-                               rtol=0, atol=ATOL)
+    np.testing.assert_allclose(batched.last_agent_rewards,
+                               np.stack([r.info["agent_rewards"] for r in results]), rtol=0, atol=ATOL)
     assert terminated.dtype == bool and truncated.dtype == bool
     np.testing.assert_array_equal(terminated, [r.terminated for r in results])
     np.testing.assert_array_equal(truncated, [r.truncated for r in results])
@@ -201,7 +204,7 @@ def test_reset_distribution_and_masked_reset():
     batched.reset(mask)
     after = batched.state()
     assert np.all(np.any(after[mask] != before[mask], axis=1)) and np.array_equal(after[~mask], before[~mask])
-    for t in range(22):  # unmasked envs are 3 steps further into their episode
+    for _ in range(22):  # unmasked envs are 3 steps further into their episode
         _, _, truncated = batched.step(random_actions(batched.spec, n, rng))
     np.testing.assert_array_equal(truncated, ~mask)
 
@@ -210,7 +213,8 @@ def test_reset_distribution_and_masked_reset():
 def test_goals_cover_every_landmark(scenario):
     batched = BatchedMPE(scenario, True, n_envs=60, seeds=range(60))
     batched.reset()
-    goal_colors = batched.observations()[0][:, -13:-10] if scenario == "simple_reference" else batched.observations()[0]
+    first = batched.observations()[0]
+    goal_colors = first[:, -13:-10] if scenario == "simple_reference" else first
     assert len(np.unique(goal_colors, axis=0)) == 3
 
 

@@ -18,9 +18,9 @@ from harl.algos.off_policy.ddpg import HADDPG
 from harl.algos.off_policy.hasac import HASAC
 from harl.algos.sequential import agent_order
 from harl.buffers.replay import ReplaySample
+from harl.common.stopping import StopRequest
 from harl.config import HADDPGConfig, HASACConfig
 from runners.base import Counters
-from harl.common.stopping import StopRequest
 from runners.off_policy import OffPolicyRunner, random_actions
 
 CPU = torch.device("cpu")
@@ -87,7 +87,8 @@ def test_box_encoding_is_the_action_itself():
 
 # ------------------------------------------------------------------ construction and validation
 def test_unsupported_space_message_lists_every_supported_space():
-    with pytest.raises(ValueError, match=r"agent 1's action space .*it supports: Box, Discrete, MultiDiscrete$"):
+    with pytest.raises(ValueError,
+                       match=r"agent 1's action space .*it supports: Box, Discrete, MultiDiscrete$"):
         hasac(obs=HETERO_OBS[:2], act=[HETERO_ACT[0], spaces.MultiBinary(3)])
     with pytest.raises(ValueError, match=r"it supports: Box$"):
         HADDPG(HADDPGConfig(hidden_sizes=[8]), [spaces.Box(-1, 1, (2,))], [spaces.Discrete(3)], STATE, CPU, 0)

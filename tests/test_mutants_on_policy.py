@@ -3,7 +3,6 @@ conjugate gradient, backtracking line search) and HATRPO's use of them: each tes
 thing a user relies on that the wider tests left loose."""
 import logging
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ from torch import nn
 
 from harl.algos.on_policy.hatrpo import HATRPO
 from harl.algos.on_policy.mappo import MAPPO, check_shareable
-from harl.algos.on_policy.trpo import (backtracking_line_search, conjugate_gradient,
-                                       flat_grad)
+from harl.algos.on_policy.trpo import backtracking_line_search, conjugate_gradient, flat_grad
 from harl.buffers.rollout import AgentBatch
 from harl.config import HATRPOConfig, MAPPOConfig
 from tests import rollouts

@@ -32,7 +32,6 @@ def make(cls=QMIX, obs_dims=(1, 1), n_actions=(3, 3), **overrides):
 
 def batch(obs_dims=(1, 1), n_actions=(3, 3), B=2, L=3, seed=0):
     g = torch.Generator().manual_seed(seed)
-    n = len(obs_dims)
     return EpisodeBatch(
         obs=[torch.randn(B, L + 1, d, generator=g) for d in obs_dims],
         state=torch.randn(B, L + 1, 2, generator=g),

@@ -275,7 +275,8 @@ def test_numpy_inputs_of_other_dtypes_are_converted():
     assert len(buf) == 2  # env 0 truncated at step 3
     s = buf.store
     assert s["obs.0"].dtype == s["state"].dtype == s["reward"].dtype == torch.float32
-    assert s["obs.0"][0, :3, 0].tolist() == [0.5, 1.5, 9.0] and s["obs.0"][1, :4, 0].tolist() == [0.5, 1.5, 0.0, 3.0]
+    assert s["obs.0"][0, :3, 0].tolist() == [0.5, 1.5, 9.0]
+    assert s["obs.0"][1, :4, 0].tolist() == [0.5, 1.5, 0.0, 3.0]
     assert s["state"][0, :3, 0].tolist() == [1.5, 2.5, 7.0] and s["state"][1, 3, 0].item() == 4.0
     assert s["reward"][0].tolist() == [-0.25, -0.5, 0.0] and s["reward"][1].tolist() == [0.25, 0.5, 0.0]
     assert s["terminated"][0].tolist() == [False, True, False] and not s["terminated"][1].any()

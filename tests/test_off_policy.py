@@ -52,7 +52,8 @@ def fill(learner, n_rows=20, n_envs=2, seed=0, reward=None):
     return buf
 
 
-BOXES = [spaces.Box(-1, 1, (3,)), spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 4.0], np.float32))]
+BOXES = [spaces.Box(-1, 1, (3,)),
+         spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 4.0], np.float32))]
 OBS2 = [spaces.Box(-1, 1, (4,)), spaces.Box(-1, 1, (5,))]
 
 
@@ -313,9 +314,9 @@ def test_resume_without_a_saved_buffer_refills_before_training(tmp_path, caplog)
 def test_hasac_heterogeneous_team_end_to_end(tmp_path, monkeypatch):
     """Box + masked Discrete + MultiDiscrete agents, one of which dies mid-episode: warm-up
     actions, acting, replay and training all keep per-agent spaces and masks; then resume."""
-    import envs
     from omegaconf import OmegaConf
 
+    import envs
     from harl import config
     from tests.toy_env import ToyTeamConfig, ToyTeamEnv
 

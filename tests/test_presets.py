@@ -89,7 +89,8 @@ def test_preset_composes(name):
     ("mamujoco/humanoid_17x1/mappo", {"rollout_length": 100, "algo.share_param": True}),
     ("mpe/simple_speaker_listener_continuous/mappo", {"algo.share_param": False}),
     ("mpe/simple_spread_discrete/hatrpo", {"algo.kl_threshold": 0.005, "algo.hidden_sizes": [128, 128]}),
-    # off-policy: train_interval = reference train_interval (50) x n_envs; utd_ratio = update_per_train / n_envs
+    # off-policy: train_interval = reference train_interval (50) x n_envs;
+    # utd_ratio = update_per_train / n_envs
     ("mamujoco/ant_4x2/haddpg", {"n_envs": 10, "algo.expl_noise": 0.05, "algo.n_step": 20,
                                  "algo.train_interval": 500, "algo.utd_ratio": 0.05,
                                  "algo.hidden_sizes": [256, 256], "algo.fixed_order": False}),
@@ -103,7 +104,8 @@ def test_preset_composes(name):
                                         "algo.use_valuenorm": False, "algo.use_huber_loss": False}),
     ("mamujoco/ant_2x4/hasac", {"seed": 2, "algo.batch_size": 2200, "algo.critic_lr": 3e-4,
                                 "algo.auto_alpha": False, "algo.n_step": 5}),
-    ("mamujoco/manysegmentswimmer_10x2/hasac", {"env.scenario": "ManySegmentSwimmer", "env.agent_conf": "10x2"}),
+    ("mamujoco/manysegmentswimmer_10x2/hasac", {"env.scenario": "ManySegmentSwimmer",
+                                                "env.agent_conf": "10x2"}),
     ("mpe/simple_spread_continuous/maddpg", {"total_steps": 5_000_000, "n_envs": 20, "algo.n_step": 1,
                                              "algo.hidden_sizes": [128, 128], "algo.train_interval": 1000,
                                              "algo.utd_ratio": 0.05}),

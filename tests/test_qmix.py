@@ -168,8 +168,10 @@ def test_step_by_step_acting_matches_the_training_forward(share_param):
         chosen.append(torch.cat(actions, -1))
     actions = torch.stack(chosen, 1)                                  # [B, L, n]
     b = EpisodeBatch(obs=obs, state=torch.zeros(B, L + 1, 6),
-                     avail=[torch.ones(B, L + 1, 3, dtype=torch.bool), torch.ones(B, L + 1, 5, dtype=torch.bool)],
-                     actions=actions, reward=torch.zeros(B, L), terminated=torch.zeros(B, L, dtype=torch.bool),
+                     avail=[torch.ones(B, L + 1, 3, dtype=torch.bool),
+                            torch.ones(B, L + 1, 5, dtype=torch.bool)],
+                     actions=actions, reward=torch.zeros(B, L),
+                     terminated=torch.zeros(B, L, dtype=torch.bool),
                      filled=torch.ones(B, L, dtype=torch.bool))
     with torch.no_grad():
         h0 = torch.zeros(B, 2, learner.rnn_dim)
@@ -260,8 +262,10 @@ def test_truncated_episodes_bootstrap_and_terminated_ones_do_not():
 
 def test_an_episode_longer_than_the_limit_is_refused_clearly():
     buf = EpisodeBuffer([2], [2], 2, n_envs=1, episode_limit=2, capacity=3)
-    step = lambda: buf.add_step([torch.zeros(1, 2)], torch.zeros(1, 2), [None], [torch.zeros(1, 1)],  # noqa: E731
-                                torch.zeros(1), [False], [False], [torch.zeros(1, 2)], torch.zeros(1, 2))
+    def step():
+        buf.add_step([torch.zeros(1, 2)], torch.zeros(1, 2), [None], [torch.zeros(1, 1)],
+                     torch.zeros(1), [False], [False], [torch.zeros(1, 2)], torch.zeros(1, 2))
+
     step(), step()
     with pytest.raises(ValueError, match="episode_limit"):
         step()
@@ -305,7 +309,8 @@ def _filled_buffer(learner, n_episodes=6, limit=5, seed=0):
         end = np.array([t % limit == limit - 1, t % 3 == 2])
         buf.add_step(obs, torch.randn(2, 6, generator=g), [None] * learner.n_agents, acts,
                      torch.randn(2, generator=g), np.array([False, end[1]]), np.array([end[0], False]),
-                     [torch.randn(2, d, generator=g) for d in learner.obs_dims], torch.randn(2, 6, generator=g))
+                     [torch.randn(2, d, generator=g) for d in learner.obs_dims],
+                     torch.randn(2, 6, generator=g))
         t += 1
     return buf
 
@@ -318,7 +323,8 @@ def test_hard_and_soft_target_updates():
         learner.train(buf)
     assert all(torch.equal(v, initial[k]) for k, v in learner.target_mixer.state_dict().items())
     learner.train(buf)  # third step: copied
-    assert all(torch.equal(v, learner.mixer.state_dict()[k]) for k, v in learner.target_mixer.state_dict().items())
+    assert all(torch.equal(v, learner.mixer.state_dict()[k])
+               for k, v in learner.target_mixer.state_dict().items())
     assert all(torch.equal(v, learner.nets[0].state_dict()[k])
                for k, v in learner.target_nets[0].state_dict().items())
     soft = make(target_update="soft", polyak=0.25, lr=1e-2)

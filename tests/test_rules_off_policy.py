@@ -102,7 +102,8 @@ def probe_targets(probe: Probe, huber_delta: float | None = None) -> torch.Tenso
 def fixed_noise(monkeypatch, z):
     """torch.randn_like -> the per-sample values z (broadcast over action dimensions)."""
     z = t(z)
-    monkeypatch.setattr(torch, "randn_like", lambda x: z.reshape(-1, *[1] * (x.dim() - 1)).expand_as(x).clone())
+    monkeypatch.setattr(torch, "randn_like",
+                        lambda x: z.reshape(-1, *[1] * (x.dim() - 1)).expand_as(x).clone())
 
 
 def params(module) -> list[torch.Tensor]:
@@ -250,7 +251,8 @@ def fill_random(learner, rows=12, n_envs=2, seed=0):
         acts = [torch.rand(n_envs, s.shape[0], generator=g) * 2 - 1 for s in learner.action_spaces]
         buf.add(obs, torch.randn(n_envs, learner.state_dim, generator=g), [None] * len(obs), acts,
                 torch.randn(n_envs, generator=g), torch.zeros(n_envs, dtype=torch.bool),
-                torch.zeros(n_envs, dtype=torch.bool), obs, torch.randn(n_envs, learner.state_dim, generator=g),
+                torch.zeros(n_envs, dtype=torch.bool), obs,
+                torch.randn(n_envs, learner.state_dim, generator=g),
                 [None] * len(obs), torch.ones(n_envs, len(obs)), torch.ones(n_envs, len(obs)))
     return buf
 
@@ -272,8 +274,10 @@ def test_delayed_actor_and_soft_target_updates(cls, freq):
     learner = make(cls, [spaces.Box(-1, 1, (3,))] * 2, [spaces.Box(-1, 1, (2,))] * 2,
                    hidden_sizes=[8], polyak=tau, batch_size=8, lr=1e-2, critic_lr=1e-2, **over)
     buf = fill_random(learner)
-    nets = lambda: ([params(a) for a in learner.actors], [params(a) for a in learner.target_actors],  # noqa: E731
-                    params(learner.critic), params(learner.target_critic))
+    def nets():
+        return ([params(a) for a in learner.actors], [params(a) for a in learner.target_actors],
+                params(learner.critic), params(learner.target_critic))
+
     updated_at = []
     for step in range(1, 7):
         actors, t_actors, critic, t_critic = nets()
@@ -432,7 +436,8 @@ def hand_samples():
     for (m, s), space in zip(zip(MEANS, STDS), HASAC_ACT):
         half, center = (space.high[0] - space.low[0]) / 2, (space.high[0] + space.low[0]) / 2
         u = m + s * z
-        logp = -0.5 * z**2 - math.log(s) - 0.5 * math.log(2 * math.pi) - np.log(1 - np.tanh(u) ** 2) - math.log(half)
+        logp = (-0.5 * z**2 - math.log(s) - 0.5 * math.log(2 * math.pi) - np.log(1 - np.tanh(u) ** 2)
+                - math.log(half))
         out.append((center + half * np.tanh(u), logp, math.log(half)))
     return out
 

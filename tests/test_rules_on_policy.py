@@ -17,15 +17,13 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from harl.algos.on_policy.base import (ADV_EPS, huber, masked_mean, minibatches,
-                                       normalise_advantages)
+from harl.algos.on_policy.base import ADV_EPS, huber, masked_mean, minibatches, normalise_advantages
 from harl.algos.on_policy.haa2c import HAA2C
 from harl.algos.on_policy.happo import HAPPO
 from harl.algos.on_policy.hatrpo import HATRPO
 from harl.algos.on_policy.mappo import MAPPO
 from harl.algos.on_policy.ppo import clipped_surrogate
-from harl.algos.on_policy.trpo import (backtracking_line_search, conjugate_gradient,
-                                       fisher_vector_product)
+from harl.algos.on_policy.trpo import backtracking_line_search, conjugate_gradient, fisher_vector_product
 from harl.algos.sequential import aggregate_ratio, factor_sequential_update
 from harl.buffers.rollout import AgentBatch
 from harl.common.gae import compute_gae
@@ -561,7 +559,8 @@ def test_conjugate_gradient_iterations_and_residual_tolerance():
     calls = []
     matvec = lambda v: calls.append(1) or a @ v  # noqa: E731
     # one step: x = (b.b / b.Ab) b = 3/6 b
-    torch.testing.assert_close(conjugate_gradient(matvec, b, iters=1), torch.full((3,), 0.5, dtype=torch.float64))
+    torch.testing.assert_close(conjugate_gradient(matvec, b, iters=1),
+                               torch.full((3,), 0.5, dtype=torch.float64))
     # two steps: r1 = (.5, 0, -.5), p1 = r1 + (.5/3) b, alpha1 = .5 / (5/6) -> x = (.9, .6, .3)
     expected2 = torch.tensor([0.9, 0.6, 0.3], dtype=torch.float64)
     torch.testing.assert_close(conjugate_gradient(matvec, b, iters=2), expected2)

@@ -444,13 +444,15 @@ def _vd_buffer(learner, seed=0):
         end = np.array([t % 3 == 2, t % 2 == 1])
         buf.add_step([torch.randn(2, 1, generator=g) for _ in range(2)], torch.randn(2, 1, generator=g),
                      [None, None], [torch.randint(0, 3, (2, 1), generator=g) for _ in range(2)],
-                     torch.randn(2, generator=g), end & np.array([False, True]), end & np.array([True, False]),
+                     torch.randn(2, generator=g), end & np.array([False, True]),
+                     end & np.array([True, False]),
                      [torch.randn(2, 1, generator=g) for _ in range(2)], torch.randn(2, 1, generator=g))
     return buf
 
 
 def _params(learner, which):
-    nets = (learner.nets + [learner.mixer]) if which == "online" else (learner.target_nets + [learner.target_mixer])
+    nets = ((learner.nets + [learner.mixer]) if which == "online"
+            else (learner.target_nets + [learner.target_mixer]))
     return [p.detach().clone() for m in nets for p in m.state_dict().values()]
 
 

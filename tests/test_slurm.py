@@ -124,7 +124,8 @@ def test_sweep_survives_preemption_and_time_limit(slurm_cluster, tmp_path):
                        for r in runs.values())
         wait_for(ready, 120, f"both runs to checkpoint and pass {REQUEUE_AFTER:,} env steps", proc, explain)
         stopped_after = {seed: last_logged_step(r) for seed, r in runs.items()}
-        assert max(stopped_after.values()) < TOTAL_STEPS, f"a run finished before it could be stopped: {stopped_after}"
+        assert max(stopped_after.values()) < TOTAL_STEPS, \
+            f"a run finished before it could be stopped: {stopped_after}"
         for cmd in (["scontrol", "requeue", f"{array_id}_0"], ["scancel", "--signal=USR2", f"{array_id}_1"]):
             done = subprocess.run(cmd, capture_output=True, text=True)
             assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr}"
@@ -147,7 +148,8 @@ def test_sweep_survives_preemption_and_time_limit(slurm_cluster, tmp_path):
             missing = set(range(LOG_INTERVAL, TOTAL_STEPS + 1, LOG_INTERVAL)) - set(steps)
             assert not missing, f"seed {seed}: no progress row at env steps {sorted(missing)}"
             iterations = df["iteration"].tolist()
-            assert all(a < b for a, b in zip(iterations, iterations[1:])), f"seed {seed}: iterations {iterations}"
+            assert all(a < b for a, b in zip(iterations, iterations[1:])), \
+                f"seed {seed}: iterations {iterations}"
 
             entry = json.loads((run_dir / "metrics.json").read_text())
             entry = entry["mpe"]["simple_spread-continuous"]["happo"][f"seed_{seed}"]

@@ -45,7 +45,8 @@ class FakeSMACv2:
                 config.update(env_key=key, n_units=capability["n_units"], n_enemies=capability["n_enemies"])
         self.n_agents, self.n_enemies = capability["n_units"], capability["n_enemies"]
         self.n_actions = 6 + self.n_enemies
-        self.obs_size, self.state_size = 3 * self.n_agents + self.n_enemies, 2 * (self.n_agents + self.n_enemies) + 1
+        self.obs_size = 3 * self.n_agents + self.n_enemies
+        self.state_size = 2 * (self.n_agents + self.n_enemies) + 1
         self.episode_limit = episode_limit
         self.script = script
         self.resets, self.steps_taken, self.closed = 0, [], False
@@ -146,7 +147,8 @@ def test_scenario_table_matches_the_smacv2_configs():
         cap = scenario["capability_config"]
         assert scenario["map_name"] == races[race]
         assert (cap["n_units"], cap["n_enemies"]) == (int(allies), int(enemies))
-        assert cap["start_positions"] == {"dist_type": "surrounded_and_reflect", "p": 0.5, "map_x": 32, "map_y": 32}
+        assert cap["start_positions"] == {"dist_type": "surrounded_and_reflect", "p": 0.5,
+                                          "map_x": 32, "map_y": 32}
         team = cap["team_gen"]
         assert team["dist_type"] == "weighted_teams" and team["observe"] is True
         assert sum(team["weights"]) == pytest.approx(1.0)
@@ -156,21 +158,24 @@ def test_scenario_table_matches_the_smacv2_configs():
     assert unit_weights == {"protoss": {"stalker": 0.45, "zealot": 0.45, "colossus": 0.1},
                             "terran": {"marine": 0.45, "marauder": 0.45, "medivac": 0.1},
                             "zerg": {"zergling": 0.45, "baneling": 0.1, "hydralisk": 0.45}}
-    exceptions = {race: SCENARIOS[f"{race}_20_vs_23"]["capability_config"]["team_gen"].get("exception_unit_types")
-                  for race in races}
+    exceptions = {race: SCENARIOS[f"{race}_20_vs_23"]["capability_config"]["team_gen"]
+                  .get("exception_unit_types") for race in races}
     assert exceptions == {"protoss": None, "terran": ["medivac"], "zerg": ["baneling"]}
 
 
 def test_registered_and_imported_lazily():
     assert ENVS["smacv2"] is SMACv2Env
-    code = "import envs, sys; print(sorted(m for m in ('smacv2', 'pysc2', 'google.protobuf') if m in sys.modules))"
+    code = ("import envs, sys; "
+            "print(sorted(m for m in ('smacv2', 'pysc2', 'google.protobuf') if m in sys.modules))")
     repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=repo_root)
     assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("kwargs, bad, expected", [
-    (dict(scenario="protoss_5_vs_6"), "protoss_5_vs_6", ["protoss_5_vs_5", "terran_10_vs_11", "zerg_20_vs_23"]),
+    (dict(scenario="protoss_5_vs_6"), "protoss_5_vs_6",
+     ["protoss_5_vs_5", "terran_10_vs_11", "zerg_20_vs_23"]),
     (dict(scenario="zerg_5_vs_5", difficulty="11"), "11", ["1, 2", "7", "A"]),
 ])
 def test_bad_choices_raise_listing_valid_ones(kwargs, bad, expected):

@@ -19,7 +19,8 @@ STATE = spaces.Box(-5.0, 5.0, (8,))
 
 def _learner(stack: bool, obs_spaces, act_spaces, cls=HAPPO, **cfg):
     torch.manual_seed(0)
-    config = (HAPPOConfig if cls is HAPPO else MAPPOConfig)(hidden_sizes=[16, 16], stack_inference=stack, **cfg)
+    config_class = HAPPOConfig if cls is HAPPO else MAPPOConfig
+    config = config_class(hidden_sizes=[16, 16], stack_inference=stack, **cfg)
     return cls(config, obs_spaces, act_spaces, STATE, torch.device("cpu"), 1)
 
 

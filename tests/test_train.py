@@ -9,8 +9,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from harl.algos.base import NonFiniteLossError
 from harl.common.checkpoint import CheckpointError, load_checkpoint
-from harl.train import ConfigError, run
 from harl.config import compose_config
+from harl.train import ConfigError, run
 from tests.conftest import TINY, TINY_MAMUJOCO, TINY_MPE
 
 

@@ -19,7 +19,8 @@ SPEAKER = ("mpe", dict(scenario="simple_speaker_listener", continuous=False, max
 SPREAD = ("mpe", dict(scenario="simple_spread", continuous=True, max_cycles=4))
 
 
-def batch_actions(spec: EnvSpec, n_envs: int, rng: np.random.Generator, discrete_column: bool = False) -> list:
+def batch_actions(spec: EnvSpec, n_envs: int, rng: np.random.Generator,
+                  discrete_column: bool = False) -> list:
     """Per-agent action batches: [n_envs, act_dim] floats for Box, [n_envs] ints for Discrete."""
     out = []
     for space in spec.action_spaces:
@@ -182,7 +183,8 @@ def test_env_exception_in_the_trainer_block_stops_the_workers():
 
 
 def test_different_seeds_give_different_envs():
-    with make_vec_env(*SPREAD, n_envs=2, seeds=[1, 1]) as same, make_vec_env(*SPREAD, n_envs=2, seed=1) as diff:
+    with (make_vec_env(*SPREAD, n_envs=2, seeds=[1, 1]) as same,
+          make_vec_env(*SPREAD, n_envs=2, seed=1) as diff):
         a, b = same.reset(), diff.reset()
     np.testing.assert_array_equal(a.state[0], a.state[1])
     np.testing.assert_array_equal(a.state[0], b.state[0])
@@ -223,7 +225,8 @@ class ExplodingEnv(MultiAgentEnv):
         self._t += 1
         if self._t == self._explode_at:
             raise ValueError(f"kaboom at step {self._t}")
-        return StepResult([np.zeros(2, np.float32)], np.zeros(2, np.float32), np.zeros(1, np.float32), False, False)
+        return StepResult([np.zeros(2, np.float32)], np.zeros(2, np.float32), np.zeros(1, np.float32),
+                          False, False)
 
 
 def test_env_exception_in_worker_is_reraised_with_traceback():

@@ -72,7 +72,8 @@ def train_rate(overrides: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw-steps", type=int, default=100_000, help="env steps for the raw measurement")
     parser.add_argument("--reference-rate", type=float, help="env steps/s of the reference code at "
                         "the same settings, to print the speed-up against it")

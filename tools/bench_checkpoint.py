@@ -9,7 +9,8 @@ states come from the workers), and the HATD3 HalfCheetah 2x3 preset with its rep
 (`algo.save_replay_buffer=true`; a replay.pt holds the filled part of the buffer, so the short
 run's saves are small, and `hatd3-buffer-full` writes the buffer as it is once full, 1e6
 transitions). Each run trains briefly with a checkpoint after every iteration; the table gives
-the mean and max time of a save and the file sizes. Figures are for the machine it runs on, which is noisy: compare within one run.
+the mean and max time of a save and the file sizes. Figures are for the machine it runs on, which
+is noisy: compare within one run.
 """
 from __future__ import annotations
 
@@ -71,12 +72,13 @@ def measure(overrides: list[str]) -> dict[str, list[float]]:
 def full_buffer_save(overrides: list[str]) -> tuple[float, float]:
     """(seconds, MiB) of writing the case's replay buffer once it holds `buffer_size`
     transitions (a short run only fills a little of it)."""
+    import torch
+    from omegaconf import OmegaConf
+
     from envs import make_vec_env
     from harl.algos import learner_class
     from harl.common.seeding import env_seeds
     from harl.train import env_kwargs
-    import torch
-    from omegaconf import OmegaConf
 
     cfg = compose_config(*overrides)
     envs = make_vec_env(cfg.env.name, env_kwargs(cfg.env), n_envs=cfg.n_envs,
@@ -98,7 +100,8 @@ def full_buffer_save(overrides: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(CASES), action="append")
     args = parser.parse_args()
     rows = []

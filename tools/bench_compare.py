@@ -62,7 +62,8 @@ def worktree(revision: str, parent: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default="HEAD", help="git revision of the baseline (default HEAD)")
     parser.add_argument("--variant", default="", help="overrides added to the baseline's command line")
     parser.add_argument("--case", action="append", default=[], help="bench.py overrides (repeatable)")

@@ -46,7 +46,8 @@ def single_agent(scenario: str, max_steps: int, rng: np.random.Generator) -> Cal
     return run
 
 
-def package(scenario: str, agent_conf: str, max_steps: int, rng: np.random.Generator) -> Callable[[int], None]:
+def package(scenario: str, agent_conf: str, max_steps: int,
+            rng: np.random.Generator) -> Callable[[int], None]:
     env = load_mamujoco().parallel_env(scenario, agent_conf, agent_obsk=1,
                                        max_episode_steps=max_steps, disable_env_checker=True)
     spaces = {name: env.action_space(name) for name in env.possible_agents}
@@ -81,7 +82,8 @@ def harl(scenario: str, agent_conf: str, obs_mode: str, max_steps: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="time per contender per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-episode-steps", type=int, default=1000)

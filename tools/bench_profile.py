@@ -618,8 +618,9 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
             f"check_finite calls {w.n('check_finite'):.0f}"]
     if counted is not None:
         a_c, c_c = counted
-        ratio = lambda x, y: ("-" if not x or y is None or flops.from_counter  # noqa: E731
-                              else f"{y / x:.2f}")
+        def ratio(x, y):
+            return "-" if not x or y is None or flops.from_counter else f"{y / x:.2f}"
+
         out.append(f"FlopCounterMode check (one more iteration's update): actors {a_c / 1e9:.2f} GFLOP "
                    f"(analytic/counted {ratio(a_c, flops.actors)}), critic {c_c / 1e9:.2f} GFLOP "
                    f"(analytic/counted {ratio(c_c, flops.critic)})")

@@ -12,8 +12,9 @@ row. The steady rate leaves out the start-up: the first iteration (CUDA/cuBLAS i
 worker start-up) and, for off-policy algorithms, the random warm-up and the first iteration that
 trains.
 
-The last line printed is machine-readable:
-    RESULT|<label>|<device>|<n_envs>|<n_workers>|<steady env steps/s>|<overall env steps/s>|<iterations measured>|<status>
+The last line printed is machine-readable (one line, wrapped here):
+    RESULT|<label>|<device>|<n_envs>|<n_workers>|<steady env steps/s>|<overall env steps/s>
+          |<iterations measured>|<status>
 """
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def measured_iters(rows: list[tuple[int, float]], warmup_steps: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", default="", help="name of the config in the RESULT line")
     parser.add_argument("--seconds", type=float, default=20.0, help="train at least this long")
     parser.add_argument("--min-iters", type=int, default=2, help="and at least this many measured iterations")

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+from gymnasium import spaces
+
+if TYPE_CHECKING:
+    from envs.base import ActionSpace
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -15,7 +20,8 @@ def check_finite(value: torch.Tensor, quantity: str, agent: int | str | None = N
     """`agent`: an agent index, a label (e.g. "shared actor"), or None for the critic."""
     if not torch.isfinite(value).all():
         who = "critic" if agent is None else agent if isinstance(agent, str) else f"agent {agent}"
-        raise NonFiniteLossError(f"non-finite {quantity} for {who} ({value.detach().cpu().flatten()[:4].tolist()}); "
+        first = value.detach().cpu().flatten()[:4].tolist()
+        raise NonFiniteLossError(f"non-finite {quantity} for {who} ({first}); "
                                  "try a lower learning rate, grad clipping (max_grad_norm) or check "
                                  "the env's observations/rewards for NaN/inf")
 
@@ -24,6 +30,13 @@ class Learner(ABC):
     """An algorithm: networks, optimisers and its update rule. Knows spaces and tensors, not envs."""
 
     runner: ClassVar[str]  # name of the runner that drives this learner ("on_policy", ...)
+
+    @abstractmethod
+    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
+                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
+                 device: torch.device | str, seed: int) -> None:
+        """The constructor every learner has: harl.train and harl.evaluate build learners by
+        name with these arguments (`cfg` is the algorithm's schema dataclass)."""
 
     @abstractmethod
     def train(self, batch: Any) -> dict[str, float]:

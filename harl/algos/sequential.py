@@ -67,9 +67,10 @@ def action_sequential_update(order: list[int], joint_actions: list[torch.Tensor 
     """Update agents in `order` against a joint action that later agents see updated.
 
     update_agent(i, joint): agent i's update, where `joint` holds every agent's (detached)
-    action in agent-index order (None where nobody reads it: the first agent's own); returns (diagnostics, agent i's new action or None). A returned
-    action replaces entry i for the agents after it (the HA scheme); None leaves the entry as it
-    was, so every agent is updated against the same actions (the simultaneous MA update).
+    action in agent-index order (None where nobody reads it: the first agent's own); returns
+    (diagnostics, agent i's new action or None). A returned action replaces entry i for the agents
+    after it (the HA scheme); None leaves the entry as it was, so every agent is updated against
+    the same actions (the simultaneous MA update).
     """
     joint = list(joint_actions)
     infos: dict[int, dict[str, float]] = {}

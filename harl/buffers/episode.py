@@ -86,8 +86,8 @@ class EpisodeBuffer:
         number of episodes that ended and were stored."""
         t_np = self.step_of_env
         if (t_np >= self.episode_limit).any():
-            j = int(np.argmax(t_np >= self.episode_limit))
-            raise ValueError(f"env {j} ran {self.episode_limit} steps without ending its episode: "
+            env = int(np.argmax(t_np >= self.episode_limit))
+            raise ValueError(f"env {env} ran {self.episode_limit} steps without ending its episode: "
                              f"the env's episode_limit ({self.episode_limit}) must bound its "
                              "episodes for the episode buffer")
         rows = torch.arange(self.n_envs, device=self.device)

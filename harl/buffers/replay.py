@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import torch
@@ -143,6 +144,12 @@ class ReplayBuffer:
             end = end | self.truncated[last, envs]
         discount = gamma ** h.to(torch.float32) * (~end).float()
 
+        @overload
+        def at(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor: ...
+
+        @overload
+        def at(t: None, r: torch.Tensor) -> None: ...
+
         def at(t: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor | None:
             return None if t is None else t[r, envs]
 
@@ -167,7 +174,8 @@ class ReplayBuffer:
         """Restore from `state_dict()`; raises ValueError if the layouts differ."""
         arrays = state["arrays"]
         if set(arrays) != set(self._store):
-            raise ValueError(f"replay buffer fields differ: saved {sorted(arrays)}, expected {sorted(self._store)}")
+            raise ValueError(f"replay buffer fields differ: saved {sorted(arrays)}, "
+                             f"expected {sorted(self._store)}")
         for name, t in self._store.items():
             saved = tuple(arrays[name].shape)
             # older checkpoints hold all `capacity` rows, newer ones the filled ones

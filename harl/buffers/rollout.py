@@ -12,10 +12,16 @@ the [C, L] layout.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from gymnasium import spaces
+
+
+def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[idx]
 
 
 @dataclass
@@ -32,19 +38,24 @@ class AgentBatch:
 
     def index(self, idx: torch.Tensor) -> AgentBatch:
         """The chunks `idx` (a minibatch)."""
-        return AgentBatch(*(None if v is None else v[idx] for v in self._values()))
+        return AgentBatch(self.obs[idx], self.actions[idx], self.logp_old[idx], _rows(self.avail, idx),
+                          self.active[idx], self.resets[idx], _rows(self.h0, idx))
 
     @staticmethod
     def cat(batches: list[AgentBatch]) -> AgentBatch:
         """Chunks of several agents stacked into one batch (shared parameters)."""
-        columns = zip(*(b._values() for b in batches))
-        return AgentBatch(*(None if c[0] is None else torch.cat(c) for c in columns))
+        def cat(name: str) -> Any:
+            parts = [getattr(b, name) for b in batches]
+            return None if parts[0] is None else torch.cat(parts)
+
+        return AgentBatch(*(cat(f.name) for f in fields(AgentBatch)))
 
     @property
     def n_chunks(self) -> int:
         return self.obs.shape[0]
 
-    def _values(self) -> list[torch.Tensor | None]:
+    def _values(self) -> list[Any]:
+        """The fields in declaration order (tensors, None for absent optional ones)."""
         return [getattr(self, f.name) for f in fields(self)]
 
 
@@ -83,7 +94,7 @@ class RolloutBuffer:
     None if feed-forward.
     """
 
-    def __init__(self, observation_spaces: list[spaces.Space], action_spaces: list[spaces.Space],
+    def __init__(self, observation_spaces: Sequence[spaces.Box], action_spaces: Sequence[spaces.Space],
                  critic_input_dim: int, rollout_length: int, n_envs: int, device: torch.device,
                  n_value_streams: int = 1, chunk_length: int = 1,
                  actor_hidden: list[tuple[int, int] | None] | None = None,
@@ -102,8 +113,7 @@ class RolloutBuffer:
             self.obs.append(z(T, E, obs_space.shape[0]))
             self.actions.append(z(T, E, width, dtype=dtype))
             self.logp.append(z(T, E, n_logp))
-            discrete = isinstance(act_space, spaces.Discrete)
-            self.avail.append(z(T, E, int(act_space.n)) if discrete else None)
+            self.avail.append(z(T, E, int(act_space.n)) if isinstance(act_space, spaces.Discrete) else None)
             self.active.append(z(T, E))
             self.actor_h.append(None if h_shape is None else z(T, E, *h_shape))
         self.resets = z(T, E)            # 1: step t is the first of a new episode

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-Batch = TypeVar("Batch")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Batch = TypeVar("Batch", bound="DataclassInstance")
 
 
 def resolve_device(name: str) -> torch.device:

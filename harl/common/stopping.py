@@ -53,6 +53,12 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signum is not None
 
+    def stopped(self, env_steps: int) -> TrainingStopped:
+        """The exception that ends training after the requested stop, at `env_steps`."""
+        if self.signum is None:
+            raise RuntimeError("no stop was requested")
+        return TrainingStopped(self.signum, env_steps)
+
     def request(self, signum: int) -> None:
         """What the handler does on the first signal (also callable directly, e.g. by tests)."""
         self.signum = signum

@@ -12,6 +12,10 @@ class ValueNorm(nn.Module):
     (the reference code lost them on CUDA).
     """
 
+    running_mean: torch.Tensor
+    running_mean_sq: torch.Tensor
+    debiasing_term: torch.Tensor
+
     def __init__(self, shape: int = 1, beta: float = 0.99999, epsilon: float = 1e-5,
                  min_var: float = 1e-2) -> None:
         super().__init__()

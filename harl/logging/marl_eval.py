@@ -131,11 +131,11 @@ def rewind_entry(entry: Mapping[str, Any], keep_until: int
     step_count; the absolute metrics or None). The absolute metrics are taken after a run's
     last evaluation step, so they are kept only when that step is kept too (a resume at or
     after the end of the run); a resume before it redoes the end and takes them anew."""
-    steps = [v for k, v in entry.items() if k.startswith(STEP_PREFIX) and isinstance(v, Mapping)
-             and _step_count(v) is not None]
-    kept = sorted((dict(v) for v in steps if _step_count(v) <= keep_until), key=_step_count)
+    steps = [(count, v) for k, v in entry.items() if k.startswith(STEP_PREFIX) and isinstance(v, Mapping)
+             and (count := _step_count(v)) is not None]
+    kept = [dict(v) for count, v in sorted(steps, key=lambda step: step[0]) if count <= keep_until]
     absolute = entry.get(ABSOLUTE)
-    recorded_at = max((_step_count(v) for v in steps), default=None)
+    recorded_at = max((count for count, _ in steps), default=None)
     if not isinstance(absolute, Mapping) or recorded_at is None or keep_until < recorded_at:
         return kept, None
     return kept, dict(absolute)

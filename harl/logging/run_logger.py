@@ -88,6 +88,7 @@ class RunLogger:
         """Rewrite progress.csv with extra columns (temp file + rename: never half-written)."""
         with self.csv_path.open(newline="") as f:
             rows = list(csv.DictReader(f))
+        assert self._columns is not None  # called only once the header is known
         self._columns = self._columns + new_columns
         columns = self._columns
 

@@ -9,6 +9,8 @@ Every head also exposes its distribution's parameters and the exact KL between t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import TypeAlias, cast
 
 import torch
 from gymnasium import spaces
@@ -123,26 +125,35 @@ class MultiCategoricalHead(nn.Module):
 
     def sample(self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = [h.sample(features, None, deterministic) for h in self.heads]
+        out = [h.sample(features, None, deterministic) for h in self.categoricals()]
         return torch.cat([a for a, _ in out], -1), torch.cat([lp for _, lp in out], -1)
 
     def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor,
                          avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         out = [h.log_prob_entropy(features, action[..., k:k + 1], None)
-               for k, h in enumerate(self.heads)]
+               for k, h in enumerate(self.categoricals())]
         return torch.cat([lp for lp, _ in out], -1), torch.stack([e for _, e in out], -1).sum(-1)
 
     def distribution_params(self, features: torch.Tensor, avail: torch.Tensor | None
                             ) -> dict[str, torch.Tensor]:
-        return {f"log_p{k}": h.log_probs(features, None) for k, h in enumerate(self.heads)}
+        return {f"log_p{k}": h.log_probs(features, None) for k, h in enumerate(self.categoricals())}
 
     def kl(self, old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(CategoricalHead.kl({"log_p": old[f"log_p{k}"]}, {"log_p": new[f"log_p{k}"]})
-                   for k in range(len(self.heads)))
+        # sum() of tensors is a tensor (its int start 0 only types as one)
+        return cast(torch.Tensor,
+                    sum(CategoricalHead.kl({"log_p": old[f"log_p{k}"]}, {"log_p": new[f"log_p{k}"]})
+                        for k in range(len(self.heads))))
+
+    def categoricals(self) -> Iterable[CategoricalHead]:
+        """The sub-action heads (the ModuleList holds only CategoricalHeads)."""
+        return cast("Iterable[CategoricalHead]", self.heads)
+
+
+ActionHead: TypeAlias = GaussianHead | CategoricalHead | MultiCategoricalHead
 
 
 def make_head(space: spaces.Space, in_dim: int, gain: float, std_x_coef: float,
-              std_y_coef: float) -> nn.Module:
+              std_y_coef: float) -> ActionHead:
     if isinstance(space, spaces.Box):
         if len(space.shape) != 1:
             raise ValueError(f"Box action spaces must be 1-d, got shape {space.shape}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -38,7 +39,8 @@ class MLPTrunk(nn.Module):
                  feature_norm: bool = True) -> None:
         super().__init__()
         act = activation_class(activation)
-        gain = nn.init.calculate_gain(activation)
+        # torch types the name as a Literal of its known nonlinearities; activation_class checked it
+        gain = nn.init.calculate_gain(cast(Any, activation))
         layers: list[nn.Module] = [nn.LayerNorm(in_dim)] if feature_norm else []
         prev = in_dim
         for size in hidden_sizes:

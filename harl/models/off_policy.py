@@ -15,7 +15,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
-from harl.models.heads import CategoricalHead
+from harl.models.heads import CategoricalHead, GaussianHead, MultiCategoricalHead
 from harl.models.linear import Linear, linear, onednn_suits
 from harl.models.mlp import activation_class
 from harl.models.policy import StochasticPolicy
@@ -53,7 +53,8 @@ def bounded_box(space: spaces.Space, who: str) -> spaces.Box:
     """The agent's Box, checked to be 1-d with finite bounds (actions are rescaled into them)."""
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         raise ValueError(f"{who}: expected a 1-d Box action space, got {space!r}")
-    if not (torch.isfinite(torch.as_tensor(space.low)).all() and torch.isfinite(torch.as_tensor(space.high)).all()):
+    if not (torch.isfinite(torch.as_tensor(space.low)).all()
+            and torch.isfinite(torch.as_tensor(space.high)).all()):
         raise ValueError(f"{who}: the action space {space!r} has infinite bounds; off-policy actors "
                          "squash actions into [low, high] and need finite bounds")
     return space
@@ -61,6 +62,11 @@ def bounded_box(space: spaces.Space, who: str) -> spaces.Box:
 
 class BoxRescale(nn.Module):
     """Maps [-1, 1] onto an agent's own [low, high] (bounds may be asymmetric)."""
+
+    center: torch.Tensor
+    half_range: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
 
     def __init__(self, space: spaces.Box) -> None:
         super().__init__()
@@ -110,6 +116,8 @@ class SquashedGaussianActor(nn.Module):
     form that stays finite.
     """
 
+    log_half_range_sum: torch.Tensor
+
     def __init__(self, obs_dim: int, space: spaces.Box, hidden_sizes: Sequence[int],
                  activation: str, final_activation: str = "tanh") -> None:
         super().__init__()
@@ -154,7 +162,11 @@ class GumbelCategoricalActor(nn.Module):
         super().__init__()
         self.policy = StochasticPolicy(obs_space, space, hidden_sizes, activation, feature_norm, gain)
         head = self.policy.head
-        self.heads: list[CategoricalHead] = list(head.heads) if hasattr(head, "heads") else [head]
+        if isinstance(head, GaussianHead):
+            raise ValueError(f"a Gumbel-categorical actor needs a Discrete or MultiDiscrete action "
+                             f"space, got {space!r}")
+        self.heads: list[CategoricalHead] = (list(head.categoricals())
+                                             if isinstance(head, MultiCategoricalHead) else [head])
 
     def forward(self, obs: torch.Tensor, avail: torch.Tensor | None = None,
                 deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -162,7 +174,8 @@ class GumbelCategoricalActor(nn.Module):
         features = self.policy.trunk.mlp(obs)
         # action masks exist only for single Discrete agents (see heads.MultiCategoricalHead)
         masks = [avail] if len(self.heads) == 1 else [None] * len(self.heads)
-        one_hots, indices, log_prob = [], [], 0.0
+        one_hots, indices = [], []
+        log_prob: torch.Tensor | float = 0.0
         for head, mask in zip(self.heads, masks):
             log_p = head.log_probs(features, mask)
             one_hot = straight_through_gumbel(log_p, deterministic)
@@ -171,6 +184,7 @@ class GumbelCategoricalActor(nn.Module):
             log_prob = log_prob + (one_hot * safe).sum(-1)
             one_hots.append(one_hot)
             indices.append(one_hot.detach().argmax(-1, keepdim=True))
+        assert isinstance(log_prob, torch.Tensor)  # every actor has at least one head
         return torch.cat(indices, -1), torch.cat(one_hots, -1), log_prob
 
     def squashed_log_prob(self, log_prob: torch.Tensor) -> torch.Tensor:

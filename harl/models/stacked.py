@@ -35,6 +35,12 @@ def stack_signature(actor: StochasticPolicy) -> tuple | None:
     return layers, tuple(head.mean.weight.shape), head.std_x_coef, head.std_y_coef
 
 
+def gaussian_head(actor: StochasticPolicy) -> GaussianHead:
+    head = actor.head
+    assert isinstance(head, GaussianHead)  # stack_signature admits Gaussian policies only
+    return head
+
+
 class StackedGaussianPolicies:
     """Acts for a group of same-layout feed-forward Gaussian policies at once."""
 
@@ -54,21 +60,25 @@ class StackedGaussianPolicies:
         def stack(get) -> torch.Tensor:
             return torch.stack([get(a).detach() for a in self.actors])
 
+        def stack_layer(k: int, get) -> torch.Tensor:
+            """`get` of every actor's k-th trunk layer, stacked."""
+            return stack(lambda a: get(a.trunk.mlp.net[k]))
+
         layers: list[tuple] = []
         for k, module in enumerate(self.actors[0].trunk.mlp.net):
             if isinstance(module, nn.Linear):
-                layers.append(("linear", stack(lambda a: a.trunk.mlp.net[k].weight.t()),
-                               stack(lambda a: a.trunk.mlp.net[k].bias)[:, None]))
+                layers.append(("linear", stack_layer(k, lambda m: m.weight.t()),
+                               stack_layer(k, lambda m: m.bias)[:, None]))
             elif isinstance(module, nn.LayerNorm):
                 layers.append(("norm", module.normalized_shape, module.eps,
-                               stack(lambda a: a.trunk.mlp.net[k].weight)[:, None],
-                               stack(lambda a: a.trunk.mlp.net[k].bias)[:, None]))
+                               stack_layer(k, lambda m: m.weight)[:, None],
+                               stack_layer(k, lambda m: m.bias)[:, None]))
             else:   # a stateless activation module, the same for every agent
                 layers.append(("apply", module))
         self._layers = layers
         self._head_w = stack(lambda a: a.head.mean.weight.t())
         self._head_b = stack(lambda a: a.head.mean.bias)[:, None]
-        self._std = torch.stack([a.head.std().detach() for a in self.actors])[:, None]
+        self._std = torch.stack([gaussian_head(a).std().detach() for a in self.actors])[:, None]
         self._versions = tuple(p._version for p in self._params())
 
     @torch.no_grad()

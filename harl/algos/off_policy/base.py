@@ -7,7 +7,7 @@ the actors when due, then the targets); the runner decides how many to take (`ut
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +18,11 @@ from harl.algos.base import Learner, check_finite
 from harl.buffers.replay import ReplayBuffer, ReplaySample
 from harl.common.device import move_batch, resolve_device
 from harl.models.policy import Hidden
+
+if TYPE_CHECKING:
+    from envs.base import ActionSpace
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def action_width(space: spaces.Space) -> int:
@@ -31,14 +36,14 @@ def action_width(space: spaces.Space) -> int:
     raise ValueError(f"unsupported action space {space!r}; valid: Box, Discrete, MultiDiscrete")
 
 
-def stored_width(space: spaces.Space) -> int:
+def stored_width(space: ActionSpace) -> int:
     """Columns of an agent's action in the replay buffer (indices for discrete actions)."""
     if isinstance(space, spaces.Box):
         return int(space.shape[0])
     return 1 if isinstance(space, spaces.Discrete) else len(space.nvec)
 
 
-def encode_action(space: spaces.Space, action: torch.Tensor) -> torch.Tensor:
+def encode_action(space: ActionSpace, action: torch.Tensor) -> torch.Tensor:
     """A stored action [B, stored_width] -> the critic's input [B, action_width]."""
     if isinstance(space, spaces.Box):
         return action
@@ -57,7 +62,7 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         torch._foreach_lerp_([t for t, _ in floats], [s for _, s in floats], tau)
 
 
-def frozen_copy(module: nn.Module) -> nn.Module:
+def frozen_copy(module: M) -> M:
     """A target network: a deep copy that never receives gradients."""
     import copy
 
@@ -72,8 +77,8 @@ class OffPolicyLearner(Learner):
     runner = "off_policy"
     supported_spaces: ClassVar[tuple[type, ...]] = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete)
 
-    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Space],
-                 action_spaces: Sequence[spaces.Space], state_space: spaces.Box,
+    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
+                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
                  device: torch.device, seed: int) -> None:
         self.cfg, self.device = cfg, device
         self.observation_spaces, self.action_spaces = list(observation_spaces), list(action_spaces)

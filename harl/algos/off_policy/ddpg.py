@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 
 from harl.algos.off_policy.base import OffPolicyLearner, frozen_copy, soft_update
-from harl.algos.sequential import agent_diagnostics, action_sequential_update, agent_order
+from harl.algos.sequential import action_sequential_update, agent_diagnostics, agent_order
 from harl.buffers.replay import ReplaySample
 from harl.models.off_policy import DeterministicActor, JointQCritic, bounded_box
 
@@ -97,7 +97,8 @@ class DeterministicLearner(OffPolicyLearner):
             joint = list(b.actions)
         self.critic.requires_grad_(False)  # actors' losses only need d Q / d action
 
-        def update_agent(i: int, joint: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor | None]:
+        def update_agent(i: int, joint: list[torch.Tensor | None]
+                         ) -> tuple[dict[str, float], torch.Tensor | None]:
             action = self.actors[i](b.obs[i])
             q = self.critic(b.state, [*joint[:i], action, *joint[i + 1:]])[0]
             loss = -q.mean()

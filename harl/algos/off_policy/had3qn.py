@@ -10,7 +10,7 @@ Exploration is epsilon-greedy, drawn per env, among available actions.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from gymnasium import spaces
@@ -33,18 +33,21 @@ class HAD3QN(OffPolicyLearner):
     def __init__(self, cfg: Any, observation_spaces, action_spaces, state_space, device, seed) -> None:
         super().__init__(cfg, observation_spaces, action_spaces, state_space, device, seed)
         c = cfg
-        self.n_actions = [int(s.n) for s in self.action_spaces]
+        # Discrete only (supported_spaces, checked by OffPolicyLearner)
+        self.n_actions = [int(cast(spaces.Discrete, s).n) for s in self.action_spaces]
         n_joint = math.prod(self.n_actions)
         if n_joint > c.max_joint_actions:
-            raise ValueError(f"had3qn's critic scores every joint action: {' x '.join(map(str, self.n_actions))}"
+            raise ValueError("had3qn's critic scores every joint action: "
+                             f"{' x '.join(map(str, self.n_actions))}"
                              f" = {n_joint:,} joint actions exceeds algo.max_joint_actions="
                              f"{c.max_joint_actions:,}; use hasac or happo for this team")
         # place value of each agent in the mixed-radix joint index (agent 0 least significant)
         self.radix = torch.tensor([math.prod(self.n_actions[:i]) for i in range(self.n_agents)],
                                   device=device)
-        net = lambda in_dim, n: DuelingQ(in_dim, n, c.base_hidden_sizes, c.dueling_v_hidden_sizes,  # noqa: E731
-                                         c.dueling_a_hidden_sizes, c.activation,
-                                         c.dueling_activation).to(device)
+        def net(in_dim: int, n: int) -> DuelingQ:
+            return DuelingQ(in_dim, n, c.base_hidden_sizes, c.dueling_v_hidden_sizes,
+                            c.dueling_a_hidden_sizes, c.activation, c.dueling_activation).to(device)
+
         self.actors = [net(int(o.shape[0]), n) for o, n in zip(self.observation_spaces, self.n_actions)]
         self.target_actors = [frozen_copy(a) for a in self.actors]
         self.actor_optims = [self.adam(a.parameters(), c.lr) for a in self.actors]
@@ -54,7 +57,8 @@ class HAD3QN(OffPolicyLearner):
 
     def joint_index(self, actions: list[torch.Tensor]) -> torch.Tensor:
         """Per-agent action indices [B] -> joint index [B]."""
-        return sum(a.long() * self.radix[i] for i, a in enumerate(actions))
+        # sum() of tensors is a tensor (its int start 0 only types as one)
+        return cast(torch.Tensor, sum(a.long() * self.radix[i] for i, a in enumerate(actions)))
 
     # ------------------------------------------------------------------ acting
     def select_actions(self, obs, avail, deterministic):
@@ -83,7 +87,8 @@ class HAD3QN(OffPolicyLearner):
         with torch.no_grad():
             next_actions = [masked_argmax(t(o), m) for t, o, m in
                             zip(self.target_actors, b.next_obs, b.next_avail)]
-            next_q = self.target_critic(b.next_state).gather(-1, self.joint_index(next_actions)[:, None])[:, 0]
+            next_q = self.target_critic(b.next_state).gather(
+                -1, self.joint_index(next_actions)[:, None])[:, 0]
             target = b.reward + b.discount * next_q
         replay_joint = self.joint_index([a[:, 0] for a in b.actions])
         q = self.critic(b.state).gather(-1, replay_joint[:, None])[:, 0]

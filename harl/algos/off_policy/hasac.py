@@ -14,22 +14,23 @@ Q and alpha * log pi are in the same units (the reference mixes them).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from gymnasium import spaces
-from torch import nn
 
 from harl.algos.off_policy.base import OffPolicyLearner, action_width, frozen_copy, soft_update
 from harl.algos.on_policy.base import huber, masked_mean
-from harl.algos.sequential import agent_diagnostics, action_sequential_update, agent_order
+from harl.algos.sequential import action_sequential_update, agent_diagnostics, agent_order
 from harl.buffers.replay import ReplaySample
 from harl.common.valuenorm import ValueNorm
-from harl.models.off_policy import (GumbelCategoricalActor, JointQCritic, SquashedGaussianActor,
-                                    bounded_box)
+from harl.models.off_policy import GumbelCategoricalActor, JointQCritic, SquashedGaussianActor, bounded_box
+
+if TYPE_CHECKING:
+    from envs.base import ActionSpace
 
 
-def target_entropy(space: spaces.Space, cfg: Any) -> float:
+def target_entropy(space: ActionSpace, cfg: Any) -> float:
     """Box: -scale * dim, an entropy of the tanh-space action (before the rescale to the agent's
     bounds, as in the reference, so that bounds do not shift it). Discrete: ratio * log(n) (per
     sub-action for MultiDiscrete)."""
@@ -44,9 +45,11 @@ class HASAC(OffPolicyLearner):
         super().__init__(cfg, observation_spaces, action_spaces, state_space, device, seed)
         c = cfg
         if c.alpha <= 0:
-            raise ValueError(f"algo.alpha must be > 0 (it is also the initial auto-tuned value), got {c.alpha}")
-        self.actors: list[nn.Module] = []
+            raise ValueError("algo.alpha must be > 0 (it is also the initial auto-tuned value), "
+                             f"got {c.alpha}")
+        self.actors: list[SquashedGaussianActor | GumbelCategoricalActor] = []
         for i, (o, s) in enumerate(zip(self.observation_spaces, self.action_spaces)):
+            actor: SquashedGaussianActor | GumbelCategoricalActor
             if isinstance(s, spaces.Box):
                 actor = SquashedGaussianActor(int(o.shape[0]), bounded_box(s, f"agent {i}"),
                                               c.hidden_sizes, c.activation, c.final_activation)
@@ -119,7 +122,8 @@ class HASAC(OffPolicyLearner):
         squashed_logps: list[torch.Tensor] = []
         self.critic.requires_grad_(False)
 
-        def update_agent(i: int, joint: list[torch.Tensor]) -> tuple[dict[str, float], torch.Tensor | None]:
+        def update_agent(i: int, joint: list[torch.Tensor | None]
+                         ) -> tuple[dict[str, float], torch.Tensor | None]:
             actor, mask = self.actors[i], b.active[:, i] if c.use_policy_active_masks else None
             _, action, logp = actor(b.obs[i], b.avail[i])
             q = self._denorm(self.critic(b.state, [*joint[:i], action, *joint[i + 1:]]).min(0).values)

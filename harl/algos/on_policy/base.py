@@ -5,10 +5,9 @@ checkpointable state."""
 from __future__ import annotations
 
 import logging
-
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -21,7 +20,10 @@ from harl.buffers.rollout import AgentBatch, RolloutBuffer
 from harl.common.gae import compute_gae
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy import Hidden, StochasticPolicy, VCritic
-from harl.models.stacked import StackedGaussianPolicies, stack_groups
+from harl.models.stacked import StackedGaussianPolicies, gaussian_head, stack_groups
+
+if TYPE_CHECKING:
+    from envs.base import ActionSpace
 
 ADV_EPS = 1e-5
 STATE_TYPES = ("EP", "FP")
@@ -61,6 +63,14 @@ def minibatches(n: int, n_minibatch: int, device: torch.device,
     return list(torch.randperm(n, device=device, generator=generator).tensor_split(n_minibatch))
 
 
+@overload
+def _seq(x: torch.Tensor) -> torch.Tensor: ...
+
+
+@overload
+def _seq(x: None) -> None: ...
+
+
 def _seq(x: torch.Tensor | None) -> torch.Tensor | None:
     """Chunks [C, L, ...] <-> sequences [L, C, ...]."""
     return None if x is None else x.transpose(0, 1)
@@ -69,8 +79,8 @@ def _seq(x: torch.Tensor | None) -> torch.Tensor | None:
 class OnPolicyLearner(Learner):
     runner = "on_policy"
 
-    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Space],
-                 action_spaces: Sequence[spaces.Space], state_space: spaces.Box,
+    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
+                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
                  device: torch.device, seed: int) -> None:
         if cfg.state_type not in STATE_TYPES:
             raise ValueError(f"unknown algo.state_type {cfg.state_type!r}; valid: {', '.join(STATE_TYPES)}")
@@ -101,7 +111,7 @@ class OnPolicyLearner(Learner):
         actors = [self._make_actor(o, a) for o, a in zip(self.observation_spaces, self.action_spaces)]
         return actors, [self._adam(actor.parameters(), self.cfg.lr) for actor in actors]
 
-    def _make_actor(self, obs_space: spaces.Space, action_space: spaces.Space) -> StochasticPolicy:
+    def _make_actor(self, obs_space: spaces.Box, action_space: ActionSpace) -> StochasticPolicy:
         c = self.cfg
         return StochasticPolicy(obs_space, action_space, c.hidden_sizes, c.activation,
                                 c.feature_norm, c.output_gain, c.std_x_coef, c.std_y_coef,
@@ -151,10 +161,10 @@ class OnPolicyLearner(Learner):
         `resets[e] = 1` where env e starts a new episode (recurrent policies forget)."""
         hidden = hidden if hidden is not None else [None] * self.n_agents
         stacked = self._stacked_means(obs)
-        out = []
+        out: list[tuple[torch.Tensor, torch.Tensor, Hidden]] = []
         for i, (actor, o, a, h) in enumerate(zip(self.actors, obs, avail, hidden)):
             if i in stacked:   # noise still drawn here, in agent order (the per-agent stream)
-                out.append((*actor.head.sample_params(*stacked[i], deterministic), None))
+                out.append((*gaussian_head(actor).sample_params(*stacked[i], deterministic), None))
             else:
                 out.append(actor.act(o, a, deterministic, h, resets))
         return [a for a, _, _ in out], [lp for _, lp, _ in out], [h for _, _, h in out]
@@ -165,7 +175,7 @@ class OnPolicyLearner(Learner):
             groups = stack_groups(self.actors) if self.cfg.stack_inference else []
             self._stacks = [(idx, StackedGaussianPolicies([self.actors[i] for i in idx]))
                             for idx in groups]
-        out = {}
+        out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for idx, stack in self._stacks:
             means, std = stack.means_and_std([obs[i] for i in idx])
             out.update((i, (means[j], std[j])) for j, i in enumerate(idx))

@@ -10,8 +10,12 @@ import torch
 from harl.algos.base import check_finite
 from harl.algos.on_policy.base import masked_mean
 from harl.algos.on_policy.happo import HASequentialLearner
-from harl.algos.on_policy.trpo import (backtracking_line_search, conjugate_gradient,
-                                       fisher_vector_product, flat_grad)
+from harl.algos.on_policy.trpo import (
+    backtracking_line_search,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_grad,
+)
 from harl.algos.sequential import aggregate_ratio
 from harl.buffers.rollout import AgentBatch
 
@@ -33,7 +37,7 @@ class HATRPO(HASequentialLearner):
         with torch.no_grad():
             old_dist = self.distribution(actor, batch)
 
-        def surrogate() -> tuple[torch.Tensor, torch.Tensor]:
+        def surrogate() -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
             logp, entropy = self.evaluate_actions(actor, batch)
             ratio = aggregate_ratio(logp - batch.logp_old, c.action_aggregation)
             return masked_mean(ratio * weighted_adv, mask), (ratio, entropy)

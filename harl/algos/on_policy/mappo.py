@@ -4,6 +4,8 @@ pooled (minibatches are drawn from the pool); without it each agent has its own 
 update."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from gymnasium import spaces
 
@@ -13,8 +15,8 @@ from harl.buffers.rollout import AgentBatch
 from harl.models.policy import StochasticPolicy
 
 
-def check_shareable(agents: list[str], observation_spaces: list[spaces.Space],
-                    action_spaces: list[spaces.Space]) -> None:
+def check_shareable(agents: Sequence[str], observation_spaces: Sequence[spaces.Space],
+                    action_spaces: Sequence[spaces.Space]) -> None:
     """Parameter sharing needs every agent to have agent 0's observation and action space."""
     for name, o, a in zip(agents[1:], observation_spaces[1:], action_spaces[1:]):
         if o != observation_spaces[0] or a != action_spaces[0]:

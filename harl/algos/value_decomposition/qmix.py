@@ -22,7 +22,7 @@ whose chosen-action values are mixed into a team value Q_tot trained by TD on th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from gymnasium import spaces
@@ -35,6 +35,9 @@ from harl.common.device import resolve_device
 from harl.models.heads import MASKED_LOGIT
 from harl.models.linear import Linear
 from harl.models.mixers import make_mixer
+
+if TYPE_CHECKING:
+    from envs.base import ActionSpace
 
 Hidden = torch.Tensor | None
 
@@ -53,6 +56,7 @@ class AgentQNet(nn.Module):
         """x [L, N, D], h0 [N, H] (None without rnn) -> (q [L, N, A], h_L [N, H] | None)."""
         z = torch.relu(self.fc1(x))
         if self.recurrent:
+            assert h0 is not None  # a recurrent network always gets a hidden state
             z, h = self.core(z, h0[None].contiguous())
             return self.fc2(z), h[0]
         return self.fc2(torch.relu(self.core(z))), None
@@ -75,8 +79,8 @@ class QMIX(Learner):
 
     runner = "episodic"
 
-    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Space],
-                 action_spaces: Sequence[spaces.Space], state_space: spaces.Box,
+    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
+                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
                  device: torch.device, seed: int) -> None:
         self.cfg, self.device = cfg, device
         self.observation_spaces, self.action_spaces = list(observation_spaces), list(action_spaces)
@@ -89,7 +93,7 @@ class QMIX(Learner):
         c = cfg
         self.n_agents = len(self.action_spaces)
         self.obs_dims = [int(o.shape[0]) for o in self.observation_spaces]
-        self.n_actions = [int(s.n) for s in self.action_spaces]
+        self.n_actions = [int(cast(spaces.Discrete, s).n) for s in self.action_spaces]  # checked above
         self.state_dim = int(state_space.shape[0])
         self.max_obs, self.max_actions = max(self.obs_dims), max(self.n_actions)
         self.shared = bool(c.share_param)
@@ -171,11 +175,16 @@ class QMIX(Learner):
             n_envs = obs[0].shape[0]
             hidden = list(hidden) if hidden is not None else self.initial_hidden(n_envs)
             keep = None if resets is None else (1.0 - resets.float()).view(-1, 1)
-            h0, last = [], []
+            h0: list[torch.Tensor] = []
+            last: list[torch.Tensor | None] = []
             for i, packed in enumerate(hidden):
-                if packed is not None and keep is not None:
+                if packed is None:  # nothing carried: no GRU state and no previous action
+                    last.append(None)
+                    continue
+                if keep is not None:
                     packed = packed * keep
-                h0.append(None if self.rnn_dim == 0 else packed[:, :self.rnn_dim])
+                if self.rnn_dim:
+                    h0.append(packed[:, :self.rnn_dim])
                 last.append(None if self.last_widths[i] == 0 else packed[:, self.rnn_dim:])
             x = self._inputs([o[None].float() for o in obs], [None if w is None else w[None] for w in last])
             q, h = self._q_values(self.nets, x, None if self.rnn_dim == 0 else torch.stack(h0, 1))
@@ -189,7 +198,7 @@ class QMIX(Learner):
                 actions = torch.where(explore, random, actions)
             new_hidden: list[Hidden] = []
             for i, w in enumerate(self.last_widths):
-                parts = ([h[:, i]] if self.rnn_dim else []) + (
+                parts = ([h[:, i]] if h is not None else []) + (
                     [nn.functional.one_hot(actions[:, i], w).float()] if w else [])
                 new_hidden.append(torch.cat(parts, -1) if parts else None)
         return [actions[:, i:i + 1] for i in range(self.n_agents)], None, new_hidden
@@ -217,8 +226,9 @@ class QMIX(Learner):
         per_agent = []
         for i, o in enumerate(obs):
             parts = [nn.functional.pad(o, (0, self.max_obs - o.shape[-1]))]
-            if last[i] is not None:
-                parts.append(last[i])
+            previous = last[i]
+            if previous is not None:
+                parts.append(previous)
             if self.cfg.obs_agent_id:
                 parts.append(nn.functional.one_hot(torch.tensor(i, device=o.device),
                                                    self.n_agents).float().expand(*lead, -1))
@@ -229,7 +239,7 @@ class QMIX(Learner):
                   ) -> tuple[torch.Tensor, Hidden]:
         """Q values [L, B, n, A] (padded actions: 0 for per-agent networks, arbitrary when shared)
         and the last hidden state [B, n, H] from inputs (see `_inputs`) and h0 [B, n, H]."""
-        if self.shared:
+        if isinstance(x, torch.Tensor):  # shared network: one input tensor (see `_inputs`)
             L, B, n, D = x.shape
             q, h = nets[0](x.reshape(L, B * n, D), None if h0 is None else h0.reshape(B * n, -1))
             return q.view(L, B, n, -1), None if h is None else h.view(B, n, -1)
@@ -267,7 +277,8 @@ class QMIX(Learner):
         L, B = b.reward.shape[1], b.reward.shape[0]
         with torch.no_grad():
             next_avail = self._stack_avail([a.transpose(0, 1)[1:] for a in b.avail], B, L)
-            h0 = None if self.rnn_dim == 0 else torch.zeros(B, self.n_agents, self.rnn_dim, device=self.device)
+            h0 = (None if self.rnn_dim == 0
+                  else torch.zeros(B, self.n_agents, self.rnn_dim, device=self.device))
             q_target = self._q_values(self.target_nets, x, h0)[0][1:]  # [L, B, n, A]
             if c.double_q:
                 best = masked_argmax(q_online[1:].detach(), next_avail)
