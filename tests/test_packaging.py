@@ -74,12 +74,12 @@ def test_declared_packages_are_the_source_packages():
 
 
 def test_pins_agree_with_requirements_txt():
-    """requirements.txt = the package's dependencies + its dev extra, at the same versions."""
+    """requirements.txt = the package's dependencies + its dev and docs extras, at the same versions."""
     project = PYPROJECT["project"]
-    in_pyproject = requirement_pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    in_pyproject = requirement_pins(project["dependencies"] + extras["dev"] + extras["docs"])
     in_requirements = requirement_pins((REPO / "requirements.txt").read_text().splitlines())
     assert in_requirements == in_pyproject
-    requirement_pins(project["optional-dependencies"]["docs"])  # pinned too
 
 
 def test_checkout_uses_the_repository_conf():
@@ -148,3 +148,7 @@ def test_built_wheel_ships_the_configs_and_commands(tmp_path):
     preset = composed(python(["-m", "harl.train", "--cfg", "job",
                               "+experiment=mpe/simple_spread_discrete/happo"], elsewhere, site))
     assert preset["env"]["continuous"] is False
+    suites = {f"harl/reproduce/suites/{p.name}" for p in (REPO / "harl/reproduce/suites").glob("*.yaml")}
+    assert suites and suites <= names
+    listing = python(["-m", "harl.reproduce", "--list"], elsewhere, site)
+    assert listing.returncode == 0 and "halfcheetah_2x3/happo" in listing.stdout, listing.stderr

@@ -44,12 +44,14 @@ def error_line(log: Path) -> str:
     return (errors or lines or [""])[-1][:200]
 
 
-def run_logged(cmd: Sequence[str], log: Path, append: bool = False) -> tuple[int, float]:
-    """Run `cmd` from the repository root with stdout and stderr in `log` (appended to with
-    `append`, e.g. when a run is resumed); returns (exit status, wall seconds)."""
+def run_logged(cmd: Sequence[str], log: Path, append: bool = False,
+               cwd: Path | None = REPO) -> tuple[int, float]:
+    """Run `cmd` in `cwd` (default: the repository root; None: this process's directory) with
+    stdout and stderr in `log` (appended to with `append`, e.g. when a run is resumed); returns
+    (exit status, wall seconds)."""
     start = time.perf_counter()
     with log.open("a" if append else "w") as out:
-        rc = subprocess.run(list(cmd), check=False, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+        rc = subprocess.run(list(cmd), check=False, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL).returncode
     return rc, time.perf_counter() - start
 

@@ -27,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-from harl.common.jobs import REPO, say
+from harl.common.jobs import say
 from harl.reproduce import report, runs
 from harl.reproduce.suites import load_suite, select, suite_names
 
@@ -72,9 +72,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
                         help="runs at once (default: the number of cores, %(default)s here); a run "
                              "uses torch_threads + n_workers cores")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "reproduce",
+    parser.add_argument("--out", type=Path, default=Path("results") / "reproduce",
                         help="runs go to OUT/<suite>/<task>/<algo>/seed<s> (default: %(default)s)")
-    parser.add_argument("--docs", type=Path, default=REPO / "docs" / "reproduction",
+    parser.add_argument("--docs", type=Path, default=Path("docs") / "reproduction",
                         help="where the report is written (default: %(default)s)")
     parser.add_argument("--reps", type=positive_int, default=2000,
                         help="bootstrap replications of the aggregate statistics (default: %(default)s)")

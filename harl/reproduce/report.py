@@ -231,7 +231,8 @@ def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]
                 label = r.cell.algo + ("" if r.runs else " (unfinished)")
                 plot.plot_curve(ax, runs, metric, 1, style, label, band=len(runs) > 1, seeds=True)
             else:  # no curve: a legend entry still names the colour of its paper star
-                ax.plot([], [], color=style.color, linestyle=style.linestyle, label=f"{r.cell.algo} (no runs)")
+                ax.plot([], [], color=style.color, linestyle=style.linestyle,
+                        label=f"{r.cell.algo} (no runs)")
             if (mid := paper_mid(r.cell)) is not None:
                 low, high = r.cell.paper_value or (mid, mid)
                 ax.errorbar([r.cell.budget], [mid], yerr=[[mid - low], [high - mid]], marker="*",

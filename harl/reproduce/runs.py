@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harl.common.jobs import REPO, error_line, fmt_duration, run_logged, run_pool, say
-from harl.logging.marl_eval import METRICS_FILE, write_json_atomic
+from harl.logging.marl_eval import write_json_atomic
 from harl.reproduce.suites import Cell
 
 LOG = "stdout.log"
@@ -133,7 +133,7 @@ def train(job: Job, overrides: list[str], position: str) -> int:
     say(f"{position} {job.label}: {verb} ({before.detail or 'new'}), log {job.path / LOG}")
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     cmd = command(job, overrides)
-    rc, wall = run_logged(cmd, job.path / LOG, append=True)
+    rc, wall = run_logged(cmd, job.path / LOG, append=True, cwd=None)  # an installed harl runs anywhere
     after = inspect(job)
     record_launch(job.path, {"started_at": started, "wall_s": round(wall, 1), "returncode": rc,
                              "env_steps_before": None if math.isnan(before.env_steps) else before.env_steps,
@@ -157,4 +157,5 @@ def train_all(jobs: list[Job], overrides: list[str], parallel: int) -> dict[Job,
     say(f"{len(todo)} of {len(jobs)} runs to train, {min(parallel, max(1, len(todo)))} at a time")
     numbered = [(f"[{k}/{len(todo)}]", job) for k, job in enumerate(todo, 1)]
     statuses = run_pool(numbered, lambda item: train(item[1], overrides, item[0]), parallel)
-    return {job: None for job in jobs if job not in todo} | {job: rc for (_, job), rc in zip(numbered, statuses)}
+    exits: dict[Job, int | None] = {job: None for job in jobs if job not in todo}
+    return exits | {job: rc for (_, job), rc in zip(numbered, statuses)}

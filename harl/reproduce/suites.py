@@ -8,8 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from harl.config import CONF_DIR
+
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
+PRESETS_DIR = Path(CONF_DIR) / "experiment"
 SUITE_KEYS = {"description", "paper", "budget", "budget_by_algo", "seeds", "metric", "notes", "tasks"}
 TASK_KEYS = {"title", "preset", "algos", "paper_values"}
 
