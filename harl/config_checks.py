@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from envs.football import REWARDS
 from envs.mamujoco import OBS_MODES
 from envs.mpe import BACKENDS
-from envs.smacv2 import DIFFICULTIES
+from envs.starcraft import DIFFICULTIES
 from harl.algos.on_policy.base import STATE_TYPES
 from harl.config import ConfigError, schema_for
 from harl.logging.wandb_sink import WANDB_MODES
