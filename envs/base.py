@@ -16,7 +16,11 @@ from gymnasium import spaces
 
 @dataclass
 class EnvSpec:
-    """Static description of a multi-agent env: what the algorithm needs to build networks."""
+    """Static description of a multi-agent env: what the algorithm needs to build networks.
+
+    `state_space` is (state_dim,) for one global state, or (n_agents, state_dim) for an env that
+    gives every agent its own critic state (`agent_states`; e.g. SMAC's FP state), which only the
+    on-policy learners with algo.state_type=FP take."""
 
     agents: list[str]
     observation_spaces: list[spaces.Space]
@@ -30,6 +34,11 @@ class EnvSpec:
     def n_agents(self) -> int:
         return len(self.agents)
 
+    @property
+    def agent_states(self) -> bool:
+        """Whether the state is one row per agent ([n_agents, state_dim]) rather than one vector."""
+        return len(self.state_space.shape) == 2
+
 
 @dataclass
 class StepResult:
@@ -37,7 +46,7 @@ class StepResult:
     None for continuous ones) and "alive" (per-agent bools, for envs where agents can die)."""
 
     obs: list[np.ndarray]
-    state: np.ndarray
+    state: np.ndarray  # float32, of the spec's state_space shape
     rewards: np.ndarray  # float32 [n_agents]
     terminated: bool
     truncated: bool
