@@ -12,9 +12,11 @@ SMAC"). Without them `SMACEnv.check_config` fails at once, before any env or wor
 saying what is missing.
 
 Observations are the package's, built with the reference's `obs_last_action=True`, followed by the
-agent's one-hot id (the reference's `obs_agent_id=True`). The state is the reference's EP or FP
-state (`envs/smac_states.py`); with FP the env's state space is [n_agents, dim], one critic state
-per agent, which the on-policy learners take as their FP critic inputs (algo.state_type=FP).
+agent's own last action (one-hot; zeros once it is dead) and its one-hot id (the reference's
+`obs_agent_id=True`): the reference's observation but for the order of its parts and 4 constant
+features. The state is the reference's EP or FP state (`envs/smac_states.py`); with FP the env's
+state space is [n_agents, dim], one critic state per agent, which the on-policy learners take as
+their FP critic inputs (algo.state_type=FP).
 """
 from __future__ import annotations
 
@@ -107,7 +109,8 @@ class SMACEnv(StarCraftEnv):
     """One SMAC battle on `map_name` (envs/starcraft.py, `StarCraftEnv`, says what every StarCraft
     adapter does: actions and masks, alive flags, team reward, endings, battle_won, seeds).
 
-    - observation: the package's (with last actions of visible allies) + the one-hot agent id;
+    - observation: the package's (with the last actions of the allies in sight) + the agent's own
+      last action (one-hot) + its one-hot id;
     - `state_type`: "EP", one state [dim] for all agents, or "FP", one per agent [n_agents, dim]
       (envs/smac_states.py has both layouts).
 
@@ -143,7 +146,7 @@ class SMACEnv(StarCraftEnv):
         self._ids = np.eye(self._n, dtype=np.float32)
 
     def _observation_dim(self, info: dict[str, Any]) -> int:
-        return int(info["obs_shape"]) + int(info["n_agents"])
+        return int(info["obs_shape"]) + int(info["n_actions"]) + int(info["n_agents"])
 
     def _state_shape(self, info: dict[str, Any]) -> tuple[int, ...]:
         if self._state_type == "FP":
@@ -151,7 +154,13 @@ class SMACEnv(StarCraftEnv):
         return (smac_states.global_state_size(self._env),)
 
     def _observations(self) -> list[np.ndarray]:
-        return [np.concatenate([np.asarray(o, dtype=np.float32), self._ids[i]])
+        # The package's observation has the last actions of the allies in sight but not the
+        # agent's own, which the reference's has (zeros for a dead agent, whose only available
+        # action is the no-op): append it, then the id.
+        last = np.asarray(self._env.last_action, dtype=np.float32).copy()
+        dead = [mask[0] == 1 for mask in self._env.get_avail_actions()]
+        last[dead] = 0
+        return [np.concatenate([np.asarray(o, dtype=np.float32), last[i], self._ids[i]])
                 for i, o in enumerate(self._env.get_obs())]
 
     def _state(self) -> np.ndarray:

@@ -347,7 +347,8 @@ def test_spec_and_the_arguments_given_to_the_package():
     assert (spec.name, spec.task, spec.n_agents, spec.episode_limit) == ("smac", "2s3z", 5, 120)
     assert spec.agents == [f"agent_{i}" for i in range(5)]
     assert all(s == spaces.Discrete(6 + 5) for s in spec.action_spaces)
-    assert all(s.shape == (fake.obs_size + 5,) and s.dtype == np.float32 for s in spec.observation_spaces)
+    # the package's observation + the agent's own last action + its id
+    assert all(s.shape == (fake.obs_size + 11 + 5,) and s.dtype == np.float32 for s in spec.observation_spaces)
     assert spec.state_space.shape == (global_state_size(fake),) and not spec.agent_states
 
     kwargs = fake.kwargs
@@ -370,10 +371,13 @@ def test_reset_and_step_give_per_agent_observations_and_the_chosen_state(map_nam
         env = SMACEnv(map_name, state_type=state_type, _env_factory=factory)
         fake = factory.made[0]
         obs, state, info = env.reset()
-        assert len(obs) == n and all(o.dtype == np.float32 and o.shape == (fake.obs_size + n,) for o in obs)
-        for i, o in enumerate(obs):   # the package's observation, then the one-hot agent id
+        n_actions = fake.n_actions
+        width = fake.obs_size + n_actions + n
+        assert len(obs) == n and all(o.dtype == np.float32 and o.shape == (width,) for o in obs)
+        for i, o in enumerate(obs):   # the package's observation, the agent's last action, its id
             np.testing.assert_array_equal(o[:fake.obs_size], fake.get_obs()[i])
-            np.testing.assert_array_equal(o[fake.obs_size:], np.eye(n, dtype=np.float32)[i])
+            np.testing.assert_array_equal(o[fake.obs_size:-n], np.zeros(n_actions))   # none yet
+            np.testing.assert_array_equal(o[-n:], np.eye(n, dtype=np.float32)[i])
         assert state.dtype == np.float32 and state.shape == env.spec.state_space.shape
         if state_type == "EP":
             assert state.shape == (global_state_size(fake),)
@@ -383,8 +387,11 @@ def test_reset_and_step_give_per_agent_observations_and_the_chosen_state(map_nam
             for i in range(n):
                 np.testing.assert_array_equal(state[i], agent_state(fake, i))
             assert not np.array_equal(state[0], state[1])   # agent-specific
-        res = env.step(alive_actions(info))
+        actions = [6 + i % fake.n_enemies for i in range(n)]   # every agent attacks the enemy in range
+        res = env.step(actions)
         assert res.state.shape == state.shape and len(res.obs) == n
+        for i, o in enumerate(res.obs):
+            np.testing.assert_array_equal(o[fake.obs_size:-n], np.eye(n_actions)[actions[i]])
         assert res.rewards.dtype == np.float32 and res.rewards.tolist() == [0.25] * n   # team reward
         expected = global_state(fake) if state_type == "EP" else agent_states(fake)
         np.testing.assert_array_equal(res.state, expected)
@@ -405,6 +412,8 @@ def test_available_actions_pass_through_and_dead_agents_take_the_no_op():
     assert res.info["alive"].tolist() == [True, True, False]
     np.testing.assert_array_equal(res.info["avail_actions"][2], np.eye(9, dtype=np.float32)[0])
     np.testing.assert_array_equal(res.state[2][:-3], 0)       # a dead agent's FP state: zeros but the id
+    np.testing.assert_array_equal(res.obs[2][:-3], 0)         # its observation too (no last action)
+    np.testing.assert_array_equal(res.obs[1][-12:-3], np.eye(9)[7])   # a living one's own last action
     with pytest.raises(ValueError, match=r"agent_2: action 1 is not available \(available: \[0\]\)"):
         env.step([1, 1, 1])
     assert len(fake.steps_taken) == 1
