@@ -574,7 +574,11 @@ TINY_SMAC = ["env=smac", "env.map_name=3m", "n_envs=2", "total_steps=80", "log_i
     ["algo=qmix", "algo.hidden_dim=16", "algo.mixing_embed_dim=8", "algo.hypernet_embed=16",
      "algo.batch_size=4", "algo.warmup_episodes=4", "algo.buffer_size=50", "algo.train_interval=20",
      "algo.epsilon_anneal_steps=200", "total_steps=120"],
-], ids=["happo-FP-recurrent", "happo-EP", "qmix-EP"])
+    ["algo=hasac", "algo.hidden_sizes=[16,16]", "algo.batch_size=8", "algo.buffer_size=200",
+     "algo.warmup_steps=20", "algo.train_interval=20", "algo.auto_alpha=true", "total_steps=120"],
+    ["algo=hatrpo", "env.state_type=FP", "algo.state_type=FP", "rollout_length=20", "algo.hidden_sizes=[16,16]",
+     "algo.critic_epoch=2"],
+], ids=["happo-FP-recurrent", "happo-EP", "qmix-EP", "hasac-EP", "hatrpo-FP"])
 def test_training_runs_and_reports_the_win_rate(tmp_path, fake_package, algo):
     from harl.train import run
 
