@@ -18,6 +18,7 @@ features. The state is the reference's EP or FP state (`envs/smac_states.py`); w
 state space is [n_agents, dim], one critic state per agent, which the on-policy learners take as
 their FP critic inputs (algo.state_type=FP).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,14 +35,29 @@ from envs.validation import invalid_choice
 # The package's map registry (smac/env/starcraft2/maps/smac_maps.py): map -> (allies, enemies,
 # episode limit). Kept here so that a typo fails before the package is imported or installed.
 MAPS: dict[str, tuple[int, int, int]] = {
-    "3m": (3, 3, 60), "8m": (8, 8, 120), "25m": (25, 25, 150),
-    "5m_vs_6m": (5, 6, 70), "8m_vs_9m": (8, 9, 120), "10m_vs_11m": (10, 11, 150),
-    "27m_vs_30m": (27, 30, 180), "MMM": (10, 10, 150), "MMM2": (10, 12, 180),
-    "2s3z": (5, 5, 120), "3s5z": (8, 8, 150), "3s5z_vs_3s6z": (8, 9, 170),
-    "3s_vs_3z": (3, 3, 150), "3s_vs_4z": (3, 4, 200), "3s_vs_5z": (3, 5, 250),
-    "1c3s5z": (9, 9, 180), "2m_vs_1z": (2, 1, 150), "corridor": (6, 24, 400),
-    "6h_vs_8z": (6, 8, 150), "2s_vs_1sc": (2, 1, 300), "so_many_baneling": (7, 32, 100),
-    "bane_vs_bane": (24, 24, 200), "2c_vs_64zg": (2, 64, 400),
+    "3m": (3, 3, 60),
+    "8m": (8, 8, 120),
+    "25m": (25, 25, 150),
+    "5m_vs_6m": (5, 6, 70),
+    "8m_vs_9m": (8, 9, 120),
+    "10m_vs_11m": (10, 11, 150),
+    "27m_vs_30m": (27, 30, 180),
+    "MMM": (10, 10, 150),
+    "MMM2": (10, 12, 180),
+    "2s3z": (5, 5, 120),
+    "3s5z": (8, 8, 150),
+    "3s5z_vs_3s6z": (8, 9, 170),
+    "3s_vs_3z": (3, 3, 150),
+    "3s_vs_4z": (3, 4, 200),
+    "3s_vs_5z": (3, 5, 250),
+    "1c3s5z": (9, 9, 180),
+    "2m_vs_1z": (2, 1, 150),
+    "corridor": (6, 24, 400),
+    "6h_vs_8z": (6, 8, 150),
+    "2s_vs_1sc": (2, 1, 300),
+    "so_many_baneling": (7, 32, 100),
+    "bane_vs_bane": (24, 24, 200),
+    "2c_vs_64zg": (2, 64, 400),
 }
 
 # StarCraft2Env arguments: the reference's (harl/envs/smac/StarCraft2_Env.py defaults, which its
@@ -94,8 +110,9 @@ def _import_env_class() -> type:
 def ensure_available(map_name: str) -> None:
     """Raise SMACUnavailable, saying what to install, unless the package imports and StarCraft II
     with this map is where pysc2 will look for it."""
-    starcraft.ensure_available("smac", "smac", _import_env_class, INSTALL, f"{map_name}.SC2Map",
-                               SMACUnavailable)
+    starcraft.ensure_available(
+        "smac", "smac", _import_env_class, INSTALL, f"{map_name}.SC2Map", SMACUnavailable
+    )
 
 
 def _package_env(**kwargs: Any) -> Any:
@@ -121,9 +138,14 @@ class SMACEnv(StarCraftEnv):
     """
 
     @classmethod
-    def check_config(cls, map_name: str, state_type: str = "EP", difficulty: str = "7",
-                     game_version: str | None = None,
-                     _env_factory: Callable[..., Any] | None = None) -> None:
+    def check_config(
+        cls,
+        map_name: str,
+        state_type: str = "EP",
+        difficulty: str = "7",
+        game_version: str | None = None,
+        _env_factory: Callable[..., Any] | None = None,
+    ) -> None:
         """Raise ValueError for bad arguments (naming the valid choices) and SMACUnavailable
         when the package or the game is missing, without building anything."""
         if map_name not in MAPS:
@@ -134,15 +156,29 @@ class SMACEnv(StarCraftEnv):
         if _env_factory is None:
             ensure_available(map_name)
 
-    def __init__(self, map_name: str, state_type: str = "EP", difficulty: str = "7",
-                 game_version: str | None = None,
-                 _env_factory: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        map_name: str,
+        state_type: str = "EP",
+        difficulty: str = "7",
+        game_version: str | None = None,
+        _env_factory: Callable[..., Any] | None = None,
+    ) -> None:
         self.check_config(map_name, state_type, difficulty, game_version, _env_factory)
         self._state_type = state_type
-        kwargs = {**ENV_ARGS, "map_name": map_name, "difficulty": str(difficulty),
-                  "game_version": game_version}
-        self._setup(_package_env if _env_factory is None else _env_factory, kwargs, "smac", map_name,
-                    MAPS[map_name][0])
+        kwargs = {
+            **ENV_ARGS,
+            "map_name": map_name,
+            "difficulty": str(difficulty),
+            "game_version": game_version,
+        }
+        self._setup(
+            _package_env if _env_factory is None else _env_factory,
+            kwargs,
+            "smac",
+            map_name,
+            MAPS[map_name][0],
+        )
         self._ids = np.eye(self._n, dtype=np.float32)
 
     def _observation_dim(self, info: dict[str, Any]) -> int:
@@ -160,8 +196,10 @@ class SMACEnv(StarCraftEnv):
         last = np.asarray(self._env.last_action, dtype=np.float32).copy()
         dead = [mask[0] == 1 for mask in self._env.get_avail_actions()]
         last[dead] = 0
-        return [np.concatenate([np.asarray(o, dtype=np.float32), last[i], self._ids[i]])
-                for i, o in enumerate(self._env.get_obs())]
+        return [
+            np.concatenate([np.asarray(o, dtype=np.float32), last[i], self._ids[i]])
+            for i, o in enumerate(self._env.get_obs())
+        ]
 
     def _state(self) -> np.ndarray:
         if self._state_type == "FP":

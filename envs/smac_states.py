@@ -23,6 +23,7 @@ reference's layout and with the settings of its two state configs:
 
 Shields appear for Protoss units only and unit types on maps with several types, as in SMAC.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,8 @@ from typing import Any
 import numpy as np
 
 STATE_TYPES = ("EP", "FP")
-N_PATHING, N_HEIGHT = 8, 9    # SMAC's surrounding pathing points and height points (with its own)
-N_INFO = 5                    # EP's map numbers
+N_PATHING, N_HEIGHT = 8, 9  # SMAC's surrounding pathing points and height points (with its own)
+N_INFO = 5  # EP's map numbers
 
 
 # ---------------------------------------------------------------- sizes (known before the game starts)
@@ -67,8 +68,10 @@ def agent_state_size(env: Any) -> int:
 # ---------------------------------------------------------------- shared pieces
 def _centre_xy(env: Any, unit: Any) -> tuple[float, float]:
     """The unit's position from the map centre, over the playable width and height."""
-    return ((unit.pos.x - env.map_x / 2) / env.max_distance_x,
-            (unit.pos.y - env.map_y / 2) / env.max_distance_y)
+    return (
+        (unit.pos.x - env.map_x / 2) / env.max_distance_x,
+        (unit.pos.y - env.map_y / 2) / env.max_distance_y,
+    )
 
 
 def _cooldown(env: Any, unit: Any) -> float:
@@ -87,17 +90,21 @@ def _distance(x1: float, y1: float, x2: float, y2: float) -> float:
 def global_state(env: Any) -> np.ndarray:
     """The reference's EP state (`get_global_state` with EP.yaml) of a launched env."""
     s, n, m = _sizes(env), int(env.n_agents), int(env.n_enemies)
-    types, shield_al, shield_en = int(env.unit_type_bits), int(env.shield_bits_ally), int(env.shield_bits_enemy)
+    types, shield_al, shield_en = (
+        int(env.unit_type_bits),
+        int(env.shield_bits_ally),
+        int(env.shield_bits_enemy),
+    )
     ally = np.zeros((n, s["ep_ally"]), np.float32)
     enemy = np.zeros((m, s["ep_enemy"]), np.float32)
     move = np.zeros((n, s["ep_move"]), np.float32)
 
     n_actions = int(env.n_actions)
-    for i in range(n):   # every agent, dead ones too (the package keeps their last unit record)
+    for i in range(n):  # every agent, dead ones too (the package keeps their last unit record)
         unit = env.get_unit_by_id(i)
         move[i, :n_actions] = env.get_avail_agent_actions(i)
-        move[i, n_actions:n_actions + N_PATHING] = env.get_surrounding_pathing(unit)
-        move[i, n_actions + N_PATHING:] = env.get_surrounding_height(unit)
+        move[i, n_actions : n_actions + N_PATHING] = env.get_surrounding_pathing(unit)
+        move[i, n_actions + N_PATHING :] = env.get_surrounding_height(unit)
 
     for i, unit in env.agents.items():
         if unit.health <= 0:
@@ -105,10 +112,10 @@ def global_state(env: Any) -> np.ndarray:
         row = [unit.health / unit.health_max, _cooldown(env, unit), *_centre_xy(env, unit)]
         if shield_al:
             row.append(unit.shield / env.unit_max_shield(unit))
-        ally[i, :len(row)] = row
+        ally[i, : len(row)] = row
         if types:
             ally[i, len(row) + env.get_unit_type_id(unit, True)] = 1
-        ally[i, len(row) + types:] = env.last_action[i]
+        ally[i, len(row) + types :] = env.last_action[i]
 
     for e, unit in env.enemies.items():
         if unit.health <= 0:
@@ -116,13 +123,14 @@ def global_state(env: Any) -> np.ndarray:
         row = [unit.health / unit.health_max, *_centre_xy(env, unit)]
         if shield_en:
             row.append(unit.shield / env.unit_max_shield(unit))
-        enemy[e, :len(row)] = row
+        enemy[e, : len(row)] = row
         if types:
             enemy[e, len(row) + env.get_unit_type_id(unit, False)] = 1
 
     progress = np.float32(env._episode_steps / env.episode_limit)
-    info = np.array([env.map_x, env.map_y, env.max_distance_x, env.max_distance_y,
-                     env.unit_sight_range(0)], np.float32)
+    info = np.array(
+        [env.map_x, env.map_y, env.max_distance_x, env.max_distance_y, env.unit_sight_range(0)], np.float32
+    )
     return np.concatenate([ally.ravel(), enemy.ravel(), move.ravel(), [progress], info]).astype(np.float32)
 
 
@@ -130,7 +138,11 @@ def global_state(env: Any) -> np.ndarray:
 def agent_state(env: Any, agent_id: int) -> np.ndarray:
     """The reference's FP state (`get_state_agent` with FP.yaml) of agent `agent_id`."""
     s, n, m = _sizes(env), int(env.n_agents), int(env.n_enemies)
-    types, shield_al, shield_en = int(env.unit_type_bits), int(env.shield_bits_ally), int(env.shield_bits_enemy)
+    types, shield_al, shield_en = (
+        int(env.unit_type_bits),
+        int(env.shield_bits_ally),
+        int(env.shield_bits_enemy),
+    )
     ally = np.zeros((n - 1, s["fp_ally"]), np.float32)
     enemy = np.zeros((m, s["fp_enemy"]), np.float32)
     move = np.zeros(s["fp_move"], np.float32)
@@ -143,20 +155,26 @@ def agent_state(env: Any, agent_id: int) -> np.ndarray:
         x, y = unit.pos.x, unit.pos.y
         sight = env.unit_sight_range(agent_id)
         avail = env.get_avail_agent_actions(agent_id)
-        move[:] = avail[2:2 + s["fp_move"]]   # north, south, east, west
+        move[:] = avail[2 : 2 + s["fp_move"]]  # north, south, east, west
 
         for e, e_unit in env.enemies.items():
             if e_unit.health <= 0:
                 continue
             dist = _distance(x, y, e_unit.pos.x, e_unit.pos.y)
-            row = [avail[env.n_actions_no_attack + e], dist / sight, (e_unit.pos.x - x) / sight,
-                   (e_unit.pos.y - y) / sight, float(dist < sight), e_unit.health / e_unit.health_max]
+            row = [
+                avail[env.n_actions_no_attack + e],
+                dist / sight,
+                (e_unit.pos.x - x) / sight,
+                (e_unit.pos.y - y) / sight,
+                float(dist < sight),
+                e_unit.health / e_unit.health_max,
+            ]
             if shield_en:
                 row.append(e_unit.shield / env.unit_max_shield(e_unit))
-            enemy[e, :len(row)] = row
+            enemy[e, : len(row)] = row
             if types:
                 enemy[e, len(row) + env.get_unit_type_id(e_unit, False)] = 1
-            enemy[e, len(row) + types:] = _centre_xy(env, e_unit)
+            enemy[e, len(row) + types :] = _centre_xy(env, e_unit)
 
         others = [i for i in range(n) if i != agent_id]
         for k, i in enumerate(others):
@@ -164,24 +182,30 @@ def agent_state(env: Any, agent_id: int) -> np.ndarray:
             if a_unit.health <= 0:
                 continue
             dist = _distance(x, y, a_unit.pos.x, a_unit.pos.y)
-            row = [float(dist < sight), dist / sight, (a_unit.pos.x - x) / sight, (a_unit.pos.y - y) / sight,
-                   _cooldown(env, a_unit), a_unit.health / a_unit.health_max]
+            row = [
+                float(dist < sight),
+                dist / sight,
+                (a_unit.pos.x - x) / sight,
+                (a_unit.pos.y - y) / sight,
+                _cooldown(env, a_unit),
+                a_unit.health / a_unit.health_max,
+            ]
             if shield_al:
                 row.append(a_unit.shield / env.unit_max_shield(a_unit))
             row.extend(_centre_xy(env, a_unit))
-            ally[k, :len(row)] = row
+            ally[k, : len(row)] = row
             if types:
                 ally[k, len(row) + env.get_unit_type_id(a_unit, True)] = 1
-            ally[k, len(row) + types:] = env.last_action[i]
+            ally[k, len(row) + types :] = env.last_action[i]
 
         row = [1.0, 0.0, 0.0, 0.0, unit.health / unit.health_max]
         if shield_al:
             row.append(unit.shield / env.unit_max_shield(unit))
         row.extend(_centre_xy(env, unit))
-        own[:len(row)] = row
+        own[: len(row)] = row
         if types:
             own[len(row) + env.get_unit_type_id(unit, True)] = 1
-        own[len(row) + types:] = env.last_action[agent_id]
+        own[len(row) + types :] = env.last_action[agent_id]
 
     return np.concatenate([ally.ravel(), enemy.ravel(), move, own, agent_id_one_hot]).astype(np.float32)
 

@@ -13,6 +13,7 @@ Both packages drive StarCraft II through pysc2 and offer the same env interface 
   `battle_won`, seeds and the launch bookkeeping. Subclasses say which package env to build and
   may replace the observations and the state (`_observations`, `_state`).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -65,8 +66,10 @@ def sc2_problem(map_file: str) -> str | None:
     if not (path / "Versions").is_dir():
         return f"{where}: the directory exists but holds no StarCraft II (no Versions/ directory in it)"
     if not (path / MAPS_DIR / map_file).is_file():
-        return (f"{where}: StarCraft II is there but the SMAC maps are not "
-                f"({(MAPS_DIR / map_file).as_posix()} is missing)")
+        return (
+            f"{where}: StarCraft II is there but the SMAC maps are not "
+            f"({(MAPS_DIR / map_file).as_posix()} is missing)"
+        )
     return None
 
 
@@ -93,20 +96,29 @@ def import_problem(import_env_class: Callable[[], type]) -> str | None:
     except TypeError as exc:  # old generated protobuf code under protobuf >= 4's default implementation
         if "Descriptors cannot be created directly" not in str(exc):
             raise
-        return ("protobuf was imported before the package with an implementation that cannot load "
-                "s2clientprotocol; start Python with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python")
+        return (
+            "protobuf was imported before the package with an implementation that cannot load "
+            "s2clientprotocol; start Python with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python"
+        )
     return None
 
 
-def ensure_available(env_name: str, package: str, import_env_class: Callable[[], type], install: str,
-                     map_file: str, error: type[StarCraftUnavailable] = StarCraftUnavailable) -> None:
+def ensure_available(
+    env_name: str,
+    package: str,
+    import_env_class: Callable[[], type],
+    install: str,
+    map_file: str,
+    error: type[StarCraftUnavailable] = StarCraftUnavailable,
+) -> None:
     """Raise `error`, saying what to install, unless `import_env_class()` works and StarCraft II with
     Maps/SMAC_Maps/<map_file> is where pysc2 will look for it."""
     package_state, game = import_problem(import_env_class), sc2_problem(map_file)
     if package_state is None and game is None:
         return
     raise error(
-        f"env={env_name} needs the {package} package and StarCraft II with the SMAC maps, which harl does not install.\n"
+        f"env={env_name} needs the {package} package and StarCraft II with the SMAC maps, "
+        "which harl does not install.\n"
         f"  {package} package: {package_state or 'ok'}\n"
         f"  StarCraft II: {game or 'ok'}\n"
         "To set them up:\n"
@@ -152,8 +164,9 @@ class StarCraftEnv(MultiAgentEnv):
     Subclasses call `_setup(factory, kwargs, name, task, n_agents)` from their constructor.
     """
 
-    def _setup(self, factory: Callable[..., Any], kwargs: dict[str, Any], name: str, task: str,
-               n_agents: int) -> None:
+    def _setup(
+        self, factory: Callable[..., Any], kwargs: dict[str, Any], name: str, task: str, n_agents: int
+    ) -> None:
         self._factory, self._kwargs, self._name = factory, kwargs, name
         self._env, self._seed = self._build(None), None
         self._launched = False  # StarCraft II starts on the package env's first reset
@@ -215,7 +228,9 @@ class StarCraftEnv(MultiAgentEnv):
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         if self._needs_reset:
-            raise RuntimeError(f"{type(self).__name__}.step() called before reset() or after the episode ended")
+            raise RuntimeError(
+                f"{type(self).__name__}.step() called before reset() or after the episode ended"
+            )
         if len(actions) != self._n:
             raise ValueError(f"expected {self._n} actions, got {len(actions)}")
         # Check every action here: the package only asserts availability (skipped under python -O).
@@ -249,8 +264,10 @@ class StarCraftEnv(MultiAgentEnv):
     def _env_action(self, i: int, action: Any) -> int:
         action = discrete_action(self.spec.agents[i], action, self._n_actions)
         if not self._avail[i][action]:
-            raise ValueError(f"agent {self.spec.agents[i]}: action {action} is not available "
-                             f"(available: {np.flatnonzero(self._avail[i]).tolist()})")
+            raise ValueError(
+                f"agent {self.spec.agents[i]}: action {action} is not available "
+                f"(available: {np.flatnonzero(self._avail[i]).tolist()})"
+            )
         return action
 
     def _observe(self) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
@@ -258,11 +275,15 @@ class StarCraftEnv(MultiAgentEnv):
         state = self._state()
         avail = [np.asarray(mask, dtype=np.float32) for mask in self._env.get_avail_actions()]
         if len(obs) != self._n or any(o.shape != (self._obs_dim,) for o in obs):
-            raise RuntimeError(f"{self._name} returned observations of shapes {[o.shape for o in obs]}, "
-                               f"expected {self._n} of ({self._obs_dim},)")
+            raise RuntimeError(
+                f"{self._name} returned observations of shapes {[o.shape for o in obs]}, "
+                f"expected {self._n} of ({self._obs_dim},)"
+            )
         if state.shape != self.spec.state_space.shape:
-            raise RuntimeError(f"{self._name} returned a state of shape {state.shape}, "
-                               f"expected {self.spec.state_space.shape}")
+            raise RuntimeError(
+                f"{self._name} returned a state of shape {state.shape}, "
+                f"expected {self.spec.state_space.shape}"
+            )
         self._avail = avail
         # The no-op (action 0) is available to dead units only.
         alive = np.array([mask[0] == 0 for mask in avail], dtype=bool)

@@ -11,6 +11,7 @@ methods and return conventions (`reset()`, `step(actions) -> (reward, terminated
 are checked value by value on a hand-built battle written out from the reference's
 `get_global_state` / `get_state_agent`.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -45,9 +46,16 @@ MIN_UNIT_TYPE = 1970  # the ids SMAC's maps give their RL units start somewhere 
 
 
 def unit(x, y, health, health_max, unit_type=MIN_UNIT_TYPE, shield=0.0, cooldown=0.0, energy=0.0, tag=0):
-    return SimpleNamespace(pos=SimpleNamespace(x=float(x), y=float(y)), health=float(health),
-                           health_max=float(health_max), shield=float(shield), weapon_cooldown=float(cooldown),
-                           energy=float(energy), unit_type=unit_type, tag=tag)
+    return SimpleNamespace(
+        pos=SimpleNamespace(x=float(x), y=float(y)),
+        health=float(health),
+        health_max=float(health_max),
+        shield=float(shield),
+        weapon_cooldown=float(cooldown),
+        energy=float(energy),
+        unit_type=unit_type,
+        tag=tag,
+    )
 
 
 class FakeStarCraft2Env:
@@ -80,8 +88,13 @@ class FakeStarCraft2Env:
 
     # ---- the package's interface
     def get_env_info(self) -> dict:
-        return {"state_shape": 7, "obs_shape": self.obs_size, "n_actions": self.n_actions,
-                "n_agents": self.n_agents, "episode_limit": self.episode_limit}
+        return {
+            "state_shape": 7,
+            "obs_shape": self.obs_size,
+            "n_actions": self.n_actions,
+            "n_agents": self.n_agents,
+            "episode_limit": self.episode_limit,
+        }
 
     def reset(self):
         self.resets += 1
@@ -90,11 +103,24 @@ class FakeStarCraft2Env:
             self.games_launched += 1
         self._episode_steps, self.dead = 0, set()
         types = max(self.unit_type_bits, 1)
-        self.agents = {i: unit(8 + 1.5 * i, 16 - (i % 3), 45, 45, MIN_UNIT_TYPE + i % types,
-                               shield=20 * self.shield_bits_ally, cooldown=i % 4, energy=50, tag=i)
-                       for i in range(self.n_agents)}
-        self.enemies = {e: unit(14 + 1.5 * e, 17, 45, 45, 48 + e % types, shield=20 * self.shield_bits_enemy,
-                                tag=100 + e) for e in range(self.n_enemies)}
+        self.agents = {
+            i: unit(
+                8 + 1.5 * i,
+                16 - (i % 3),
+                45,
+                45,
+                MIN_UNIT_TYPE + i % types,
+                shield=20 * self.shield_bits_ally,
+                cooldown=i % 4,
+                energy=50,
+                tag=i,
+            )
+            for i in range(self.n_agents)
+        }
+        self.enemies = {
+            e: unit(14 + 1.5 * e, 17, 45, 45, 48 + e % types, shield=20 * self.shield_bits_enemy, tag=100 + e)
+            for e in range(self.n_enemies)
+        }
         self.last_action = np.zeros((self.n_agents, self.n_actions))
         return self.get_obs(), self.get_state()
 
@@ -131,8 +157,12 @@ class FakeStarCraft2Env:
 
     def get_obs(self):
         t = self._episode_steps
-        return [np.zeros(self.obs_size, np.float32) if i in self.dead
-                else np.full(self.obs_size, i + 1 + t / 100, np.float32) for i in range(self.n_agents)]
+        return [
+            np.zeros(self.obs_size, np.float32)
+            if i in self.dead
+            else np.full(self.obs_size, i + 1 + t / 100, np.float32)
+            for i in range(self.n_agents)
+        ]
 
     def get_state(self):
         return np.full(7, self._episode_steps, np.float32)
@@ -203,32 +233,55 @@ def _restore_protobuf_choice(monkeypatch):
 def test_map_table_matches_the_package_registry():
     # smac/env/starcraft2/maps/smac_maps.py: n_agents, n_enemies, limit of every map
     registry = {
-        "3m": (3, 3, 60), "8m": (8, 8, 120), "25m": (25, 25, 150), "5m_vs_6m": (5, 6, 70),
-        "8m_vs_9m": (8, 9, 120), "10m_vs_11m": (10, 11, 150), "27m_vs_30m": (27, 30, 180),
-        "MMM": (10, 10, 150), "MMM2": (10, 12, 180), "2s3z": (5, 5, 120), "3s5z": (8, 8, 150),
-        "3s5z_vs_3s6z": (8, 9, 170), "3s_vs_3z": (3, 3, 150), "3s_vs_4z": (3, 4, 200),
-        "3s_vs_5z": (3, 5, 250), "1c3s5z": (9, 9, 180), "2m_vs_1z": (2, 1, 150),
-        "corridor": (6, 24, 400), "6h_vs_8z": (6, 8, 150), "2s_vs_1sc": (2, 1, 300),
-        "so_many_baneling": (7, 32, 100), "bane_vs_bane": (24, 24, 200), "2c_vs_64zg": (2, 64, 400),
+        "3m": (3, 3, 60),
+        "8m": (8, 8, 120),
+        "25m": (25, 25, 150),
+        "5m_vs_6m": (5, 6, 70),
+        "8m_vs_9m": (8, 9, 120),
+        "10m_vs_11m": (10, 11, 150),
+        "27m_vs_30m": (27, 30, 180),
+        "MMM": (10, 10, 150),
+        "MMM2": (10, 12, 180),
+        "2s3z": (5, 5, 120),
+        "3s5z": (8, 8, 150),
+        "3s5z_vs_3s6z": (8, 9, 170),
+        "3s_vs_3z": (3, 3, 150),
+        "3s_vs_4z": (3, 4, 200),
+        "3s_vs_5z": (3, 5, 250),
+        "1c3s5z": (9, 9, 180),
+        "2m_vs_1z": (2, 1, 150),
+        "corridor": (6, 24, 400),
+        "6h_vs_8z": (6, 8, 150),
+        "2s_vs_1sc": (2, 1, 300),
+        "so_many_baneling": (7, 32, 100),
+        "bane_vs_bane": (24, 24, 200),
+        "2c_vs_64zg": (2, 64, 400),
     }
     assert MAPS == registry
 
 
 def test_registered_and_imported_lazily():
     assert ENVS["smac"] is SMACEnv
-    code = ("import envs, sys; print(sorted(m for m in ('smac', 'smacv2', 'pysc2', 'google.protobuf') "
-            "if m in sys.modules))")
+    code = (
+        "import envs, sys; print(sorted(m for m in ('smac', 'smacv2', 'pysc2', 'google.protobuf') "
+        "if m in sys.modules))"
+    )
     repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root
+    )
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("kwargs, bad, expected", [
-    (dict(map_name="4m"), "4m", ["3m", "8m", "27m_vs_30m", "MMM2", "corridor", "6h_vs_8z", "2c_vs_64zg"]),
-    (dict(map_name="3s5z_vs_3s6Z"), "3s5z_vs_3s6Z", ["3s5z_vs_3s6z", "so_many_baneling", "bane_vs_bane"]),
-    (dict(map_name="3m", state_type="AS"), "AS", ["EP, FP"]),
-    (dict(map_name="3m", difficulty="11"), "11", ["1, 2", "7", "A"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, bad, expected",
+    [
+        (dict(map_name="4m"), "4m", ["3m", "8m", "27m_vs_30m", "MMM2", "corridor", "6h_vs_8z", "2c_vs_64zg"]),
+        (dict(map_name="3s5z_vs_3s6Z"), "3s5z_vs_3s6Z", ["3s5z_vs_3s6z", "so_many_baneling", "bane_vs_bane"]),
+        (dict(map_name="3m", state_type="AS"), "AS", ["EP, FP"]),
+        (dict(map_name="3m", difficulty="11"), "11", ["1, 2", "7", "A"]),
+    ],
+)
 def test_bad_choices_raise_listing_valid_ones(kwargs, bad, expected):
     # Checked before the package is looked for: no factory, and no package needed.
     with pytest.raises(ValueError) as info:
@@ -246,15 +299,17 @@ def test_bad_choices_raise_listing_valid_ones(kwargs, bad, expected):
 def hand_built_battle() -> FakeStarCraft2Env:
     """2 Protoss allies (a stalker, type 0, and a zealot, type 1) against 1 zealot, on a 32 x 32
     map whose playable area is 20 x 10; sight range 9, 7 actions (6 + 1 enemy)."""
-    env = FakeStarCraft2Env(map_name="2s_vs_1sc")   # sizes replaced below
+    env = FakeStarCraft2Env(map_name="2s_vs_1sc")  # sizes replaced below
     env.n_agents, env.n_enemies, env.n_actions = 2, 1, 7
     env.unit_type_bits, env.map_type = 2, "stalkers_and_zealots"
     env.shield_bits_ally = env.shield_bits_enemy = 1
     env.max_distance_x, env.max_distance_y = 20.0, 10.0
-    env.agents = {0: unit(18, 16, 80, 160, MIN_UNIT_TYPE, shield=20, cooldown=3),      # stalker
-                  1: unit(21, 20, 100, 100, MIN_UNIT_TYPE + 1, shield=10, cooldown=7.5)}  # zealot
+    env.agents = {
+        0: unit(18, 16, 80, 160, MIN_UNIT_TYPE, shield=20, cooldown=3),  # stalker
+        1: unit(21, 20, 100, 100, MIN_UNIT_TYPE + 1, shield=10, cooldown=7.5),
+    }  # zealot
     env.enemies = {0: unit(22, 13, 50, 100, 49, shield=8)}
-    env.last_action = np.eye(7)[[6, 2]]        # agent 0 attacked the enemy, agent 1 moved north
+    env.last_action = np.eye(7)[[6, 2]]  # agent 0 attacked the enemy, agent 1 moved north
     avail = {0: [0, 1, 1, 0, 1, 1, 1], 1: [0, 1, 1, 1, 1, 0, 0]}
     env.get_avail_agent_actions = lambda i: avail[i]
     env._episode_steps, env.episode_limit = 3, 120
@@ -264,22 +319,59 @@ def hand_built_battle() -> FakeStarCraft2Env:
 def test_fp_state_by_hand():
     env = hand_built_battle()
     # Agent 0 at (18, 16). The other ally at (21, 20): 5 away (3, 4), the enemy at (22, 13): 5 away (4, -3).
-    other_ally = [1, 5 / 9, 3 / 9, 4 / 9,          # visible, distance, relative x, y (over the sight range)
-                  7.5 / 15,                        # cooldown over its maximum
-                  1.0, 10 / 40,                    # health, shield
-                  (21 - 16) / 20, (20 - 16) / 10,  # position from the map centre
-                  0, 1,                            # unit type: zealot
-                  0, 0, 1, 0, 0, 0, 0]             # its last action: move north
-    enemy = [1, 5 / 9, 4 / 9, -3 / 9, 1,           # can be attacked, distance, relative x, y, visible
-             0.5, 8 / 40,                          # health, shield
-             0, 1,                                 # unit type: zealot
-             (22 - 16) / 20, (13 - 16) / 10]       # position from the map centre
-    move = [1, 0, 1, 1]                            # north, south, east, west available
-    own = [1, 0, 0, 0,                             # visible, distance, relative x, y of itself
-           0.5, 20 / 40,                           # health, shield
-           (18 - 16) / 20, 0,                      # position from the map centre
-           1, 0,                                   # unit type: stalker
-           0, 0, 0, 0, 0, 0, 1]                    # its last action: attack enemy 0
+    other_ally = [
+        1,
+        5 / 9,
+        3 / 9,
+        4 / 9,  # visible, distance, relative x, y (over the sight range)
+        7.5 / 15,  # cooldown over its maximum
+        1.0,
+        10 / 40,  # health, shield
+        (21 - 16) / 20,
+        (20 - 16) / 10,  # position from the map centre
+        0,
+        1,  # unit type: zealot
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+    ]  # its last action: move north
+    enemy = [
+        1,
+        5 / 9,
+        4 / 9,
+        -3 / 9,
+        1,  # can be attacked, distance, relative x, y, visible
+        0.5,
+        8 / 40,  # health, shield
+        0,
+        1,  # unit type: zealot
+        (22 - 16) / 20,
+        (13 - 16) / 10,
+    ]  # position from the map centre
+    move = [1, 0, 1, 1]  # north, south, east, west available
+    own = [
+        1,
+        0,
+        0,
+        0,  # visible, distance, relative x, y of itself
+        0.5,
+        20 / 40,  # health, shield
+        (18 - 16) / 20,
+        0,  # position from the map centre
+        1,
+        0,  # unit type: stalker
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+    ]  # its last action: attack enemy 0
     agent_id = [1, 0]
     expected = np.array(other_ally + enemy + move + own + agent_id, np.float32)
     np.testing.assert_allclose(agent_state(env, 0), expected, rtol=1e-6)
@@ -305,17 +397,21 @@ def test_fp_state_of_a_dead_agent_is_zero_but_its_id():
 
 def test_ep_state_by_hand():
     env = hand_built_battle()
-    allies = [[0.5, 3 / 15, 0.1, 0.0, 0.5, 1, 0, 0, 0, 0, 0, 0, 0, 1],   # health, cooldown, centre x, y,
-              [1.0, 0.5, 0.25, 0.4, 0.25, 0, 1, 0, 0, 1, 0, 0, 0, 0]]  # shield, type, last action
-    enemies = [[0.5, 0.3, -0.3, 0.2, 0, 1]]                              # health, centre x, y, shield, type
-    moves = [[0, 1, 1, 0, 1, 1, 1] + [1, 1, 1, 1, 0, 0, 0, 0] + [16 / 32] * 9,  # available actions,
-             [0, 1, 1, 1, 1, 0, 0] + [0, 0, 0, 0, 1, 1, 1, 1] + [20 / 32] * 9]  # pathing, heights around
-    progress, info = [3 / 120], [32, 32, 20, 10, 9]                      # map size, playable size, sight
+    allies = [
+        [0.5, 3 / 15, 0.1, 0.0, 0.5, 1, 0, 0, 0, 0, 0, 0, 0, 1],  # health, cooldown, centre x, y,
+        [1.0, 0.5, 0.25, 0.4, 0.25, 0, 1, 0, 0, 1, 0, 0, 0, 0],
+    ]  # shield, type, last action
+    enemies = [[0.5, 0.3, -0.3, 0.2, 0, 1]]  # health, centre x, y, shield, type
+    moves = [
+        [0, 1, 1, 0, 1, 1, 1] + [1, 1, 1, 1, 0, 0, 0, 0] + [16 / 32] * 9,  # available actions,
+        [0, 1, 1, 1, 1, 0, 0] + [0, 0, 0, 0, 1, 1, 1, 1] + [20 / 32] * 9,
+    ]  # pathing, heights around
+    progress, info = [3 / 120], [32, 32, 20, 10, 9]  # map size, playable size, sight
     expected = np.array(sum(allies + enemies + moves, []) + progress + info, np.float32)
     np.testing.assert_allclose(global_state(env), expected, rtol=1e-6)
     assert global_state_size(env) == expected.size == 88
 
-    env.agents[0].health = 0.0       # a dead ally's row is zeros; its movement row stays
+    env.agents[0].health = 0.0  # a dead ally's row is zeros; its movement row stays
     env.get_avail_agent_actions = lambda i: [1, 0, 0, 0, 0, 0, 0] if i == 0 else [0, 1, 1, 1, 1, 0, 0]
     state = global_state(env)
     np.testing.assert_array_equal(state[:14], np.zeros(14, np.float32))
@@ -348,15 +444,21 @@ def test_spec_and_the_arguments_given_to_the_package():
     assert spec.agents == [f"agent_{i}" for i in range(5)]
     assert all(s == spaces.Discrete(6 + 5) for s in spec.action_spaces)
     # the package's observation + the agent's own last action + its id
-    assert all(s.shape == (fake.obs_size + 11 + 5,) and s.dtype == np.float32 for s in spec.observation_spaces)
+    assert all(
+        s.shape == (fake.obs_size + 11 + 5,) and s.dtype == np.float32 for s in spec.observation_spaces
+    )
     assert spec.state_space.shape == (global_state_size(fake),) and not spec.agent_states
 
     kwargs = fake.kwargs
     assert kwargs["map_name"] == "2s3z"
     assert kwargs["continuing_episode"] is True  # so that the package reports episode_limit
-    assert kwargs["obs_last_action"] is True     # the reference's observation
+    assert kwargs["obs_last_action"] is True  # the reference's observation
     assert (kwargs["difficulty"], kwargs["game_version"], kwargs["seed"]) == ("7", None, None)
-    assert (kwargs["reward_only_positive"], kwargs["reward_scale_rate"], kwargs["reward_win"]) == (True, 20, 200)
+    assert (kwargs["reward_only_positive"], kwargs["reward_scale_rate"], kwargs["reward_win"]) == (
+        True,
+        20,
+        200,
+    )
 
     SMACEnv("3m", difficulty="A", game_version="4.10", _env_factory=factory)
     kwargs = factory.made[1].kwargs
@@ -374,9 +476,9 @@ def test_reset_and_step_give_per_agent_observations_and_the_chosen_state(map_nam
         n_actions = fake.n_actions
         width = fake.obs_size + n_actions + n
         assert len(obs) == n and all(o.dtype == np.float32 and o.shape == (width,) for o in obs)
-        for i, o in enumerate(obs):   # the package's observation, the agent's last action, its id
-            np.testing.assert_array_equal(o[:fake.obs_size], fake.get_obs()[i])
-            np.testing.assert_array_equal(o[fake.obs_size:-n], np.zeros(n_actions))   # none yet
+        for i, o in enumerate(obs):  # the package's observation, the agent's last action, its id
+            np.testing.assert_array_equal(o[: fake.obs_size], fake.get_obs()[i])
+            np.testing.assert_array_equal(o[fake.obs_size : -n], np.zeros(n_actions))  # none yet
             np.testing.assert_array_equal(o[-n:], np.eye(n, dtype=np.float32)[i])
         assert state.dtype == np.float32 and state.shape == env.spec.state_space.shape
         if state_type == "EP":
@@ -386,16 +488,16 @@ def test_reset_and_step_give_per_agent_observations_and_the_chosen_state(map_nam
             assert env.spec.agent_states and state.shape == (n, agent_state_size(fake))
             for i in range(n):
                 np.testing.assert_array_equal(state[i], agent_state(fake, i))
-            assert not np.array_equal(state[0], state[1])   # agent-specific
-        actions = [6 + i % fake.n_enemies for i in range(n)]   # every agent attacks the enemy in range
+            assert not np.array_equal(state[0], state[1])  # agent-specific
+        actions = [6 + i % fake.n_enemies for i in range(n)]  # every agent attacks the enemy in range
         res = env.step(actions)
         assert res.state.shape == state.shape and len(res.obs) == n
         for i, o in enumerate(res.obs):
-            np.testing.assert_array_equal(o[fake.obs_size:-n], np.eye(n_actions)[actions[i]])
-        assert res.rewards.dtype == np.float32 and res.rewards.tolist() == [0.25] * n   # team reward
+            np.testing.assert_array_equal(o[fake.obs_size : -n], np.eye(n_actions)[actions[i]])
+        assert res.rewards.dtype == np.float32 and res.rewards.tolist() == [0.25] * n  # team reward
         expected = global_state(fake) if state_type == "EP" else agent_states(fake)
         np.testing.assert_array_equal(res.state, expected)
-        assert not np.array_equal(res.state, state)   # the battle moved
+        assert not np.array_equal(res.state, state)  # the battle moved
 
 
 def test_available_actions_pass_through_and_dead_agents_take_the_no_op():
@@ -407,13 +509,13 @@ def test_available_actions_pass_through_and_dead_agents_take_the_no_op():
     for i, mask in enumerate(info["avail_actions"]):
         assert mask.dtype == np.float32
         np.testing.assert_array_equal(mask, np.asarray(fake.get_avail_agent_actions(i), np.float32))
-    res = env.step([6, 7, 8])   # everyone attacks the enemy in range
+    res = env.step([6, 7, 8])  # everyone attacks the enemy in range
     assert fake.steps_taken == [[6, 7, 8]]
     assert res.info["alive"].tolist() == [True, True, False]
     np.testing.assert_array_equal(res.info["avail_actions"][2], np.eye(9, dtype=np.float32)[0])
-    np.testing.assert_array_equal(res.state[2][:-3], 0)       # a dead agent's FP state: zeros but the id
-    np.testing.assert_array_equal(res.obs[2][:-3], 0)         # its observation too (no last action)
-    np.testing.assert_array_equal(res.obs[1][-12:-3], np.eye(9)[7])   # a living one's own last action
+    np.testing.assert_array_equal(res.state[2][:-3], 0)  # a dead agent's FP state: zeros but the id
+    np.testing.assert_array_equal(res.obs[2][:-3], 0)  # its observation too (no last action)
+    np.testing.assert_array_equal(res.obs[1][-12:-3], np.eye(9)[7])  # a living one's own last action
     with pytest.raises(ValueError, match=r"agent_2: action 1 is not available \(available: \[0\]\)"):
         env.step([1, 1, 1])
     assert len(fake.steps_taken) == 1
@@ -465,8 +567,9 @@ def test_seeds_reach_the_package_when_the_game_launches():
 @pytest.mark.parametrize("state_type", ["EP", "FP"])
 def test_vectorised_env_stacks_states_and_reports_battle_won(state_type):
     factory = fake_factory({"deaths": {1: [2]}, "end": (2, 1)})
-    vec = make_vec_env("smac", {"map_name": "3m", "state_type": state_type, "_env_factory": factory},
-                       n_envs=2, seed=3)
+    vec = make_vec_env(
+        "smac", {"map_name": "3m", "state_type": state_type, "_env_factory": factory}, n_envs=2, seed=3
+    )
     try:
         vobs = vec.reset()
         fake = factory.made[-1]
@@ -477,7 +580,7 @@ def test_vectorised_env_stacks_states_and_reports_battle_won(state_type):
         step = vec.step([np.ones(2, dtype=np.int64), np.ones(2, dtype=np.int64), np.zeros(2, dtype=np.int64)])
         assert step.terminated.tolist() == [True, True]
         assert step.final_state.shape == (2, *shape) and step.next.state.shape == (2, *shape)
-        if state_type == "FP":   # the final state shows the dead agent; the new battle's does not
+        if state_type == "FP":  # the final state shows the dead agent; the new battle's does not
             assert (step.final_state[:, 2, :-3] == 0).all() and (step.next.state[:, 2, :-3] != 0).any()
         for _, info in step.episode_infos:
             assert info["battle_won"] is True and info["episode_length"] == 2
@@ -499,7 +602,7 @@ def test_agent_specific_states_feed_the_on_policy_fp_critic_and_nothing_else():
     learner = learner_class("happo")(OmegaConf.to_object(happo_cfg), obs, acts, per_agent, cpu, 0)
     assert learner.critic_input_dim == 11 and learner.n_value_streams == 3
     state = torch.randn(4, 3, 11)
-    assert learner.critic_inputs(state, [torch.randn(4, 6)] * 3) is state   # the env's rows as they are
+    assert learner.critic_inputs(state, [torch.randn(4, 6)] * 3) is state  # the env's rows as they are
     # harl's own FP on a global state stays [state, obs, id]
     generic = learner_class("happo")(OmegaConf.to_object(happo_cfg), obs, acts, global_, cpu, 0)
     assert generic.critic_input_dim == 11 + 6 + 3
@@ -517,7 +620,12 @@ def test_config_composes_and_feeds_the_adapter():
     from harl.train import env_kwargs
 
     cfg = compose_config("env=smac", "env.map_name=MMM2", "env.difficulty=9")
-    assert (cfg.env.name, cfg.env.task, cfg.env.map_name, cfg.env.state_type) == ("smac", "MMM2", "MMM2", "EP")
+    assert (cfg.env.name, cfg.env.task, cfg.env.map_name, cfg.env.state_type) == (
+        "smac",
+        "MMM2",
+        "MMM2",
+        "EP",
+    )
     assert isinstance(OmegaConf.to_object(cfg).env, SMACConfig)
     kwargs = env_kwargs(cfg.env)
     assert kwargs == {"map_name": "MMM2", "state_type": "EP", "difficulty": "9", "game_version": None}
@@ -529,13 +637,16 @@ def test_config_composes_and_feeds_the_adapter():
         compose_config("env=smac", "env.nonexistent_key=1")
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["env.map_name=4m"], "env.map_name = '4m' is not a valid choice: must be one of 3m, 8m"),
-    (["env.state_type=XP"], "env.state_type = 'XP' is not a valid choice: must be one of EP, FP"),
-    (["env.state_type=FP"], "which needs algo.state_type=FP (not 'EP'); or set env.state_type=EP"),
-    (["env.state_type=FP", "algo=qmix"], "algo=qmix needs env.state_type=EP"),
-    (["env.state_type=FP", "algo=hasac"], "algo=hasac needs env.state_type=EP"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["env.map_name=4m"], "env.map_name = '4m' is not a valid choice: must be one of 3m, 8m"),
+        (["env.state_type=XP"], "env.state_type = 'XP' is not a valid choice: must be one of EP, FP"),
+        (["env.state_type=FP"], "which needs algo.state_type=FP (not 'EP'); or set env.state_type=EP"),
+        (["env.state_type=FP", "algo=qmix"], "algo=qmix needs env.state_type=EP"),
+        (["env.state_type=FP", "algo=hasac"], "algo=hasac needs env.state_type=EP"),
+    ],
+)
 def test_bad_settings_fail_before_anything_is_built(tmp_path, overrides, message):
     from harl.train import run
 
@@ -562,29 +673,79 @@ def fake_package(monkeypatch):
     return made
 
 
-TINY_SMAC = ["env=smac", "env.map_name=3m", "n_envs=2", "total_steps=80", "log_interval=40",
-             "eval_interval=40", "eval_episodes=2", "n_eval_envs=2", "save_interval=40"]
+TINY_SMAC = [
+    "env=smac",
+    "env.map_name=3m",
+    "n_envs=2",
+    "total_steps=80",
+    "log_interval=40",
+    "eval_interval=40",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+    "save_interval=40",
+]
 
 
-@pytest.mark.parametrize("algo", [
-    ["algo=happo", "env.state_type=FP", "algo.state_type=FP", "algo.use_recurrent_policy=true",
-     "algo.data_chunk_length=10", "rollout_length=20", "algo.hidden_sizes=[16,16]", "algo.ppo_epoch=2",
-     "algo.critic_epoch=2"],
-    ["algo=happo", "rollout_length=20", "algo.hidden_sizes=[16,16]", "algo.ppo_epoch=2", "algo.critic_epoch=2"],
-    ["algo=qmix", "algo.hidden_dim=16", "algo.mixing_embed_dim=8", "algo.hypernet_embed=16",
-     "algo.batch_size=4", "algo.warmup_episodes=4", "algo.buffer_size=50", "algo.train_interval=20",
-     "algo.epsilon_anneal_steps=200", "total_steps=120"],
-    ["algo=hasac", "algo.hidden_sizes=[16,16]", "algo.batch_size=8", "algo.buffer_size=200",
-     "algo.warmup_steps=20", "algo.train_interval=20", "algo.auto_alpha=true", "total_steps=120"],
-    ["algo=hatrpo", "env.state_type=FP", "algo.state_type=FP", "rollout_length=20", "algo.hidden_sizes=[16,16]",
-     "algo.critic_epoch=2"],
-], ids=["happo-FP-recurrent", "happo-EP", "qmix-EP", "hasac-EP", "hatrpo-FP"])
+@pytest.mark.parametrize(
+    "algo",
+    [
+        [
+            "algo=happo",
+            "env.state_type=FP",
+            "algo.state_type=FP",
+            "algo.use_recurrent_policy=true",
+            "algo.data_chunk_length=10",
+            "rollout_length=20",
+            "algo.hidden_sizes=[16,16]",
+            "algo.ppo_epoch=2",
+            "algo.critic_epoch=2",
+        ],
+        [
+            "algo=happo",
+            "rollout_length=20",
+            "algo.hidden_sizes=[16,16]",
+            "algo.ppo_epoch=2",
+            "algo.critic_epoch=2",
+        ],
+        [
+            "algo=qmix",
+            "algo.hidden_dim=16",
+            "algo.mixing_embed_dim=8",
+            "algo.hypernet_embed=16",
+            "algo.batch_size=4",
+            "algo.warmup_episodes=4",
+            "algo.buffer_size=50",
+            "algo.train_interval=20",
+            "algo.epsilon_anneal_steps=200",
+            "total_steps=120",
+        ],
+        [
+            "algo=hasac",
+            "algo.hidden_sizes=[16,16]",
+            "algo.batch_size=8",
+            "algo.buffer_size=200",
+            "algo.warmup_steps=20",
+            "algo.train_interval=20",
+            "algo.auto_alpha=true",
+            "total_steps=120",
+        ],
+        [
+            "algo=hatrpo",
+            "env.state_type=FP",
+            "algo.state_type=FP",
+            "rollout_length=20",
+            "algo.hidden_sizes=[16,16]",
+            "algo.critic_epoch=2",
+        ],
+    ],
+    ids=["happo-FP-recurrent", "happo-EP", "qmix-EP", "hasac-EP", "hatrpo-FP"],
+)
 def test_training_runs_and_reports_the_win_rate(tmp_path, fake_package, algo):
     from harl.train import run
 
     metrics = run(compose_config(*TINY_SMAC, *algo), tmp_path)
     assert fake_package and all(f.kwargs["map_name"] == "3m" for f in fake_package)
-    assert metrics["eval_win_rate"] == 1.0     # every fake battle is won at step 5
+    assert metrics["eval_win_rate"] == 1.0  # every fake battle is won at step 5
     progress = pd.read_csv(tmp_path / "progress.csv")
     assert (progress["eval_win_rate"].dropna() == 1.0).all() and len(progress["eval_win_rate"].dropna()) >= 1
 
@@ -629,7 +790,7 @@ def test_the_message_names_the_missing_map(monkeypatch, tmp_path):
         SMACEnv.check_config("corridor")
     assert "the SMAC maps are not (Maps/SMAC_Maps/corridor.SC2Map is missing)" in str(info.value)
     with pytest.raises(SMACUnavailable) as info:
-        SMACEnv.check_config("3m")   # the map is there, the package is not
+        SMACEnv.check_config("3m")  # the map is there, the package is not
     assert "StarCraft II: ok" in str(info.value) and "smac package: cannot be imported" in str(info.value)
 
 
@@ -638,6 +799,8 @@ def test_train_stops_before_building_any_env(monkeypatch, tmp_path):
 
     _without_package(monkeypatch)
     monkeypatch.setenv("SC2PATH", str(tmp_path / "StarCraftII"))
-    cfg = compose_config("env=smac", "env.map_name=corridor", "n_envs=2", "n_workers=1", f"results_dir={tmp_path}")
+    cfg = compose_config(
+        "env=smac", "env.map_name=corridor", "n_envs=2", "n_workers=1", f"results_dir={tmp_path}"
+    )
     with pytest.raises(SMACUnavailable, match="requirements-smac.txt"):
         run(cfg, tmp_path / "run")
