@@ -14,6 +14,7 @@ from envs.base import EnvSpec, MultiAgentEnv, StepResult
 from envs.football import FootballEnv
 from envs.mamujoco import MaMuJoCoEnv
 from envs.mpe import MPEEnv
+from envs.smac import SMACEnv
 from envs.smacv2 import SMACv2Env
 from envs.validation import invalid_choice
 from envs.vec_types import EnvWorkerError, VecObs, VecStep
@@ -23,6 +24,7 @@ ENVS: dict[str, type[MultiAgentEnv]] = {
     "football": FootballEnv,
     "mamujoco": MaMuJoCoEnv,
     "mpe": MPEEnv,
+    "smac": SMACEnv,
     "smacv2": SMACv2Env,
 }
 

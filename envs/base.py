@@ -20,7 +20,10 @@ ActionSpace: TypeAlias = spaces.Box | spaces.Discrete | spaces.MultiDiscrete
 @dataclass
 class EnvSpec:
     """Static description of a multi-agent env: what the algorithm needs to build networks.
-    Observations and the state are flat float vectors (1-d Boxes)."""
+    Observations are flat float vectors (1-d Boxes).
+    `state_space` is (state_dim,) for one global state, or (n_agents, state_dim) for an env that
+    gives every agent its own critic state (`agent_states`; e.g. SMAC's FP state), which only the
+    on-policy learners with algo.state_type=FP take."""
 
     agents: list[str]
     observation_spaces: list[spaces.Box]
@@ -34,6 +37,11 @@ class EnvSpec:
     def n_agents(self) -> int:
         return len(self.agents)
 
+    @property
+    def agent_states(self) -> bool:
+        """Whether the state is one row per agent ([n_agents, state_dim]) rather than one vector."""
+        return len(self.state_space.shape) == 2
+
 
 @dataclass
 class StepResult:
@@ -41,7 +49,7 @@ class StepResult:
     None for continuous ones) and "alive" (per-agent bools, for envs where agents can die)."""
 
     obs: list[np.ndarray]
-    state: np.ndarray
+    state: np.ndarray  # float32, of the spec's state_space shape
     rewards: np.ndarray  # float32 [n_agents]
     terminated: bool
     truncated: bool

@@ -151,7 +151,7 @@ class EnvBlock:
         n_envs = len(self.envs)
         return VecObs(
             obs=[np.empty((n_envs, s.shape[0]), np.float32) for s in self.spec.observation_spaces],
-            state=np.empty((n_envs, self.spec.state_space.shape[0]), np.float32),
+            state=np.empty((n_envs, *self.spec.state_space.shape), np.float32),
             avail=[None if ones is None else ones.copy() for ones in self._ones],
         )
 

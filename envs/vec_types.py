@@ -10,7 +10,8 @@ import numpy as np
 @dataclass
 class VecObs:
     """What the policy sees: per-agent obs [n_envs, obs_dim_i] float32, state [n_envs, state_dim]
-    float32, and per-agent action masks [n_envs, n_actions_i] float32 (None for Box agents)."""
+    float32 ([n_envs, n_agents, state_dim] for agent-specific states, `EnvSpec.agent_states`), and
+    per-agent action masks [n_envs, n_actions_i] float32 (None for Box agents)."""
 
     obs: list[np.ndarray]
     state: np.ndarray
@@ -28,7 +29,7 @@ class VecStep:
     terminated: np.ndarray  # bool [n_envs]
     truncated: np.ndarray  # bool [n_envs]; never True together with terminated
     final_obs: list[np.ndarray]  # per agent [n_envs, obs_dim_i]
-    final_state: np.ndarray  # [n_envs, state_dim]
+    final_state: np.ndarray  # [n_envs, *state_space.shape]
     alive: np.ndarray  # bool [n_envs, n_agents], agents alive after this step (all True if unreported)
     # (env index, info) for every env that ended this step: the env's last-step info plus
     # "episode_return" (sum over steps of the agent-mean reward), "episode_length",

@@ -317,6 +317,24 @@ class MPEConfig:
 
 
 @dataclass
+class SMACConfig:
+    """StarCraft II, the original SMAC maps (needs smac + StarCraft II 4.10 + the SMAC maps: README,
+    envs/smac.py)."""
+
+    name: str = "smac"
+    # 3m 8m 25m 5m_vs_6m 8m_vs_9m 10m_vs_11m 27m_vs_30m MMM MMM2 2s3z 3s5z 3s5z_vs_3s6z 3s_vs_3z
+    # 3s_vs_4z 3s_vs_5z 1c3s5z 2m_vs_1z corridor 6h_vs_8z 2s_vs_1sc so_many_baneling bane_vs_bane
+    # 2c_vs_64zg (envs/smac.py, MAPS); the reference's default map
+    map_name: str = "2s_vs_1sc"
+    # the critic's state (the reference's): EP = one global state for all agents; FP = one
+    # agent-centred state per agent, which needs an on-policy algorithm with algo.state_type=FP
+    state_type: str = "EP"
+    difficulty: str = "7"              # built-in AI: 1..9 or A (7 = VeryHard, as SMAC's default)
+    game_version: str | None = None    # e.g. "4.10" (the reference's); null: newest installed
+    task: str = "${.map_name}"
+
+
+@dataclass
 class SMACv2Config:
     """StarCraft II (needs smacv2 + StarCraft II 4.10 + the SMAC maps: README, envs/smacv2.py)."""
 
@@ -394,7 +412,7 @@ ALGO_SCHEMAS: dict[str, type] = {"happo": HAPPOConfig, "hatrpo": HATRPOConfig,
                                  "maddpg": MADDPGConfig, "matd3": MATD3Config,
                                  "hasac": HASACConfig, "had3qn": HAD3QNConfig,
                                  "qmix": QMIXConfig, "vdn": VDNConfig}
-ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig,
+ENV_SCHEMAS: dict[str, type] = {"mamujoco": MaMuJoCoConfig, "mpe": MPEConfig, "smac": SMACConfig,
                                 "smacv2": SMACv2Config, "football": FootballConfig}
 
 

@@ -25,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from envs.football import REWARDS
 from envs.mamujoco import OBS_MODES
 from envs.mpe import BACKENDS
-from envs.smacv2 import DIFFICULTIES
+from envs.smac import MAPS as SMAC_MAPS
+from envs.smac_states import STATE_TYPES as ENV_STATE_TYPES
+from envs.starcraft import DIFFICULTIES
 from harl.algos.on_policy.base import STATE_TYPES
 from harl.config import ConfigError, schema_for
 from harl.logging.wandb_sink import WANDB_MODES
@@ -214,6 +216,8 @@ CHOICES: dict[str, Collection[str]] = {
     "env.obs_mode": OBS_MODES,
     "env.backend": BACKENDS,
     "env.difficulty": DIFFICULTIES,
+    "env.map_name": SMAC_MAPS,
+    "env.state_type": ENV_STATE_TYPES,
     "env.rewards": REWARDS,
 }
 
@@ -241,6 +245,22 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.n_workers > cfg.n_envs:
         raise ConfigError(f"n_workers = {cfg.n_workers} is out of range: must be <= n_envs "
                           f"(= {cfg.n_envs}), as each worker steps at least one env")
+    _check_agent_states(cfg)
+
+
+def _check_agent_states(cfg: DictConfig) -> None:
+    """An env giving one critic state per agent (env.state_type=FP) needs a learner that takes
+    them: the on-policy ones with algo.state_type=FP."""
+    if _select(cfg, "env.state_type") != "FP":
+        return
+    algo_state = _select(cfg, "algo.state_type")
+    if algo_state is _ABSENT:
+        raise ConfigError(f"env.state_type = FP gives every agent its own critic state, which only the "
+                          f"on-policy algorithms (happo, hatrpo, haa2c, mappo) take; algo={cfg.algo.name} "
+                          "needs env.state_type=EP")
+    if algo_state != "FP":
+        raise ConfigError(f"env.state_type = FP gives every agent its own critic state, which needs "
+                          f"algo.state_type=FP (not {_show(algo_state)}); or set env.state_type=EP")
 
 
 # ---------------------------------------------------------------- unknown keys

@@ -19,7 +19,7 @@ DDPG_TD3 = {"haddpg", "hatd3", "maddpg", "matd3"}
 OFF_POLICY = DDPG_TD3 | {"hasac", "had3qn"}
 # (env, task directory) -> presets that must exist: every on- and off-policy config the reference
 # tuned for an env and task harl supports. Not here: HASAC HalfCheetah 3x2 (harl's MaMuJoCo adapter
-# has no 3x2 partition for HalfCheetah); SMAC and dexhands (no harl adapter).
+# has no 3x2 partition for HalfCheetah); SMACv2, football and dexhands.
 EXPECTED = {
     **{("mamujoco", task): ON_POLICY | DDPG_TD3 | {"hasac"}
        for task in ("halfcheetah_2x3", "ant_4x2", "walker2d_2x3", "walker2d_6x1")},
@@ -33,6 +33,10 @@ EXPECTED = {
     ("mpe", "simple_spread_discrete"): ON_POLICY | {"hasac", "had3qn"},
     ("mpe", "simple_reference_discrete"): ON_POLICY | {"hasac"},
     ("mpe", "simple_speaker_listener_discrete"): ON_POLICY | {"hasac", "had3qn"},
+    # SMAC: the reference tuned HAPPO and HATRPO on ten maps, HASAC on eight of them
+    **{("smac", task): {"happo", "hatrpo", "hasac"}
+       for task in ("3s5z", "5m_vs_6m", "8m_vs_9m", "10m_vs_11m", "3s5z_vs_3s6z", "6h_vs_8z", "MMM2", "corridor")},
+    **{("smac", task): {"happo", "hatrpo"} for task in ("25m", "27m_vs_30m")},
 }
 
 
@@ -61,6 +65,11 @@ def test_preset_composes(name):
         assert mode in ("continuous", "discrete")
         assert cfg.env.scenario == scenario
         assert cfg.env.continuous is (mode == "continuous")
+    elif env == "smac":
+        assert cfg.env.map_name == task                   # smac/3s5z_vs_3s6z/happo
+        # per-agent env states only where the critic takes them (the config checks refuse the rest)
+        if cfg.env.state_type == "FP":
+            assert algo in ON_POLICY and cfg.algo.state_type == "FP"
     else:
         pytest.fail(f"no scenario check for env {env!r}")
     # the typed schema accepts every value, and the env adapter accepts the env settings
@@ -69,6 +78,8 @@ def test_preset_composes(name):
     assert isinstance(obj.algo, ALGO_SCHEMAS[algo]) and isinstance(obj.env, ENV_SCHEMAS[env])
     env_kwargs = {k: v for k, v in OmegaConf.to_container(cfg.env, resolve=True).items()
                   if k not in META_KEYS}
+    if env == "smac":   # the adapter's own checks, not whether StarCraft II is installed here
+        env_kwargs["_env_factory"] = lambda **kwargs: None
     ENVS[env].check_config(**env_kwargs)
     if algo in OFF_POLICY:
         # the reference trains every 50 vectorised steps: a whole number of steps of every env
@@ -113,6 +124,23 @@ def test_preset_composes(name):
                                           "algo.auto_alpha": True, "algo.lr": 5e-4}),
     ("mpe/simple_speaker_listener_discrete/had3qn", {"algo.gamma": 0.95, "algo.epsilon": 0.05,
                                                      "algo.critic_lr": 1e-3, "algo.warmup_steps": 10_000}),
+    # SMAC: the reference's env_args.state_type is env.state_type plus the critic's algo.state_type
+    ("smac/3s5z_vs_3s6z/happo", {"env.state_type": "FP", "algo.state_type": "FP", "rollout_length": 160,
+                                 "total_steps": 20_000_000, "algo.hidden_sizes": [64, 64, 64],
+                                 "algo.use_recurrent_policy": True, "algo.data_chunk_length": 10,
+                                 "algo.clip_param": 0.1, "algo.actor_num_mini_batch": 2, "algo.gamma": 0.95}),
+    ("smac/6h_vs_8z/happo", {"total_steps": 40_000_000, "algo.ppo_epoch": 10, "algo.critic_epoch": 10,
+                             "algo.use_recurrent_policy": False, "algo.clip_param": 0.05}),
+    ("smac/3s5z/happo", {"env.state_type": "EP", "algo.state_type": "EP", "algo.gamma": 0.99}),
+    ("smac/MMM2/hatrpo", {"env.state_type": "EP", "algo.kl_threshold": 0.06, "algo.backtrack_coeff": 0.5,
+                          "algo.use_recurrent_policy": False, "algo.gamma": 0.95}),
+    ("smac/27m_vs_30m/hatrpo", {"env.state_type": "FP", "algo.kl_threshold": 0.001, "algo.backtrack_coeff": 0.8}),
+    ("smac/6h_vs_8z/hatrpo", {"algo.critic_lr": 0.001}),
+    # HASAC: the reference's FP has no harl counterpart off-policy (one global state): EP
+    ("smac/corridor/hasac", {"env.state_type": "EP", "algo.auto_alpha": False, "algo.alpha": 0.002,
+                             "algo.lr": 5e-4, "algo.n_step": 5, "algo.train_interval": 1000,
+                             "algo.utd_ratio": 0.05, "total_steps": 20_000_000}),
+    ("smac/8m_vs_9m/hasac", {"algo.alpha": 0.02, "algo.auto_alpha": True, "algo.alpha_lr": 3e-4, "algo.gamma": 0.95}),
 ])
 def test_preset_values(name, expected):
     cfg = compose_config(f"+experiment={name}")

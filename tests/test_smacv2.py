@@ -21,6 +21,7 @@ from gymnasium import spaces
 from omegaconf import OmegaConf
 
 import envs.smacv2 as smacv2_adapter
+import envs.starcraft as starcraft
 from envs import ENVS, make_env, make_vec_env
 from envs.smacv2 import SCENARIOS, SMACv2Env, SMACv2Unavailable
 from harl.config import SMACv2Config, compose_config
@@ -375,7 +376,7 @@ def _without_package(monkeypatch):
 def test_without_the_package_env_smacv2_fails_at_once_saying_what_to_install(monkeypatch, tmp_path):
     _without_package(monkeypatch)
     monkeypatch.delenv("SC2PATH", raising=False)
-    monkeypatch.setattr(smacv2_adapter, "default_sc2_dir", lambda: tmp_path / "StarCraftII")
+    monkeypatch.setattr(starcraft, "default_sc2_dir", lambda: tmp_path / "StarCraftII")
     with pytest.raises(SMACv2Unavailable) as info:
         make_vec_env("smacv2", {"scenario": "zerg_5_vs_5"}, n_envs=2)
     message = str(info.value)
@@ -426,14 +427,14 @@ def test_protobuf_implementation_is_chosen_only_when_unset(monkeypatch):
     import os
 
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "7.36.2")
-    smacv2_adapter._use_pure_python_protobuf()
+    starcraft.use_pure_python_protobuf()
     assert os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] == "python"
     monkeypatch.setenv("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "upb")
-    smacv2_adapter._use_pure_python_protobuf()
+    starcraft.use_pure_python_protobuf()
     assert os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] == "upb"
     monkeypatch.delenv("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION")
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "3.20.3")
-    smacv2_adapter._use_pure_python_protobuf()
+    starcraft.use_pure_python_protobuf()
     assert "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION" not in os.environ
 
 

@@ -26,6 +26,17 @@ def check_finite(value: torch.Tensor, quantity: str, agent: int | str | None = N
                                  "the env's observations/rewards for NaN/inf")
 
 
+def global_state_dim(state_space: Any, algo: str) -> int:
+    """The width of the env's state when it is one global vector; a clear error when the env gives
+    every agent its own state ([n_agents, dim]), which only the on-policy FP critic takes."""
+    shape = tuple(state_space.shape)
+    if len(shape) != 1:
+        raise ValueError(f"{algo} needs one global state per env, but the env gives one state per agent "
+                         f"(state shape {shape}, e.g. env=smac env.state_type=FP); use env.state_type=EP, "
+                         "or an on-policy algorithm with algo.state_type=FP")
+    return int(shape[0])
+
+
 class Learner(ABC):
     """An algorithm: networks, optimisers and its update rule. Knows spaces and tensors, not envs."""
 

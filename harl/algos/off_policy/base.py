@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from harl.algos.base import Learner, check_finite
+from harl.algos.base import Learner, check_finite, global_state_dim
 from harl.buffers.replay import ReplayBuffer, ReplaySample
 from harl.common.device import move_batch, resolve_device
 from harl.models.policy import Hidden
@@ -83,7 +83,7 @@ class OffPolicyLearner(Learner):
         self.cfg, self.device = cfg, device
         self.observation_spaces, self.action_spaces = list(observation_spaces), list(action_spaces)
         self.n_agents = len(self.action_spaces)
-        self.state_dim = int(state_space.shape[0])
+        self.state_dim = global_state_dim(state_space, cfg.name)
         for i, space in enumerate(self.action_spaces):
             if not isinstance(space, self.supported_spaces):
                 valid = ", ".join(t.__name__ for t in self.supported_spaces)

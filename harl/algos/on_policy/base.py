@@ -92,12 +92,24 @@ class OnPolicyLearner(Learner):
         self.actors, self.actor_optims = self._make_actors()
         self._stacks: list[tuple[list[int], StackedGaussianPolicies]] | None = None  # on first act
         # critic input: EP = the env's global state; FP = per agent [state, own obs zero-padded
-        # to the widest obs, one-hot agent id], evaluated once per agent
+        # to the widest obs, one-hot agent id], evaluated once per agent, or the env's own
+        # agent-specific states when it gives them (state space [n_agents, dim], e.g. SMAC's FP)
         self.fp = cfg.state_type == "FP"
         self.n_value_streams = self.n_agents if self.fp else 1
-        state_dim = int(state_space.shape[0])
+        self.env_agent_states = len(state_space.shape) == 2
         self._max_obs = max(int(o.shape[0]) for o in self.observation_spaces)
-        self.critic_input_dim = state_dim + (self._max_obs + self.n_agents if self.fp else 0)
+        if self.env_agent_states:
+            if tuple(state_space.shape[:1]) != (self.n_agents,):
+                raise ValueError(f"agent-specific states of shape {tuple(state_space.shape)} for "
+                                 f"{self.n_agents} agents: expected [{self.n_agents}, state_dim]")
+            if not self.fp:
+                raise ValueError("the env gives one critic state per agent (e.g. env=smac "
+                                 "env.state_type=FP), which needs algo.state_type=FP; with "
+                                 "algo.state_type=EP use env.state_type=EP")
+            self.critic_input_dim = int(state_space.shape[1])
+        else:
+            state_dim = int(state_space.shape[0])
+            self.critic_input_dim = state_dim + (self._max_obs + self.n_agents if self.fp else 0)
         self.critic = VCritic(self.critic_input_dim, cfg.hidden_sizes, cfg.activation,
                               cfg.feature_norm, self.recurrent_n).to(device)
         self.critic_optim = self._adam(self.critic.parameters(), cfg.critic_lr)
@@ -185,6 +197,8 @@ class OnPolicyLearner(Learner):
         """The critic's input per env and value stream: [E, K, critic_input_dim]."""
         if not self.fp:
             return state[:, None]
+        if self.env_agent_states:   # [E, n_agents, dim] from the env
+            return state
         E = state.shape[0]
         ids = torch.eye(self.n_agents, device=state.device)
         return torch.stack([torch.cat([state, nn.functional.pad(o, (0, self._max_obs - o.shape[-1])),

@@ -28,7 +28,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from harl.algos.base import Learner, check_finite
+from harl.algos.base import Learner, check_finite, global_state_dim
 from harl.algos.off_policy.base import frozen_copy, soft_update
 from harl.buffers.episode import EpisodeBatch, EpisodeBuffer
 from harl.common.device import resolve_device
@@ -94,7 +94,7 @@ class QMIX(Learner):
         self.n_agents = len(self.action_spaces)
         self.obs_dims = [int(o.shape[0]) for o in self.observation_spaces]
         self.n_actions = [int(cast(spaces.Discrete, s).n) for s in self.action_spaces]  # checked above
-        self.state_dim = int(state_space.shape[0])
+        self.state_dim = global_state_dim(state_space, cfg.name)
         self.max_obs, self.max_actions = max(self.obs_dims), max(self.n_actions)
         self.shared = bool(c.share_param)
         # width of the previous-action one-hot in the inputs and in the carried hidden state
