@@ -2,7 +2,7 @@
 
 Drives the `gfootball` package (`gfootball.env.create_environment`), which compiles a C++ game
 engine when installed and is not installed with harl: `tools/install_football.sh` installs it
-(README, "Google Research Football"). Without it `FootballEnv.check_config` fails at once, before
+(docs/environments.md, "Google Research Football"). Without it `FootballEnv.check_config` fails at once, before
 any env or worker is built, saying to run that script.
 
 Every agent is one controlled player of the left team: a Discrete(19) action (gfootball's default
@@ -130,7 +130,7 @@ def ensure_available() -> None:
         f"  gfootball: {problem}\n"
         f"To install it, run `{INSTALL}` from the repository root, in the environment harl runs in "
         "(Debian/Ubuntu build packages via apt, then pip compiles the game engine: about 15 minutes "
-        "on 2 cores). See README, \"Google Research Football\"."
+        "on 2 cores). See docs/environments.md, \"Google Research Football\"."
     )
 
 

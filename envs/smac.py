@@ -7,7 +7,7 @@ state that they do not work with it (smacv2 README, "Why do SMAC maps not work i
 issue #30: "the correct way ... is to `import smac`"); its restart waits for a map without units,
 which the old maps' respawn trigger never leaves (smacv2 issue #2, a hang on 3m). Neither the
 package nor StarCraft II is installed with harl: `requirements-smac.txt` has the package, and
-StarCraft II 4.10 with the SMAC maps has to be downloaded separately (README, "StarCraft II /
+StarCraft II 4.10 with the SMAC maps has to be downloaded separately (docs/environments.md, "StarCraft II /
 SMAC"). Without them `SMACEnv.check_config` fails at once, before any env or worker is built,
 saying what is missing.
 

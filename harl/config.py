@@ -318,7 +318,7 @@ class MPEConfig:
 
 @dataclass
 class SMACConfig:
-    """StarCraft II, the original SMAC maps (needs smac + StarCraft II 4.10 + the SMAC maps: README,
+    """StarCraft II, the original SMAC maps (needs smac + StarCraft II 4.10 + the SMAC maps: docs/environments.md,
     envs/smac.py)."""
 
     name: str = "smac"
@@ -336,7 +336,7 @@ class SMACConfig:
 
 @dataclass
 class SMACv2Config:
-    """StarCraft II (needs smacv2 + StarCraft II 4.10 + the SMAC maps: README, envs/smacv2.py)."""
+    """StarCraft II (needs smacv2 + StarCraft II 4.10 + the SMAC maps: docs/environments.md, envs/smacv2.py)."""
 
     name: str = "smacv2"
     # <race>_<allies>_vs_<enemies>: protoss|terran|zerg x 5_vs_5|10_vs_10|10_vs_11|20_vs_20|20_vs_23
@@ -354,7 +354,7 @@ class SMACv2Config:
 @dataclass
 class FootballConfig:
     """Google Research Football academy scenarios (needs gfootball: tools/install_football.sh,
-    README, envs/football.py)."""
+    docs/environments.md, envs/football.py)."""
 
     name: str = "football"
     # academy scenario, the "academy_" prefix optional: 3_vs_1_with_keeper, pass_and_shoot_with_keeper,
