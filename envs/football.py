@@ -2,8 +2,8 @@
 
 Drives the `gfootball` package (`gfootball.env.create_environment`), which compiles a C++ game
 engine when installed and is not installed with harl: `tools/install_football.sh` installs it
-(docs/environments.md, "Google Research Football"). Without it `FootballEnv.check_config` fails at once, before
-any env or worker is built, saying to run that script.
+(docs/environments.md, "Google Research Football"). Without it `FootballEnv.check_config` fails
+at once, before any env or worker is built, saying to run that script.
 
 Every agent is one controlled player of the left team: a Discrete(19) action (gfootball's default
 action set, all always available) and its `simple115v2` observation. The number of controlled

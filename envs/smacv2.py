@@ -2,8 +2,9 @@
 
 Drives the official `smacv2` package (`StarCraftCapabilityEnvWrapper`), which runs StarCraft II.
 Neither is installed with harl: `requirements-smacv2.txt` has the package, and StarCraft II 4.10
-with the SMAC maps has to be downloaded separately (docs/environments.md, "StarCraft II / SMACv2"). Without them
-`SMACv2Env.check_config` fails at once, before any env or worker is built, saying what is missing.
+with the SMAC maps has to be downloaded separately (docs/environments.md, "StarCraft II /
+SMACv2"). Without them `SMACv2Env.check_config` fails at once, before any env or worker is
+built, saying what is missing.
 
 The scenarios are the fifteen SMACv2 benchmark tasks, `<race>_<allies>_vs_<enemies>`, with the
 capability configs the smacv2 repository ships (`smacv2/examples/configs/sc2_gen_<race>.yaml`,

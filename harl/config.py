@@ -318,8 +318,8 @@ class MPEConfig:
 
 @dataclass
 class SMACConfig:
-    """StarCraft II, the original SMAC maps (needs smac + StarCraft II 4.10 + the SMAC maps: docs/environments.md,
-    envs/smac.py)."""
+    """StarCraft II, the original SMAC maps (needs smac + StarCraft II 4.10 + the SMAC maps:
+    docs/environments.md, envs/smac.py)."""
 
     name: str = "smac"
     # 3m 8m 25m 5m_vs_6m 8m_vs_9m 10m_vs_11m 27m_vs_30m MMM MMM2 2s3z 3s5z 3s5z_vs_3s6z 3s_vs_3z
@@ -336,7 +336,8 @@ class SMACConfig:
 
 @dataclass
 class SMACv2Config:
-    """StarCraft II (needs smacv2 + StarCraft II 4.10 + the SMAC maps: docs/environments.md, envs/smacv2.py)."""
+    """StarCraft II (needs smacv2 + StarCraft II 4.10 + the SMAC maps: docs/environments.md,
+    envs/smacv2.py)."""
 
     name: str = "smacv2"
     # <race>_<allies>_vs_<enemies>: protoss|terran|zerg x 5_vs_5|10_vs_10|10_vs_11|20_vs_20|20_vs_23
