@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -220,6 +220,11 @@ class HASACConfig(OffPolicyConfig):
 @dataclass
 class HAD3QNConfig(OffPolicyConfig):
     """HAD3QN: per-agent dueling Q networks distilled from a joint-action dueling critic."""
+
+    # inherited keys HAD3QN does not read (check_config refuses a value other than the default)
+    UNUSED: ClassVar[dict[str, str]] = {
+        "hidden_sizes": "its networks take algo.base_hidden_sizes, algo.dueling_v_hidden_sizes "
+                        "and algo.dueling_a_hidden_sizes"}
 
     name: str = "had3qn"
     gamma: float = 0.95

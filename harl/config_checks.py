@@ -29,7 +29,7 @@ from envs.smac import MAPS as SMAC_MAPS
 from envs.smac_states import STATE_TYPES as ENV_STATE_TYPES
 from envs.starcraft import DIFFICULTIES
 from harl.algos.on_policy.base import STATE_TYPES
-from harl.config import ConfigError, schema_for
+from harl.config import ALGO_SCHEMAS, ConfigError, schema_for
 from harl.logging.wandb_sink import WANDB_MODES
 from harl.models.linear import CPU_MATMULS
 from harl.models.mlp import ACTIVATIONS
@@ -233,6 +233,7 @@ def check_config(cfg: DictConfig) -> None:
     except ValueError as e:       # unknown algorithm or env name
         raise ConfigError(str(e)) from None
     _check_keys(cfg, schema)
+    _check_unused(cfg, schema)
     for path, rule in RANGES.items():
         value = _select(cfg, path)
         if value is not _ABSENT and not rule.allows(value):
@@ -261,6 +262,17 @@ def _check_agent_states(cfg: DictConfig) -> None:
     if algo_state != "FP":
         raise ConfigError(f"env.state_type = FP gives every agent its own critic state, which needs "
                           f"algo.state_type=FP (not {_show(algo_state)}); or set env.state_type=EP")
+
+
+def _check_unused(cfg: DictConfig, schema: DictConfig) -> None:
+    """A key an algorithm inherits but does not read (its schema's UNUSED) must keep its default:
+    a changed value would silently do nothing."""
+    for key, instead in getattr(ALGO_SCHEMAS[cfg.algo.name], "UNUSED", {}).items():
+        value = OmegaConf.to_object(cfg.algo[key]) if OmegaConf.is_config(cfg.algo[key]) else cfg.algo[key]
+        default = OmegaConf.to_object(schema.algo[key]) if OmegaConf.is_config(schema.algo[key]) \
+            else schema.algo[key]
+        if value != default:
+            raise ConfigError(f"algo.{key} = {_show(value)} has no effect for {cfg.algo.name}: {instead}")
 
 
 # ---------------------------------------------------------------- unknown keys

@@ -177,6 +177,9 @@ def test_unknown_algo_or_env_name(override, what):
      "algo.hypernet_layers = 3 is out of range: must be an integer in [1, 2]"),
     (["algo=qmix", "env=mpe", "env.continuous=false", "algo.optim_alpha=1"],
      "algo.optim_alpha = 1.0 is out of range: must be in [0, 1)"),
+    (["algo=had3qn", "algo.hidden_sizes=[64,64]"],
+     "algo.hidden_sizes = [64, 64] has no effect for had3qn: its networks take algo.base_hidden_sizes, "
+     "algo.dueling_v_hidden_sizes and algo.dueling_a_hidden_sizes"),
     (["algo=had3qn", "algo.dueling_a_hidden_sizes=[-1]"],
      "algo.dueling_a_hidden_sizes = [-1] is out of range: must be a list of integers >= 1"),
     (["env=mamujoco", "env.max_episode_steps=0"],

@@ -244,6 +244,8 @@ def collect() -> list[Section]:
         section = Section(cls, group, prefix, _class_docstring(cls), bases[:1], names)
         hints = {f.name: f for f in dataclasses.fields(cls)}
         for name, src in own.items():
+            if name not in hints:  # a ClassVar (e.g. a schema's UNUSED), not a config key
+                continue
             f = hints[name]
             if src.note:
                 section.items.append(Note(src.note))
