@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 from gymnasium import spaces
 
@@ -43,3 +44,17 @@ def test_gaussian_matches_torch_normal_and_has_bounded_state_independent_std():
     torch.testing.assert_close(std, torch.full((3,), 0.5 / (1 + math.exp(-1))))
     det, _, _ = policy.act(obs, deterministic=True)
     torch.testing.assert_close(det, mean)
+
+
+@pytest.mark.parametrize("activation, gain", [("relu", 2 ** 0.5), ("tanh", 5 / 3), ("hardswish", 2 ** 0.5)])
+def test_every_activation_builds_a_trunk_with_its_orthogonal_gain(activation, gain):
+    """Every algo.activation the config accepts builds (torch has no gain for hardswish: ReLU's)."""
+    from harl.models.mlp import ACTIVATIONS, MLPTrunk, init_gain
+
+    assert init_gain(activation) == pytest.approx(gain)
+    for name in ACTIVATIONS:
+        MLPTrunk(4, [8], activation=name)
+    torch.manual_seed(0)
+    layer = MLPTrunk(64, [64], activation=activation, feature_norm=False).net[0]
+    singular = torch.linalg.svdvals(layer.weight.detach())
+    assert torch.allclose(singular, torch.full_like(singular, gain), atol=1e-4)  # orthogonal x gain

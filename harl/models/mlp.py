@@ -22,6 +22,15 @@ def activation_class(name: str) -> type[nn.Module]:
         raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}") from None
 
 
+def init_gain(activation: str) -> float:
+    """Orthogonal-init gain for a hidden layer followed by `activation`. torch has none for
+    hardswish; it is the identity for large inputs and zero for negative ones, as ReLU, so it
+    takes ReLU's sqrt(2)."""
+    activation_class(activation)  # a clear error for an unknown name
+    # torch types the name as a Literal of its known nonlinearities
+    return nn.init.calculate_gain(cast(Any, "relu" if activation == "hardswish" else activation))
+
+
 def orthogonal_init(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain=gain)
     nn.init.zeros_(layer.bias)
@@ -39,8 +48,7 @@ class MLPTrunk(nn.Module):
                  feature_norm: bool = True) -> None:
         super().__init__()
         act = activation_class(activation)
-        # torch types the name as a Literal of its known nonlinearities; activation_class checked it
-        gain = nn.init.calculate_gain(cast(Any, activation))
+        gain = init_gain(activation)
         layers: list[nn.Module] = [nn.LayerNorm(in_dim)] if feature_norm else []
         prev = in_dim
         for size in hidden_sizes:
