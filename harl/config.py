@@ -5,6 +5,7 @@ here) and `env=<name>` (conf/env/<name>.yaml extends `<name>_schema`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -429,12 +430,25 @@ def _run_dir(resume: Optional[str], default: str) -> str:
     return default
 
 
+# Characters a name may keep when it becomes part of a path: what shells, Hydra overrides
+# (`resume=<path>`), file systems and Markdown all take as they are.
+_UNSAFE_IN_PATHS = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def path_safe(name: str) -> str:
+    """`name` made safe as one component of a path: each run of other characters than letters,
+    digits and `._+-` becomes `_` (MaMuJoCo's task `Humanoid-9|8` -> `Humanoid-9_8`; a `/`
+    too, so that the result stays one component)."""
+    return _UNSAFE_IN_PATHS.sub("_", str(name)) or "_"
+
+
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("discrete_or_continuous",
                                     lambda c: "continuous" if c else "discrete", replace=True)
     OmegaConf.register_new_resolver("harl_run_dir", _run_dir, replace=True)
+    OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
 
 
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.
