@@ -1,4 +1,5 @@
 """End to end through the real config path: tiny HAPPO runs, resume, and bad input."""
+import shlex
 import subprocess
 import sys
 
@@ -141,6 +142,31 @@ def test_cli_prints_one_clear_line_and_exits_nonzero(tmp_path):
     err_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
     assert len(err_lines) == 1 and "Nope" in err_lines[0] and "HalfCheetah" in err_lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_run_dir_and_resume_lines_are_whole_in_a_log_file(tmp_path):
+    """Written to a file (a batch job's log) the banner is not wrapped at 80 columns: the run
+    dir line and the resume= line are one line each, and the command pasted from it continues
+    the run."""
+    results = tmp_path / "a_results_folder_with_a_long_name" / "so_that_the_run_dir_is_past_80_columns"
+    log = tmp_path / "out.log"
+    with log.open("w") as out:
+        proc = subprocess.run([sys.executable, "-m", "harl.train", *TINY_MPE, "logger.tensorboard=false",
+                               f"results_dir={results}"], stdout=out, stderr=subprocess.STDOUT,
+                              timeout=300, check=False)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    (run_dir,) = results.glob("mpe/*/happo/seed1-*")
+    assert len(f"run dir {run_dir}") > 80
+    lines = text.splitlines()
+    assert f"run dir {run_dir}" in lines
+    (resume_line,) = [line for line in lines if "resume=" in line]
+    assert resume_line == f"continue it with: python -m harl.train resume={run_dir}"
+    command = shlex.split(resume_line.partition(": ")[2])
+    proc = subprocess.run([sys.executable, *command[1:], "total_steps=120"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert pd.read_csv(run_dir / "progress.csv")["env_steps"].iloc[-1] == 120
 
 
 def test_evaluate_runs_exactly_the_requested_episodes():
