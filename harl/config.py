@@ -1,7 +1,9 @@
 """Config schemas: dataclasses registered with Hydra so unknown keys and wrong types fail fast.
 
-Hydra groups: `algo=<name>` (conf/algo/<name>.yaml extends the `<name>_schema` node stored
-here) and `env=<name>` (conf/env/<name>.yaml extends `<name>_schema`).
+Hydra groups: `algo=<name>` (conf/algo/<name>.yaml extends the `algo_<name>_schema` node
+stored here) and `env=<name>` (conf/env/<name>.yaml extends `env_<name>_schema`). The schema
+nodes are top-level configs, not group options: `--help` does not list them and
+`algo=<name>_schema` is refused like any unknown algorithm.
 """
 from __future__ import annotations
 
@@ -408,13 +410,21 @@ def schema_for(algo: str, env: str) -> Any:
     return OmegaConf.structured(TrainConfig(algo=ALGO_SCHEMAS[algo](), env=ENV_SCHEMAS[env]()))
 
 
+def schema_name(group: str, name: str) -> str:
+    """The ConfigStore name of the schema of `<group>=<name>` (e.g. `algo_happo_schema`): a
+    top-level config, not an option of the group, so that `--help` lists only real choices and
+    `algo=happo_schema` is an unknown algorithm. conf/<group>/<name>.yaml extends it with
+    `- /<group>_<name>_schema@_here_`."""
+    return f"{group}_{name}_schema"
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for name, node in ALGO_SCHEMAS.items():
-        cs.store(group="algo", name=f"{name}_schema", node=node)
+        cs.store(name=schema_name("algo", name), node=node)
     for name, node in ENV_SCHEMAS.items():
-        cs.store(group="env", name=f"{name}_schema", node=node)
+        cs.store(name=schema_name("env", name), node=node)
 
 
 # ---------------------------------------------------------------- resolvers
