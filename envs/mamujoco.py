@@ -37,8 +37,9 @@ class MaMuJoCoEnv(MultiAgentEnv):
     partition, the neighbourhoods and the observation categories (its own step() rebuilds every
     local observation in Python loops, at about 60 % of the physics rate).
 
-    `render_mode="rgb_array"`: `render()` returns the MuJoCo scene (gymnasium's 480 x 480 camera);
-    an offscreen OpenGL backend is chosen first if MUJOCO_GL is unset (`ensure_gl_backend`).
+    `render_mode="rgb_array"`: `render()` returns the MuJoCo scene (gymnasium's 480 x 480 view)
+    through a camera that follows the robot (`tracking_camera_config`); an offscreen OpenGL
+    backend is chosen first if MUJOCO_GL is unset (`ensure_gl_backend`).
 
     `get_state()` / `set_state()`: exact, with the reset RNG (see `_save_mjdata`).
     """
@@ -93,6 +94,8 @@ class MaMuJoCoEnv(MultiAgentEnv):
         )
         self._single = self._ma.single_agent_env
         self._mujoco = self._single.unwrapped  # its `data` is what local observations read
+        if render_mode is not None:
+            self._follow_the_robot()
         # gymnasium.make adds only TimeLimit and OrderEnforcing here. harl enforces the order and
         # counts the steps itself, so step() goes straight to the MuJoCo env (2 % of the rate).
         wrapper, wrappers = self._single, set()
@@ -192,6 +195,21 @@ class MaMuJoCoEnv(MultiAgentEnv):
         if self._computed_fields is None:
             self._computed_fields = _computed_fields(self._mujoco.model)
         return self._computed_fields
+
+    def _follow_the_robot(self) -> None:
+        """Render through a tracking camera. gymnasium renders v5 MuJoCo scenes with a free
+        camera that stays where the episode starts (it even forces the free camera at every
+        frame), so a running robot leaves the picture within seconds."""
+        renderer = self._mujoco.mujoco_renderer
+        renderer.default_cam_config = tracking_camera_config(self._mujoco.model,
+                                                             renderer.default_cam_config)
+        renderer.camera_id = None  # None: gymnasium leaves the camera's type as configured
+
+    @property
+    def camera(self) -> Any:
+        """The MjvCamera frames are rendered with (None before the first `render()`)."""
+        viewer = self._mujoco.mujoco_renderer.viewer
+        return None if viewer is None else viewer.cam
 
     def render(self) -> np.ndarray:
         if self._mujoco.render_mode != "rgb_array":
@@ -515,6 +533,25 @@ def _special_single_agent_env(scenario: str, agent_conf: str, max_episode_steps:
 
 
 # ---------------------------------------------------------------- offscreen rendering
+def tracking_camera_config(model: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Settings of gymnasium's default camera (`default_camera_config`, applied to the viewer's
+    MjvCamera) that make it follow the robot: MuJoCo's mjCAMERA_TRACKING on the body named
+    `torso` (every MaMuJoCo robot has one; else the first body under the world), which keeps
+    the camera's distance, azimuth and elevation and moves its look-at point with the body's
+    centre of mass. The scenario's own distance/azimuth/elevation are kept (elevation -20 if it
+    sets none); its fixed look-at point and tracked body are replaced."""
+    import mujoco
+
+    torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+    if torso < 0:
+        torso = 1 if model.nbody > 1 else 0
+    config = {key: value for key, value in (default or {}).items()
+              if key not in ("type", "trackbodyid", "fixedcamid", "lookat")}
+    config.setdefault("elevation", -20.0)
+    config.update(type=int(mujoco.mjtCamera.mjCAMERA_TRACKING), trackbodyid=int(torso), fixedcamid=-1)
+    return config
+
+
 class RenderBackendError(RenderError):
     """No OpenGL backend MuJoCo can render offscreen with."""
 

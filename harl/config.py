@@ -1,10 +1,13 @@
 """Config schemas: dataclasses registered with Hydra so unknown keys and wrong types fail fast.
 
-Hydra groups: `algo=<name>` (`conf/algo/<name>.yaml` extends the `<name>_schema` node stored
-here) and `env=<name>` (`conf/env/<name>.yaml` extends `<name>_schema`).
+Hydra groups: `algo=<name>` (conf/algo/<name>.yaml extends the `algo_<name>_schema` node
+stored here) and `env=<name>` (conf/env/<name>.yaml extends `env_<name>_schema`). The schema
+nodes are top-level configs, not group options: `--help` does not list them and
+`algo=<name>_schema` is refused like any unknown algorithm.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -432,13 +435,21 @@ def schema_for(algo: str, env: str) -> Any:
     return OmegaConf.structured(TrainConfig(algo=ALGO_SCHEMAS[algo](), env=ENV_SCHEMAS[env]()))
 
 
+def schema_name(group: str, name: str) -> str:
+    """The ConfigStore name of the schema of `<group>=<name>` (e.g. `algo_happo_schema`): a
+    top-level config, not an option of the group, so that `--help` lists only real choices and
+    `algo=happo_schema` is an unknown algorithm. conf/<group>/<name>.yaml extends it with
+    `- /<group>_<name>_schema@_here_`."""
+    return f"{group}_{name}_schema"
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     for name, node in ALGO_SCHEMAS.items():
-        cs.store(group="algo", name=f"{name}_schema", node=node)
+        cs.store(name=schema_name("algo", name), node=node)
     for name, node in ENV_SCHEMAS.items():
-        cs.store(group="env", name=f"{name}_schema", node=node)
+        cs.store(name=schema_name("env", name), node=node)
 
 
 # ---------------------------------------------------------------- resolvers
@@ -454,12 +465,25 @@ def _run_dir(resume: str | None, default: str) -> str:
     return default
 
 
+# Characters a name may keep when it becomes part of a path: what shells, Hydra overrides
+# (`resume=<path>`), file systems and Markdown all take as they are.
+_UNSAFE_IN_PATHS = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def path_safe(name: str) -> str:
+    """`name` made safe as one component of a path: each run of other characters than letters,
+    digits and `._+-` becomes `_` (MaMuJoCo's task `Humanoid-9|8` -> `Humanoid-9_8`; a `/`
+    too, so that the result stays one component)."""
+    return _UNSAFE_IN_PATHS.sub("_", str(name)) or "_"
+
+
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("discrete_or_continuous",
                                     lambda c: "continuous" if c else "discrete", replace=True)
     OmegaConf.register_new_resolver("harl_run_dir", _run_dir, replace=True)
+    OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
 
 
 # Top-level keys that may change when a run is resumed; everything else must stay as it was.

@@ -150,23 +150,43 @@ def load_policy(cfg: Any, run_dir: Path, path: Path, spec: Any, device: Any) -> 
 # ------------------------------------------------------------------ rendering
 class FrameRecorder(MultiAgentEnv):
     """Hands every frame of the first `n_episodes` episodes (after reset and after each step,
-    so the final state of an episode is included) to `on_frame`."""
+    so the final state of an episode is included) to `on_frame`, and reports progress to
+    `progress` (rendering can take minutes: MuJoCo renders a frame in about 0.1 s on a CPU):
+    every `every` frames of an episode and at its end."""
 
-    def __init__(self, env: MultiAgentEnv, on_frame: Callable[[np.ndarray], None], n_episodes: int) -> None:
+    def __init__(self, env: MultiAgentEnv, on_frame: Callable[[np.ndarray], None], n_episodes: int,
+                 progress: Callable[[str], None] | None = None, every: int = 100) -> None:
         self.env, self.spec = env, env.spec
-        self._on_frame, self._left = on_frame, n_episodes
+        self._on_frame, self._left, self._n = on_frame, n_episodes, n_episodes
+        self._progress, self._every = progress, every
+        self._episode, self._frames, self._started = 0, 0, time.perf_counter()
+
+    def _record(self) -> None:
+        self._on_frame(self.env.render())
+        self._frames += 1
+
+    def _say(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress(f"rendering episode {self._episode}/{self._n}: {text}")
 
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
         out = self.env.reset(seed)
         if self._left > 0:
-            self._on_frame(self.env.render())
+            self._episode, self._frames, self._started = self._episode + 1, 0, time.perf_counter()
+            self._record()
         return out
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         result = self.env.step(actions)
         if self._left > 0:
-            self._on_frame(self.env.render())
-            self._left -= int(result.terminated or result.truncated)
+            self._record()
+            done = result.terminated or result.truncated
+            if done:
+                self._say(f"done, {self._frames} frames in {time.perf_counter() - self._started:.0f} s")
+            elif self._every and self._frames % self._every == 0:
+                limit = getattr(self.spec, "episode_limit", None)
+                self._say(f"{self._frames}" + (f"/{limit + 1}" if limit else "") + " frames")
+            self._left -= int(done)
         return result
 
     def close(self) -> None:
@@ -198,12 +218,20 @@ class VideoWriter:
 
 
 # ------------------------------------------------------------------ evaluation
+def say(text: str) -> None:
+    """Print a line at once (also when stdout is a file: rendering progress is live)."""
+    print(text, flush=True)
+
+
 def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, episodes: int | None = None,
                  render: bool = False, video: str | Path | None = None, device: str = "cpu",
-                 seed: int | None = None, out: Callable[[str], None] = print) -> dict[str, Any]:
+                 seed: int | None = None, out: Callable[[str], None] = say,
+                 progress_every: int = 100) -> dict[str, Any]:
     """Evaluate a run's checkpoint on `episodes` deterministic episodes; print and return the
     summary (eval_return, eval_return_std, eval_length), the per-episode `returns` and
-    `lengths`, the checkpoint and its env steps, and the video path with render."""
+    `lengths`, the checkpoint and its env steps, and the video path with render. Rendering
+    prints its progress: where the video goes, then every `progress_every` frames of an
+    episode and at its end."""
     from envs import make_env, make_vec_env
     from envs.vector import VecEnv
     from harl.common.device import configure_threads, resolve_device
@@ -234,7 +262,9 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, episodes: i
         except BaseException:
             single.close()
             raise
-        recorder = FrameRecorder(single, writer, n_episodes)
+        out(f"rendering {n_episodes} episode{'s' * (n_episodes != 1)} of {cfg.env.name}/{cfg.env.task} "
+            f"to {writer.path} ({single.render_fps:g} fps)")
+        recorder = FrameRecorder(single, writer, n_episodes, out, progress_every)
         envs = VecEnv(lambda: recorder, 1, 0, env_seeds(seed, "eval", 1))
     else:
         n_envs = max(1, min(int(cfg.n_eval_envs), n_episodes))

@@ -6,25 +6,51 @@
 
 Arguments are run directories or folders holding them, searched recursively for a directory
 with both progress.csv and config.yaml (single runs, Hydra multiruns, tools/compare_algos.py
-output). Runs are grouped by task (`env.name/env.task`) and algorithm (`algo.name`) from each
-run's config.yaml; every run found is one seed of its group.
+output). Every run found is one seed of its group.
+
+Groups
+    Runs are grouped by task (`env.name/env.task`), algorithm (`algo.name`) and config: runs
+    whose config.yaml differ in anything but the run-only keys (seed, resume, results_dir,
+    logger.*, and what a resume may change: total_steps, device, torch_threads, cpu_matmul,
+    n_workers, trainer_block, the eval/log/save intervals, eval_episodes, n_eval_envs,
+    algo.save_replay_buffer) are separate groups; keys a config.yaml lacks count as their
+    schema default. One config per algorithm and task: the label is the algorithm. Several:
+    each label says what differs, `happo [preset]` for a run started from the task's own
+    `+experiment=` preset (from run.json or .hydra/overrides.yaml; `[preset walker2d_6x1]`
+    for another task's), then the keys whose values differ among the groups with the same
+    preset (or none), e.g. `happo (algo.lr=0.001)`; past 3 keys `+N more`, the full list
+    printed to stderr. Labels are decided per task. --merge-configs: task and algorithm only.
 
 Learning curves (--out PATH: PATH.png and PATH.pdf; default curves.png)
-    One panel per task, x = env steps, y = --metric (default eval_return). Each algorithm is
-    the mean over its seeds with a 95 % t-based confidence band, mean ± t(0.975, n-1) · s/√n
-    (s: sample std, ddof=1; no band with one seed). Seeds are aligned by linear interpolation
-    onto a common grid: the union of their logged env steps within the range every seed
-    covers, so a curve ends where its shortest seed ends. --smooth K replaces each seed's
-    values by a trailing rolling mean over its last K logged points before aligning. Each
-    algorithm keeps one colour in every panel; the HA algorithms are solid lines, the baselines
-    (MAPPO, MADDPG, MATD3, QMIX, VDN) dashed.
+    One panel per task, x = env steps, y = --metric (default eval_return); --per-task also
+    writes one figure per task, PATH-<task>.png/.pdf (the task with every character but
+    letters, digits and `._+-` replaced by `_`: `mamujoco/Humanoid-9|8` ->
+    `mamujoco_Humanoid-9_8`). Each group is the mean over its seeds. Seeds are aligned by
+    linear interpolation onto the union of their logged env steps, and at each step the mean
+    (and band) is over the seeds logged there, up to the end of the longest seed: a seed that
+    ends earlier (unfinished, interrupted) cuts nothing; it is named in the legend (`seed 3
+    ends at 2.1M`) and an x on the mean marks where it ends. The band (--band):
+      auto (default)  with fewer than 5 seeds: the min-max range of the seeds, and each seed
+                      as a thin line (a t band is useless there: t(0.975, 1) = 12.7 for two
+                      seeds); with 5 or more: ci
+      ci              95 % t-based confidence band of the mean, mean ± t(0.975, n-1) · s/√n
+                      (s: sample std, ddof=1)
+      std             mean ± s
+      minmax, none
+    No band where fewer than two seeds are logged. --seeds / --no-seeds: thin seed lines for
+    every group / none. The figure's title says which band and lines are drawn. --smooth K
+    replaces each seed's values by a trailing rolling mean over its last K logged points
+    before aligning. Each group keeps one colour in every panel; the HA algorithms are solid
+    lines, the baselines (MAPPO, MADDPG, MATD3, QMIX, VDN) dashed.
 
 Results table (printed; --table PATH also writes PATH.md and PATH.csv)
-    One row per (task, algo): seeds, final --metric (the last logged value of each seed),
+    One row per (task, group): seeds, final --metric (the last logged value of each seed),
     best --metric (each seed's maximum) and, for every `eval_*_rate` column the runs have
     (e.g. eval_win_rate), its final value; each as mean ± the 95 % t-based half-width above
     (unsmoothed values; no half-width with one seed). env_steps is the smallest final env step
-    of the group's seeds (lower than the budget when a seed is unfinished).
+    of the group's seeds, env_steps_max the largest (Markdown: `400–600` when they differ),
+    and `note` names the seeds that end before the longest (their final value is from there).
+    A `|` in a task or label is escaped as `\\|` in Markdown.
 
 Aggregate statistics across tasks (--aggregate PREFIX: PREFIX.md, .csv, .png, .pdf)
     The field's practice (Agarwal et al., 2021, "Deep RL at the edge of the statistical
@@ -36,7 +62,9 @@ Aggregate statistics across tasks (--aggregate PREFIX: PREFIX.md, .csv, .png, .p
     profiles (the fraction of runs, averaged over tasks, whose score exceeds tau). Confidence
     intervals: 95 % percentile intervals of a stratified bootstrap (runs resampled with
     replacement within each task, independently per algorithm), --reps replications
-    (default 2000), seeded by --seed. Only tasks on which every algorithm has runs enter.
+    (default 2000), seeded by --seed. "Algorithm" here is a group label, matched across tasks
+    (`happo [preset]` on every task is one entry); only tasks on which every label has runs
+    enter.
     Normalisation (--normalise):
       minmax (default)  (x - low) / (high - low) with low and high the smallest and largest
                         --metric value logged by any run of that task (every evaluation of
@@ -49,12 +77,15 @@ Aggregate statistics across tasks (--aggregate PREFIX: PREFIX.md, .csv, .png, .p
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import math
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import TypeVar
@@ -68,14 +99,28 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from harl.config import RESUMABLE_OVERRIDES, path_safe  # noqa: E402
+
 HA_ALGOS = ("happo", "hatrpo", "haa2c", "haddpg", "hatd3", "hasac", "had3qn")
 BASELINES = ("mappo", "maddpg", "matd3", "qmix", "vdn")
 RATE_COLUMN = re.compile(r"eval_.+_rate")
 CONFIDENCE = 0.95
 FIGURE_SUFFIXES = (".png", ".pdf")
+BANDS = ("auto", "ci", "std", "minmax", "none")
+BAND_TEXT = {"ci": f"{CONFIDENCE:.0%} t confidence band of the mean",
+             "std": "mean ± 1 std of the seeds", "minmax": "min–max of the seeds"}
 TABLE_SUFFIXES = (".md", ".csv")
 
-Groups = dict[str, dict[str, list["Run"]]]  # task -> algo -> runs
+# Seeds below which a curve shows every seed and their min-max range, not a t-based band
+FEW_SEEDS = 5
+# Keys of config.yaml that do not change what a run learns, so runs differing only in them are
+# seeds of one group: the seed, where a run writes, and what a resume may change (budget,
+# device, threads, workers, log/eval/save cadences, loggers: harl.config.RESUMABLE_OVERRIDES).
+RUN_ONLY_KEYS = ("seed", "resume", "results_dir", *RESUMABLE_OVERRIDES)
+RUN_ONLY_PREFIXES = ("logger.", "hydra.")
+LABEL_KEYS = 3  # differing keys a group label shows before "+N more"
+
+Groups = dict[str, dict[str, list["Run"]]]  # task -> label (algorithm, or algorithm + config) -> runs
 
 
 def plural(n: int, noun: str) -> str:
@@ -89,13 +134,17 @@ def warn(message: str) -> None:
 # ----------------------------------------------------------------------------- loading runs
 @dataclass(frozen=True)
 class Run:
-    """One run directory: its task, algorithm and seed (from config.yaml) and progress.csv."""
+    """One run directory: its task, algorithm and seed (from config.yaml) and progress.csv;
+    `config` is its config.yaml as loaded and `preset` the `+experiment=` preset it was started
+    with (from run.json or .hydra/overrides.yaml), both optional (runs built by hand have none)."""
 
     path: Path
     task: str
     algo: str
     seed: int | None
     progress: pd.DataFrame
+    config: dict = field(default_factory=dict, repr=False, compare=False)
+    preset: str | None = None
 
     def series(self, column: str) -> pd.Series:
         """`column` indexed by env_steps (ascending, one value per step), missing values dropped."""
@@ -103,6 +152,11 @@ class Run:
             return pd.Series(dtype=float)
         rows = self.progress[["env_steps", column]].dropna()
         return rows.groupby("env_steps")[column].last().astype(float)
+
+    @property
+    def name(self) -> str:
+        """`seed N`, or the run directory's name for a run without a seed."""
+        return f"seed {self.seed}" if self.seed is not None else self.path.name
 
 
 def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
@@ -115,6 +169,24 @@ def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
         candidates = [run_dir / "progress.csv"] if run_dir else sorted(path.rglob("progress.csv"))
         found += [csv.parent for csv in candidates if (csv.parent / "config.yaml").is_file()]
     return list(dict.fromkeys(found))
+
+
+def recorded_preset(path: Path) -> str | None:
+    """The `+experiment=<preset>` a run was started with: from run.json's `overrides` (harl's
+    record of the command line), else Hydra's .hydra/overrides.yaml; None without either."""
+    overrides: list = []
+    try:
+        if (path / "run.json").is_file():
+            overrides = json.loads((path / "run.json").read_text()).get("overrides") or []
+        elif (path / ".hydra" / "overrides.yaml").is_file():
+            overrides = yaml.safe_load((path / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        return None
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        if sep and key.lstrip("+~") == "experiment":
+            return value
+    return None
 
 
 def load_run(path: Path) -> Run | None:
@@ -133,7 +205,7 @@ def load_run(path: Path) -> Run | None:
         return None
     seed = config.get("seed")
     return Run(path, f"{env['name']}/{env['task']}", str(algo["name"]),
-               None if seed is None else int(seed), progress)
+               None if seed is None else int(seed), progress, config, recorded_preset(path))
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -144,36 +216,188 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
     return runs
 
 
+def base_algo(label: str) -> str:
+    """The algorithm a group label starts with (`happo [preset]` -> `happo`)."""
+    return label.split(" ", 1)[0]
+
+
 def algo_order(algos: Sequence[str]) -> list[str]:
     """HA algorithms first, then the baselines (each in the order of HA_ALGOS / BASELINES),
-    then any other algorithm alphabetically."""
+    then any other algorithm alphabetically. Group labels (`happo (algo.lr=0.001)`) sort by
+    their algorithm, the plain algorithm name first."""
     known = HA_ALGOS + BASELINES
-    return sorted(set(algos), key=lambda a: (known.index(a) if a in known else len(known), a))
+
+    def key(label: str) -> tuple[int, str, bool, str]:
+        algo = base_algo(label)
+        return known.index(algo) if algo in known else len(known), algo, label != algo, label
+
+    return sorted(set(algos), key=key)
 
 
-def group_runs(runs: Sequence[Run], metric: str) -> Groups:
-    """task -> algo -> runs with at least one value of `metric`, sorted by task, algo and seed."""
-    groups: Groups = {}
+# ----------------------------------------------------------------------------- grouping by config
+def is_run_only_key(key: str) -> bool:
+    """Keys of config.yaml that do not change what a run learns (RUN_ONLY_KEYS, logger.*)."""
+    return key in RUN_ONLY_KEYS or key.startswith(RUN_ONLY_PREFIXES)
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted keys -> leaf values of a nested mapping."""
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(algo: str, env: str):  # the typed defaults of one algorithm/env pair
+    from harl.config import schema_for
+
+    return schema_for(algo, env)
+
+
+def with_schema_defaults(config: dict) -> dict:
+    """A run's config with the schema's defaults for keys it lacks (a run saved before a key
+    existed compares equal to one that has the key at its default); the config as it is when
+    it does not fit today's schema."""
+    from omegaconf import OmegaConf
+
+    try:
+        merged = OmegaConf.merge(_schema(str(config["algo"]["name"]), str(config["env"]["name"])),
+                                 config)
+        return OmegaConf.to_container(merged, resolve=True)
+    except Exception:  # an unknown algorithm, a key since removed, a foreign file: compare as is
+        return config
+
+
+def learning_config(run: Run) -> dict[str, object]:
+    """Dotted key -> value of the settings that change what `run` learns: its config.yaml
+    (schema defaults filled in) without the run-only keys."""
+    if not run.config:
+        return {}
+    return {key: value for key, value in flatten(with_schema_defaults(run.config)).items()
+            if not is_run_only_key(key)}
+
+
+def canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+MISSING_KEY = object()  # a key that one config of a comparison lacks
+
+
+def show_value(value: object) -> str:
+    """A config value as one writes it on the command line (`0.001`, `[256, 256]`, `relu`)."""
+    if value is MISSING_KEY:
+        return "(unset)"
+    return value if isinstance(value, str) else canonical(value)
+
+
+def differing_keys(configs: Sequence[dict[str, object]]) -> list[str]:
+    """Keys whose value is not the same in every config (a key some lack counts as differing)."""
+    keys = sorted(set().union(*configs))
+    return [key for key in keys
+            if len({canonical(c[key]) if key in c else "(unset)" for c in configs}) > 1]
+
+
+def preset_for_task(preset: str, task: str, algo: str) -> str | None:
+    """The preset name to show in a label: None when it is this task's own preset for this
+    algorithm (`mamujoco/halfcheetah_2x3/happo` on mamujoco/HalfCheetah-2x3), else the preset
+    without the env and algorithm parts it shares with the run (`halfcheetah_2x3`)."""
+    env, _, task_name = task.partition("/")
+    parts = preset.split("/")
+    if len(parts) > 1 and parts[-1] == algo:
+        parts = parts[:-1]
+    if len(parts) > 1 and parts[0] == env:
+        parts = parts[1:]
+    shown = "/".join(parts)
+    return None if shown == path_safe(task_name).lower().replace("-", "_") else shown
+
+
+def variant_labels(algo: str, task: str, variants: Sequence[tuple[str | None, dict[str, object]]],
+                   max_keys: int = LABEL_KEYS) -> tuple[list[str], list[str]]:
+    """Labels for the config variants (preset, learning config) of one algorithm on one task,
+    and the full differences of the labels that show only the first `max_keys` of them.
+
+    A variant started from a preset says so (`happo [preset]`, `happo [preset walker2d_6x1]`
+    for another task's preset); the keys shown are those whose values differ among the
+    variants with the same preset (or none), so an untuned run beside a preset one stays
+    `happo`, and two untuned runs read `happo (algo.lr=0.0005)` and `happo (algo.lr=0.001)`."""
+    labels, details = [], []
+    for preset, config in variants:
+        peers = [c for p, c in variants if p == preset]
+        keys = differing_keys(peers)
+        label = algo
+        if preset is not None:
+            other = preset_for_task(preset, task, algo)
+            label += " [preset]" if other is None else f" [preset {other}]"
+        if keys:
+            shown = [f"{key}={show_value(config.get(key, MISSING_KEY))}" for key in keys]
+            more = f", +{len(shown) - max_keys} more" if len(shown) > max_keys else ""
+            label += f" ({', '.join(shown[:max_keys])}{more})"
+            if more:
+                details.append(f"{label}: {', '.join(shown)}")
+        while label in labels:  # equal up to the keys left out: number them
+            label += "'"
+        labels.append(label)
+    return labels, details
+
+
+def config_variants(task: str, algo: str, runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """The runs of one algorithm on one task split by learning config: label -> runs (the
+    plain algorithm name when they all share one config)."""
+    by_config: dict[str, list[Run]] = {}
+    configs: dict[str, dict[str, object]] = {}
+    for run in runs:
+        config = learning_config(run)
+        key = canonical(config)
+        by_config.setdefault(key, []).append(run)
+        configs.setdefault(key, config)
+    if len(by_config) == 1:
+        return {algo: list(runs)}
+    variants = []
+    for key, members in by_config.items():
+        presets = {run.preset for run in members}
+        variants.append((presets.pop() if len(presets) == 1 else None, configs[key]))
+    labels, details = variant_labels(algo, task, variants)
+    for line in details:
+        print(f"{task}: {line}", file=sys.stderr)
+    return dict(zip(labels, by_config.values()))
+
+
+def group_runs(runs: Sequence[Run], metric: str, by_config: bool = True) -> Groups:
+    """task -> label -> runs with at least one value of `metric`, sorted by task, algorithm and
+    seed. Runs of one algorithm on one task whose learning configs differ (anything but the
+    run-only keys: seed, paths, logging, speed, cadences) are separate groups, labelled by
+    what differs (`variant_labels`); `by_config=False` groups by task and algorithm only."""
+    by_algo: dict[str, dict[str, list[Run]]] = {}
     for run in runs:
         if run.series(metric).empty:
             warn(f"{run.path}: no {metric!r} values; skipped")
             continue
-        groups.setdefault(run.task, {}).setdefault(run.algo, []).append(run)
-    if not groups:
+        by_algo.setdefault(run.task, {}).setdefault(run.algo, []).append(run)
+    if not by_algo:
         raise SystemExit(f"no run has values in column {metric!r}")
-    for task, algos in groups.items():
+    groups: Groups = {}
+    for task, algos in by_algo.items():
         for algo, members in algos.items():
+            variants = config_variants(task, algo, members) if by_config else {algo: members}
+            groups.setdefault(task, {}).update(variants)
+    for task, labels in groups.items():
+        for label, members in labels.items():
             seeds = [r.seed for r in members]
             if len(set(seeds)) < len(seeds):
-                warn(f"{task} {algo}: several runs with the same seed "
+                warn(f"{task} {label}: several runs with the same seed "
                      f"({sorted(seeds, key=lambda s: -1 if s is None else s)}); "
                      "all are counted as seeds of one group")
 
     def by_seed(run: Run) -> tuple[bool, int, str]:
         return run.seed is None, run.seed or 0, str(run.path)
 
-    return {task: {algo: sorted(groups[task][algo], key=by_seed)
-                   for algo in algo_order(list(groups[task]))} for task in sorted(groups)}
+    return {task: {label: sorted(groups[task][label], key=by_seed)
+                   for label in algo_order(list(groups[task]))} for task in sorted(groups)}
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -196,7 +420,8 @@ def smooth(series: pd.Series, window: int) -> pd.Series:
 
 def align(curves: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
     """Interpolate curves (values indexed by env_steps) onto a common grid: the union of their
-    env steps within the range all of them cover. Returns (grid, values of shape (curves, grid))."""
+    env steps within the range all of them cover. Returns (grid, values of shape (curves, grid)).
+    (The curves use `align_all`, which does not cut the longer curves.)"""
     start = max(c.index[0] for c in curves)
     end = min(c.index[-1] for c in curves)
     steps = np.unique(np.concatenate([c.index.to_numpy(dtype=float) for c in curves]))
@@ -204,6 +429,87 @@ def align(curves: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
     values = np.stack([np.interp(grid, c.index.to_numpy(dtype=float), c.to_numpy(dtype=float))
                        for c in curves]) if len(grid) else np.empty((len(curves), 0))
     return grid, values
+
+
+def align_all(curves: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate curves onto the union of their env steps, from the first step of any to the
+    last step of any. Returns (grid, values of shape (curves, grid)), NaN where a curve has no
+    value (before its first or after its last logged step): a shorter curve cuts nothing."""
+    if not curves:
+        return np.empty(0), np.empty((0, 0))
+    grid = np.unique(np.concatenate([c.index.to_numpy(dtype=float) for c in curves]))
+    rows = []
+    for curve in curves:
+        x, y = curve.index.to_numpy(dtype=float), curve.to_numpy(dtype=float)
+        row = np.interp(grid, x, y) if len(x) else np.full(len(grid), np.nan)
+        if len(x):
+            row[(grid < x[0]) | (grid > x[-1])] = np.nan
+        rows.append(row)
+    return grid, np.stack(rows)
+
+
+@dataclass
+class Spread:
+    """Per grid point over the seeds that have a value there: their number `n`, the mean, and
+    the band's `low` and `high` (NaN where it is undefined, e.g. with one seed)."""
+
+    n: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+def seed_spread(values: np.ndarray, band: str) -> Spread:
+    """Mean over axis 0 of `values` (seeds x grid, NaN = no value) and the band around it:
+    `ci` mean ± t(0.975, n-1) · s/√n, `std` mean ± s (s: sample std, ddof=1), `minmax` the
+    smallest and largest seed, `none` no band; each over the n >= 2 seeds present per point."""
+    values = np.asarray(values, dtype=float)
+    present = ~np.isnan(values)
+    n = present.sum(axis=0)
+    filled = np.where(present, values, 0.0)
+    mean = filled.sum(axis=0) / np.maximum(n, 1)
+    mean[n == 0] = np.nan
+    several = n >= 2
+    nan = np.full_like(mean, np.nan)
+    if band in ("ci", "std"):
+        var = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0) / np.maximum(n - 1, 1)
+        half = np.sqrt(var)
+        if band == "ci":
+            half = half * stats.t.ppf(0.5 + CONFIDENCE / 2, np.maximum(n - 1, 1)) / np.sqrt(np.maximum(n, 1))
+        half = np.where(several, half, np.nan)
+        return Spread(n, mean, mean - half, mean + half)
+    if band == "minmax":
+        low = np.where(present, values, np.inf).min(axis=0)
+        high = np.where(present, values, -np.inf).max(axis=0)
+        return Spread(n, mean, np.where(several, low, np.nan), np.where(several, high, np.nan))
+    if band == "none":
+        return Spread(n, mean, nan, nan.copy())
+    raise ValueError(f"band must be one of {', '.join(BANDS)}, not {band!r}")
+
+
+def short_seeds(runs: Sequence[Run], metric: str) -> list[tuple[Run, float]]:
+    """(run, its last env step with a `metric` value) for the runs that end before the
+    group's longest one (an unfinished or interrupted seed)."""
+    ends = [(run, float(series.index[-1])) for run in runs if not (series := run.series(metric)).empty]
+    if not ends:
+        return []
+    last = max(end for _, end in ends)
+    return [(run, end) for run, end in ends if end < last]
+
+
+def fmt_steps(steps: float) -> str:
+    """Env steps in short form: 2.1M, 450k, 600."""
+    steps = float(steps)
+    if abs(steps) >= 1e6:
+        return f"{steps / 1e6:.3g}M"
+    if abs(steps) >= 1e4:
+        return f"{steps / 1e3:.3g}k"
+    return f"{steps:,.0f}"
+
+
+def short_seed_note(runs: Sequence[Run], metric: str) -> str:
+    """`seed 3 ends at 2.1M` for each seed shorter than the group's longest ('' if none)."""
+    return ", ".join(f"{run.name} ends at {fmt_steps(end)}" for run, end in short_seeds(runs, metric))
 
 
 def iqm(scores: np.ndarray) -> float:
@@ -268,14 +574,17 @@ class Style:
 
 
 def algo_styles(algos: Sequence[str]) -> dict[str, Style]:
-    """One colour per algorithm (same in every panel and figure of one call); HA algorithms
-    solid, baselines dashed, others dash-dotted."""
+    """One colour per algorithm or group label (same in every panel and figure of one call);
+    HA algorithms solid, baselines dashed, others dash-dotted (a label by its algorithm)."""
     ordered = algo_order(algos)
     # tab10/tab20 are ListedColormaps (a `colors` list of RGB tuples); get_cmap is typed as their base
     palette = plt.get_cmap("tab10" if len(ordered) <= 10 else "tab20").colors  # type: ignore[attr-defined]
-    return {algo: Style(palette[k % len(palette)],
-                        "-" if algo in HA_ALGOS else "--" if algo in BASELINES else "-.")
-            for k, algo in enumerate(ordered)}
+
+    def linestyle(label: str) -> str:
+        algo = base_algo(label)
+        return "-" if algo in HA_ALGOS else "--" if algo in BASELINES else "-."
+
+    return {label: Style(palette[k % len(palette)], linestyle(label)) for k, label in enumerate(ordered)}
 
 
 def output_paths(path: str | Path, suffixes: Sequence[str], replace: Sequence[str] = ()) -> list[Path]:
@@ -296,40 +605,123 @@ def save_figure(fig: plt.Figure, path: str | Path, replace: Sequence[str] = ()) 
     return written
 
 
+def band_kind(band: bool | str, n_seeds: int) -> str:
+    """The band a group of `n_seeds` seeds gets: `auto` is min-max below FEW_SEEDS seeds and
+    the t-based CI from FEW_SEEDS on; True means `ci` and False `none` (the older flags)."""
+    if band is True:
+        return "ci"
+    if band is False or band is None:
+        return "none"
+    if band not in BANDS:
+        raise ValueError(f"band must be one of {', '.join(BANDS)}, not {band!r}")
+    if band == "auto":
+        return "minmax" if n_seeds < FEW_SEEDS else "ci"
+    return band
+
+
+@dataclass
+class CurveInfo:
+    """What `plot_curve` drew: the band kind, whether seeds have lines, the short seeds."""
+
+    band: str
+    seeds: bool
+    short: list[tuple[Run, float]]
+
+
 def plot_curve(ax: plt.Axes, runs: Sequence[Run], metric: str, window: int, style: Style,
-               label: str, band: bool = True, seeds: bool = False) -> None:
-    """Mean over the runs' aligned (and smoothed) curves with its confidence band (`band`)
-    and/or a thin line per seed (`seeds`)."""
-    grid, values = align([smooth(run.series(metric), window) for run in runs])
+               label: str, band: bool | str = "auto", seeds: bool | None = None) -> CurveInfo | None:
+    """The mean over the runs' (smoothed) curves, a band around it and, with `seeds`, a thin
+    line per seed. Seeds are interpolated onto the union of their env steps; at each step the
+    mean and band are over the seeds logged there, up to the end of the longest seed. A seed
+    that ends earlier is named in the legend (`seed 3 ends at 2.1M`) and marked with an x on
+    the mean where it ends.
+
+    band: `auto` (default): min-max over seeds below FEW_SEEDS seeds, else `ci`; `ci`: the
+    95 % t-based confidence band of the mean (also True); `std`: mean ± 1 sample std;
+    `minmax`; `none` (also False). seeds: None (default) draws seed lines below FEW_SEEDS
+    seeds. Returns what was drawn (None when there is nothing to draw)."""
+    curves = [smooth(run.series(metric), window) for run in runs]
+    grid, values = align_all([c for c in curves if not c.empty])
     if not len(grid):
-        warn(f"{label}: the seeds share no env-step range; not plotted")
-        return
-    mean, half = mean_and_ci(values)
-    ax.plot(grid, mean, color=style.color, linestyle=style.linestyle, lw=1.8,
-            marker="o" if len(grid) == 1 else None, label=f"{label} ({plural(len(runs), 'seed')})")
-    if band and len(runs) > 1:
-        ax.fill_between(grid, mean - half, mean + half, color=style.color, alpha=0.2, lw=0)
-    if seeds:
+        warn(f"{label}: no {metric!r} values; not plotted")
+        return None
+    kind = band_kind(band, len(runs))
+    draw_seeds = (len(runs) < FEW_SEEDS if seeds is None else bool(seeds)) and len(values) > 1
+    spread = seed_spread(values, kind)
+    short = short_seeds(runs, metric)
+    note = "".join(f", {run.name} ends at {fmt_steps(end)}" for run, end in short)
+    ax.plot(grid, spread.mean, color=style.color, linestyle=style.linestyle, lw=1.8,
+            marker="o" if len(grid) == 1 else None,
+            label=f"{label} ({plural(len(runs), 'seed')}{note})")
+    if kind != "none" and (spread.n >= 2).any():
+        ax.fill_between(grid, spread.low, spread.high, color=style.color, alpha=0.2, lw=0)
+    if draw_seeds:
         for seed_values in values:
-            ax.plot(grid, seed_values, color=style.color, linestyle=style.linestyle, lw=0.8, alpha=0.35)
+            present = ~np.isnan(seed_values)
+            ax.plot(grid[present], seed_values[present], color=style.color, linestyle=style.linestyle,
+                    lw=0.8, alpha=0.35)
+    for _, end in short:
+        k = int(np.searchsorted(grid, end))
+        ax.plot([grid[k]], [spread.mean[k]], color=style.color, marker="x", markersize=8,
+                markeredgewidth=2, linestyle="none")
+    return CurveInfo(kind, draw_seeds, short)
 
 
-def plot_curves(groups: Groups, metric: str, out: str | Path, window: int = 1, band: bool = True,
-                seeds: bool = False) -> list[Path]:
-    """One panel per task; returns the PNG and PDF written."""
-    styles = algo_styles([algo for algos in groups.values() for algo in algos])
+def curves_title(infos: Sequence[CurveInfo], band: bool | str, width: int = 100) -> str:
+    """The figure title: what the line, the band, the thin lines and the x marks are (wrapped
+    at `width` characters)."""
+    parts = ["mean over seeds"]
+    shaded = []
+    for kind in dict.fromkeys(info.band for info in infos if info.band != "none"):
+        qualifier = "" if band != "auto" else f" (<\u00a0{FEW_SEEDS}\u00a0seeds)" if kind == "minmax" else f" (≥\u00a0{FEW_SEEDS}\u00a0seeds)"
+        shaded.append(BAND_TEXT[kind] + qualifier)
+    if shaded:
+        parts.append("shaded: " + ", ".join(shaded))
+    if any(info.seeds for info in infos):
+        parts.append("thin lines: single seeds")
+    if any(info.short for info in infos):
+        parts.append("×: where a shorter seed ends")
+    return textwrap.fill("; ".join(parts), width=width)
+
+
+def task_file_name(task: str) -> str:
+    """A task (`mamujoco/Humanoid-9|8`) as part of a file name (`mamujoco_Humanoid-9_8`):
+    only letters, digits and `._+-`, so that it needs no quoting in a shell."""
+    return path_safe(task)
+
+
+def draw_panels(groups: Groups, styles: dict[str, Style], metric: str, window: int,
+                band: bool | str, seeds: bool | None) -> plt.Figure:
+    """One panel per task of `groups`, titled by what the curves show."""
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
     ylabel = metric.replace("_", " ") + (f" (rolling mean of {window})" if window > 1 else "")
-    for ax, (task, algos) in zip(axes[0], groups.items()):
-        for algo, runs in algos.items():
-            plot_curve(ax, runs, metric, window, styles[algo], algo, band, seeds)
+    infos = []
+    for ax, (task, labels) in zip(axes[0], groups.items()):
+        for label, runs in labels.items():
+            if (info := plot_curve(ax, runs, metric, window, styles[label], label, band, seeds)):
+                infos.append(info)
         ax.set(title=task, xlabel="env steps", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    what = [f"{CONFIDENCE:.0%} t confidence band"] * band + ["thin lines: seeds"] * seeds
-    fig.suptitle(", ".join(["mean over seeds", *what]), fontsize="small")
+    fig.suptitle(curves_title(infos, band, width=85 * len(groups)), fontsize="small")
     fig.tight_layout()
-    return save_figure(fig, out)
+    return fig
+
+
+def plot_curves(groups: Groups, metric: str, out: str | Path, window: int = 1,
+                band: bool | str = "auto", seeds: bool | None = None,
+                per_task: bool = False) -> list[Path]:
+    """One panel per task in OUT.png and OUT.pdf (`band`, `seeds`: as in `plot_curve`); with
+    `per_task` also one figure per task, OUT-<task>.png/.pdf (the task made safe for file
+    names by `task_file_name`). Returns the files written."""
+    styles = algo_styles([label for labels in groups.values() for label in labels])
+    written = save_figure(draw_panels(groups, styles, metric, window, band, seeds), out)
+    if per_task:
+        base = Path(out).with_suffix("") if Path(out).suffix in FIGURE_SUFFIXES else Path(out)
+        for task, labels in groups.items():
+            fig = draw_panels({task: labels}, styles, metric, window, band, seeds)
+            written += save_figure(fig, base.with_name(f"{base.name}-{task_file_name(task)}"))
+    return written
 
 
 # ----------------------------------------------------------------------------- results table
@@ -348,21 +740,25 @@ def best_values(runs: Sequence[Run], column: str) -> np.ndarray:
 
 
 def results_table(groups: Groups, metric: str) -> pd.DataFrame:
-    """One row per (task, algo): seeds, env_steps and mean/ci95 (half-width) of the final and
-    best `metric` and of the final value of every eval_*_rate column."""
+    """One row per (task, group label): seeds, env_steps (the smallest final env step of the
+    group's seeds) and env_steps_max (the largest), mean/ci95 (half-width) of the final and
+    best `metric` and of the final value of every eval_*_rate column, and `note`: the seeds
+    that end before the longest one (`seed 3 ends at 2.1M`; their final value is from there)."""
     rates = [c for c in rate_columns([r for a in groups.values() for rs in a.values() for r in rs])
              if c != metric]
     rows = []
     for task, algos in groups.items():
         for algo, runs in algos.items():
-            row = {"task": task, "algo": algo, "seeds": len(runs),
-                   "env_steps": min(run.progress["env_steps"].max() for run in runs)}
+            ends = [run.progress["env_steps"].max() for run in runs]
+            row = {"task": task, "algo": algo, "seeds": len(runs), "env_steps": min(ends),
+                   "env_steps_max": max(ends)}
             columns = [(f"final_{metric}", final_values(runs, metric)),
                        (f"best_{metric}", best_values(runs, metric)),
                        *((f"final_{rate}", final_values(runs, rate)) for rate in rates)]
             for name, values in columns:
                 mean, half = mean_and_ci(values)
                 row[f"{name}_mean"], row[f"{name}_ci95"] = float(mean), float(half)
+            row["note"] = short_seed_note(runs, metric)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -381,18 +777,36 @@ def fmt_mean_ci(mean: float, half: float) -> str:
     return f"{fmt_number(mean)} ± {fmt_number(half, scale=mean)}"
 
 
+def md_cell(value: object) -> str:
+    """Text for one Markdown table cell: `|` escaped (MaMuJoCo's task `Humanoid-9|8` would
+    otherwise split the cell), line breaks as spaces."""
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
+
+
+def fmt_env_steps(row: dict) -> str:
+    """`600`, or `400–600` when the group's seeds end at different env steps."""
+    low, high = row["env_steps"], row.get("env_steps_max", row["env_steps"])
+    if pd.isna(high) or high == low:
+        return f"{low:,.0f}"
+    return f"{low:,.0f}–{high:,.0f}"
+
+
 def table_markdown(table: pd.DataFrame) -> str:
-    """The results table as Markdown: each mean/ci95 column pair as `mean ± half-width`."""
+    """The results table as Markdown: each mean/ci95 column pair as `mean ± half-width`, and a
+    note column when a group has seeds shorter than its longest."""
     stats_columns = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     names = " | ".join(c.replace("_", " ") for c in stats_columns)
+    notes = bool("note" in table and table["note"].fillna("").astype(bool).any())
     lines = [(f"Mean ± {CONFIDENCE:.0%} t-based CI half-width over seeds (none with one seed); "
               "final = last logged value of each seed, best = its maximum."), "",
-             f"| task | algo | seeds | env steps | {names} |",
-             "|---|---|---|---|" + "---|" * len(stats_columns)]
+             f"| task | algo | seeds | env steps | {names} |" + " note |" * notes,
+             "|---|---|---|---|" + "---|" * (len(stats_columns) + notes)]
     for row in table.to_dict("records"):
         cells = [fmt_mean_ci(row[f"{c}_mean"], row[f"{c}_ci95"]) for c in stats_columns]
-        lines.append(f"| {row['task']} | {row['algo']} | {row['seeds']} | {row['env_steps']:,.0f} | "
-                     + " | ".join(cells) + " |")
+        if notes:
+            cells.append(md_cell(row["note"] if isinstance(row["note"], str) else ""))
+        lines.append(f"| {md_cell(row['task'])} | {md_cell(row['algo'])} | {row['seeds']} | "
+                     f"{fmt_env_steps(row)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -522,12 +936,12 @@ def aggregate_markdown(result: Aggregate, metric: str, reps: int) -> str:
              "| algo | tasks | runs | IQM | mean |", "|---|---|---|---|---|"]
     for algo, rows in table[table.statistic != "probability_of_improvement"].groupby("algo", sort=False):
         by = rows.set_index("statistic")
-        lines.append(f"| {algo} | {by.loc['iqm', 'tasks']} | {by.loc['iqm', 'runs']} | "
+        lines.append(f"| {md_cell(algo)} | {by.loc['iqm', 'tasks']} | {by.loc['iqm', 'runs']} | "
                      f"{cell(by.loc['iqm'])} | {cell(by.loc['mean'])} |")
     poi = table[table.statistic == "probability_of_improvement"]
     if len(poi):
         lines += ["", "| X | Y | P(X > Y) |", "|---|---|---|"]
-        lines += [f"| {row.algo} | {row.other} | {cell(row)} |" for row in poi.itertuples()]
+        lines += [f"| {md_cell(row.algo)} | {md_cell(row.other)} | {cell(row)} |" for row in poi.itertuples()]
     return "\n".join(lines) + "\n"
 
 
@@ -582,10 +996,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="a progress.csv column (e.g. train_return, eval_win_rate)")
     parser.add_argument("--smooth", type=positive_int, default=1, metavar="K",
                         help="trailing rolling mean over K logged points (curves only; default 1: none)")
-    parser.add_argument("--band", choices=("ci", "none"), default="ci",
-                        help="ci: 95%% t confidence band of the mean (default); none: no band")
-    parser.add_argument("--seeds", action="store_true",
-                        help="also draw each seed as a thin line (useful with few seeds)")
+    parser.add_argument("--band", choices=BANDS, default="auto",
+                        help=(f"auto (default): min-max over seeds for groups of fewer than {FEW_SEEDS} "
+                              "seeds, else ci; ci: 95%% t confidence band of the mean; std: mean ± 1 "
+                              "std over seeds; minmax; none: no band"))
+    parser.add_argument("--seeds", action=argparse.BooleanOptionalAction, default=None,
+                        help=(f"draw (--seeds) or not (--no-seeds) each seed as a thin line; default: "
+                              f"for groups of fewer than {FEW_SEEDS} seeds"))
+    parser.add_argument("--per-task", action="store_true",
+                        help="also one figure per task: OUT-<task>.png and .pdf")
+    parser.add_argument("--merge-configs", action="store_true",
+                        help=("group runs by task and algorithm only, also when their configs "
+                              "differ (default: one group per config)"))
     parser.add_argument("--table", metavar="PATH",
                         help="also write the results table to PATH.md and PATH.csv")
     parser.add_argument("--aggregate", metavar="PREFIX",
@@ -604,8 +1026,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    groups = group_runs(load_runs(args.paths), args.metric)
-    written = plot_curves(groups, args.metric, args.out, args.smooth, args.band == "ci", args.seeds)
+    groups = group_runs(load_runs(args.paths), args.metric, by_config=not args.merge_configs)
+    written = plot_curves(groups, args.metric, args.out, args.smooth, args.band, args.seeds,
+                          per_task=args.per_task)
     table = results_table(groups, args.metric)
     markdown = table_markdown(table)
     print(markdown)

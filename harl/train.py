@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -68,7 +69,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
         update_run_info(run_dir, status="stopped", stopped_by=signal_name(exc.signum),
                         stopped_at_env_steps=exc.env_steps)
         log.warning("%s; the checkpoint is saved. Continue with:  python -m harl.train resume=%s",
-                    exc, run_dir)
+                    exc, shlex.quote(str(run_dir)))
         raise
     except BaseException:
         if new_run_dir:
@@ -209,7 +210,6 @@ def remove_failed_start(run_dir: Path) -> None:
 
 
 def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"harl: {cfg.algo.name} on {cfg.env.name}/{cfg.env.task}", title_justify="left")
@@ -217,11 +217,28 @@ def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> Non
         table.add_column(column)
     for name, o, a in zip(spec.agents, spec.observation_spaces, spec.action_spaces):
         table.add_row(name, str(o), str(a))
-    console = Console(stderr=False)
+    console = banner_console()
     console.print(table)
     console.print(f"state {spec.state_space.shape} | device {device} | {cfg.n_envs} envs on "
-                  f"{cfg.n_workers or 'no'} worker processes | {cfg.total_steps:,} env steps | "
-                  f"run dir {run_dir}")
+                  f"{cfg.n_workers or 'no'} worker processes | {cfg.total_steps:,} env steps")
+    # one line each, whatever the width: they are copied into resume= (markup and highlighting
+    # off, so that the path prints exactly as it is)
+    console.print(f"run dir {run_dir}", markup=False, highlight=False)
+    console.print(f"continue it with: python -m harl.train resume={shlex.quote(str(run_dir))}",
+                  markup=False, highlight=False)
+
+
+def banner_console() -> Any:
+    """A rich console for the start-up banner that never wraps a line: rich wraps at the
+    terminal's width, and at 80 columns when the output is a file or a pipe (a batch job's
+    log), which would cut the run dir in two. soft_wrap leaves long lines whole; away from a
+    terminal the width is wide enough for the agent table too."""
+    from rich.console import Console
+
+    console = Console(stderr=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=False, soft_wrap=True, width=max(console.width, 200))
+    return console
 
 
 # an absolute config path: the configs are found from any working directory, both in a checkout
@@ -254,7 +271,7 @@ def main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         log.warning("stopped at once (second Ctrl-C): nothing was saved now; the last "
                     "checkpoint on disk is intact and resume=%s continues from it",
-                    hc.runtime.output_dir)
+                    shlex.quote(str(hc.runtime.output_dir)))
         sys.exit(130)
     return result.get("eval_return")  # lets Hydra sweepers optimise the final eval return
 

@@ -28,6 +28,7 @@ from harl.common.checkpoint import (
 from harl.common.seeding import rng_state, set_rng_state
 from harl.common.stopping import StopRequest
 from harl.logging import RunLogger
+from harl.logging.run_logger import format_duration
 from harl.logging.marl_eval import METRICS_FILE, MarlEvalLog, episode_metrics
 from harl.logging.rewind import log_positions
 
@@ -318,7 +319,12 @@ def _tensors_equal(live: Any, saved: Any) -> bool:
 
 
 class Stopwatch:
-    """Wall time and a recent-throughput estimate for fps and ETA."""
+    """Wall time and a recent-throughput estimate for fps and ETA.
+
+    Ticks of a warm-up (iterations that collect without training: an off-policy learner's
+    random-action phase, a buffer filling up) are told apart: their rate says nothing about
+    the training iterations still to come, so no ETA is estimated while they last, and the
+    rate window starts over at the first training iteration."""
 
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
@@ -326,10 +332,15 @@ class Stopwatch:
         self._base = counters.wall_time
         self._window: deque[tuple[float, int]] = deque(maxlen=20)
         self._window.append((self._t0, counters.env_steps))
+        self.warming_up = False
 
-    def tick(self) -> None:
+    def tick(self, warming_up: bool = False) -> None:
+        """After an iteration; `warming_up`: it trained nothing."""
         now = time.perf_counter()
         self.counters.wall_time = self._base + now - self._t0
+        if self.warming_up and not warming_up:  # training starts: time it on its own
+            self._window = deque([self._window[-1]], maxlen=self._window.maxlen)
+        self.warming_up = warming_up
         self._window.append((now, self.counters.env_steps))
 
     def fps(self) -> float:
@@ -337,8 +348,15 @@ class Stopwatch:
         return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
 
     def eta(self, total_steps: int) -> float:
+        """Seconds to `total_steps` at the recent rate; inf while warming up (unknown)."""
         fps = self.fps()
-        return (total_steps - self.counters.env_steps) / fps if fps > 0 else float("inf")
+        if self.warming_up or fps <= 0:
+            return float("inf")
+        return (total_steps - self.counters.env_steps) / fps
+
+    def eta_text(self, total_steps: int) -> str:
+        """What the console shows for the ETA: `h:mm:ss`, or `after warm-up` during one."""
+        return "after warm-up" if self.warming_up else format_duration(self.eta(total_steps))
 
 
 class Runner:
@@ -444,6 +462,16 @@ class Runner:
         """Collect and train once; advances `counters.env_steps`; returns training diagnostics."""
         raise NotImplementedError
 
+    # Whether the last iteration was a warm-up one: it began before training does (off-policy
+    # random actions, a buffer filling up), so its speed says nothing about the rest of the run
+    # (the console gives no ETA then). Set by runners with a warm-up when they collect.
+    warm_iteration = False
+
+    def warming_up(self) -> bool:
+        """Whether a training phase now would take no gradient step (off-policy warm-up, a
+        buffer filling up). False for on-policy runners."""
+        return False
+
     def stop_if_requested(self) -> None:
         """After a stop signal: save the state of the last completed iteration, then stop."""
         if not self.stop.requested:
@@ -469,7 +497,7 @@ class Runner:
         c, counters = self.cfg, self.counters
         counters.iteration += 1
         counters.episodes = self.tracker.finished
-        clock.tick()
+        clock.tick(warming_up=self.warm_iteration)
         last = counters.env_steps >= c.total_steps
         row: dict[str, Any] = {}
         if (due(counters, "eval", c.eval_interval) or last) and self.eval_envs is not None:
@@ -483,7 +511,7 @@ class Runner:
                         "wall_time": counters.wall_time, "fps": clock.fps(),
                         **self.tracker.pop_summary(), **train_info})
             self.logger.write(row)
-            self.logger.console(row, clock.eta(c.total_steps))
+            self.logger.console(row, clock.eta_text(c.total_steps))
         best = self._record_best(row)
         if due(counters, "save", c.save_interval) or last or best:
             self.save(best=best)

@@ -53,10 +53,14 @@ class EpisodicRunner(BufferedRunner):
         self.collect()
         return self.train_phase()
 
+    def warming_up(self) -> bool:
+        """While the buffer holds fewer episodes than training needs."""
+        return len(self.buffer) < self.needed_to_train()
+
     def train_phase(self) -> dict[str, float]:
         a = self.cfg.algo
         info: dict[str, float] = {"replay_episodes": len(self.buffer), "epsilon": self.learner.epsilon}
-        if len(self.buffer) < self.needed_to_train():
+        if self.warming_up():
             return info
         info.update(mean_infos([self.learner.train(self.buffer) for _ in range(a.updates_per_train)]))
         info["train_steps"] = float(self.learner.train_steps)
@@ -67,6 +71,7 @@ class EpisodicRunner(BufferedRunner):
     def collect(self) -> None:
         """`steps_per_collect` vectorised steps; finished episodes go into the buffer."""
         learner, dev = self.learner, self.device
+        self.warm_iteration = self.warming_up()
         vobs = self._vobs
         for _ in range(self.steps_per_collect):
             learner.set_env_steps(self.counters.env_steps)

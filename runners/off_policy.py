@@ -57,10 +57,15 @@ class OffPolicyRunner(BufferedRunner):
         self.collect()
         return self.train_phase()
 
+    def warming_up(self) -> bool:
+        """Before `warmup_steps` env steps, or while the buffer holds less than a batch."""
+        a = self.cfg.algo
+        return self.counters.env_steps < a.warmup_steps or len(self.buffer) < a.batch_size
+
     def train_phase(self) -> dict[str, float]:
         """The gradient steps owed for the env steps collected since the last phase."""
         a, counters = self.cfg.algo, self.counters
-        if counters.env_steps < a.warmup_steps or len(self.buffer) < a.batch_size:
+        if self.warming_up():
             return {"replay_size": len(self.buffer)}
         counters.pending_updates += a.utd_ratio * self._policy_steps
         n_updates = int(counters.pending_updates)
@@ -75,6 +80,7 @@ class OffPolicyRunner(BufferedRunner):
         """`steps_per_collect` vectorised steps into the replay buffer."""
         learner, dev, n_envs = self.learner, self.device, self.envs.n_envs
         warmup = self.cfg.algo.warmup_steps
+        self.warm_iteration = self.warming_up()
         vobs = self._vobs
         self._policy_steps = 0  # env steps after the warm-up: what gradient steps are owed for
         for _ in range(self.steps_per_collect):

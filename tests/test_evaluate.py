@@ -1,6 +1,7 @@
 """`python -m harl.evaluate`: evaluating a run dir's checkpoints, rendering videos, bad input."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -73,7 +74,39 @@ def test_render_default_video_path(mpe_run, capsys):
     main([f"run_dir={mpe_run}", "render=true"])
     videos = list((mpe_run / "videos").glob("best-*.mp4"))
     assert len(videos) == 1 and _frames(videos[0]) == 26  # one episode by default
-    assert f"video (26 frames, 10 fps): {videos[0]}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"video (26 frames, 10 fps): {videos[0]}" in out
+    assert f"rendering 1 episode of mpe/simple_spread-discrete to {videos[0]} (10 fps)" in out
+    assert re.search(r"^rendering episode 1/1: done, 26 frames in \d+ s$", out, re.M)
+
+
+def test_render_reports_its_progress(mpe_run, tmp_path):
+    """Rendering a long MuJoCo episode takes minutes: it says where it is every few frames."""
+    lines: list[str] = []
+    evaluate_run(mpe_run, episodes=2, video=tmp_path / "clip.mp4", out=lines.append, progress_every=10)
+    progress = [re.sub(r"in \d+ s", "in N s", line) for line in lines if line.startswith("rendering episode")]
+    assert progress == [f"rendering episode {k}/2: {text}" for k in (1, 2)
+                        for text in ("10/26 frames", "20/26 frames", "done, 26 frames in N s")]
+    assert lines[0] == f"rendering 2 episodes of mpe/simple_spread-discrete to {tmp_path / 'clip.mp4'} (10 fps)"
+
+
+def test_mamujoco_camera_follows_the_robot_configuration():
+    """Without a display: the camera settings chosen for MaMuJoCo videos."""
+    import mujoco
+
+    from envs import make_env
+    from envs.mamujoco import tracking_camera_config
+
+    for scenario, agent_conf in (("HalfCheetah", "2x3"), ("Walker2d", "2x3")):
+        env = make_env("mamujoco", scenario=scenario, agent_conf=agent_conf)
+        model = env._mujoco.model
+        torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+        gym_default = {"trackbodyid": 2, "distance": 4.0, "lookat": np.array((0.0, 0.0, 1.15))}
+        config = tracking_camera_config(model, gym_default)
+        assert config == {"distance": 4.0, "elevation": -20.0, "type": int(mujoco.mjtCamera.mjCAMERA_TRACKING),
+                          "trackbodyid": torso, "fixedcamid": -1} and torso >= 1
+        assert tracking_camera_config(model, {"elevation": -10.0})["elevation"] == -10.0
+        env.close()
 
 
 def test_render_mamujoco_video(tmp_path):
@@ -88,6 +121,41 @@ def test_render_mamujoco_video(tmp_path):
     assert metrics["lengths"] == [10] and _frames(tmp_path / "cheetah.mp4") == 11
     plain = evaluate_run(tmp_path, episodes=1, out=lambda _: None)
     assert metrics["returns"][0] == pytest.approx(plain["returns"][0], rel=1e-5)
+
+
+def _robot_pixels(frame: np.ndarray) -> int:
+    """Pixels of the MuJoCo robots' orange/pink (the floor is green, black and white, the sky grey)."""
+    rgb = frame.astype(int)
+    return int(((rgb[..., 0] - rgb[..., 2] > 60) & (rgb[..., 0] > 120)).sum())
+
+
+def test_mamujoco_video_camera_tracks_the_torso():
+    """Rendering: the camera's look-at point is on the torso wherever it goes (gymnasium's free
+    camera would stay where the episode started)."""
+    import mujoco
+
+    from envs import make_env
+    from envs.mamujoco import RenderBackendError, ensure_gl_backend
+
+    try:
+        ensure_gl_backend()
+    except RenderBackendError as exc:
+        pytest.skip(f"no OpenGL backend for MuJoCo here: {exc}")
+    env = make_env("mamujoco", scenario="HalfCheetah", agent_conf="2x3", render_mode="rgb_array")
+    env.reset(seed=1)
+    first = env.render()
+    sim = env._mujoco
+    torso = mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+    qpos = sim.data.qpos.copy()
+    qpos[0] += 20.0  # the root's x: 20 m further on
+    sim.set_state(qpos, sim.data.qvel.copy())
+    moved = env.render()
+    camera = env.camera
+    assert camera.type == mujoco.mjtCamera.mjCAMERA_TRACKING and camera.trackbodyid == torso
+    assert camera.lookat == pytest.approx(sim.data.subtree_com[torso]) and camera.lookat[0] > 19
+    # the robot is still in the picture (with the free camera none of its pixels would be)
+    assert _robot_pixels(moved) > 0.5 * _robot_pixels(first) > 500
+    env.close()
 
 
 def test_off_policy_run_evaluates(tmp_path):

@@ -32,6 +32,24 @@ def test_slurm_launcher_preset_composes_with_overrides():
     assert launcher.cpus_per_task == 4 and launcher.mem_gb == 16
 
 
+def test_run_dirs_hold_no_shell_or_markdown_characters_of_the_task():
+    """MaMuJoCo's Humanoid-9|8: a `|` in the run dir would break `resume=<run dir>` pasted into
+    a shell (a pipe) and Markdown tables."""
+    from harl.config import path_safe
+
+    register_configs()
+    register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True,
+                      overrides=["env=mamujoco", "env.scenario=Humanoid", "env.agent_conf=9|8",
+                                 "results_dir=out", "seed=3"])
+    assert cfg.env.task == "Humanoid-9|8"  # the task itself keeps its name (config, logs, plots)
+    assert cfg.hydra.run.dir.startswith("out/mamujoco/Humanoid-9_8/happo/seed3-")
+    assert cfg.hydra.sweep.subdir == "mamujoco/Humanoid-9_8/happo/seed3"
+    assert path_safe("simple_spread-continuous") == "simple_spread-continuous"  # others unchanged
+    assert path_safe("a b,c=d/e") == "a_b_c_d_e"
+
+
 def test_multirun_of_two_tiny_jobs_under_joblib(tmp_path):
     """Two jobs in parallel processes (loky), each with its own env worker process."""
     cmd = [sys.executable, "-m", "harl.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",

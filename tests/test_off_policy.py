@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -333,3 +334,50 @@ def test_hasac_heterogeneous_team_end_to_end(tmp_path, monkeypatch):
     assert progress["env_steps"].tolist() == [20, 40, 80, 120, 160]
     assert progress["critic/loss"].iloc[2:].notna().all()
     assert progress[[f"agent{i}/alpha" for i in range(3)]].iloc[2:].notna().all().all()
+
+
+# ------------------------------------------------------------------ ETA during a warm-up
+def test_stopwatch_gives_no_eta_during_a_warm_up_and_then_times_training_alone(monkeypatch):
+    from runners import base
+    from runners.base import Counters, Stopwatch
+
+    now = [0.0]
+    monkeypatch.setattr(base.time, "perf_counter", lambda: now[0])
+    counters = Counters()
+    clock = Stopwatch(counters)
+    for _ in range(3):  # random actions: 1,000 env steps per 0.125 s
+        now[0] += 0.125
+        counters.env_steps += 1000
+        clock.tick(warming_up=True)
+        assert clock.eta_text(100_000) == "after warm-up" and clock.eta(100_000) == math.inf
+        assert clock.fps() == pytest.approx(8000)
+    for _ in range(2):  # training: 1,000 env steps per second, timed without the warm-up
+        now[0] += 1.0
+        counters.env_steps += 1000
+        clock.tick(warming_up=False)
+        assert clock.fps() == pytest.approx(1000)
+        assert clock.eta(100_000) == pytest.approx((100_000 - counters.env_steps) / 1000)
+    assert clock.eta_text(100_000) == "0:01:35"  # 95,000 env steps left
+
+
+@pytest.mark.parametrize("overrides, warm_rows", [
+    (["algo=hatd3", *TINY_OFF, "algo.warmup_steps=80", *ENVS["mpe-continuous"]], [20, 40, 60, 80]),
+    # QMIX trains once its buffer holds 4 episodes: after the second iteration's episodes
+    (["algo=qmix", "env.max_cycles=10"], [20, 40]),
+], ids=["off-policy", "episodic"])
+def test_console_says_eta_after_warm_up_then_estimates_it(tmp_path, caplog, overrides, warm_rows):
+    from tests.test_qmix import TINY_EPISODIC
+
+    if overrides[0] == "algo=qmix":
+        overrides = ["algo=qmix", *TINY_EPISODIC]
+    with caplog.at_level("INFO", logger="harl"):
+        run(compose_config(*overrides, "log_interval=20"), tmp_path)
+    lines = [r.getMessage() for r in caplog.records if " fps | ETA " in r.getMessage()]
+    steps = [int(line.split("] ")[1].split("/")[0].replace(",", "")) for line in lines]
+    assert steps == list(range(20, 121, 20))
+    for step, line in zip(steps, lines):
+        eta = line.split("ETA ")[1].split(" |")[0]
+        if step in warm_rows:
+            assert eta == "after warm-up", line
+        else:
+            assert eta != "after warm-up" and re.fullmatch(r"\d+:\d\d:\d\d", eta), line

@@ -1,4 +1,5 @@
 """End to end through the real config path: tiny HAPPO runs, resume, and bad input."""
+import shlex
 import subprocess
 import sys
 
@@ -100,6 +101,8 @@ def test_checkpoint_from_another_task_is_refused(tmp_path):
 
 @pytest.mark.parametrize("override, exc, message", [
     ("algo=nope", MissingConfigException, "happo"),
+    ("algo=happo_schema", MissingConfigException, "happo"),  # schemas are not choices
+    ("env=mpe_schema", MissingConfigException, "mamujoco"),
     ("env=nope", MissingConfigException, "mamujoco"),
     ("algo.no_such_key=1", ConfigCompositionException, "no_such_key"),
     ("no_such_key=1", ConfigCompositionException, "no_such_key"),
@@ -141,6 +144,55 @@ def test_cli_prints_one_clear_line_and_exits_nonzero(tmp_path):
     err_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
     assert len(err_lines) == 1 and "Nope" in err_lines[0] and "HalfCheetah" in err_lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_help_lists_no_schemas_and_schema_choices_are_refused(tmp_path):
+    """The typed schemas behind algo= and env= are not choices: --help does not list them and
+    the command refuses them before doing anything, naming the valid choices."""
+    from harl.config import ALGO_SCHEMAS, ENV_SCHEMAS
+
+    def harl_train(*args):
+        return subprocess.run([sys.executable, "-m", "harl.train", *args, f"results_dir={tmp_path}"],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    help_text = harl_train("--help").stdout
+    listing = help_text.split("== Config ==")[0]  # the groups and their options
+    groups = dict(line.split(": ", 1) for line in listing.splitlines() if line.startswith(("algo: ", "env: ")))
+    assert groups == {"algo": ", ".join(sorted(ALGO_SCHEMAS)), "env": ", ".join(sorted(ENV_SCHEMAS))}
+    assert "_schema" not in listing
+    for override, group, choices in (("algo=happo_schema", "algo", ALGO_SCHEMAS),
+                                     ("env=mpe_schema", "env", ENV_SCHEMAS)):
+        proc = harl_train(override)
+        assert proc.returncode == 1
+        assert f"Could not find '{group}/{override.split('=')[1]}'" in proc.stderr
+        listed = proc.stderr.split(f"Available options in '{group}':")[1].split()
+        assert listed[:len(choices)] == sorted(choices) and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())  # refused before any run dir was made
+
+
+def test_cli_run_dir_and_resume_lines_are_whole_in_a_log_file(tmp_path):
+    """Written to a file (a batch job's log) the banner is not wrapped at 80 columns: the run
+    dir line and the resume= line are one line each, and the command pasted from it continues
+    the run."""
+    results = tmp_path / "a_results_folder_with_a_long_name" / "so_that_the_run_dir_is_past_80_columns"
+    log = tmp_path / "out.log"
+    with log.open("w") as out:
+        proc = subprocess.run([sys.executable, "-m", "harl.train", *TINY_MPE, "logger.tensorboard=false",
+                               f"results_dir={results}"], stdout=out, stderr=subprocess.STDOUT,
+                              timeout=300, check=False)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    (run_dir,) = results.glob("mpe/*/happo/seed1-*")
+    assert len(f"run dir {run_dir}") > 80
+    lines = text.splitlines()
+    assert f"run dir {run_dir}" in lines
+    (resume_line,) = [line for line in lines if "resume=" in line]
+    assert resume_line == f"continue it with: python -m harl.train resume={run_dir}"
+    command = shlex.split(resume_line.partition(": ")[2])
+    proc = subprocess.run([sys.executable, *command[1:], "total_steps=120"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert pd.read_csv(run_dir / "progress.csv")["env_steps"].iloc[-1] == 120
 
 
 def test_evaluate_runs_exactly_the_requested_episodes():

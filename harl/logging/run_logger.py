@@ -99,10 +99,13 @@ class RunLogger:
 
         atomic_write(self.csv_path, write)
 
-    def console(self, row: dict[str, Any], eta_seconds: float) -> None:
+    def console(self, row: dict[str, Any], eta: float | str) -> None:
+        """One progress line; `eta`: seconds left, or a text to show as is (e.g. "after
+        warm-up", when the rate so far says nothing about the rest)."""
         steps = int(row["env_steps"])
+        eta_text = eta if isinstance(eta, str) else format_duration(eta)
         parts = [f"[{self.tag}] {steps:,}/{self.total_steps:,} ({100 * steps / self.total_steps:.1f}%)",
-                 f"{row.get('fps', 0):,.0f} fps", f"ETA {format_duration(eta_seconds)}"]
+                 f"{row.get('fps', 0):,.0f} fps", f"ETA {eta_text}"]
         if _has(row, "train_return"):
             parts.append(f"train R {row['train_return']:.2f}")
         if _has(row, "eval_return"):

@@ -212,8 +212,8 @@ def trained_on(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- figures
 def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]:
-    """One panel per task with runs: each algorithm's mean over its finished seeds (thin lines: the seeds;
-    band: 95 % t CI) or, while none is finished, over its unfinished ones (dotted label); the
+    """One panel per task with runs: each algorithm's mean over its finished seeds (thin lines: the
+    seeds; band: as harl.plot's `auto`) or, while none is finished, over its unfinished ones (dotted label); the
     paper's final value as a star at the budget."""
     tasks = list(dict.fromkeys(r.cell.task for r in results if r.runs or r.unfinished))
     styles = plot.algo_styles([r.cell.algo for r in results])
@@ -229,7 +229,7 @@ def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]
             runs = r.runs or r.unfinished
             if runs:
                 label = r.cell.algo + ("" if r.runs else " (unfinished)")
-                plot.plot_curve(ax, runs, metric, 1, style, label, band=len(runs) > 1, seeds=True)
+                plot.plot_curve(ax, runs, metric, 1, style, label, band="auto", seeds=True)
             else:  # no curve: a legend entry still names the colour of its paper star
                 ax.plot([], [], color=style.color, linestyle=style.linestyle,
                         label=f"{r.cell.algo} (no runs)")
@@ -242,8 +242,9 @@ def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small")
-    fig.suptitle("mean over finished seeds (thin lines: seeds; band: 95 % t CI); "
-                 "stars: the paper's final values", fontsize="small")
+    fig.suptitle(f"mean over finished seeds; thin lines: seeds; band: their min-max below "
+                 f"{plot.FEW_SEEDS} seeds, else the 95 % t CI; stars: the paper's final values",
+                 fontsize="small")
     fig.tight_layout()
     return plot.save_figure(fig, out)
 
