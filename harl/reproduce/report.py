@@ -213,8 +213,8 @@ def trained_on(path: Path) -> str:
 # ----------------------------------------------------------------------------- figures
 def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]:
     """One panel per task with runs: each algorithm's mean over its finished seeds (thin lines: the
-    seeds; band: as harl.plot's `auto`) or, while none is finished, over its unfinished ones (dotted label); the
-    paper's final value as a star at the budget."""
+    seeds; band: as harl.plot's `auto`) or, while none is finished, over its unfinished ones
+    (labelled so); the paper's final value as a star at the budget."""
     tasks = list(dict.fromkeys(r.cell.task for r in results if r.runs or r.unfinished))
     styles = plot.algo_styles([r.cell.algo for r in results])
     columns = min(3, len(tasks))
