@@ -4,6 +4,7 @@ Adapters import their simulator package only when constructed, so `import envs` 
 To add an env (e.g. smacv2, football): write an adapter implementing `envs.base.MultiAgentEnv`
 and register its class in `ENVS`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -55,11 +56,27 @@ def make_vec_env(
     env_fn = batched_fn or functools.partial(make_env, name, **(kwargs or {}))
     if seeds is None:
         seeds = [seed + j for j in range(n_envs)] if isinstance(n_envs, int) else None
-    return VecEnv(env_fn, n_envs, n_workers, seeds, start_method=start_method, step_timeout=step_timeout,
-                  batched=batched_fn is not None, trainer_block=trainer_block)
+    return VecEnv(
+        env_fn,
+        n_envs,
+        n_workers,
+        seeds,
+        start_method=start_method,
+        step_timeout=step_timeout,
+        batched=batched_fn is not None,
+        trainer_block=trainer_block,
+    )
 
 
 __all__ = [
-    "ENVS", "EnvSpec", "EnvWorkerError", "MultiAgentEnv", "StepResult", "VecEnv", "VecObs", "VecStep",
-    "make_env", "make_vec_env",
+    "ENVS",
+    "EnvSpec",
+    "EnvWorkerError",
+    "MultiAgentEnv",
+    "StepResult",
+    "VecEnv",
+    "VecObs",
+    "VecStep",
+    "make_env",
+    "make_vec_env",
 ]

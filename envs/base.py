@@ -4,6 +4,7 @@ Agents may differ in observation and action spaces, so everything is a per-agent
 A single env returns plain numpy arrays; the vectorised wrapper (`envs/vector.py`) adds a
 leading env axis to every array and auto-resets finished envs.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

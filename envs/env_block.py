@@ -3,6 +3,7 @@
 `VecEnv` runs one block in-process (n_workers=0) or one block per worker process; stacking
 happens here so that a worker sends one message of a few arrays per step, whatever its size.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -40,8 +41,10 @@ class EnvBlock:
         self.spec: EnvSpec = self.envs[0].spec
         self._discrete = [isinstance(s, spaces.Discrete) for s in self.spec.action_spaces]
         n_envs, n_agents = len(self.envs), self.spec.n_agents
-        self._ones = [np.ones((n_envs, int(s.n)), np.float32) if isinstance(s, spaces.Discrete) else None
-                      for s in self.spec.action_spaces]
+        self._ones = [
+            np.ones((n_envs, int(s.n)), np.float32) if isinstance(s, spaces.Discrete) else None
+            for s in self.spec.action_spaces
+        ]
         self._returns = np.zeros(n_envs, dtype=np.float64)
         self._lengths = np.zeros(n_envs, dtype=np.int64)
         self._all_alive = np.ones(n_agents, dtype=bool)
@@ -105,8 +108,13 @@ class EnvBlock:
             env_state = self._call(j, "get_state", lambda e: e.get_state(), env)
             if env_state is None:
                 return None
-            envs.append({"env": env_state, "episode_return": float(self._returns[j]),
-                         "episode_length": int(self._lengths[j])})
+            envs.append(
+                {
+                    "env": env_state,
+                    "episode_return": float(self._returns[j]),
+                    "episode_length": int(self._lengths[j]),
+                }
+            )
         return block_state(self, envs, started=self._started, seeded=self._seeded)
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -236,17 +244,23 @@ class BatchedEnvBlock:
             agent_rewards = getattr(self.env, "last_agent_rewards", None)
             for j in done:
                 endings.append((self.first_index + int(j), [o[j].copy() for o in obs], state[j].copy()))
-                info: dict[str, Any] = ({} if agent_rewards is None
-                                        else {"agent_rewards": agent_rewards[j].copy()})
-                info.update(episode_return=float(self._returns[j]), episode_length=int(self._lengths[j]),
-                            terminated=bool(terminated[j]), truncated=not terminated[j])
+                info: dict[str, Any] = (
+                    {} if agent_rewards is None else {"agent_rewards": agent_rewards[j].copy()}
+                )
+                info.update(
+                    episode_return=float(self._returns[j]),
+                    episode_length=int(self._lengths[j]),
+                    terminated=bool(terminated[j]),
+                    truncated=not terminated[j],
+                )
                 episode_infos.append((self.first_index + int(j), info))
             self._returns[done], self._lengths[done] = 0.0, 0
             mask = np.zeros(self._n, dtype=bool)
             mask[done] = True
             self.env.reset(mask)
-        return BlockStep(self._vec_obs(), rewards, terminated, truncated, self._alive.copy(),
-                         episode_infos, endings)
+        return BlockStep(
+            self._vec_obs(), rewards, terminated, truncated, self._alive.copy(), episode_infos, endings
+        )
 
     def get_state(self) -> dict[str, Any] | None:
         """The batched env's state split per env, with this block's bookkeeping (see
@@ -258,9 +272,15 @@ class BatchedEnvBlock:
             raise EnvFailure(self.first_index, "get_state") from exc
         if env_state is None:
             return None
-        envs = [{"env": {key: value[j] for key, value in env_state.items()},
-                 "episode_return": float(self._returns[j]), "episode_length": int(self._lengths[j]),
-                 "alive": self._alive[j].copy()} for j in range(self._n)]
+        envs = [
+            {
+                "env": {key: value[j] for key, value in env_state.items()},
+                "episode_return": float(self._returns[j]),
+                "episode_length": int(self._lengths[j]),
+                "alive": self._alive[j].copy(),
+            }
+            for j in range(self._n)
+        ]
         return block_state(self, envs, started=self._started)
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -290,8 +310,11 @@ class BatchedEnvBlock:
             close()
 
     def _vec_obs(self) -> VecObs:
-        return VecObs(obs=[np.asarray(o, np.float32) for o in self.env.observations()],
-                      state=np.asarray(self.env.state(), np.float32), avail=self.env.avail_actions())
+        return VecObs(
+            obs=[np.asarray(o, np.float32) for o in self.env.observations()],
+            state=np.asarray(self.env.state(), np.float32),
+            avail=self.env.avail_actions(),
+        )
 
 
 # ---------------------------------------------------------------- saved block states
@@ -303,12 +326,20 @@ STATE_FORMAT = "harl-env-block-state-1"
 _SHARED_KEYS = ("format", "block", "env", "task", "started", "seeded")
 
 
-def block_state(block: EnvBlock | BatchedEnvBlock, envs: list[dict[str, Any]], started: bool,
-                seeded: bool = True) -> dict[str, Any]:
+def block_state(
+    block: EnvBlock | BatchedEnvBlock, envs: list[dict[str, Any]], started: bool, seeded: bool = True
+) -> dict[str, Any]:
     """`envs`: one entry per env of the block, in order. `seeded`: whether the next reset()
     continues the envs' RNG streams (False: it seeds them; batched envs are seeded when built)."""
-    return {"format": STATE_FORMAT, "block": type(block).__name__, "env": block.spec.name,
-            "task": block.spec.task, "started": bool(started), "seeded": bool(seeded), "envs": envs}
+    return {
+        "format": STATE_FORMAT,
+        "block": type(block).__name__,
+        "env": block.spec.name,
+        "task": block.spec.task,
+        "started": bool(started),
+        "seeded": bool(seeded),
+        "envs": envs,
+    }
 
 
 def check_block_state(state: Any, block_kind: str, spec: EnvSpec, n_envs: int) -> list[dict[str, Any]]:
@@ -319,8 +350,10 @@ def check_block_state(state: Any, block_kind: str, spec: EnvSpec, n_envs: int) -
     ours = (block_kind, spec.name, spec.task)
     theirs = (state["block"], state["env"], state["task"])
     if theirs != ours:
-        raise ValueError(f"saved env state is of {theirs[1]} {theirs[2]!r} ({theirs[0]}); these envs are "
-                         f"{ours[1]} {ours[2]!r} ({ours[0]})")
+        raise ValueError(
+            f"saved env state is of {theirs[1]} {theirs[2]!r} ({theirs[0]}); these envs are "
+            f"{ours[1]} {ours[2]!r} ({ours[0]})"
+        )
     if len(state["envs"]) != n_envs:
         raise ValueError(f"saved env state has {len(state['envs'])} envs; these are {n_envs}")
     return state["envs"]
@@ -331,8 +364,10 @@ def concat_block_states(states: list[dict[str, Any]]) -> dict[str, Any]:
     first = states[0]
     for other in states[1:]:
         if any(other[key] != first[key] for key in _SHARED_KEYS):
-            raise ValueError("the blocks' saved states disagree on "
-                             + ", ".join(k for k in _SHARED_KEYS if other[k] != first[k]))
+            raise ValueError(
+                "the blocks' saved states disagree on "
+                + ", ".join(k for k in _SHARED_KEYS if other[k] != first[k])
+            )
     return {**first, "envs": [entry for state in states for entry in state["envs"]]}
 
 
@@ -341,7 +376,8 @@ def slice_block_state(state: dict[str, Any], start: int, stop: int) -> dict[str,
     return {**state, "envs": state["envs"][start:stop]}
 
 
-def make_block(env_fn: Callable[..., Any], first_index: int, seeds: Sequence[int],
-               batched: bool) -> EnvBlock | BatchedEnvBlock:
+def make_block(
+    env_fn: Callable[..., Any], first_index: int, seeds: Sequence[int], batched: bool
+) -> EnvBlock | BatchedEnvBlock:
     """`env_fn` builds one env (batched=False) or one batched env of n_envs (batched=True)."""
     return (BatchedEnvBlock if batched else EnvBlock)(env_fn, first_index, seeds)

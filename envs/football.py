@@ -9,6 +9,7 @@ Every agent is one controlled player of the left team: a Discrete(19) action (gf
 action set, all always available) and its `simple115v2` observation. The number of controlled
 players per scenario follows the HARL/MAPPO football configs (SCENARIOS below).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -26,9 +27,9 @@ from envs.validation import discrete_action, invalid_choice
 # ---------------------------------------------------------------- scenarios
 @dataclass(frozen=True)
 class Scenario:
-    n_agents: int              # controlled players (HARL's env_num_agents / MAPPO's num_agents)
-    left_players: int          # players of the left team (goalkeeper included): the most one can control
-    game_duration: int         # the scenario's game_duration (gfootball plays game_duration + 1 steps)
+    n_agents: int  # controlled players (HARL's env_num_agents / MAPPO's num_agents)
+    left_players: int  # players of the left team (goalkeeper included): the most one can control
+    game_duration: int  # the scenario's game_duration (gfootball plays game_duration + 1 steps)
     end_on_possession_change: bool  # every academy scenario also ends on a goal and on out-of-play
 
 
@@ -52,19 +53,19 @@ SCENARIOS: dict[str, Scenario] = {
 PREFIX = "academy_"
 REWARDS = ("scoring", "scoring,checkpoints")
 REPRESENTATION = "simple115v2"
-N_ACTIONS = 19    # gfootball's default action set
+N_ACTIONS = 19  # gfootball's default action set
 OBS_DIM = 115
 # simple115v2 layout: [0:88) player positions and directions (11 per team, -1 where there is no
 # player), [88:94) ball position and direction, [94:97) ball owner one-hot (none/left/right),
 # [97:108) the observing player's one-hot index in the left team, [108:115) game mode one-hot.
 ACTIVE = slice(97, 108)
-SHARED = np.r_[0:97, 108:115]      # everything but the active-player one-hot: the same for every agent
+SHARED = np.r_[0:97, 108:115]  # everything but the active-player one-hot: the same for every agent
 
 INSTALL = "bash tools/install_football.sh"
 
 
 def canonical_scenario(scenario: str) -> str:
-    """"3_vs_1_with_keeper" or "academy_3_vs_1_with_keeper" -> "academy_3_vs_1_with_keeper"."""
+    """ "3_vs_1_with_keeper" or "academy_3_vs_1_with_keeper" -> "academy_3_vs_1_with_keeper"."""
     name = scenario if str(scenario).startswith(PREFIX) else f"{PREFIX}{scenario}"
     if name not in SCENARIOS:
         raise invalid_choice("football scenario", scenario, SCENARIOS)
@@ -72,7 +73,7 @@ def canonical_scenario(scenario: str) -> str:
 
 
 def canonical_rewards(rewards: str) -> str:
-    """"scoring" or "scoring,checkpoints" (any order, spaces allowed)."""
+    """ "scoring" or "scoring,checkpoints" (any order, spaces allowed)."""
     parts = {p.strip() for p in str(rewards).split(",") if p.strip()}
     for valid in REWARDS:
         if parts == set(valid.split(",")):
@@ -130,7 +131,7 @@ def ensure_available() -> None:
         f"  gfootball: {problem}\n"
         f"To install it, run `{INSTALL}` from the repository root, in the environment harl runs in "
         "(Debian/Ubuntu build packages via apt, then pip compiles the game engine: about 15 minutes "
-        "on 2 cores). See docs/environments.md, \"Google Research Football\"."
+        'on 2 cores). See docs/environments.md, "Google Research Football".'
     )
 
 
@@ -181,30 +182,49 @@ class FootballEnv(MultiAgentEnv):
     """
 
     @classmethod
-    def check_config(cls, scenario: str, rewards: str = "scoring", n_agents: int | None = None,
-                     max_episode_steps: int | None = None,
-                     _env_factory: Callable[..., Any] | None = None) -> None:
+    def check_config(
+        cls,
+        scenario: str,
+        rewards: str = "scoring",
+        n_agents: int | None = None,
+        max_episode_steps: int | None = None,
+        _env_factory: Callable[..., Any] | None = None,
+    ) -> None:
         """Raise ValueError for bad arguments (naming the valid choices) and FootballUnavailable
         when gfootball is missing, without building anything."""
         info = SCENARIOS[canonical_scenario(scenario)]
         canonical_rewards(rewards)
-        if n_agents is not None and not (isinstance(n_agents, int) and not isinstance(n_agents, bool)
-                                         and 1 <= n_agents <= info.left_players):
-            raise ValueError(f"n_agents must be None or an int in [1, {info.left_players}] (the left team "
-                             f"of {canonical_scenario(scenario)} has {info.left_players} players), "
-                             f"got {n_agents!r}")
+        if n_agents is not None and not (
+            isinstance(n_agents, int)
+            and not isinstance(n_agents, bool)
+            and 1 <= n_agents <= info.left_players
+        ):
+            raise ValueError(
+                f"n_agents must be None or an int in [1, {info.left_players}] (the left team "
+                f"of {canonical_scenario(scenario)} has {info.left_players} players), "
+                f"got {n_agents!r}"
+            )
         limit = time_limit(scenario)
         if max_episode_steps is not None and not (
-                isinstance(max_episode_steps, int) and not isinstance(max_episode_steps, bool)
-                and 1 <= max_episode_steps <= limit):
-            raise ValueError(f"max_episode_steps must be None (the scenario's time limit, {limit} steps) "
-                             f"or an int in [1, {limit}], got {max_episode_steps!r}")
+            isinstance(max_episode_steps, int)
+            and not isinstance(max_episode_steps, bool)
+            and 1 <= max_episode_steps <= limit
+        ):
+            raise ValueError(
+                f"max_episode_steps must be None (the scenario's time limit, {limit} steps) "
+                f"or an int in [1, {limit}], got {max_episode_steps!r}"
+            )
         if _env_factory is None:
             ensure_available()
 
-    def __init__(self, scenario: str = "academy_3_vs_1_with_keeper", rewards: str = "scoring",
-                 n_agents: int | None = None, max_episode_steps: int | None = None,
-                 _env_factory: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        scenario: str = "academy_3_vs_1_with_keeper",
+        rewards: str = "scoring",
+        n_agents: int | None = None,
+        max_episode_steps: int | None = None,
+        _env_factory: Callable[..., Any] | None = None,
+    ) -> None:
         self.check_config(scenario, rewards, n_agents, max_episode_steps, _env_factory)
         scenario = canonical_scenario(scenario)
         info = SCENARIOS[scenario]
@@ -212,10 +232,13 @@ class FootballEnv(MultiAgentEnv):
         self._limit = time_limit(scenario) if max_episode_steps is None else max_episode_steps
         self._end_on_possession_change = info.end_on_possession_change
         factory = _package_env if _env_factory is None else _env_factory
-        self._env = factory(env_name=scenario, representation=REPRESENTATION,
-                            rewards=canonical_rewards(rewards),
-                            number_of_left_players_agent_controls=self._n,
-                            number_of_right_players_agent_controls=0)
+        self._env = factory(
+            env_name=scenario,
+            representation=REPRESENTATION,
+            rewards=canonical_rewards(rewards),
+            number_of_left_players_agent_controls=self._n,
+            number_of_right_players_agent_controls=0,
+        )
         self._ones = [np.ones(N_ACTIONS, dtype=np.float32) for _ in range(self._n)]
         self._rng = np.random.default_rng()
         self.spec = EnvSpec(
@@ -228,8 +251,8 @@ class FootballEnv(MultiAgentEnv):
             task=scenario,
         )
         self._t = 0
-        self._prev_mode = 0       # game mode after the previous step (0: normal play)
-        self._prev_owner = -1     # the last team that owned the ball (-1: none yet)
+        self._prev_mode = 0  # game mode after the previous step (0: normal play)
+        self._prev_owner = -1  # the last team that owned the ball (-1: none yet)
         self._needs_reset = True
 
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
@@ -265,10 +288,16 @@ class FootballEnv(MultiAgentEnv):
 
         # What gfootball checks (football_env_core.step) besides the time limit.
         mode, owner = int(raw["game_mode"]), int(raw["ball_owned_team"])
-        event = (score_reward != 0.0
-                 or (mode != 0 and self._prev_mode == 0)
-                 or (self._end_on_possession_change and owner != -1 and self._prev_owner != -1
-                     and owner != self._prev_owner))
+        event = (
+            score_reward != 0.0
+            or (mode != 0 and self._prev_mode == 0)
+            or (
+                self._end_on_possession_change
+                and owner != -1
+                and self._prev_owner != -1
+                and owner != self._prev_owner
+            )
+        )
         self._prev_mode = mode
         if owner != -1:
             self._prev_owner = owner
@@ -306,8 +335,9 @@ class FootballEnv(MultiAgentEnv):
         # (n, 115); gfootball drops the player axis when it controls one player.
         obs = np.asarray(obs, dtype=np.float32)
         if obs.size != self._n * OBS_DIM or obs.shape[-1] != OBS_DIM:
-            raise RuntimeError(f"gfootball returned observations of shape {obs.shape}, expected "
-                               f"({self._n}, {OBS_DIM})")
+            raise RuntimeError(
+                f"gfootball returned observations of shape {obs.shape}, expected ({self._n}, {OBS_DIM})"
+            )
         obs = obs.reshape(self._n, OBS_DIM)
         return [obs[i].copy() for i in range(self._n)]
 

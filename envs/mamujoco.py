@@ -1,4 +1,5 @@
 """Multi-agent MuJoCo (gymnasium_robotics.mamujoco_v1) behind the `MultiAgentEnv` contract."""
+
 from __future__ import annotations
 
 import functools
@@ -201,8 +202,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         camera that stays where the episode starts (it even forces the free camera at every
         frame), so a running robot leaves the picture within seconds."""
         renderer = self._mujoco.mujoco_renderer
-        renderer.default_cam_config = tracking_camera_config(self._mujoco.model,
-                                                             renderer.default_cam_config)
+        renderer.default_cam_config = tracking_camera_config(self._mujoco.model, renderer.default_cam_config)
         renderer.camera_id = None  # None: gymnasium leaves the camera's type as configured
 
     @property
@@ -249,8 +249,9 @@ class _StepOutputs:
         # float64 and harl casts afterwards; clipping after the cast gives the same floats because
         # rounding is monotonic, as long as float32 holds the bounds exactly (the package's are
         # 1 and 10).
-        if not (np.array_equal(low, low.astype(np.float32))
-                and np.array_equal(high, high.astype(np.float32))):
+        if not (
+            np.array_equal(low, low.astype(np.float32)) and np.array_equal(high, high.astype(np.float32))
+        ):
             raise NotImplementedError("clip bounds that float32 cannot hold exactly")
         self._source = np.zeros(self._computed_at.stop, dtype=np.float32)
         self._source[one] = 1.0
@@ -258,8 +259,10 @@ class _StepOutputs:
         # The MjData arrays are views of buffers that live as long as `data` (reset rewrites them
         # in place), so they are looked up once.
         self._state_view = self._source[:state_dim]
-        self._copies = [(self._source[at].reshape(getattr(data, field).shape), getattr(data, field))
-                        for field, at in fills]
+        self._copies = [
+            (self._source[at].reshape(getattr(data, field).shape), getattr(data, field))
+            for field, at in fills
+        ]
         self._data = data
         self._state_dim, self._n_agents = state_dim, n_agents
         self._index = np.concatenate([np.arange(state_dim), np.full(n_agents, reward), *agents])
@@ -271,8 +274,9 @@ class _StepOutputs:
         ends = (unclipped + np.cumsum(self.obs_dims)).tolist()
         self._bounds = list(zip([unclipped] + ends[:-1], ends))
 
-    def __call__(self, single_obs: np.ndarray,
-                 reward: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    def __call__(
+        self, single_obs: np.ndarray, reward: float
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         source, d = self._source, self._state_dim
         self._state_view[...] = single_obs
         source[d] = reward
@@ -289,9 +293,24 @@ class _StepOutputs:
 
 # ---------------------------------------------------------------- saved MuJoCo state
 # MjData arrays inside MuJoCo's integration state (saved through mj_getState, not again below).
-_INTEGRATION_FIELDS = frozenset({
-    "qpos", "qvel", "act", "history", "qacc_warmstart", "ctrl", "qfrc_applied", "xfrc_applied",
-    "eq_active", "mocap_pos", "mocap_quat", "userdata", "plugin_state", "plastic"})
+_INTEGRATION_FIELDS = frozenset(
+    {
+        "qpos",
+        "qvel",
+        "act",
+        "history",
+        "qacc_warmstart",
+        "ctrl",
+        "qfrc_applied",
+        "xfrc_applied",
+        "eq_active",
+        "mocap_pos",
+        "mocap_quat",
+        "userdata",
+        "plugin_state",
+        "plastic",
+    }
+)
 
 
 def _computed_fields(model) -> dict[str, tuple[int, ...]]:
@@ -346,8 +365,9 @@ def _load_mjdata(model, data, fields: dict[str, tuple[int, ...]], saved: dict[st
     integration = np.asarray(saved["integration"], dtype=np.float64)
     expected = mujoco.mj_stateSize(model, kind)
     if integration.shape != (expected,):
-        raise ValueError(f"saved MuJoCo state has {integration.size} integration values; "
-                         f"this model has {expected}")
+        raise ValueError(
+            f"saved MuJoCo state has {integration.size} integration values; this model has {expected}"
+        )
     computed = saved["computed"]
     if any(name not in fields or np.shape(value) != fields[name] for name, value in computed.items()):
         raise ValueError("saved MuJoCo state does not fit this model (different computed arrays)")
@@ -391,8 +411,9 @@ def _local_layout(ma, data, first: int):
     per_agent = []
     for k_dict in ma.k_dicts:
         parts = []
-        for key, fn in _observation_pieces(k_dict, ma.local_categories, ma.mujoco_globals,
-                                           ma.global_categories):
+        for key, fn in _observation_pieces(
+            k_dict, ma.local_categories, ma.mujoco_globals, ma.global_categories
+        ):
             if key not in resolved:
                 gather = _probe_gather(fn, blocks, n_universe)
                 if gather is None:
@@ -432,8 +453,9 @@ def _observation_pieces(k_dict, local_categories, global_nodes, global_categorie
             if body not in seen.setdefault(category, set()):
                 seen[category].add(body)
                 key = ("body", category, body, id(node.body_fn))
-                pieces.append((key, functools.partial(_body_row, category=category, body=body,
-                                                      body_fn=node.body_fn)))
+                pieces.append(
+                    (key, functools.partial(_body_row, category=category, body=body, body_fn=node.body_fn))
+                )
 
     def add(node, category: str, seen: dict[str, set], local: bool) -> None:
         if category in node.extra_obs:
@@ -441,8 +463,9 @@ def _observation_pieces(k_dict, local_categories, global_nodes, global_categorie
         elif category in ("qpos", "qvel", "qfrc_actuator"):
             # qfrc_actuator is indexed by the joint's velocity ids.
             ids = node.qpos_ids if category == "qpos" else node.qvel_ids
-            pieces.append((("field", category, ids), functools.partial(_field_values, category=category,
-                                                                       ids=ids)))
+            pieces.append(
+                (("field", category, ids), functools.partial(_field_values, category=category, ids=ids))
+            )
         elif not local or category in _BODY_FIELDS:  # build_obs ignores other local categories
             add_bodies(node, category, seen)
 
@@ -507,8 +530,9 @@ def _unbounded(dim: int) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
 
 
-def _special_single_agent_env(scenario: str, agent_conf: str, max_episode_steps: int,
-                              render_mode: str | None = None):
+def _special_single_agent_env(
+    scenario: str, agent_conf: str, max_episode_steps: int, render_mode: str | None = None
+):
     """Build the ManySegment bodies ourselves: the package writes their generated XML into
     site-packages and deletes it after loading, which races when several worker processes build
     the same scenario at once. None for the other scenarios (the package builds them)."""
@@ -526,7 +550,10 @@ def _special_single_agent_env(scenario: str, agent_conf: str, max_episode_steps:
             generator.gen_asset(n_segs=segment_count(agent_conf), asset_path=xml_file)
             # MuJoCo compiles the model in the constructor, so the file may go right after.
             return gymnasium.make(
-                base_id, xml_file=xml_file, max_episode_steps=max_episode_steps, disable_env_checker=True,
+                base_id,
+                xml_file=xml_file,
+                max_episode_steps=max_episode_steps,
+                disable_env_checker=True,
                 render_mode=render_mode,
             )
     return None
@@ -545,8 +572,11 @@ def tracking_camera_config(model: Any, default: dict[str, Any] | None = None) ->
     torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
     if torso < 0:
         torso = 1 if model.nbody > 1 else 0
-    config = {key: value for key, value in (default or {}).items()
-              if key not in ("type", "trackbodyid", "fixedcamid", "lookat")}
+    config = {
+        key: value
+        for key, value in (default or {}).items()
+        if key not in ("type", "trackbodyid", "fixedcamid", "lookat")
+    }
     config.setdefault("elevation", -20.0)
     config.update(type=int(mujoco.mjtCamera.mjCAMERA_TRACKING), trackbodyid=int(torso), fixedcamid=-1)
     return config
@@ -587,8 +617,14 @@ def ensure_gl_backend() -> str:
         if backend in ("egl", "osmesa"):
             env.setdefault("PYOPENGL_PLATFORM", backend)
         try:
-            proc = subprocess.run([sys.executable, "-c", _GL_PROBE], env=env, capture_output=True,
-                                  text=True, timeout=120, check=False)
+            proc = subprocess.run(
+                [sys.executable, "-c", _GL_PROBE],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             ok, why = proc.returncode == 0, (proc.stderr.strip().splitlines() or ["?"])[-1]
         except subprocess.TimeoutExpired:
             ok, why = False, "timed out"
@@ -597,6 +633,10 @@ def ensure_gl_backend() -> str:
             return backend
         failures.append(f"{backend}: {why}")
     raise RenderBackendError(
-        "MuJoCo cannot render offscreen here; tried MUJOCO_GL=" + ", ".join(candidates) + " ("
-        + "; ".join(failures) + "). Install an EGL driver (e.g. libegl1 with Mesa or NVIDIA's) or "
-        "OSMesa (libosmesa6), or set MUJOCO_GL to a backend that works")
+        "MuJoCo cannot render offscreen here; tried MUJOCO_GL="
+        + ", ".join(candidates)
+        + " ("
+        + "; ".join(failures)
+        + "). Install an EGL driver (e.g. libegl1 with Mesa or NVIDIA's) or "
+        "OSMesa (libosmesa6), or set MUJOCO_GL to a backend that works"
+    )

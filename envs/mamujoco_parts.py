@@ -4,6 +4,7 @@ The fixed partitions mirror the `partitioning == ...` branches of
 `gymnasium_robotics.envs.multiagent_mujoco.obsk.get_parts_and_edges` (gymnasium-robotics 1.4.2);
 `tests/test_envs.py` constructs every one of them so a package upgrade that drops one fails loudly.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,7 +32,10 @@ PACKAGE_PARTITIONS: dict[str, tuple[str, ...]] = {
 # one actuated joint per agent, built from the package's own single-agent graph and passed as
 # `agent_factorization`.
 ONE_JOINT_PER_AGENT: dict[str, str] = {
-    "Humanoid": "17x1", "HumanoidStandup": "17x1", "Walker2d": "6x1", "Ant": "8x1",
+    "Humanoid": "17x1",
+    "HumanoidStandup": "17x1",
+    "Walker2d": "6x1",
+    "Ant": "8x1",
 }
 
 # Scenarios whose body is generated from the partition: any "<agents>x<segments per agent>".

@@ -1,4 +1,5 @@
 """Multi-agent particle environments (mpe2) behind the `MultiAgentEnv` contract."""
+
 from __future__ import annotations
 
 import importlib
@@ -42,8 +43,15 @@ class MPEEnv(MultiAgentEnv):
     """
 
     @classmethod
-    def check_config(cls, scenario: str, continuous: bool = True, max_cycles: int = 25,
-                     backend: str = "mpe2", render_mode: str | None = None, **scenario_kwargs: Any) -> None:
+    def check_config(
+        cls,
+        scenario: str,
+        continuous: bool = True,
+        max_cycles: int = 25,
+        backend: str = "mpe2",
+        render_mode: str | None = None,
+        **scenario_kwargs: Any,
+    ) -> None:
         """Raise ValueError (naming the valid choices) for bad arguments, without building."""
         canonical_scenario(scenario)
         if not isinstance(max_cycles, int) or max_cycles < 1:
@@ -66,8 +74,15 @@ class MPEEnv(MultiAgentEnv):
 
         return functools.partial(BatchedMPE, **kwargs)
 
-    def __init__(self, scenario: str, continuous: bool = True, max_cycles: int = 25,
-                 backend: str = "mpe2", render_mode: str | None = None, **scenario_kwargs: Any) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        continuous: bool = True,
+        max_cycles: int = 25,
+        backend: str = "mpe2",
+        render_mode: str | None = None,
+        **scenario_kwargs: Any,
+    ) -> None:
         """One mpe2 env (whatever `backend` says: a single env is always mpe2's)."""
         self.check_config(scenario, continuous, max_cycles, backend, render_mode, **scenario_kwargs)
         scenario = canonical_scenario(scenario)
@@ -75,8 +90,9 @@ class MPEEnv(MultiAgentEnv):
         # We drive mpe2's raw AEC env ourselves instead of its parallel_env: the AEC->parallel
         # conversion and the bounds/order-checking wrappers halve the step rate, and we do the
         # action checks (and clipping) they do here.
-        self._aec = module.raw_env(max_cycles=max_cycles, continuous_actions=continuous,
-                                   render_mode=render_mode, **scenario_kwargs)
+        self._aec = module.raw_env(
+            max_cycles=max_cycles, continuous_actions=continuous, render_mode=render_mode, **scenario_kwargs
+        )
         self._render_mode = render_mode
         self._names = list(self._aec.possible_agents)
         self._continuous = continuous
@@ -149,8 +165,9 @@ class MPEEnv(MultiAgentEnv):
         if isinstance(space, spaces.Box):  # continuous actions (the env was built with continuous=True)
             action = np.asarray(action, dtype=np.float32).reshape(-1)
             if action.shape != space.shape:
-                raise ValueError(f"agent {self._names[i]}: expected action shape {space.shape}, "
-                                 f"got {action.shape}")
+                raise ValueError(
+                    f"agent {self._names[i]}: expected action shape {space.shape}, got {action.shape}"
+                )
             # mpe2 expects [0, 1]; Gaussian policies overshoot, so clip silently.
             return np.clip(action, space.low, space.high)
         assert isinstance(space, spaces.Discrete)  # MPE agents are Box or Discrete

@@ -11,6 +11,7 @@ Each env owns an `np.random.Generator` built like mpe2's (`default_rng(seed)`) a
 resets with the same calls in the same order, so `seeds=[s]` replays `MPEEnv.reset(seed=s)`
 and every later `reset()` replays `MPEEnv.reset()`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,8 +49,12 @@ class _World:
         # landmark index of each agent's goal_b; -1: none
         self.goal = np.full((n_envs, n), -1, dtype=np.int64)
         # Static physical properties, shared by every env (mpe2 defaults where the scenario sets none).
-        self.size = np.concatenate([np.broadcast_to(np.asarray(sc.agent_size, float), (n,)),
-                                    np.full(sc.n_landmarks, sc.landmark_size)])
+        self.size = np.concatenate(
+            [
+                np.broadcast_to(np.asarray(sc.agent_size, float), (n,)),
+                np.full(sc.n_landmarks, sc.landmark_size),
+            ]
+        )
         self.movable = np.concatenate([np.asarray(sc.movable, bool), np.zeros(sc.n_landmarks, bool)])
         self.collide = np.concatenate([np.asarray(sc.agent_collide, bool), np.zeros(sc.n_landmarks, bool)])
         self.silent = np.asarray(sc.silent, bool)
@@ -76,8 +81,9 @@ class _World:
         if np.isfinite(max_speed).any():
             speed = _norm(vel)
             over = speed > max_speed
-            vel = np.where(over[..., None],
-                           vel / np.where(over, speed, 1.0)[..., None] * max_speed[:, None], vel)
+            vel = np.where(
+                over[..., None], vel / np.where(over, speed, 1.0)[..., None] * max_speed[:, None], vel
+            )
         self.pos[:, moving], self.vel[:, moving] = pos, vel
         # Silent agents' utterance is reset to zeros every step; the others' is their action.
         self.comm[:] = np.where(self.silent[:, None], 0.0, comm)
@@ -203,9 +209,16 @@ class _Spread(_Scenario):
         rel_landmarks = landmarks[:, None, :, :] - agents[:, :, None, :]
         rel_agents = agents[:, None, :, :] - agents[:, :, None, :]  # [env, me, other]
         rel_others = rel_agents[:, np.arange(n)[:, None], self._others]
-        block = np.concatenate([w.vel[:, :n], agents, rel_landmarks.reshape(b, n, -1),
-                                rel_others.reshape(b, n, -1), w.comm[:, self._others].reshape(b, n, -1)],
-                               axis=-1).astype(np.float32)
+        block = np.concatenate(
+            [
+                w.vel[:, :n],
+                agents,
+                rel_landmarks.reshape(b, n, -1),
+                rel_others.reshape(b, n, -1),
+                w.comm[:, self._others].reshape(b, n, -1),
+            ],
+            axis=-1,
+        ).astype(np.float32)
         return [block[:, i] for i in range(n)]
 
     def _landmark_dists(self, w: _World) -> np.ndarray:
@@ -263,8 +276,9 @@ class _Reference(_Scenario):
         n, b = 2, len(w.pos)
         rel_landmarks = w.pos[:, None, n:, :] - w.pos[:, :n, None, :]
         goal_color = np.take_along_axis(w.color[:, n:], w.goal[:, :, None], axis=1)
-        block = np.concatenate([w.vel[:, :n], rel_landmarks.reshape(b, n, -1), goal_color,
-                                w.comm[:, [1, 0]]], axis=-1).astype(np.float32)
+        block = np.concatenate(
+            [w.vel[:, :n], rel_landmarks.reshape(b, n, -1), goal_color, w.comm[:, [1, 0]]], axis=-1
+        ).astype(np.float32)
         return [block[:, i] for i in range(n)]
 
     def rewards(self, w: _World) -> np.ndarray:
@@ -302,8 +316,9 @@ class _SpeakerListener(_Scenario):
     def observe(self, w: _World) -> list[np.ndarray]:
         b = len(w.pos)
         speaker = np.take_along_axis(w.color[:, 2:], w.goal[:, :1, None], axis=1)[:, 0]
-        listener = np.concatenate([w.vel[:, 1], (w.pos[:, 2:] - w.pos[:, 1:2]).reshape(b, -1), w.comm[:, 0]],
-                                  axis=-1)
+        listener = np.concatenate(
+            [w.vel[:, 1], (w.pos[:, 2:] - w.pos[:, 1:2]).reshape(b, -1), w.comm[:, 0]], axis=-1
+        )
         return [speaker.astype(np.float32), listener.astype(np.float32)]
 
     def rewards(self, w: _World) -> np.ndarray:
@@ -324,15 +339,24 @@ _SCENARIO_CLASSES: dict[str, type[_Scenario]] = {
 class BatchedMPE:
     """n_envs copies of one MPE scenario stepped together with array maths."""
 
-    def __init__(self, scenario: str, continuous: bool = True, max_cycles: int = 25, n_envs: int = 1,
-                 seeds: Sequence[int] | None = None, **scenario_kwargs: Any) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        continuous: bool = True,
+        max_cycles: int = 25,
+        n_envs: int = 1,
+        seeds: Sequence[int] | None = None,
+        **scenario_kwargs: Any,
+    ) -> None:
         MPEEnv.check_config(scenario, continuous, max_cycles)
         self.scenario_name = canonical_scenario(scenario)
         cls = _SCENARIO_CLASSES[self.scenario_name]
         unknown = sorted(set(scenario_kwargs) - set(cls.kwargs))
         if unknown:
-            raise ValueError(f"BatchedMPE {self.scenario_name}: unsupported kwargs {unknown}; "
-                             f"supported: {', '.join(cls.kwargs) or 'none'}")
+            raise ValueError(
+                f"BatchedMPE {self.scenario_name}: unsupported kwargs {unknown}; "
+                f"supported: {', '.join(cls.kwargs) or 'none'}"
+            )
         if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
         self.n_envs = int(n_envs)
@@ -358,8 +382,10 @@ class BatchedMPE:
             # pair as move + 5 * word.
             move, word = (MOVE_DIM if movable else 0), (0 if silent else sc.dim_c)
             self._act_dims.append(move + word if continuous else max(move, 1) * max(word, 1))
-        action_spaces: list[ActionSpace] = [spaces.Box(low=0, high=1, shape=(d,)) if continuous
-                                            else spaces.Discrete(d) for d in self._act_dims]
+        action_spaces: list[ActionSpace] = [
+            spaces.Box(low=0, high=1, shape=(d,)) if continuous else spaces.Discrete(d)
+            for d in self._act_dims
+        ]
         obs_dims = sc.obs_dims()
         self.spec = EnvSpec(
             agents=list(sc.agent_names),
@@ -385,14 +411,14 @@ class BatchedMPE:
             rng = self._rngs[j]
             # mpe2's reset_world order: goal landmarks first, then agent and landmark positions.
             if sc.n_goals:
-                goals[k, :sc.n_goals] = rng.integers(sc.n_landmarks, size=sc.n_goals)
+                goals[k, : sc.n_goals] = rng.integers(sc.n_landmarks, size=sc.n_goals)
             pos[k] = rng.uniform(-1, +1, (n_ent, DIM_P))
         w.pos[idx] = pos
         w.vel[idx] = 0.0
         w.comm[idx] = 0.0
         w.goal[idx] = goals
-        w.color[idx, :sc.n_agents] = sc.agent_colors(goals)
-        w.color[idx, sc.n_agents:] = sc.landmark_colors
+        w.color[idx, : sc.n_agents] = sc.agent_colors(goals)
+        w.color[idx, sc.n_agents :] = sc.landmark_colors
         self._steps[idx] = 0
         self._needs_reset[idx] = False
         self._obs = None
@@ -417,15 +443,19 @@ class BatchedMPE:
         """Restore `get_state()` of a BatchedMPE built with the same arguments and n_envs."""
         w = self._world
         targets = {name: getattr(w, name) for name in self._STATE_ARRAYS}
-        targets.update(steps=self._steps, needs_reset=self._needs_reset,
-                       last_agent_rewards=self.last_agent_rewards)
+        targets.update(
+            steps=self._steps, needs_reset=self._needs_reset, last_agent_rewards=self.last_agent_rewards
+        )
         if state.keys() != targets.keys() | {"rng"}:
-            raise ValueError(f"BatchedMPE state has keys {sorted(state)}, "
-                             f"expected {sorted(targets.keys() | {'rng'})}")
+            raise ValueError(
+                f"BatchedMPE state has keys {sorted(state)}, expected {sorted(targets.keys() | {'rng'})}"
+            )
         for name, target in targets.items():
             if np.shape(state[name]) != target.shape:
-                raise ValueError(f"BatchedMPE state: {name} has shape {np.shape(state[name])}, this env "
-                                 f"({self.spec.task}, {self.n_envs} envs) needs {target.shape}")
+                raise ValueError(
+                    f"BatchedMPE state: {name} has shape {np.shape(state[name])}, this env "
+                    f"({self.spec.task}, {self.n_envs} envs) needs {target.shape}"
+                )
         if len(state["rng"]) != self.n_envs:
             raise ValueError(f"BatchedMPE state has {len(state['rng'])} RNG states for {self.n_envs} envs")
         for name, target in targets.items():
@@ -442,29 +472,48 @@ class BatchedMPE:
         raw = getattr(aec_env, "unwrapped", aec_env)
         world, sc, w = raw.world, self._sc, self._world
         if list(raw.possible_agents) != self.spec.agents or len(world.landmarks) != sc.n_landmarks:
-            raise ValueError(f"mpe2 env has agents {raw.possible_agents} and {len(world.landmarks)} "
-                             f"landmarks; this BatchedMPE has {self.spec.agents} and {sc.n_landmarks}")
-        if (raw.continuous_actions, raw.max_cycles, raw.local_ratio) != (self.continuous, self.max_cycles,
-                                                                       sc.local_ratio):
+            raise ValueError(
+                f"mpe2 env has agents {raw.possible_agents} and {len(world.landmarks)} "
+                f"landmarks; this BatchedMPE has {self.spec.agents} and {sc.n_landmarks}"
+            )
+        if (raw.continuous_actions, raw.max_cycles, raw.local_ratio) != (
+            self.continuous,
+            self.max_cycles,
+            sc.local_ratio,
+        ):
             raise ValueError("mpe2 env differs in continuous_actions, max_cycles or local_ratio")
         if getattr(raw.scenario, "terminate_on_success", False) != getattr(sc, "terminate_on_success", False):
             raise ValueError("mpe2 env differs in terminate_on_success")
         unsupported = {"curriculum": False, "num_agent_neighbors": None, "num_landmark_neighbors": None}
         if any(getattr(raw.scenario, k, v) != v for k, v in unsupported.items()):
-            raise ValueError("mpe2 env uses a scenario option BatchedMPE does not model: "
-                             f"{list(unsupported)}")
+            raise ValueError(
+                f"mpe2 env uses a scenario option BatchedMPE does not model: {list(unsupported)}"
+            )
         if not hasattr(raw, "agent_selection") or raw.agent_selection != self.spec.agents[0]:
             raise ValueError("mpe2 env must be reset and between cycles (its first agent to act)")
         entities = world.agents + world.landmarks
         # Physical constants are shared by all envs here, so they must already agree.
-        static: list[tuple[Any, Any]] = [(world.dt, DT), (world.damping, DAMPING),
-                                         (world.contact_force, CONTACT_FORCE),
-                                         (world.contact_margin, CONTACT_MARGIN), (world.dim_c, sc.dim_c)]
-        static += [((e.size, e.movable, e.collide, e.mass, np.inf if e.max_speed is None else e.max_speed),
-                    (w.size[i], w.movable[i], w.collide[i], w.mass[i], w.max_speed[i]))
-                   for i, e in enumerate(entities)]
-        static += [((a.silent, SENSITIVITY if a.accel is None else a.accel, bool(a.u_noise), bool(a.c_noise)),
-                    (w.silent[i], w.sensitivity[i], False, False)) for i, a in enumerate(world.agents)]
+        static: list[tuple[Any, Any]] = [
+            (world.dt, DT),
+            (world.damping, DAMPING),
+            (world.contact_force, CONTACT_FORCE),
+            (world.contact_margin, CONTACT_MARGIN),
+            (world.dim_c, sc.dim_c),
+        ]
+        static += [
+            (
+                (e.size, e.movable, e.collide, e.mass, np.inf if e.max_speed is None else e.max_speed),
+                (w.size[i], w.movable[i], w.collide[i], w.mass[i], w.max_speed[i]),
+            )
+            for i, e in enumerate(entities)
+        ]
+        static += [
+            (
+                (a.silent, SENSITIVITY if a.accel is None else a.accel, bool(a.u_noise), bool(a.c_noise)),
+                (w.silent[i], w.sensitivity[i], False, False),
+            )
+            for i, a in enumerate(world.agents)
+        ]
         for theirs, ours in static:
             if theirs != ours:
                 raise ValueError(f"mpe2 world property {theirs} differs from this BatchedMPE's {ours}")
@@ -477,8 +526,9 @@ class BatchedMPE:
         w.color[j] = [e.color for e in entities]
         for i, agent in enumerate(world.agents):
             goal_b = getattr(agent, "_goal_b", None)
-            w.goal[j, i] = (-1 if goal_b is None
-                            else next(k for k, lm in enumerate(world.landmarks) if lm is goal_b))
+            w.goal[j, i] = (
+                -1 if goal_b is None else next(k for k, lm in enumerate(world.landmarks) if lm is goal_b)
+            )
             goal_a = getattr(agent, "_goal_a", None)
             # Rewards assume mpe2's fixed partner (simple_reference: each other; speaker: listener).
             expected = {"simple_reference": 1 - i, "simple_speaker_listener": 1 if i == 0 else None}
@@ -545,8 +595,9 @@ class BatchedMPE:
         dim, sc = self._act_dims[i], self._sc
         a = np.asarray(action, dtype=np.float32)
         if a.shape != (self.n_envs, dim):
-            raise ValueError(f"agent {sc.agent_names[i]}: expected action shape {(self.n_envs, dim)}, "
-                             f"got {a.shape}")
+            raise ValueError(
+                f"agent {sc.agent_names[i]}: expected action shape {(self.n_envs, dim)}, got {a.shape}"
+            )
         # Like MPEEnv: mpe2 expects [0, 1], Gaussian policies overshoot, so clip silently.
         a = np.clip(a, 0.0, 1.0)
         if sc.movable[i]:
@@ -561,8 +612,9 @@ class BatchedMPE:
         n, sc = self._act_dims[i], self._sc
         a = np.asarray(action)
         if a.shape not in ((self.n_envs,), (self.n_envs, 1)):
-            raise ValueError(f"agent {sc.agent_names[i]}: expected {self.n_envs} discrete actions, "
-                             f"got shape {a.shape}")
+            raise ValueError(
+                f"agent {sc.agent_names[i]}: expected {self.n_envs} discrete actions, got shape {a.shape}"
+            )
         a = a.reshape(-1).astype(np.int64)
         if a.size and (a.min() < 0 or a.max() >= n):
             raise ValueError(f"agent {sc.agent_names[i]}: action outside Discrete({n})")
@@ -576,6 +628,7 @@ class BatchedMPE:
     def _check_mask(self, env_mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(env_mask)
         if mask.dtype != bool or mask.shape != (self.n_envs,):
-            raise ValueError(f"env_mask must be a bool array of shape ({self.n_envs},), "
-                             f"got {mask.dtype} {mask.shape}")
+            raise ValueError(
+                f"env_mask must be a bool array of shape ({self.n_envs},), got {mask.dtype} {mask.shape}"
+            )
         return mask

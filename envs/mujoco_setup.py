@@ -1,4 +1,5 @@
 """Process-wide setup for MuJoCo-based adapters: quiet imports and warning filtering."""
+
 from __future__ import annotations
 
 import contextlib

@@ -10,6 +10,7 @@ The scenarios are the fifteen SMACv2 benchmark tasks, `<race>_<allies>_vs_<enemi
 capability configs the smacv2 repository ships (`smacv2/examples/configs/sc2_gen_<race>.yaml`,
 whose `n_units`/`n_enemies` its README sets per scenario).
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,18 +27,32 @@ from envs.validation import invalid_choice
 RACES: dict[str, dict[str, Any]] = {
     "protoss": {
         "map_name": "10gen_protoss",
-        "team_gen": {"dist_type": "weighted_teams", "unit_types": ["stalker", "zealot", "colossus"],
-                     "weights": [0.45, 0.45, 0.1], "observe": True},
+        "team_gen": {
+            "dist_type": "weighted_teams",
+            "unit_types": ["stalker", "zealot", "colossus"],
+            "weights": [0.45, 0.45, 0.1],
+            "observe": True,
+        },
     },
     "terran": {
         "map_name": "10gen_terran",
-        "team_gen": {"dist_type": "weighted_teams", "unit_types": ["marine", "marauder", "medivac"],
-                     "weights": [0.45, 0.45, 0.1], "exception_unit_types": ["medivac"], "observe": True},
+        "team_gen": {
+            "dist_type": "weighted_teams",
+            "unit_types": ["marine", "marauder", "medivac"],
+            "weights": [0.45, 0.45, 0.1],
+            "exception_unit_types": ["medivac"],
+            "observe": True,
+        },
     },
     "zerg": {
         "map_name": "10gen_zerg",
-        "team_gen": {"dist_type": "weighted_teams", "unit_types": ["zergling", "baneling", "hydralisk"],
-                     "weights": [0.45, 0.1, 0.45], "exception_unit_types": ["baneling"], "observe": True},
+        "team_gen": {
+            "dist_type": "weighted_teams",
+            "unit_types": ["zergling", "baneling", "hydralisk"],
+            "weights": [0.45, 0.1, 0.45],
+            "exception_unit_types": ["baneling"],
+            "observe": True,
+        },
     },
 }
 # (allies, enemies) of the benchmark scenarios.
@@ -62,7 +77,8 @@ def _scenario(race: str, n_units: int, n_enemies: int) -> dict[str, Any]:
 # Scenario name -> the package's map_name and capability_config, e.g. "zerg_10_vs_11".
 SCENARIOS: dict[str, dict[str, Any]] = {
     f"{race}_{n_units}_vs_{n_enemies}": _scenario(race, n_units, n_enemies)
-    for race in RACES for n_units, n_enemies in TEAM_SIZES
+    for race in RACES
+    for n_units, n_enemies in TEAM_SIZES
 }
 
 # The remaining StarCraft2Env arguments of the shipped sc2_gen_<race>.yaml configs (identical for
@@ -150,37 +166,63 @@ class SMACv2Env(StarCraftEnv):
     """
 
     @classmethod
-    def check_config(cls, scenario: str, difficulty: str = "7", game_version: str | None = None,
-                     conic_fov: bool = False, obs_last_action: bool = False,
-                     prob_obs_enemy: float | None = None,
-                     _env_factory: Callable[..., Any] | None = None) -> None:
+    def check_config(
+        cls,
+        scenario: str,
+        difficulty: str = "7",
+        game_version: str | None = None,
+        conic_fov: bool = False,
+        obs_last_action: bool = False,
+        prob_obs_enemy: float | None = None,
+        _env_factory: Callable[..., Any] | None = None,
+    ) -> None:
         """Raise ValueError for bad arguments (naming the valid choices) and SMACv2Unavailable
         when the package or the game is missing, without building anything."""
         if scenario not in SCENARIOS:
             raise invalid_choice("SMACv2 scenario", scenario, SCENARIOS)
-        check_common("SMACv2", difficulty, game_version,
-                     {"conic_fov": conic_fov, "obs_last_action": obs_last_action})
-        if prob_obs_enemy is not None and not (isinstance(prob_obs_enemy, (int, float))
-                                               and 0.0 <= prob_obs_enemy <= 1.0):
-            raise ValueError("prob_obs_enemy must be None or a probability in [0, 1], "
-                             f"got {prob_obs_enemy!r}")
+        check_common(
+            "SMACv2", difficulty, game_version, {"conic_fov": conic_fov, "obs_last_action": obs_last_action}
+        )
+        if prob_obs_enemy is not None and not (
+            isinstance(prob_obs_enemy, (int, float)) and 0.0 <= prob_obs_enemy <= 1.0
+        ):
+            raise ValueError(
+                f"prob_obs_enemy must be None or a probability in [0, 1], got {prob_obs_enemy!r}"
+            )
         if _env_factory is None:
             ensure_available()
 
-    def __init__(self, scenario: str, difficulty: str = "7", game_version: str | None = None,
-                 conic_fov: bool = False, obs_last_action: bool = False,
-                 prob_obs_enemy: float | None = None,
-                 _env_factory: Callable[..., Any] | None = None) -> None:
-        self.check_config(scenario, difficulty, game_version, conic_fov, obs_last_action,
-                          prob_obs_enemy, _env_factory)
-        kwargs = {**ENV_ARGS, "map_name": SCENARIOS[scenario]["map_name"],
-                  "difficulty": str(difficulty), "game_version": game_version,
-                  "conic_fov": conic_fov, "obs_last_action": obs_last_action}
+    def __init__(
+        self,
+        scenario: str,
+        difficulty: str = "7",
+        game_version: str | None = None,
+        conic_fov: bool = False,
+        obs_last_action: bool = False,
+        prob_obs_enemy: float | None = None,
+        _env_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.check_config(
+            scenario, difficulty, game_version, conic_fov, obs_last_action, prob_obs_enemy, _env_factory
+        )
+        kwargs = {
+            **ENV_ARGS,
+            "map_name": SCENARIOS[scenario]["map_name"],
+            "difficulty": str(difficulty),
+            "game_version": game_version,
+            "conic_fov": conic_fov,
+            "obs_last_action": obs_last_action,
+        }
         if prob_obs_enemy is not None:
             kwargs["prob_obs_enemy"] = float(prob_obs_enemy)
         self._capability = SCENARIOS[scenario]["capability_config"]
-        self._setup(_package_env if _env_factory is None else _env_factory, kwargs, "smacv2", scenario,
-                    self._capability["n_units"])
+        self._setup(
+            _package_env if _env_factory is None else _env_factory,
+            kwargs,
+            "smacv2",
+            scenario,
+            self._capability["n_units"],
+        )
 
     def _build(self, seed: int | None) -> Any:
         # The package's wrapper writes into the capability config it is given: give it a copy.

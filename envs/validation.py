@@ -1,4 +1,5 @@
 """Uniform, single-line errors for bad user choices (env name, scenario, partition, ...)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

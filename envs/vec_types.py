@@ -1,4 +1,5 @@
 """Batched results of a vectorised env: every array has a leading env axis [n_envs, ...]."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -68,8 +69,16 @@ class BlockStep:
             for i, o in enumerate(obs):
                 final_obs[i][row] = o
             final_state[row] = state
-        return VecStep(self.next, self.rewards, self.terminated, self.truncated, final_obs, final_state,
-                       self.alive, self.episode_infos)
+        return VecStep(
+            self.next,
+            self.rewards,
+            self.terminated,
+            self.truncated,
+            final_obs,
+            final_state,
+            self.alive,
+            self.episode_infos,
+        )
 
 
 class EnvWorkerError(RuntimeError):

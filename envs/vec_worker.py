@@ -5,6 +5,7 @@ Protocol (parent -> worker): ("reset", None) | ("step", per-agent action blocks)
 Replies: ("ok", payload) or ("error", (message, remote traceback)). After construction the worker
 first sends ("ready", spec) or an error.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ from multiprocessing.connection import Connection
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def worker_main(conn: Connection, env_fn: Callable, first_index: int, seeds: Sequence[int],
-                batched: bool = False) -> None:
+def worker_main(
+    conn: Connection, env_fn: Callable, first_index: int, seeds: Sequence[int], batched: bool = False
+) -> None:
     """Entry point of an env worker process (never imports torch)."""
     for var in _THREAD_VARS:
         os.environ[var] = "1"

@@ -4,6 +4,7 @@ One env per process is slower than stepping in-process on small machines (a pipe
 about as much as a MuJoCo step), so each worker steps a contiguous block of envs per message and
 stacks the results itself; the parent only concatenates one reply per worker.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -125,8 +126,10 @@ class VecEnv:
                 f"n_workers must be an int in 0..n_envs (0..{n_envs}; 0 = in-process), got {n_workers!r}"
             )
         if trainer_block and n_workers >= n_envs:
-            raise ValueError(f"with trainer_block the trainer steps a block of envs too: n_workers "
-                             f"must be below n_envs ({n_envs}), got {n_workers}")
+            raise ValueError(
+                f"with trainer_block the trainer steps a block of envs too: n_workers "
+                f"must be below n_envs ({n_envs}), got {n_workers}"
+            )
         seeds = list(range(n_envs)) if seeds is None else [int(s) for s in seeds]
         if len(seeds) != n_envs:
             raise ValueError(f"need one seed per env: {n_envs} envs, got {len(seeds)} seeds")
@@ -135,7 +138,7 @@ class VecEnv:
         self._step_timeout = step_timeout
         self._closed = False
         self._block: EnvBlock | BatchedEnvBlock | None = None
-        self._local: EnvBlock | BatchedEnvBlock | None = None   # the trainer's block, with workers
+        self._local: EnvBlock | BatchedEnvBlock | None = None  # the trainer's block, with workers
         self._conns: list = []
         self._procs: list = []
         self._pollers: list = []
@@ -157,7 +160,7 @@ class VecEnv:
             with _standard_default_start_method():
                 self._start_workers(ctx, env_fn, seeds, batched)
             if trainer_block:
-                self._local = make_block(env_fn, 0, seeds[local[0]:local[1]], batched)
+                self._local = make_block(env_fn, 0, seeds[local[0] : local[1]], batched)
             # No timeout: building an env may legitimately take long (e.g. launching a game).
             specs = [self._receive(w, "ready", timeout=None) for w in range(n_workers)]
         except BaseException:
@@ -165,8 +168,9 @@ class VecEnv:
             raise
         self.spec = cast(EnvSpec, specs[0])  # a worker's "ready" message carries its spec
 
-    def _start_workers(self, ctx, env_fn: Callable[[], MultiAgentEnv], seeds: list[int],
-                       batched: bool) -> None:
+    def _start_workers(
+        self, ctx, env_fn: Callable[[], MultiAgentEnv], seeds: list[int], batched: bool
+    ) -> None:
         """One process per block of envs, each with a pipe and a poller on (pipe, sentinel)."""
         for w, (start, stop) in enumerate(self._bounds):
             parent_end, child_end = ctx.Pipe(duplex=True)
@@ -194,8 +198,9 @@ class VecEnv:
             return self._block.reset()
         self._broadcast(lambda start, stop: ("reset", None))
         local = self._run_local(lambda block: [block.reset()])
-        return _concat_obs(local + [self._receive(w, "ok", self._step_timeout)
-                                    for w in range(self.n_workers)])
+        return _concat_obs(
+            local + [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
+        )
 
     def step(self, actions: Sequence[np.ndarray]) -> VecStep:
         """Step with per-agent actions [n_envs, act_dim] (Box) or [n_envs] / [n_envs, 1] (Discrete)."""
@@ -208,7 +213,7 @@ class VecEnv:
                 raise ValueError(f"agent {i}: expected {self.n_envs} action rows, got shape {a.shape}")
         self._broadcast(lambda start, stop: ("step", [a[start:stop] for a in actions]))
         # the trainer's block steps while the workers step theirs
-        local = self._run_local(lambda block: [block.step([a[:len(block)] for a in actions])])
+        local = self._run_local(lambda block: [block.step([a[: len(block)] for a in actions])])
         replies = [self._receive(w, "ok", self._step_timeout) for w in range(self.n_workers)]
         return _concat_steps(local + replies).expand()
 
@@ -345,8 +350,9 @@ class VecEnv:
         code = proc.exitcode
         self._fail(w, f"worker process died (exit code {code}{_signal_name(code)})", exitcode=code)
 
-    def _fail(self, w: int, message: str, remote_tb: str | None = None,
-              exitcode: int | None = None) -> NoReturn:
+    def _fail(
+        self, w: int, message: str, remote_tb: str | None = None, exitcode: int | None = None
+    ) -> NoReturn:
         start, stop = self._bounds[w]
         self.close(timeout=0.5)
         raise EnvWorkerError(message, w, list(range(start, stop)), remote_tb, exitcode)
@@ -370,8 +376,10 @@ def _concat_obs(blocks: list[VecObs]) -> VecObs:
     return VecObs(
         obs=[np.concatenate([b.obs[i] for b in blocks]) for i in range(len(first.obs))],
         state=np.concatenate([b.state for b in blocks]),
-        avail=[None if first.avail[i] is None else np.concatenate([b.avail[i] for b in blocks])
-               for i in range(len(first.avail))],
+        avail=[
+            None if first.avail[i] is None else np.concatenate([b.avail[i] for b in blocks])
+            for i in range(len(first.avail))
+        ],
     )
 
 

@@ -12,6 +12,7 @@
 Every int/float field of every schema must appear in `RANGES` or `UNCONSTRAINED`
 (tests/test_config_checks.py enforces it), so a new field cannot escape the checks silently.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -59,8 +60,9 @@ class Range:
         ('a finite number > 0' with `say_finite`, for an inf or nan value)."""
         bounds = self._bounds()
         if self.min_len is not None:
-            size = {0: "a list of", 1: "a non-empty list of"}.get(self.min_len,
-                                                                  f"a list of at least {self.min_len}")
+            size = {0: "a list of", 1: "a non-empty list of"}.get(
+                self.min_len, f"a list of at least {self.min_len}"
+            )
             text = f"{size} {'integers' if self.integer else 'numbers'} {bounds}".strip()
         elif self.integer:
             text = f"an integer {bounds}".strip()
@@ -73,8 +75,11 @@ class Range:
             return self.nullable
         if self.min_len is None:
             return self._scalar_type_ok(value) and self._scalar_in_bounds(value)
-        return (self.type_ok(value) and len(value) >= self.min_len
-                and all(self._scalar_in_bounds(v) for v in value))
+        return (
+            self.type_ok(value)
+            and len(value) >= self.min_len
+            and all(self._scalar_in_bounds(v) for v in value)
+        )
 
     def type_ok(self, value: Any) -> bool:
         """Whether `value` has the right type (number, integer, list of them), bounds aside."""
@@ -86,9 +91,13 @@ class Range:
         return not isinstance(value, bool) and isinstance(value, int if self.integer else (int, float))
 
     def _scalar_in_bounds(self, value: float) -> bool:
-        return (math.isfinite(value)
-                and (self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        return (
+            math.isfinite(value)
+            and (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
 
     def _bounds(self) -> str:
         """'>= 1', '> 0', 'in [0, 1]', 'in (0, 1]', ... or '' when unbounded."""
@@ -104,51 +113,51 @@ class Range:
         return ""
 
 
-COUNT = Range(ge=1, integer=True)             # sizes, epochs, steps, intervals
-COUNT_OR_OFF = Range(ge=0, integer=True)      # 0 is meaningful: off / none / in-process
-POSITIVE = Range(gt=0)                        # learning rates, scales, divisors
-NON_NEGATIVE = Range(ge=0)                    # loss coefficients, noise, tolerances
-PROBABILITY = Range(ge=0, le=1)               # probabilities, discounts, ratios of a maximum
-RATE = Range(gt=0, le=1)                      # update rates where 0 would never move
+COUNT = Range(ge=1, integer=True)  # sizes, epochs, steps, intervals
+COUNT_OR_OFF = Range(ge=0, integer=True)  # 0 is meaningful: off / none / in-process
+POSITIVE = Range(gt=0)  # learning rates, scales, divisors
+NON_NEGATIVE = Range(ge=0)  # loss coefficients, noise, tolerances
+PROBABILITY = Range(ge=0, le=1)  # probabilities, discounts, ratios of a maximum
+RATE = Range(gt=0, le=1)  # update rates where 0 would never move
 LAYERS = Range(ge=1, integer=True, min_len=1)  # hidden layer widths of an MLP trunk
 
 RANGES: dict[str, Range] = {
     # ---- TrainConfig
-    "seed": Range(ge=0, integer=True),        # numpy's SeedSequence refuses negative seeds
+    "seed": Range(ge=0, integer=True),  # numpy's SeedSequence refuses negative seeds
     "torch_threads": COUNT,
-    "total_steps": COUNT,                     # 0 or less: an empty run folder and nothing else
+    "total_steps": COUNT,  # 0 or less: an empty run folder and nothing else
     "n_envs": COUNT,
-    "n_workers": COUNT_OR_OFF,                # 0: every env steps in-process
+    "n_workers": COUNT_OR_OFF,  # 0: every env steps in-process
     "rollout_length": COUNT,
-    "eval_interval": COUNT_OR_OFF,            # 0: no evaluation
-    "eval_episodes": COUNT_OR_OFF,            # 0: no evaluation
+    "eval_interval": COUNT_OR_OFF,  # 0: no evaluation
+    "eval_episodes": COUNT_OR_OFF,  # 0: no evaluation
     "n_eval_envs": COUNT,
     "log_interval": COUNT,
-    "save_interval": COUNT,                   # every stop must leave a resumable run
+    "save_interval": COUNT,  # every stop must leave a resumable run
     # ---- algorithms: networks
     "algo.hidden_sizes": LAYERS,
-    "algo.base_hidden_sizes": Range(ge=1, integer=True, min_len=0),       # HAD3QN; empty: the
+    "algo.base_hidden_sizes": Range(ge=1, integer=True, min_len=0),  # HAD3QN; empty: the
     "algo.dueling_v_hidden_sizes": Range(ge=1, integer=True, min_len=0),  # next part reads its
     "algo.dueling_a_hidden_sizes": Range(ge=1, integer=True, min_len=0),  # input directly
-    "algo.output_gain": NON_NEGATIVE,         # orthogonal-init gain; 0: a zero initial head
-    "algo.std_x_coef": POSITIVE,              # std = sigmoid(log_std / x) * y: x divides
-    "algo.std_y_coef": POSITIVE,              # 0: zero std, log-probabilities blow up
-    "algo.recurrent_n": COUNT,                # GRU layers when use_recurrent_policy
+    "algo.output_gain": NON_NEGATIVE,  # orthogonal-init gain; 0: a zero initial head
+    "algo.std_x_coef": POSITIVE,  # std = sigmoid(log_std / x) * y: x divides
+    "algo.std_y_coef": POSITIVE,  # 0: zero std, log-probabilities blow up
+    "algo.recurrent_n": COUNT,  # GRU layers when use_recurrent_policy
     "algo.data_chunk_length": COUNT,
     "algo.hidden_dim": COUNT,
     "algo.mixing_embed_dim": COUNT,
-    "algo.hypernet_layers": Range(ge=1, le=2, integer=True),   # harl.models.mixers builds 1 or 2
+    "algo.hypernet_layers": Range(ge=1, le=2, integer=True),  # harl.models.mixers builds 1 or 2
     "algo.hypernet_embed": COUNT,
     "algo.max_joint_actions": COUNT,
     # ---- algorithms: optimisation
     "algo.lr": POSITIVE,
     "algo.critic_lr": POSITIVE,
     "algo.alpha_lr": POSITIVE,
-    "algo.opti_eps": POSITIVE,                # Adam's eps: 0 divides 0 by 0 for unused weights
-    "algo.optim_eps": POSITIVE,               # RMSprop's eps, same reason
-    "algo.optim_alpha": Range(ge=0, lt=1),    # RMSprop smoothing: 1 never updates the average
+    "algo.opti_eps": POSITIVE,  # Adam's eps: 0 divides 0 by 0 for unused weights
+    "algo.optim_eps": POSITIVE,  # RMSprop's eps, same reason
+    "algo.optim_alpha": Range(ge=0, lt=1),  # RMSprop smoothing: 1 never updates the average
     "algo.weight_decay": NON_NEGATIVE,
-    "algo.max_grad_norm": Range(gt=0, nullable=True),   # null: no clipping
+    "algo.max_grad_norm": Range(gt=0, nullable=True),  # null: no clipping
     "algo.critic_epoch": COUNT,
     "algo.critic_num_mini_batch": COUNT,
     "algo.actor_num_mini_batch": COUNT,
@@ -161,8 +170,8 @@ RANGES: dict[str, Range] = {
     # ---- algorithms: HATRPO's trust region
     "algo.kl_threshold": POSITIVE,
     "algo.ls_step": COUNT,
-    "algo.accept_ratio": PROBABILITY,         # of the first-order predicted improvement
-    "algo.backtrack_coeff": Range(gt=0, lt=1),   # 1 would retry the same step, 0 a null one
+    "algo.accept_ratio": PROBABILITY,  # of the first-order predicted improvement
+    "algo.backtrack_coeff": Range(gt=0, lt=1),  # 1 would retry the same step, 0 a null one
     "algo.cg_iters": COUNT,
     "algo.cg_residual_tol": NON_NEGATIVE,
     "algo.fvp_damping": NON_NEGATIVE,
@@ -170,35 +179,35 @@ RANGES: dict[str, Range] = {
     "algo.gamma": PROBABILITY,
     "algo.gae_lambda": PROBABILITY,
     "algo.n_step": COUNT,
-    "algo.polyak": RATE,                      # soft target update rate
+    "algo.polyak": RATE,  # soft target update rate
     "algo.target_update_interval": COUNT,
     # ---- algorithms: exploration and entropy
-    "algo.expl_noise": NON_NEGATIVE,          # fractions of the half action range
+    "algo.expl_noise": NON_NEGATIVE,  # fractions of the half action range
     "algo.policy_noise": NON_NEGATIVE,
     "algo.noise_clip": NON_NEGATIVE,
     "algo.policy_freq": COUNT,
-    "algo.alpha": POSITIVE,                   # HASAC: also log(alpha) starts the tuned temperature
-    "algo.target_entropy_scale": Range(),     # a tanh-space target entropy may have either sign
-    "algo.discrete_entropy_ratio": PROBABILITY,   # of the maximum entropy log(n_actions)
+    "algo.alpha": POSITIVE,  # HASAC: also log(alpha) starts the tuned temperature
+    "algo.target_entropy_scale": Range(),  # a tanh-space target entropy may have either sign
+    "algo.discrete_entropy_ratio": PROBABILITY,  # of the maximum entropy log(n_actions)
     "algo.epsilon": PROBABILITY,
     "algo.epsilon_start": PROBABILITY,
     "algo.epsilon_finish": PROBABILITY,
-    "algo.epsilon_anneal_steps": COUNT_OR_OFF,    # 0: epsilon_finish from the start
+    "algo.epsilon_anneal_steps": COUNT_OR_OFF,  # 0: epsilon_finish from the start
     # ---- algorithms: replay and cadence
     "algo.buffer_size": COUNT,
     "algo.batch_size": COUNT,
     "algo.warmup_steps": COUNT_OR_OFF,
     "algo.warmup_episodes": COUNT_OR_OFF,
     "algo.train_interval": COUNT,
-    "algo.utd_ratio": POSITIVE,               # gradient steps per env step
+    "algo.utd_ratio": POSITIVE,  # gradient steps per env step
     "algo.updates_per_train": COUNT,
     # ---- environments
-    "env.agent_obsk": COUNT_OR_OFF,           # MaMuJoCo: 0 = the agent's own joints only
+    "env.agent_obsk": COUNT_OR_OFF,  # MaMuJoCo: 0 = the agent's own joints only
     # null only where the schema allows it (Football: the scenario's limit; typed MaMuJoCo
     # configs refuse null before this check runs)
     "env.max_episode_steps": Range(ge=1, integer=True, nullable=True),
     "env.max_cycles": COUNT,
-    "env.prob_obs_enemy": Range(ge=0, le=1, nullable=True),   # null: the package default
+    "env.prob_obs_enemy": Range(ge=0, le=1, nullable=True),  # null: the package default
     "env.n_agents": Range(ge=1, integer=True, nullable=True),  # null: the scenario's count
 }
 
@@ -222,15 +231,15 @@ CHOICES: dict[str, Collection[str]] = {
 }
 
 _ABSENT = object()
-_IGNORED_TOP_KEYS = ("hydra",)   # Hydra's own node, present when composed with return_hydra_config
-_LISTED_KEYS = 8                 # valid keys listed when no close match exists
+_IGNORED_TOP_KEYS = ("hydra",)  # Hydra's own node, present when composed with return_hydra_config
+_LISTED_KEYS = 8  # valid keys listed when no close match exists
 
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError (one line) for the first reason the composed config cannot run."""
     try:
         schema = schema_for(cfg.algo.name, cfg.env.name)
-    except ValueError as e:       # unknown algorithm or env name
+    except ValueError as e:  # unknown algorithm or env name
         raise ConfigError(str(e)) from None
     _check_keys(cfg, schema)
     _check_unused(cfg, schema)
@@ -241,11 +250,14 @@ def check_config(cfg: DictConfig) -> None:
     for path, valid in CHOICES.items():
         value = _select(cfg, path)
         if value is not _ABSENT and value not in valid:
-            raise ConfigError(f"{path} = {_show(value)} is not a valid choice: must be one of "
-                              f"{', '.join(valid)}")
+            raise ConfigError(
+                f"{path} = {_show(value)} is not a valid choice: must be one of {', '.join(valid)}"
+            )
     if cfg.n_workers > cfg.n_envs:
-        raise ConfigError(f"n_workers = {cfg.n_workers} is out of range: must be <= n_envs "
-                          f"(= {cfg.n_envs}), as each worker steps at least one env")
+        raise ConfigError(
+            f"n_workers = {cfg.n_workers} is out of range: must be <= n_envs "
+            f"(= {cfg.n_envs}), as each worker steps at least one env"
+        )
     _check_agent_states(cfg)
 
 
@@ -256,12 +268,16 @@ def _check_agent_states(cfg: DictConfig) -> None:
         return
     algo_state = _select(cfg, "algo.state_type")
     if algo_state is _ABSENT:
-        raise ConfigError(f"env.state_type = FP gives every agent its own critic state, which only the "
-                          f"on-policy algorithms (happo, hatrpo, haa2c, mappo) take; algo={cfg.algo.name} "
-                          "needs env.state_type=EP")
+        raise ConfigError(
+            f"env.state_type = FP gives every agent its own critic state, which only the "
+            f"on-policy algorithms (happo, hatrpo, haa2c, mappo) take; algo={cfg.algo.name} "
+            "needs env.state_type=EP"
+        )
     if algo_state != "FP":
-        raise ConfigError(f"env.state_type = FP gives every agent its own critic state, which needs "
-                          f"algo.state_type=FP (not {_show(algo_state)}); or set env.state_type=EP")
+        raise ConfigError(
+            f"env.state_type = FP gives every agent its own critic state, which needs "
+            f"algo.state_type=FP (not {_show(algo_state)}); or set env.state_type=EP"
+        )
 
 
 def _check_unused(cfg: DictConfig, schema: DictConfig) -> None:
@@ -269,8 +285,11 @@ def _check_unused(cfg: DictConfig, schema: DictConfig) -> None:
     a changed value would silently do nothing."""
     for key, instead in getattr(ALGO_SCHEMAS[cfg.algo.name], "UNUSED", {}).items():
         value = OmegaConf.to_object(cfg.algo[key]) if OmegaConf.is_config(cfg.algo[key]) else cfg.algo[key]
-        default = OmegaConf.to_object(schema.algo[key]) if OmegaConf.is_config(schema.algo[key]) \
+        default = (
+            OmegaConf.to_object(schema.algo[key])
+            if OmegaConf.is_config(schema.algo[key])
             else schema.algo[key]
+        )
         if value != default:
             raise ConfigError(f"algo.{key} = {_show(value)} has no effect for {cfg.algo.name}: {instead}")
 
@@ -294,8 +313,9 @@ def _check_keys(cfg: DictConfig, schema: DictConfig) -> None:
     raise ConfigError(message)
 
 
-def _unknown_keys(given: Mapping[str, Any], expected: Mapping[str, Any], prefix: str
-                  ) -> Iterator[tuple[str, str]]:
+def _unknown_keys(
+    given: Mapping[str, Any], expected: Mapping[str, Any], prefix: str
+) -> Iterator[tuple[str, str]]:
     """(dotted path, section name) of every key in `given` that `expected` lacks, recursively.
     The section name is the node's `name` (the algorithm or env) or its path."""
     section = str(given.get("name", prefix.rstrip(".")))

@@ -8,6 +8,7 @@ the mean ± std return and length. `render=true` plays the episodes one after an
 env (MPE: mpe2, MaMuJoCo: the MuJoCo scene) and writes them to an mp4 video
 (`<run_dir>/videos/<checkpoint>-<time>.mp4` unless `video=` names the file).
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,7 +49,7 @@ class EvaluateError(RuntimeError):
 @dataclass
 class EvalArgs:
     run_dir: Path
-    checkpoint: str | None = None   # None: best, falling back to latest
+    checkpoint: str | None = None  # None: best, falling back to latest
     episodes: int | None = None
     render: bool = False
     video: Path | None = None
@@ -69,8 +70,11 @@ def parse_args(argv: Sequence[str]) -> EvalArgs:
         values[key] = value
     if "run_dir" not in values:
         raise UsageError("run_dir=<dir> is required")
-    args = EvalArgs(run_dir=Path(values["run_dir"]).expanduser(), checkpoint=values.get("checkpoint"),
-                    device=values.get("device", "cpu"))
+    args = EvalArgs(
+        run_dir=Path(values["run_dir"]).expanduser(),
+        checkpoint=values.get("checkpoint"),
+        device=values.get("device", "cpu"),
+    )
     for key in ("episodes", "seed"):
         if key in values:
             try:
@@ -101,8 +105,10 @@ def load_run_config(run_dir: Path) -> Any:
     from harl.config import schema_for
 
     if not run_dir.is_dir():
-        raise EvaluateError(f"run dir {str(run_dir)!r} does not exist; pass a run directory "
-                            f"(results/<env>/<task>/<algo>/seed<N>-<time>)")
+        raise EvaluateError(
+            f"run dir {str(run_dir)!r} does not exist; pass a run directory "
+            f"(results/<env>/<task>/<algo>/seed<N>-<time>)"
+        )
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise EvaluateError(f"{str(run_dir)!r} is not a harl run dir: it has no config.yaml")
@@ -124,9 +130,14 @@ def checkpoint_path(run_dir: Path, which: str | None) -> tuple[Path, str]:
     if which in ("best", "latest"):
         path = folder / (BEST if which == "best" else LATEST)
         if not path.is_file():
-            raise EvaluateError(f"run dir {str(run_dir)!r} has no {CHECKPOINT_DIR}/{path.name}"
-                                + (" (it never evaluated; use checkpoint=latest)" if which == "best"
-                                   else " (it was never checkpointed)"))
+            raise EvaluateError(
+                f"run dir {str(run_dir)!r} has no {CHECKPOINT_DIR}/{path.name}"
+                + (
+                    " (it never evaluated; use checkpoint=latest)"
+                    if which == "best"
+                    else " (it was never checkpointed)"
+                )
+            )
         return path, which
     path = Path(which).expanduser()
     if not path.is_file():
@@ -141,8 +152,14 @@ def load_policy(cfg: Any, run_dir: Path, path: Path, spec: Any, device: Any) -> 
     from harl.algos import learner_class
     from runners.base import CheckpointIO, checkpoint_identity
 
-    learner = learner_class(cfg.algo.name)(OmegaConf.to_object(cfg.algo), spec.observation_spaces,
-                                           spec.action_spaces, spec.state_space, device, cfg.seed)
+    learner = learner_class(cfg.algo.name)(
+        OmegaConf.to_object(cfg.algo),
+        spec.observation_spaces,
+        spec.action_spaces,
+        spec.state_space,
+        device,
+        cfg.seed,
+    )
     payload = CheckpointIO(run_dir, checkpoint_identity(cfg, spec)).load_learner(path, learner, device)
     return learner, payload.get("counters", {})
 
@@ -154,8 +171,14 @@ class FrameRecorder(MultiAgentEnv):
     `progress` (rendering can take minutes: MuJoCo renders a frame in about 0.1 s on a CPU):
     every `every` frames of an episode and at its end."""
 
-    def __init__(self, env: MultiAgentEnv, on_frame: Callable[[np.ndarray], None], n_episodes: int,
-                 progress: Callable[[str], None] | None = None, every: int = 100) -> None:
+    def __init__(
+        self,
+        env: MultiAgentEnv,
+        on_frame: Callable[[np.ndarray], None],
+        n_episodes: int,
+        progress: Callable[[str], None] | None = None,
+        every: int = 100,
+    ) -> None:
         self.env, self.spec = env, env.spec
         self._on_frame, self._left, self._n = on_frame, n_episodes, n_episodes
         self._progress, self._every = progress, every
@@ -201,13 +224,22 @@ class VideoWriter:
             import imageio.v2 as imageio
             import imageio_ffmpeg  # noqa: F401  (imageio's ffmpeg plugin needs it)
         except ImportError as exc:
-            raise EvaluateError(f"render=true needs imageio and imageio-ffmpeg ({exc}); "
-                                "pip install imageio==2.38.1 imageio-ffmpeg==0.8.1") from None
+            raise EvaluateError(
+                f"render=true needs imageio and imageio-ffmpeg ({exc}); "
+                "pip install imageio==2.38.1 imageio-ffmpeg==0.8.1"
+            ) from None
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.frames = path, 0
         # yuv420p (what players expect) needs even sizes; 2 keeps MPE's 700 x 700 unscaled
-        self._writer = imageio.get_writer(str(path), format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                          pixelformat="yuv420p", macro_block_size=2)
+        self._writer = imageio.get_writer(
+            str(path),
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=2,
+        )
 
     def __call__(self, frame: np.ndarray) -> None:
         self._writer.append_data(np.asarray(frame, dtype=np.uint8))
@@ -223,10 +255,17 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, episodes: int | None = None,
-                 render: bool = False, video: str | Path | None = None, device: str = "cpu",
-                 seed: int | None = None, out: Callable[[str], None] = say,
-                 progress_every: int = 100) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    checkpoint: str | None = None,
+    episodes: int | None = None,
+    render: bool = False,
+    video: str | Path | None = None,
+    device: str = "cpu",
+    seed: int | None = None,
+    out: Callable[[str], None] = say,
+    progress_every: int = 100,
+) -> dict[str, Any]:
     """Evaluate a run's checkpoint on `episodes` deterministic episodes; print and return the
     summary (eval_return, eval_return_std, eval_length), the per-episode `returns` and
     `lengths`, the checkpoint and its env steps, and the video path with render. Rendering
@@ -256,20 +295,26 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, episodes: i
         # one env, built here so that a missing render backend is reported as itself
         single = make_env(cfg.env.name, **kwargs, render_mode="rgb_array")
         try:
-            video = Path(video) if video is not None else (
-                run_dir / "videos" / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}.mp4")
+            video = (
+                Path(video)
+                if video is not None
+                else (run_dir / "videos" / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}.mp4")
+            )
             writer = VideoWriter(video, single.render_fps)
         except BaseException:
             single.close()
             raise
-        out(f"rendering {n_episodes} episode{'s' * (n_episodes != 1)} of {cfg.env.name}/{cfg.env.task} "
-            f"to {writer.path} ({single.render_fps:g} fps)")
+        out(
+            f"rendering {n_episodes} episode{'s' * (n_episodes != 1)} of {cfg.env.name}/{cfg.env.task} "
+            f"to {writer.path} ({single.render_fps:g} fps)"
+        )
         recorder = FrameRecorder(single, writer, n_episodes, out, progress_every)
         envs = VecEnv(lambda: recorder, 1, 0, env_seeds(seed, "eval", 1))
     else:
         n_envs = max(1, min(int(cfg.n_eval_envs), n_episodes))
-        envs = make_vec_env(cfg.env.name, kwargs, n_envs=n_envs, n_workers=0,
-                            seeds=env_seeds(seed, "eval", n_envs))
+        envs = make_vec_env(
+            cfg.env.name, kwargs, n_envs=n_envs, n_workers=0, seeds=env_seeds(seed, "eval", n_envs)
+        )
     try:
         learner, counters = load_policy(cfg, run_dir, path, envs.spec, torch_device)
         result = evaluate(learner, envs, n_episodes, torch_device)
@@ -279,12 +324,22 @@ def evaluate_run(run_dir: str | Path, checkpoint: str | None = None, episodes: i
             writer.close()
 
     steps = counters.get("env_steps")
-    out(f"{cfg.algo.name} on {cfg.env.name}/{cfg.env.task}, checkpoint {path}"
-        + (f" ({steps:,} env steps)" if isinstance(steps, int) else ""))
-    out(f"{n_episodes} deterministic episode{'s' * (n_episodes != 1)}: return "
-        f"{result['eval_return']:.3f} ± {result['eval_return_std']:.3f}, length {result['eval_length']:.1f}")
-    metrics: dict[str, Any] = {**result, "episodes": n_episodes, "returns": result.returns,
-                               "lengths": result.lengths, "checkpoint": str(path), "env_steps": steps}
+    out(
+        f"{cfg.algo.name} on {cfg.env.name}/{cfg.env.task}, checkpoint {path}"
+        + (f" ({steps:,} env steps)" if isinstance(steps, int) else "")
+    )
+    out(
+        f"{n_episodes} deterministic episode{'s' * (n_episodes != 1)}: return "
+        f"{result['eval_return']:.3f} ± {result['eval_return_std']:.3f}, length {result['eval_length']:.1f}"
+    )
+    metrics: dict[str, Any] = {
+        **result,
+        "episodes": n_episodes,
+        "returns": result.returns,
+        "lengths": result.lengths,
+        "checkpoint": str(path),
+        "env_steps": steps,
+    }
     if writer is not None:
         out(f"video ({writer.frames} frames, {single.render_fps:g} fps): {writer.path}")
         metrics.update(video=str(writer.path), frames=writer.frames)
@@ -306,8 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harl.common.checkpoint import CheckpointError
 
     try:
-        evaluate_run(args.run_dir, args.checkpoint, args.episodes, args.render, args.video,
-                     args.device, args.seed)
+        evaluate_run(
+            args.run_dir, args.checkpoint, args.episodes, args.render, args.video, args.device, args.seed
+        )
     except (EvaluateError, CheckpointError, RenderError, EnvWorkerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -74,6 +74,7 @@ Aggregate statistics across tasks (--aggregate PREFIX: PREFIX.md, .csv, .png, .p
                         random policy's and an expert's return).
       none              raw values (for metrics already on a common scale, e.g. win rates).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,8 +108,11 @@ RATE_COLUMN = re.compile(r"eval_.+_rate")
 CONFIDENCE = 0.95
 FIGURE_SUFFIXES = (".png", ".pdf")
 BANDS = ("auto", "ci", "std", "minmax", "none")
-BAND_TEXT = {"ci": f"{CONFIDENCE:.0%} t confidence band of the mean",
-             "std": "mean ± 1 std of the seeds", "minmax": "min–max of the seeds"}
+BAND_TEXT = {
+    "ci": f"{CONFIDENCE:.0%} t confidence band of the mean",
+    "std": "mean ± 1 std of the seeds",
+    "minmax": "min–max of the seeds",
+}
 TABLE_SUFFIXES = (".md", ".csv")
 
 # Seeds below which a curve shows every seed and their min-max range, not a t-based band
@@ -204,8 +208,15 @@ def load_run(path: Path) -> Run | None:
         warn(f"{path}: progress.csv is empty; skipped")
         return None
     seed = config.get("seed")
-    return Run(path, f"{env['name']}/{env['task']}", str(algo["name"]),
-               None if seed is None else int(seed), progress, config, recorded_preset(path))
+    return Run(
+        path,
+        f"{env['name']}/{env['task']}",
+        str(algo["name"]),
+        None if seed is None else int(seed),
+        progress,
+        config,
+        recorded_preset(path),
+    )
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
@@ -251,7 +262,7 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _schema(algo: str, env: str):  # the typed defaults of one algorithm/env pair
     from harl.config import schema_for
 
@@ -265,11 +276,11 @@ def with_schema_defaults(config: dict) -> dict:
     from omegaconf import OmegaConf
 
     try:
-        merged = OmegaConf.merge(_schema(str(config["algo"]["name"]), str(config["env"]["name"])),
-                                 config)
-        return OmegaConf.to_container(merged, resolve=True)
+        merged = OmegaConf.merge(_schema(str(config["algo"]["name"]), str(config["env"]["name"])), config)
+        container = OmegaConf.to_container(merged, resolve=True)
     except Exception:  # an unknown algorithm, a key since removed, a foreign file: compare as is
         return config
+    return container if isinstance(container, dict) else config
 
 
 def learning_config(run: Run) -> dict[str, object]:
@@ -277,8 +288,11 @@ def learning_config(run: Run) -> dict[str, object]:
     (schema defaults filled in) without the run-only keys."""
     if not run.config:
         return {}
-    return {key: value for key, value in flatten(with_schema_defaults(run.config)).items()
-            if not is_run_only_key(key)}
+    return {
+        key: value
+        for key, value in flatten(with_schema_defaults(run.config)).items()
+        if not is_run_only_key(key)
+    }
 
 
 def canonical(value: object) -> str:
@@ -298,8 +312,7 @@ def show_value(value: object) -> str:
 def differing_keys(configs: Sequence[dict[str, object]]) -> list[str]:
     """Keys whose value is not the same in every config (a key some lack counts as differing)."""
     keys = sorted(set().union(*configs))
-    return [key for key in keys
-            if len({canonical(c[key]) if key in c else "(unset)" for c in configs}) > 1]
+    return [key for key in keys if len({canonical(c[key]) if key in c else "(unset)" for c in configs}) > 1]
 
 
 def preset_for_task(preset: str, task: str, algo: str) -> str | None:
@@ -316,8 +329,9 @@ def preset_for_task(preset: str, task: str, algo: str) -> str | None:
     return None if shown == path_safe(task_name).lower().replace("-", "_") else shown
 
 
-def variant_labels(algo: str, task: str, variants: Sequence[tuple[str | None, dict[str, object]]],
-                   max_keys: int = LABEL_KEYS) -> tuple[list[str], list[str]]:
+def variant_labels(
+    algo: str, task: str, variants: Sequence[tuple[str | None, dict[str, object]]], max_keys: int = LABEL_KEYS
+) -> tuple[list[str], list[str]]:
     """Labels for the config variants (preset, learning config) of one algorithm on one task,
     and the full differences of the labels that show only the first `max_keys` of them.
 
@@ -389,15 +403,19 @@ def group_runs(runs: Sequence[Run], metric: str, by_config: bool = True) -> Grou
         for label, members in labels.items():
             seeds = [r.seed for r in members]
             if len(set(seeds)) < len(seeds):
-                warn(f"{task} {label}: several runs with the same seed "
-                     f"({sorted(seeds, key=lambda s: -1 if s is None else s)}); "
-                     "all are counted as seeds of one group")
+                warn(
+                    f"{task} {label}: several runs with the same seed "
+                    f"({sorted(seeds, key=lambda s: -1 if s is None else s)}); "
+                    "all are counted as seeds of one group"
+                )
 
     def by_seed(run: Run) -> tuple[bool, int, str]:
         return run.seed is None, run.seed or 0, str(run.path)
 
-    return {task: {label: sorted(groups[task][label], key=by_seed)
-                   for label in algo_order(list(groups[task]))} for task in sorted(groups)}
+    return {
+        task: {label: sorted(groups[task][label], key=by_seed) for label in algo_order(list(groups[task]))}
+        for task in sorted(groups)
+    }
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -426,8 +444,11 @@ def align(curves: Sequence[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
     end = min(c.index[-1] for c in curves)
     steps = np.unique(np.concatenate([c.index.to_numpy(dtype=float) for c in curves]))
     grid = steps[(steps >= start) & (steps <= end)]
-    values = np.stack([np.interp(grid, c.index.to_numpy(dtype=float), c.to_numpy(dtype=float))
-                       for c in curves]) if len(grid) else np.empty((len(curves), 0))
+    values = (
+        np.stack([np.interp(grid, c.index.to_numpy(dtype=float), c.to_numpy(dtype=float)) for c in curves])
+        if len(grid)
+        else np.empty((len(curves), 0))
+    )
     return grid, values
 
 
@@ -550,8 +571,9 @@ def seeded_numpy(seed: int) -> Iterator[None]:
 K = TypeVar("K", bound=Hashable)
 
 
-def stratified_bootstrap(samples: dict[K, list[np.ndarray]], statistic: Callable[..., np.ndarray],
-                         reps: int, seed: int) -> dict[K, tuple[np.ndarray, np.ndarray]]:
+def stratified_bootstrap(
+    samples: dict[K, list[np.ndarray]], statistic: Callable[..., np.ndarray], reps: int, seed: int
+) -> dict[K, tuple[np.ndarray, np.ndarray]]:
     """Point estimate and 95 % percentile CI (lower row, upper row) of `statistic` per key.
 
     samples[key] is a list of 1-D arrays (one per stratum, e.g. the runs of one algorithm on one
@@ -561,9 +583,9 @@ def stratified_bootstrap(samples: dict[K, list[np.ndarray]], statistic: Callable
 
     with seeded_numpy(seed):
         points, intervals = rly.get_interval_estimates(
-            samples, statistic, method="percentile", reps=reps, confidence_interval_size=CONFIDENCE)
-    return {key: (np.atleast_1d(points[key]), np.asarray(intervals[key]).reshape(2, -1))
-            for key in samples}
+            samples, statistic, method="percentile", reps=reps, confidence_interval_size=CONFIDENCE
+        )
+    return {key: (np.atleast_1d(points[key]), np.asarray(intervals[key]).reshape(2, -1)) for key in samples}
 
 
 # ----------------------------------------------------------------------------- learning curves
@@ -628,8 +650,16 @@ class CurveInfo:
     short: list[tuple[Run, float]]
 
 
-def plot_curve(ax: plt.Axes, runs: Sequence[Run], metric: str, window: int, style: Style,
-               label: str, band: bool | str = "auto", seeds: bool | None = None) -> CurveInfo | None:
+def plot_curve(
+    ax: plt.Axes,
+    runs: Sequence[Run],
+    metric: str,
+    window: int,
+    style: Style,
+    label: str,
+    band: bool | str = "auto",
+    seeds: bool | None = None,
+) -> CurveInfo | None:
     """The mean over the runs' (smoothed) curves, a band around it and, with `seeds`, a thin
     line per seed. Seeds are interpolated onto the union of their env steps; at each step the
     mean and band are over the seeds logged there, up to the end of the longest seed. A seed
@@ -650,20 +680,39 @@ def plot_curve(ax: plt.Axes, runs: Sequence[Run], metric: str, window: int, styl
     spread = seed_spread(values, kind)
     short = short_seeds(runs, metric)
     note = "".join(f", {run.name} ends at {fmt_steps(end)}" for run, end in short)
-    ax.plot(grid, spread.mean, color=style.color, linestyle=style.linestyle, lw=1.8,
-            marker="o" if len(grid) == 1 else None,
-            label=f"{label} ({plural(len(runs), 'seed')}{note})")
+    ax.plot(
+        grid,
+        spread.mean,
+        color=style.color,
+        linestyle=style.linestyle,
+        lw=1.8,
+        marker="o" if len(grid) == 1 else None,
+        label=f"{label} ({plural(len(runs), 'seed')}{note})",
+    )
     if kind != "none" and (spread.n >= 2).any():
         ax.fill_between(grid, spread.low, spread.high, color=style.color, alpha=0.2, lw=0)
     if draw_seeds:
         for seed_values in values:
             present = ~np.isnan(seed_values)
-            ax.plot(grid[present], seed_values[present], color=style.color, linestyle=style.linestyle,
-                    lw=0.8, alpha=0.35)
+            ax.plot(
+                grid[present],
+                seed_values[present],
+                color=style.color,
+                linestyle=style.linestyle,
+                lw=0.8,
+                alpha=0.35,
+            )
     for _, end in short:
         k = int(np.searchsorted(grid, end))
-        ax.plot([grid[k]], [spread.mean[k]], color=style.color, marker="x", markersize=8,
-                markeredgewidth=2, linestyle="none")
+        ax.plot(
+            [grid[k]],
+            [spread.mean[k]],
+            color=style.color,
+            marker="x",
+            markersize=8,
+            markeredgewidth=2,
+            linestyle="none",
+        )
     return CurveInfo(kind, draw_seeds, short)
 
 
@@ -673,7 +722,13 @@ def curves_title(infos: Sequence[CurveInfo], band: bool | str, width: int = 100)
     parts = ["mean over seeds"]
     shaded = []
     for kind in dict.fromkeys(info.band for info in infos if info.band != "none"):
-        qualifier = "" if band != "auto" else f" (<\u00a0{FEW_SEEDS}\u00a0seeds)" if kind == "minmax" else f" (≥\u00a0{FEW_SEEDS}\u00a0seeds)"
+        qualifier = (
+            ""
+            if band != "auto"
+            else f" (<\u00a0{FEW_SEEDS}\u00a0seeds)"
+            if kind == "minmax"
+            else f" (≥\u00a0{FEW_SEEDS}\u00a0seeds)"
+        )
         shaded.append(BAND_TEXT[kind] + qualifier)
     if shaded:
         parts.append("shaded: " + ", ".join(shaded))
@@ -690,15 +745,16 @@ def task_file_name(task: str) -> str:
     return path_safe(task)
 
 
-def draw_panels(groups: Groups, styles: dict[str, Style], metric: str, window: int,
-                band: bool | str, seeds: bool | None) -> plt.Figure:
+def draw_panels(
+    groups: Groups, styles: dict[str, Style], metric: str, window: int, band: bool | str, seeds: bool | None
+) -> plt.Figure:
     """One panel per task of `groups`, titled by what the curves show."""
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
     ylabel = metric.replace("_", " ") + (f" (rolling mean of {window})" if window > 1 else "")
     infos = []
     for ax, (task, labels) in zip(axes[0], groups.items()):
         for label, runs in labels.items():
-            if (info := plot_curve(ax, runs, metric, window, styles[label], label, band, seeds)):
+            if info := plot_curve(ax, runs, metric, window, styles[label], label, band, seeds):
                 infos.append(info)
         ax.set(title=task, xlabel="env steps", ylabel=ylabel)
         ax.grid(alpha=0.3)
@@ -708,9 +764,15 @@ def draw_panels(groups: Groups, styles: dict[str, Style], metric: str, window: i
     return fig
 
 
-def plot_curves(groups: Groups, metric: str, out: str | Path, window: int = 1,
-                band: bool | str = "auto", seeds: bool | None = None,
-                per_task: bool = False) -> list[Path]:
+def plot_curves(
+    groups: Groups,
+    metric: str,
+    out: str | Path,
+    window: int = 1,
+    band: bool | str = "auto",
+    seeds: bool | None = None,
+    per_task: bool = False,
+) -> list[Path]:
     """One panel per task in OUT.png and OUT.pdf (`band`, `seeds`: as in `plot_curve`); with
     `per_task` also one figure per task, OUT-<task>.png/.pdf (the task made safe for file
     names by `task_file_name`). Returns the files written."""
@@ -744,17 +806,25 @@ def results_table(groups: Groups, metric: str) -> pd.DataFrame:
     group's seeds) and env_steps_max (the largest), mean/ci95 (half-width) of the final and
     best `metric` and of the final value of every eval_*_rate column, and `note`: the seeds
     that end before the longest one (`seed 3 ends at 2.1M`; their final value is from there)."""
-    rates = [c for c in rate_columns([r for a in groups.values() for rs in a.values() for r in rs])
-             if c != metric]
+    rates = [
+        c for c in rate_columns([r for a in groups.values() for rs in a.values() for r in rs]) if c != metric
+    ]
     rows = []
     for task, algos in groups.items():
         for algo, runs in algos.items():
             ends = [run.progress["env_steps"].max() for run in runs]
-            row = {"task": task, "algo": algo, "seeds": len(runs), "env_steps": min(ends),
-                   "env_steps_max": max(ends)}
-            columns = [(f"final_{metric}", final_values(runs, metric)),
-                       (f"best_{metric}", best_values(runs, metric)),
-                       *((f"final_{rate}", final_values(runs, rate)) for rate in rates)]
+            row = {
+                "task": task,
+                "algo": algo,
+                "seeds": len(runs),
+                "env_steps": min(ends),
+                "env_steps_max": max(ends),
+            }
+            columns = [
+                (f"final_{metric}", final_values(runs, metric)),
+                (f"best_{metric}", best_values(runs, metric)),
+                *((f"final_{rate}", final_values(runs, rate)) for rate in rates),
+            ]
             for name, values in columns:
                 mean, half = mean_and_ci(values)
                 row[f"{name}_mean"], row[f"{name}_ci95"] = float(mean), float(half)
@@ -797,21 +867,29 @@ def table_markdown(table: pd.DataFrame) -> str:
     stats_columns = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")]
     names = " | ".join(c.replace("_", " ") for c in stats_columns)
     notes = bool("note" in table and table["note"].fillna("").astype(bool).any())
-    lines = [(f"Mean ± {CONFIDENCE:.0%} t-based CI half-width over seeds (none with one seed); "
-              "final = last logged value of each seed, best = its maximum."), "",
-             f"| task | algo | seeds | env steps | {names} |" + " note |" * notes,
-             "|---|---|---|---|" + "---|" * (len(stats_columns) + notes)]
+    lines = [
+        (
+            f"Mean ± {CONFIDENCE:.0%} t-based CI half-width over seeds (none with one seed); "
+            "final = last logged value of each seed, best = its maximum."
+        ),
+        "",
+        f"| task | algo | seeds | env steps | {names} |" + " note |" * notes,
+        "|---|---|---|---|" + "---|" * (len(stats_columns) + notes),
+    ]
     for row in table.to_dict("records"):
         cells = [fmt_mean_ci(row[f"{c}_mean"], row[f"{c}_ci95"]) for c in stats_columns]
         if notes:
             cells.append(md_cell(row["note"] if isinstance(row["note"], str) else ""))
-        lines.append(f"| {md_cell(row['task'])} | {md_cell(row['algo'])} | {row['seeds']} | "
-                     f"{fmt_env_steps(row)} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {md_cell(row['task'])} | {md_cell(row['algo'])} | {row['seeds']} | "
+            f"{fmt_env_steps(row)} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: pd.DataFrame, markdown: str, path: str | Path,
-                replace: Sequence[str] = ()) -> list[Path]:
+def write_table(
+    table: pd.DataFrame, markdown: str, path: str | Path, replace: Sequence[str] = ()
+) -> list[Path]:
     """Write PATH.md and PATH.csv; returns them."""
     md, csv = output_paths(path, TABLE_SUFFIXES, replace)
     md.write_text(markdown)
@@ -866,13 +944,16 @@ def common_tasks(groups: Groups) -> tuple[list[str], list[str]]:
     return algos, tasks
 
 
-def normalised_final_scores(groups: Groups, metric: str,
-                            normalise: str) -> tuple[list[str], dict[str, list[np.ndarray]]]:
+def normalised_final_scores(
+    groups: Groups, metric: str, normalise: str
+) -> tuple[list[str], dict[str, list[np.ndarray]]]:
     """(tasks, algo -> one array of normalised final scores per task, runs as entries)."""
     algos, tasks = common_tasks(groups)
     ranges = normalisation_ranges({task: groups[task] for task in tasks}, metric, normalise)
-    scores = {algo: [normalise_scores(final_values(groups[task][algo], metric), *ranges[task])
-                     for task in tasks] for algo in algos}
+    scores = {
+        algo: [normalise_scores(final_values(groups[task][algo], metric), *ranges[task]) for task in tasks]
+        for algo in algos
+    }
     return tasks, scores
 
 
@@ -885,11 +966,27 @@ def profile_taus(scores: dict[str, list[np.ndarray]], normalised: bool) -> np.nd
     return np.linspace(low, high, 101)
 
 
-def interval_row(statistic: str, algo: str, other: str, tasks: int, runs: int,
-                 point: np.ndarray, ci: np.ndarray, k: int = 0) -> dict:
+def interval_row(
+    statistic: str,
+    algo: str,
+    other: str,
+    tasks: int,
+    runs: int,
+    point: np.ndarray,
+    ci: np.ndarray,
+    k: int = 0,
+) -> dict:
     """One row of the aggregate table from entry k of a bootstrap estimate."""
-    return {"statistic": statistic, "algo": algo, "other": other, "tasks": tasks, "runs": runs,
-            "estimate": float(point[k]), "ci_low": float(ci[0, k]), "ci_high": float(ci[1, k])}
+    return {
+        "statistic": statistic,
+        "algo": algo,
+        "other": other,
+        "tasks": tasks,
+        "runs": runs,
+        "estimate": float(point[k]),
+        "ci_low": float(ci[0, k]),
+        "ci_high": float(ci[1, k]),
+    }
 
 
 def iqm_and_mean(*tasks: np.ndarray) -> np.ndarray:
@@ -897,23 +994,28 @@ def iqm_and_mean(*tasks: np.ndarray) -> np.ndarray:
     return np.array([iqm(np.concatenate(tasks)), np.mean([t.mean() for t in tasks])])
 
 
-def aggregate(groups: Groups, metric: str, normalise: str = "minmax", reps: int = 2000,
-              seed: int = 0) -> Aggregate:
+def aggregate(
+    groups: Groups, metric: str, normalise: str = "minmax", reps: int = 2000, seed: int = 0
+) -> Aggregate:
     """IQM and mean per algorithm, probability of improvement per pair and performance profiles
     of the normalised final `metric`, with stratified bootstrap CIs."""
     tasks, scores = normalised_final_scores(groups, metric, normalise)
     n = len(tasks)
     runs = {algo: sum(len(s) for s in per_task) for algo, per_task in scores.items()}
-    rows = [interval_row(statistic, algo, "", n, runs[algo], point, ci, k)
-            for algo, (point, ci) in stratified_bootstrap(scores, iqm_and_mean, reps, seed).items()
-            for k, statistic in enumerate(("iqm", "mean"))]
+    rows = [
+        interval_row(statistic, algo, "", n, runs[algo], point, ci, k)
+        for algo, (point, ci) in stratified_bootstrap(scores, iqm_and_mean, reps, seed).items()
+        for k, statistic in enumerate(("iqm", "mean"))
+    ]
 
     def improvement(*t: np.ndarray) -> np.ndarray:  # t: X's tasks, then Y's
         return np.array([probability_of_improvement(t[:n], t[n:])])
 
     pairs = {(x, y): scores[x] + scores[y] for x, y in combinations(scores, 2)}
-    rows += [interval_row("probability_of_improvement", x, y, n, runs[x] + runs[y], point, ci)
-             for (x, y), (point, ci) in stratified_bootstrap(pairs, improvement, reps, seed).items()]
+    rows += [
+        interval_row("probability_of_improvement", x, y, n, runs[x] + runs[y], point, ci)
+        for (x, y), (point, ci) in stratified_bootstrap(pairs, improvement, reps, seed).items()
+    ]
     taus = profile_taus(scores, normalise != "none")
     profiles = stratified_bootstrap(scores, lambda *t: score_distribution(t, taus), reps, seed)
     return Aggregate(tasks, normalise, pd.DataFrame(rows), taus, profiles)
@@ -921,23 +1023,28 @@ def aggregate(groups: Groups, metric: str, normalise: str = "minmax", reps: int 
 
 def aggregate_markdown(result: Aggregate, metric: str, reps: int) -> str:
     """The aggregate table and the probability-of-improvement table as Markdown."""
-    how = {"minmax": "min-max per task over every logged value of every run",
-           "none": "none"}.get(result.normalisation, f"reference scores from {result.normalisation}")
+    how = {"minmax": "min-max per task over every logged value of every run", "none": "none"}.get(
+        result.normalisation, f"reference scores from {result.normalisation}"
+    )
     table = result.table
 
     def cell(row: pd.Series) -> str:
         return f"{row.estimate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
 
     tasks = f"{plural(len(result.tasks), 'task')}: {', '.join(result.tasks)}"
-    lines = [f"Final {metric}, normalised ({how}), over {tasks}.",
-             (f"Point estimate [{CONFIDENCE:.0%} stratified bootstrap CI, percentile, "
-              f"{reps} replications]."),
-             "",
-             "| algo | tasks | runs | IQM | mean |", "|---|---|---|---|---|"]
+    lines = [
+        f"Final {metric}, normalised ({how}), over {tasks}.",
+        (f"Point estimate [{CONFIDENCE:.0%} stratified bootstrap CI, percentile, {reps} replications]."),
+        "",
+        "| algo | tasks | runs | IQM | mean |",
+        "|---|---|---|---|---|",
+    ]
     for algo, rows in table[table.statistic != "probability_of_improvement"].groupby("algo", sort=False):
         by = rows.set_index("statistic")
-        lines.append(f"| {md_cell(algo)} | {by.loc['iqm', 'tasks']} | {by.loc['iqm', 'runs']} | "
-                     f"{cell(by.loc['iqm'])} | {cell(by.loc['mean'])} |")
+        lines.append(
+            f"| {md_cell(algo)} | {by.loc['iqm', 'tasks']} | {by.loc['iqm', 'runs']} | "
+            f"{cell(by.loc['iqm'])} | {cell(by.loc['mean'])} |"
+        )
     poi = table[table.statistic == "probability_of_improvement"]
     if len(poi):
         lines += ["", "| X | Y | P(X > Y) |", "|---|---|---|"]
@@ -951,18 +1058,32 @@ def plot_aggregate(result: Aggregate, metric: str, out: str | Path) -> list[Path
     iqms = result.table[result.table.statistic == "iqm"].reset_index(drop=True)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.6]})
     for k, row in iqms.iterrows():
-        left.errorbar(row.estimate, k, xerr=[[row.estimate - row.ci_low], [row.ci_high - row.estimate]],
-                      fmt="o", color=styles[row.algo].color, capsize=4)
-    left.set(yticks=range(len(iqms)), yticklabels=iqms.algo, xlabel="IQM of normalised score",
-             title=f"IQM ({CONFIDENCE:.0%} CI)")
+        left.errorbar(
+            row.estimate,
+            k,
+            xerr=[[row.estimate - row.ci_low], [row.ci_high - row.estimate]],
+            fmt="o",
+            color=styles[row.algo].color,
+            capsize=4,
+        )
+    left.set(
+        yticks=range(len(iqms)),
+        yticklabels=iqms.algo,
+        xlabel="IQM of normalised score",
+        title=f"IQM ({CONFIDENCE:.0%} CI)",
+    )
     left.invert_yaxis()
     left.grid(alpha=0.3, axis="x")
     for algo, (profile, ci) in result.profiles.items():
         style = styles[algo]
         right.plot(result.taus, profile, color=style.color, linestyle=style.linestyle, label=algo)
         right.fill_between(result.taus, ci[0], ci[1], color=style.color, alpha=0.2, lw=0)
-    right.set(xlabel=r"normalised score $\tau$", ylabel=r"fraction of runs with score > $\tau$",
-              title="performance profile", ylim=(0, 1.02))
+    right.set(
+        xlabel=r"normalised score $\tau$",
+        ylabel=r"fraction of runs with score > $\tau$",
+        title="performance profile",
+        ylim=(0, 1.02),
+    )
     right.grid(alpha=0.3)
     right.legend(fontsize="small")
     title = f"final {metric.replace('_', ' ')}, {plural(len(result.tasks), 'task')}"
@@ -987,48 +1108,83 @@ def positive_int(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m harl.plot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m harl.plot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("paths", nargs="+", help="run directories or folders containing them")
-    parser.add_argument("--out", default="curves.png",
-                        help="learning curves: writes OUT.png and OUT.pdf (default curves.png)")
-    parser.add_argument("--metric", default="eval_return",
-                        help="a progress.csv column (e.g. train_return, eval_win_rate)")
-    parser.add_argument("--smooth", type=positive_int, default=1, metavar="K",
-                        help="trailing rolling mean over K logged points (curves only; default 1: none)")
-    parser.add_argument("--band", choices=BANDS, default="auto",
-                        help=(f"auto (default): min-max over seeds for groups of fewer than {FEW_SEEDS} "
-                              "seeds, else ci; ci: 95%% t confidence band of the mean; std: mean ± 1 "
-                              "std over seeds; minmax; none: no band"))
-    parser.add_argument("--seeds", action=argparse.BooleanOptionalAction, default=None,
-                        help=(f"draw (--seeds) or not (--no-seeds) each seed as a thin line; default: "
-                              f"for groups of fewer than {FEW_SEEDS} seeds"))
-    parser.add_argument("--per-task", action="store_true",
-                        help="also one figure per task: OUT-<task>.png and .pdf")
-    parser.add_argument("--merge-configs", action="store_true",
-                        help=("group runs by task and algorithm only, also when their configs "
-                              "differ (default: one group per config)"))
-    parser.add_argument("--table", metavar="PATH",
-                        help="also write the results table to PATH.md and PATH.csv")
-    parser.add_argument("--aggregate", metavar="PREFIX",
-                        help="aggregate statistics: PREFIX.md, .csv and the figure PREFIX.png, .pdf")
-    parser.add_argument("--normalise", default="minmax", metavar="minmax|none|FILE",
-                        help="per-task score normalisation for --aggregate (default minmax)")
-    parser.add_argument("--reps", type=positive_int, default=2000,
-                        help="bootstrap replications (default 2000)")
+    parser.add_argument(
+        "--out", default="curves.png", help="learning curves: writes OUT.png and OUT.pdf (default curves.png)"
+    )
+    parser.add_argument(
+        "--metric", default="eval_return", help="a progress.csv column (e.g. train_return, eval_win_rate)"
+    )
+    parser.add_argument(
+        "--smooth",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="trailing rolling mean over K logged points (curves only; default 1: none)",
+    )
+    parser.add_argument(
+        "--band",
+        choices=BANDS,
+        default="auto",
+        help=(
+            f"auto (default): min-max over seeds for groups of fewer than {FEW_SEEDS} "
+            "seeds, else ci; ci: 95%% t confidence band of the mean; std: mean ± 1 "
+            "std over seeds; minmax; none: no band"
+        ),
+    )
+    parser.add_argument(
+        "--seeds",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            f"draw (--seeds) or not (--no-seeds) each seed as a thin line; default: "
+            f"for groups of fewer than {FEW_SEEDS} seeds"
+        ),
+    )
+    parser.add_argument(
+        "--per-task", action="store_true", help="also one figure per task: OUT-<task>.png and .pdf"
+    )
+    parser.add_argument(
+        "--merge-configs",
+        action="store_true",
+        help=(
+            "group runs by task and algorithm only, also when their configs "
+            "differ (default: one group per config)"
+        ),
+    )
+    parser.add_argument(
+        "--table", metavar="PATH", help="also write the results table to PATH.md and PATH.csv"
+    )
+    parser.add_argument(
+        "--aggregate",
+        metavar="PREFIX",
+        help="aggregate statistics: PREFIX.md, .csv and the figure PREFIX.png, .pdf",
+    )
+    parser.add_argument(
+        "--normalise",
+        default="minmax",
+        metavar="minmax|none|FILE",
+        help="per-task score normalisation for --aggregate (default minmax)",
+    )
+    parser.add_argument(
+        "--reps", type=positive_int, default=2000, help="bootstrap replications (default 2000)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     args = parser.parse_args(argv)
     if args.normalise not in ("minmax", "none") and not Path(args.normalise).is_file():
-        parser.error(f"--normalise: minmax, none or a YAML file of reference scores, "
-                     f"not {args.normalise}")
+        parser.error(f"--normalise: minmax, none or a YAML file of reference scores, not {args.normalise}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     groups = group_runs(load_runs(args.paths), args.metric, by_config=not args.merge_configs)
-    written = plot_curves(groups, args.metric, args.out, args.smooth, args.band, args.seeds,
-                          per_task=args.per_task)
+    written = plot_curves(
+        groups, args.metric, args.out, args.smooth, args.band, args.seeds, per_task=args.per_task
+    )
     table = results_table(groups, args.metric)
     markdown = table_markdown(table)
     print(markdown)

@@ -7,6 +7,7 @@ settings (job scripts and requeued jobs pass the original command line again), a
 only the keys in `harl.config.RESUMABLE_OVERRIDES`; any other difference is refused, naming the
 key, the saved value and the new one.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -56,14 +57,14 @@ def keys_set_by(overrides: list[str], cfg: DictConfig) -> list[str]:
         else:
             keys.append(key)
     if presets:
-        without = _compose([o for o in overrides if o not in presets
-                            and override_key(o) not in IGNORED_OVERRIDES])
+        without = _compose(
+            [o for o in overrides if o not in presets and override_key(o) not in IGNORED_OVERRIDES]
+        )
         keys += [k for k in _differing_keys(cfg, without) if k not in keys]
     return keys
 
 
-def resume_config(cfg: DictConfig, overrides: list[str], source: str | Path
-                  ) -> tuple[DictConfig, Path, Path]:
+def resume_config(cfg: DictConfig, overrides: list[str], source: str | Path) -> tuple[DictConfig, Path, Path]:
     """(config to run, run dir, checkpoint) to continue the run at `source` (a run directory or
     a checkpoint file): its saved config, with the command line's allowed changes applied."""
     checkpoint = resolve_checkpoint(source)
@@ -78,9 +79,11 @@ def resume_config(cfg: DictConfig, overrides: list[str], source: str | Path
         if new == old:
             continue
         if key not in RESUMABLE_OVERRIDES:
-            raise ConfigError(f"cannot change {key!r} when resuming {run_dir}: the run was "
-                              f"trained with {old!r}, the command line gives {new!r}; keys that "
-                              f"may change: {', '.join(RESUMABLE_OVERRIDES)}")
+            raise ConfigError(
+                f"cannot change {key!r} when resuming {run_dir}: the run was "
+                f"trained with {old!r}, the command line gives {new!r}; keys that "
+                f"may change: {', '.join(RESUMABLE_OVERRIDES)}"
+            )
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
     saved.resume = str(checkpoint)
     # the saved run's own schema (not today's defaults, which may name another algo/env)
@@ -119,8 +122,12 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 # ---------------------------------------------------------------- run.json
 # SLURM's names for the job a run is part of (an array job's task has its own SLURM_JOB_ID)
-SLURM_VARS = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
-              "slurm_array_task_id": "SLURM_ARRAY_TASK_ID", "slurm_restart_count": "SLURM_RESTART_COUNT"}
+SLURM_VARS = {
+    "slurm_job_id": "SLURM_JOB_ID",
+    "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+    "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+    "slurm_restart_count": "SLURM_RESTART_COUNT",
+}
 # What a stop or failure records, cleared when the run starts again.
 OUTCOME_FIELDS = ("stopped_by", "stopped_at_env_steps", "error")
 
@@ -129,8 +136,9 @@ def slurm_info() -> dict[str, str]:
     return {key: os.environ[var] for key, var in SLURM_VARS.items() if var in os.environ}
 
 
-def write_run_info(run_dir: Path, cfg: DictConfig, how: str | None, env_steps: int = 0,
-                   overrides: list[str] | None = None) -> None:
+def write_run_info(
+    run_dir: Path, cfg: DictConfig, how: str | None, env_steps: int = 0, overrides: list[str] | None = None
+) -> None:
     """Write `run.json` at a start: what a run's results depend on, at a glance (config.yaml
     has everything) and its status. `how`: None for a new run, "resume" (resume=) or "requeue"
     (started again in its own directory, e.g. by SLURM); a continuation appends its start to
@@ -140,8 +148,9 @@ def write_run_info(run_dir: Path, cfg: DictConfig, how: str | None, env_steps: i
     if how is not None and path.is_file():
         info = json.loads(path.read_text())
         if how == "requeue":
-            info.setdefault("requeues", []).append({
-                "at": now, "env_steps": env_steps, "host": os.uname().nodename, **slurm_info()})
+            info.setdefault("requeues", []).append(
+                {"at": now, "env_steps": env_steps, "host": os.uname().nodename, **slurm_info()}
+            )
         else:
             info.setdefault("resumed_at", []).append(now)
         info["total_steps"] = cfg.total_steps
@@ -150,10 +159,19 @@ def write_run_info(run_dir: Path, cfg: DictConfig, how: str | None, env_steps: i
     else:
         # `overrides`: the command line as Hydra parsed it (under a launcher, sys.argv is the
         # launcher's own)
-        info = {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task, "seed": cfg.seed,
-                "n_envs": cfg.n_envs, "total_steps": cfg.total_steps, "started_at": now,
-                "command": " ".join(sys.argv), "overrides": list(overrides or []),
-                "host": os.uname().nodename, **slurm_info()}
+        info = {
+            "algo": cfg.algo.name,
+            "env": cfg.env.name,
+            "task": cfg.env.task,
+            "seed": cfg.seed,
+            "n_envs": cfg.n_envs,
+            "total_steps": cfg.total_steps,
+            "started_at": now,
+            "command": " ".join(sys.argv),
+            "overrides": list(overrides or []),
+            "host": os.uname().nodename,
+            **slurm_info(),
+        }
     info["status"] = "running"
     _write(path, info)
 

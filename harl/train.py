@@ -2,6 +2,7 @@
 
 Composes the config, seeds, builds envs, learner and runner, runs, and closes everything.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,9 @@ def uses_trainer_block(cfg: DictConfig) -> bool:
     return bool(cfg.trainer_block) and 0 < cfg.n_workers < cfg.n_envs
 
 
-def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None,
-        stop: StopRequest | None = None) -> dict[str, float]:
+def run(
+    cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, stop: StopRequest | None = None
+) -> dict[str, float]:
     """Train with a composed config, writing into `run_dir`. Returns the last eval metrics.
 
     `overrides`: the command line's overrides (they decide what a resume may change). `stop`:
@@ -59,17 +61,22 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     new_run_dir = how is None and not has_run_files(run_dir)
     try:
         if how is not None:
-            cfg, run_dir, checkpoint = resume_config(cfg, overrides or [],
-                                                     cfg.resume if how == "resume" else run_dir)
+            cfg, run_dir, checkpoint = resume_config(
+                cfg, overrides or [], cfg.resume if how == "resume" else run_dir
+            )
         else:
             checkpoint = None
         check_config(cfg)
         result = _train(cfg, run_dir, checkpoint, how, stop, overrides or [])
     except TrainingStopped as exc:
-        update_run_info(run_dir, status="stopped", stopped_by=signal_name(exc.signum),
-                        stopped_at_env_steps=exc.env_steps)
-        log.warning("%s; the checkpoint is saved. Continue with:  python -m harl.train resume=%s",
-                    exc, shlex.quote(str(run_dir)))
+        update_run_info(
+            run_dir, status="stopped", stopped_by=signal_name(exc.signum), stopped_at_env_steps=exc.env_steps
+        )
+        log.warning(
+            "%s; the checkpoint is saved. Continue with:  python -m harl.train resume=%s",
+            exc,
+            shlex.quote(str(run_dir)),
+        )
         raise
     except BaseException:
         if new_run_dir:
@@ -79,8 +86,14 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None
     return result
 
 
-def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | None,
-           stop: StopRequest | None, overrides: list[str]) -> dict[str, float]:
+def _train(
+    cfg: DictConfig,
+    run_dir: Path,
+    checkpoint: Path | None,
+    how: str | None,
+    stop: StopRequest | None,
+    overrides: list[str],
+) -> dict[str, float]:
     from envs import make_vec_env
     from harl.algos import learner_class
     from harl.common.device import configure_threads, resolve_device
@@ -106,19 +119,26 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
     learner_cls = learner_class(cfg.algo.name)  # fails early on an unknown algorithm
 
     kwargs = env_kwargs(cfg.env)
-    envs = make_vec_env(cfg.env.name, kwargs, n_envs=cfg.n_envs, n_workers=cfg.n_workers,
-                        seeds=env_seeds(cfg.seed, "train", cfg.n_envs),
-                        trainer_block=uses_trainer_block(cfg))
+    envs = make_vec_env(
+        cfg.env.name,
+        kwargs,
+        n_envs=cfg.n_envs,
+        n_workers=cfg.n_workers,
+        seeds=env_seeds(cfg.seed, "train", cfg.n_envs),
+        trainer_block=uses_trainer_block(cfg),
+    )
     eval_envs = None
     logger = None
     try:
         if cfg.eval_interval > 0 and cfg.eval_episodes > 0:
             n_eval = min(cfg.n_eval_envs, cfg.eval_episodes)
-            eval_envs = make_vec_env(cfg.env.name, kwargs, n_envs=n_eval, n_workers=0,
-                                     seeds=env_seeds(cfg.seed, "eval", n_eval))
+            eval_envs = make_vec_env(
+                cfg.env.name, kwargs, n_envs=n_eval, n_workers=0, seeds=env_seeds(cfg.seed, "eval", n_eval)
+            )
         spec = envs.spec
-        learner = learner_cls(algo_cfg, spec.observation_spaces, spec.action_spaces,
-                              spec.state_space, device, cfg.seed)
+        learner = learner_cls(
+            algo_cfg, spec.observation_spaces, spec.action_spaces, spec.state_space, device, cfg.seed
+        )
         checkpoints = CheckpointIO(run_dir, checkpoint_identity(cfg, spec))
         counters, restored = Counters(), None
         if checkpoint is not None:
@@ -126,24 +146,51 @@ def _train(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, how: str | N
             counters = restored.counters
             # before anything is logged: train.log is cut back to where the checkpoint was saved
             rewind_run_logs(run_dir, counters.env_steps, restored.log_positions)
-            log.info("%s from %s at %s env steps", "resumed" if how == "resume" else
-                     "continuing the run already in this directory", checkpoint,
-                     f"{counters.env_steps:,}")
+            log.info(
+                "%s from %s at %s env steps",
+                "resumed" if how == "resume" else "continuing the run already in this directory",
+                checkpoint,
+                f"{counters.env_steps:,}",
+            )
         elif start_over:
             rewind_run_logs(run_dir, 0, None)
         _say_how_exact(envs, eval_envs, restored)
         write_run_info(run_dir, cfg, how, counters.env_steps, overrides)
         tag = f"{cfg.algo.name} {cfg.env.name}/{cfg.env.task} seed {cfg.seed}"
         lc = cfg.logger
-        wandb = None if not lc.wandb else {
-            "project": lc.wandb_project, "entity": lc.wandb_entity, "group": lc.wandb_group,
-            "mode": lc.wandb_mode, "config": config_dict}
-        logger = RunLogger(run_dir, cfg.total_steps, tag, tensorboard=lc.tensorboard,
-                           resume_step=counters.env_steps if checkpoint is not None else None,
-                           wandb=wandb)
+        wandb = (
+            None
+            if not lc.wandb
+            else {
+                "project": lc.wandb_project,
+                "entity": lc.wandb_entity,
+                "group": lc.wandb_group,
+                "mode": lc.wandb_mode,
+                "config": config_dict,
+            }
+        )
+        logger = RunLogger(
+            run_dir,
+            cfg.total_steps,
+            tag,
+            tensorboard=lc.tensorboard,
+            resume_step=counters.env_steps if checkpoint is not None else None,
+            wandb=wandb,
+        )
         _print_banner(cfg, spec, device, run_dir)
-        runner = make_runner(learner.runner, cfg, learner, envs, eval_envs, logger, checkpoints,
-                             counters, device, config_dict, stop)
+        runner = make_runner(
+            learner.runner,
+            cfg,
+            learner,
+            envs,
+            eval_envs,
+            logger,
+            checkpoints,
+            counters,
+            device,
+            config_dict,
+            stop,
+        )
         if restored is not None:
             runner.resume_loop = restored.loop
         try:
@@ -169,16 +216,24 @@ def _say_how_exact(envs: Any, eval_envs: Any, restored: Any) -> None:
     reasons = [r for r in (envs.state_support(), eval_envs and eval_envs.state_support()) if r]
     if restored is None:
         if reasons:
-            log.info("%s: a resume of this run will restart its episodes (weights, optimisers, "
-                     "counters and RNGs are restored exactly)", "; ".join(reasons))
+            log.info(
+                "%s: a resume of this run will restart its episodes (weights, optimisers, "
+                "counters and RNGs are restored exactly)",
+                "; ".join(reasons),
+            )
         return
     if restored.format_version < 2:
-        log.warning("this checkpoint is from before exact resume (format %d): the envs restart "
-                    "their episodes, so the run continues, but not exactly as it would have",
-                    restored.format_version)
+        log.warning(
+            "this checkpoint is from before exact resume (format %d): the envs restart "
+            "their episodes, so the run continues, but not exactly as it would have",
+            restored.format_version,
+        )
     elif restored.loop is None:
-        log.warning("%s: the envs restart their episodes (weights, optimisers, counters and "
-                    "RNGs are restored exactly)", "; ".join(reasons) or "no env state was saved")
+        log.warning(
+            "%s: the envs restart their episodes (weights, optimisers, counters and "
+            "RNGs are restored exactly)",
+            "; ".join(reasons) or "no env state was saved",
+        )
 
 
 # What harl writes into a run directory; a directory holding none of these is not (yet) a run.
@@ -219,13 +274,18 @@ def _print_banner(cfg: DictConfig, spec: Any, device: Any, run_dir: Path) -> Non
         table.add_row(name, str(o), str(a))
     console = banner_console()
     console.print(table)
-    console.print(f"state {spec.state_space.shape} | device {device} | {cfg.n_envs} envs on "
-                  f"{cfg.n_workers or 'no'} worker processes | {cfg.total_steps:,} env steps")
+    console.print(
+        f"state {spec.state_space.shape} | device {device} | {cfg.n_envs} envs on "
+        f"{cfg.n_workers or 'no'} worker processes | {cfg.total_steps:,} env steps"
+    )
     # one line each, whatever the width: they are copied into resume= (markup and highlighting
     # off, so that the path prints exactly as it is)
     console.print(f"run dir {run_dir}", markup=False, highlight=False)
-    console.print(f"continue it with: python -m harl.train resume={shlex.quote(str(run_dir))}",
-                  markup=False, highlight=False)
+    console.print(
+        f"continue it with: python -m harl.train resume={shlex.quote(str(run_dir))}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def banner_console() -> Any:
@@ -269,9 +329,11 @@ def main(cfg: DictConfig) -> float | None:
         stop.chain()  # e.g. submitit's SIGUSR2 handler: requeue the job
         sys.exit(exc.exit_code)  # interrupted, not success (run() said how to continue)
     except KeyboardInterrupt:
-        log.warning("stopped at once (second Ctrl-C): nothing was saved now; the last "
-                    "checkpoint on disk is intact and resume=%s continues from it",
-                    shlex.quote(str(hc.runtime.output_dir)))
+        log.warning(
+            "stopped at once (second Ctrl-C): nothing was saved now; the last "
+            "checkpoint on disk is intact and resume=%s continues from it",
+            shlex.quote(str(hc.runtime.output_dir)),
+        )
         sys.exit(130)
     return result.get("eval_return")  # lets Hydra sweepers optimise the final eval return
 

@@ -1,4 +1,5 @@
 """Loop pieces every runner shares: counters, cadence, evaluation, logging rows, checkpoints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -28,9 +29,9 @@ from harl.common.checkpoint import (
 from harl.common.seeding import rng_state, set_rng_state
 from harl.common.stopping import StopRequest
 from harl.logging import RunLogger
-from harl.logging.run_logger import format_duration
 from harl.logging.marl_eval import METRICS_FILE, MarlEvalLog, episode_metrics
 from harl.logging.rewind import log_positions
+from harl.logging.run_logger import format_duration
 
 log = logging.getLogger("harl")
 
@@ -44,9 +45,14 @@ class ActingPolicy(Protocol):
 
     def initial_hidden(self, n_envs: int) -> list[torch.Tensor | None]: ...
 
-    def act(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None],
-            hidden: list[torch.Tensor | None] | None, resets: torch.Tensor | None,
-            deterministic: bool) -> tuple[list[torch.Tensor], Any, list[torch.Tensor | None]]: ...
+    def act(
+        self,
+        obs: list[torch.Tensor],
+        avail: list[torch.Tensor | None],
+        hidden: list[torch.Tensor | None] | None,
+        resets: torch.Tensor | None,
+        deterministic: bool,
+    ) -> tuple[list[torch.Tensor], Any, list[torch.Tensor | None]]: ...
 
 
 L = TypeVar("L", bound=Learner)
@@ -59,7 +65,7 @@ class Counters:
     env_steps: int = 0
     iteration: int = 0
     episodes: int = 0
-    wall_time: float = 0.0        # seconds of training so far, summed over resumed sessions
+    wall_time: float = 0.0  # seconds of training so far, summed over resumed sessions
     next_log: int = 0
     next_eval: int = 0
     next_save: int = 0
@@ -78,11 +84,15 @@ def due(counters: Counters, name: str, interval: int) -> bool:
     return True
 
 
-def obs_to_tensors(vobs: VecObs, device: torch.device
-                   ) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor | None]]:
+def obs_to_tensors(
+    vobs: VecObs, device: torch.device
+) -> tuple[list[torch.Tensor], torch.Tensor, list[torch.Tensor | None]]:
     as_t = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
-    return ([as_t(o) for o in vobs.obs], as_t(vobs.state),
-            [None if a is None else as_t(a) for a in vobs.avail])
+    return (
+        [as_t(o) for o in vobs.obs],
+        as_t(vobs.state),
+        [None if a is None else as_t(a) for a in vobs.avail],
+    )
 
 
 def actions_to_numpy(actions: Sequence[torch.Tensor]) -> list[np.ndarray]:
@@ -105,8 +115,11 @@ class EpisodeTracker:
         self.finished += len(episode_infos)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths),
-                "finished": self.finished}
+        return {
+            "returns": list(self.recent_returns),
+            "lengths": list(self.recent_lengths),
+            "finished": self.finished,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.recent_returns.clear()
@@ -119,9 +132,11 @@ class EpisodeTracker:
         """Mean return/length of the episodes ended since the last call (NaN if none)."""
         if not self.recent_returns:
             return {"train_return": float("nan"), "train_length": float("nan"), "train_episodes": 0}
-        out = {"train_return": float(np.mean(self.recent_returns)),
-               "train_length": float(np.mean(self.recent_lengths)),
-               "train_episodes": len(self.recent_returns)}
+        out = {
+            "train_return": float(np.mean(self.recent_returns)),
+            "train_length": float(np.mean(self.recent_lengths)),
+            "train_episodes": len(self.recent_returns),
+        }
         self.recent_returns.clear()
         self.recent_lengths.clear()
         return out
@@ -132,14 +147,17 @@ class EvalResult(dict):
     eval_win_rate when the env reports `battle_won`), with the per-episode values it came from
     as attributes: `returns`, `lengths` and `won` (None without win information)."""
 
-    def __init__(self, returns: Sequence[float], lengths: Sequence[int],
-                 won: Sequence[bool] | None = None) -> None:
+    def __init__(
+        self, returns: Sequence[float], lengths: Sequence[int], won: Sequence[bool] | None = None
+    ) -> None:
         self.returns = [float(r) for r in returns]
         self.lengths = [int(n) for n in lengths]
         self.won = None if won is None else [bool(w) for w in won]
-        super().__init__(eval_return=float(np.mean(self.returns)),
-                         eval_return_std=float(np.std(self.returns)),
-                         eval_length=float(np.mean(self.lengths)))
+        super().__init__(
+            eval_return=float(np.mean(self.returns)),
+            eval_return_std=float(np.std(self.returns)),
+            eval_length=float(np.mean(self.lengths)),
+        )
         if self.won is not None:
             self["eval_win_rate"] = float(np.mean(self.won))
 
@@ -148,17 +166,24 @@ class EvalResult(dict):
 
 
 @overload
-def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device,
-             should_stop: None = None) -> EvalResult: ...
+def evaluate(
+    policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device, should_stop: None = None
+) -> EvalResult: ...
 
 
 @overload
-def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device,
-             should_stop: Callable[[], bool]) -> EvalResult | None: ...
+def evaluate(
+    policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device, should_stop: Callable[[], bool]
+) -> EvalResult | None: ...
 
 
-def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.device,
-             should_stop: Callable[[], bool] | None = None) -> EvalResult | None:
+def evaluate(
+    policy: ActingPolicy,
+    env: VecEnv,
+    n_episodes: int,
+    device: torch.device,
+    should_stop: Callable[[], bool] | None = None,
+) -> EvalResult | None:
     """Run exactly `n_episodes` episodes with deterministic actions.
 
     Env j runs a fixed quota of episodes, so short episodes are not over-represented.
@@ -192,8 +217,12 @@ def evaluate(policy: ActingPolicy, env: VecEnv, n_episodes: int, device: torch.d
 
 def checkpoint_identity(cfg: Any, spec: Any) -> dict[str, Any]:
     """What a checkpoint must match to be loaded into a run: algorithm, env, task and spaces."""
-    return {"algo": cfg.algo.name, "env": cfg.env.name, "task": cfg.env.task,
-            "spaces": [repr(s) for s in spec.observation_spaces + spec.action_spaces]}
+    return {
+        "algo": cfg.algo.name,
+        "env": cfg.env.name,
+        "task": cfg.env.task,
+        "spaces": [repr(s) for s in spec.observation_spaces + spec.action_spaces],
+    }
 
 
 class CheckpointIO:
@@ -204,13 +233,25 @@ class CheckpointIO:
         # what must match for a checkpoint to be loadable into this run
         self.identity = identity
 
-    def save(self, learner: Learner, counters: Counters, config: dict[str, Any],
-             best: bool = False, loop: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        learner: Learner,
+        counters: Counters,
+        config: dict[str, Any],
+        best: bool = False,
+        loop: dict[str, Any] | None = None,
+    ) -> Path:
         """`loop`: the runner's `loop_state()` (None: a resume restarts the episodes)."""
-        payload = {"identity": self.identity, "learner": learner.state_dict(),
-                   "counters": dataclasses.asdict(counters), "rng": rng_state(), "config": config,
-                   # where the text logs stood, so that a resume can cut them back to here
-                   "log_positions": log_positions(self.dir.parent), "loop": loop}
+        payload = {
+            "identity": self.identity,
+            "learner": learner.state_dict(),
+            "counters": dataclasses.asdict(counters),
+            "rng": rng_state(),
+            "config": config,
+            # where the text logs stood, so that a resume can cut them back to here
+            "log_positions": log_positions(self.dir.parent),
+            "loop": loop,
+        }
         path = self.dir / LATEST
         save_checkpoint(payload, path)
         if best:
@@ -223,8 +264,10 @@ class CheckpointIO:
         theirs = payload.get("identity", {})
         for key, ours in self.identity.items():
             if theirs.get(key) != ours:
-                raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run: {key} is "
-                                      f"{theirs.get(key)!r} there, {ours!r} here")
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} does not fit this run: {key} is "
+                    f"{theirs.get(key)!r} there, {ours!r} here"
+                )
         return payload
 
     def load_learner(self, path: str | Path, learner: Learner, device: torch.device) -> dict[str, Any]:
@@ -234,16 +277,21 @@ class CheckpointIO:
         try:
             learner.load_state_dict(payload["learner"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {str(path)!r} does not match the networks of this "
-                                  f"run: {exc}") from None
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not match the networks of this run: {exc}"
+            ) from None
         return payload
 
     def restore(self, path: str | Path, learner: Learner, device: torch.device) -> Restored:
         """Load the learner and RNG states; returns what else the checkpoint holds."""
         payload = self.load_learner(path, learner, device)
         set_rng_state(payload["rng"])
-        return Restored(Counters(**payload["counters"]), payload.get("log_positions"),
-                        payload.get("loop"), int(payload["format_version"]))
+        return Restored(
+            Counters(**payload["counters"]),
+            payload.get("log_positions"),
+            payload.get("loop"),
+            int(payload["format_version"]),
+        )
 
 
 @dataclasses.dataclass
@@ -365,10 +413,19 @@ class Runner:
     between iterations once a stop signal arrived. Subclasses implement `start` and
     `iteration`."""
 
-    def __init__(self, cfg: Any, learner: Any, envs: VecEnv, eval_envs: VecEnv | None,
-                 logger: RunLogger, checkpoints: CheckpointIO, counters: Counters,
-                 device: torch.device, config_dict: dict[str, Any],
-                 stop: StopRequest | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        learner: Any,
+        envs: VecEnv,
+        eval_envs: VecEnv | None,
+        logger: RunLogger,
+        checkpoints: CheckpointIO,
+        counters: Counters,
+        device: torch.device,
+        config_dict: dict[str, Any],
+        stop: StopRequest | None = None,
+    ) -> None:
         self.cfg, self.learner, self.envs, self.eval_envs = cfg, learner, envs, eval_envs
         self.logger, self.checkpoints, self.counters = logger, checkpoints, counters
         self.device, self.config_dict = device, config_dict
@@ -387,8 +444,14 @@ class Runner:
         # checkpoint had reached.
         self.metrics: MarlEvalLog | None = None
         if eval_envs is not None:
-            self.metrics = MarlEvalLog(checkpoints.dir.parent / METRICS_FILE, cfg.env.name, cfg.env.task,
-                                       cfg.algo.name, cfg.seed, keep_until=counters.env_steps)
+            self.metrics = MarlEvalLog(
+                checkpoints.dir.parent / METRICS_FILE,
+                cfg.env.name,
+                cfg.env.task,
+                cfg.algo.name,
+                cfg.seed,
+                keep_until=counters.env_steps,
+            )
 
     def run(self) -> dict[str, float]:
         """Train until `total_steps`; returns the last evaluation's metrics.
@@ -426,8 +489,13 @@ class Runner:
         eval_envs = None if self.eval_envs is None else self.eval_envs.get_state()
         if envs is None or (self.eval_envs is not None and eval_envs is None):
             return None
-        return {"envs": envs, "eval_envs": eval_envs, "vobs": self._vobs,
-                "tracker": self.tracker.state_dict(), "carried": self.carried_state()}
+        return {
+            "envs": envs,
+            "eval_envs": eval_envs,
+            "vobs": self._vobs,
+            "tracker": self.tracker.state_dict(),
+            "carried": self.carried_state(),
+        }
 
     def load_loop_state(self, state: dict[str, Any]) -> None:
         """Continue from a `loop_state()` instead of `start()`."""
@@ -483,9 +551,12 @@ class Runner:
         """A resumed run that had already reached `total_steps`: nothing to train; finish the
         absolute evaluation if a stop had cut it short."""
         c = self.cfg
-        log.warning("this run is complete: %s of %s env steps trained; pass a larger "
-                    "total_steps=... with resume= to train it further", f"{self.counters.env_steps:,}",
-                    f"{c.total_steps:,}")
+        log.warning(
+            "this run is complete: %s of %s env steps trained; pass a larger "
+            "total_steps=... with resume= to train it further",
+            f"{self.counters.env_steps:,}",
+            f"{c.total_steps:,}",
+        )
         if self.metrics is not None and not self.metrics.has_absolute():
             self.absolute_evaluation()
             if self.absolute_eval is None:
@@ -507,9 +578,16 @@ class Runner:
             if self.metrics is not None:
                 self.metrics.record_step(counters.env_steps, result.marl_eval_metrics())
         if due(counters, "log", c.log_interval) or row or last:
-            row.update({"env_steps": counters.env_steps, "iteration": counters.iteration,
-                        "wall_time": counters.wall_time, "fps": clock.fps(),
-                        **self.tracker.pop_summary(), **train_info})
+            row.update(
+                {
+                    "env_steps": counters.env_steps,
+                    "iteration": counters.iteration,
+                    "wall_time": counters.wall_time,
+                    "fps": clock.fps(),
+                    **self.tracker.pop_summary(),
+                    **train_info,
+                }
+            )
             self.logger.write(row)
             self.logger.console(row, clock.eta_text(c.total_steps))
         best = self._record_best(row)
@@ -528,24 +606,33 @@ class Runner:
         state: dict[str, Any] | None = None
         if best_path.is_file():
             payload = self.checkpoints.read(best_path, self.device)
-            state, source = payload["learner"], (f"{best_path} (env step "
-                                                 f"{payload['counters']['env_steps']:,})")
+            state, source = (
+                payload["learner"],
+                (f"{best_path} (env step {payload['counters']['env_steps']:,})"),
+            )
         log.info("absolute metrics: evaluating %s on %d episodes", source, n_episodes)
         assert self.eval_envs is not None  # metrics.json is kept only when evaluation is on
         with contextlib.ExitStack() as stack:
-            policy = self.learner if state is None else stack.enter_context(
-                saved_weights(self.learner, state))
-            result = evaluate(policy, self.eval_envs, n_episodes, self.device,
-                              should_stop=lambda: self.stop.requested)
+            policy = (
+                self.learner if state is None else stack.enter_context(saved_weights(self.learner, state))
+            )
+            result = evaluate(
+                policy, self.eval_envs, n_episodes, self.device, should_stop=lambda: self.stop.requested
+            )
         if result is None:
-            log.warning("absolute evaluation skipped (stop requested); resume=%s runs it",
-                        self.checkpoints.dir.parent)
+            log.warning(
+                "absolute evaluation skipped (stop requested); resume=%s runs it", self.checkpoints.dir.parent
+            )
             return None
         self.absolute_eval = result
         if self.metrics is not None:
             self.metrics.record_absolute(result.marl_eval_metrics())
-        log.info("absolute metrics: return %.4g ± %.4g, length %.1f", result["eval_return"],
-                 result["eval_return_std"], result["eval_length"])
+        log.info(
+            "absolute metrics: return %.4g ± %.4g, length %.1f",
+            result["eval_return"],
+            result["eval_return_std"],
+            result["eval_length"],
+        )
         return result
 
     def collect(self) -> None:
@@ -566,8 +653,9 @@ class Runner:
         self._saved_at = self.counters.env_steps
 
     def write_checkpoint(self, best: bool) -> None:
-        path = self.checkpoints.save(self.learner, self.counters, self.config_dict, best=best,
-                                     loop=self.loop_state())
+        path = self.checkpoints.save(
+            self.learner, self.counters, self.config_dict, best=best, loop=self.loop_state()
+        )
         log.debug("checkpoint written to %s", path)
 
 
@@ -590,7 +678,7 @@ class BufferedRunner(Runner):
     an iteration collects `train_interval` env steps, and with `algo.save_replay_buffer` the
     buffer is checkpointed to `checkpoints/replay.pt` and restored on resume."""
 
-    buffer_name = "replay buffer"   # for messages
+    buffer_name = "replay buffer"  # for messages
     buffer_unit = "transitions"
 
     def __init__(self, cfg: Any, learner: Any, *args: Any) -> None:
@@ -613,25 +701,51 @@ class BufferedRunner(Runner):
         super().write_checkpoint(best)
         if self.cfg.algo.save_replay_buffer:
             # no copy: the buffer does not change while it is written
-            save_checkpoint({"env_steps": self.counters.env_steps,
-                             "buffer": self.buffer.state_dict(copy=False)}, self.replay_path)
+            save_checkpoint(
+                {"env_steps": self.counters.env_steps, "buffer": self.buffer.state_dict(copy=False)},
+                self.replay_path,
+            )
 
     def _restore_buffer(self) -> None:
         name = self.buffer_name
         if not self.replay_path.is_file():
-            log.warning("resuming with an empty %s (no %s; set algo.save_replay_buffer=true to "
-                        "checkpoint it): training restarts once it holds %d %s", name,
-                        self.replay_path, self.needed_to_train(), self.buffer_unit)
+            log.warning(
+                "resuming with an empty %s (no %s; set algo.save_replay_buffer=true to "
+                "checkpoint it): training restarts once it holds %d %s",
+                name,
+                self.replay_path,
+                self.needed_to_train(),
+                self.buffer_unit,
+            )
             return
         payload = load_checkpoint(self.replay_path, map_location=self.buffer.device)
         if payload["env_steps"] != self.counters.env_steps:
-            log.warning("the saved %s is from env step %s, the checkpoint from %s: using it", name,
-                        f"{payload['env_steps']:,}", f"{self.counters.env_steps:,}")
+            log.warning(
+                "the saved %s is from env step %s, the checkpoint from %s: using it",
+                name,
+                f"{payload['env_steps']:,}",
+                f"{self.counters.env_steps:,}",
+            )
         self.buffer.load_state_dict(payload["buffer"])
         log.info("%s restored: %s %s", name, f"{len(self.buffer):,}", self.buffer_unit)
 
 
-__all__ = ["BufferedRunner", "checkpoint_identity", "mean_infos", "ABSOLUTE_EPISODES_FACTOR",
-           "ActingPolicy", "CheckpointIO", "Counters", "EpisodeTracker", "EvalResult", "RunLogger",
-           "Runner", "Stopwatch", "actions_to_numpy", "due", "evaluate", "obs_to_tensors",
-           "saved_weights"]
+__all__ = [
+    "BufferedRunner",
+    "checkpoint_identity",
+    "mean_infos",
+    "ABSOLUTE_EPISODES_FACTOR",
+    "ActingPolicy",
+    "CheckpointIO",
+    "Counters",
+    "EpisodeTracker",
+    "EvalResult",
+    "RunLogger",
+    "Runner",
+    "Stopwatch",
+    "actions_to_numpy",
+    "due",
+    "evaluate",
+    "obs_to_tensors",
+    "saved_weights",
+]

@@ -9,6 +9,7 @@ env and stores an episode when its env reports the end (with the true final obse
 starts once the buffer holds max(batch_size, warmup_episodes) episodes. Evaluation is
 `runners.base.evaluate` (greedy actions, hidden state carried and reset at episode starts).
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,11 @@ class EpisodicRunner(BufferedRunner):
 
     def carried_state(self) -> dict[str, Any]:
         # the episodes in progress live in the buffer's staging area, saved or not
-        return {"hidden": self._to_cpu(self._hidden), "resets": self._to_cpu(self._resets),
-                "partial_episodes": self.buffer.partial_state()}
+        return {
+            "hidden": self._to_cpu(self._hidden),
+            "resets": self._to_cpu(self._resets),
+            "partial_episodes": self.buffer.partial_state(),
+        }
 
     def load_carried_state(self, state: dict[str, Any]) -> None:
         self._hidden = self._to_device(state["hidden"])
@@ -78,8 +82,17 @@ class EpisodicRunner(BufferedRunner):
             obs, state, avail = obs_to_tensors(vobs, dev)
             actions, _, self._hidden = learner.act(obs, avail, self._hidden, self._resets)
             step = self.envs.step(actions_to_numpy(actions))
-            self.buffer.add_step(obs, state, avail, actions, step.rewards.mean(-1), step.terminated,
-                                 step.truncated, step.final_obs, step.final_state)
+            self.buffer.add_step(
+                obs,
+                state,
+                avail,
+                actions,
+                step.rewards.mean(-1),
+                step.terminated,
+                step.truncated,
+                step.final_obs,
+                step.final_state,
+            )
             self.tracker.record(step.episode_infos)
             self._resets = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
             self.counters.env_steps += self.envs.n_envs

@@ -5,6 +5,7 @@ The first `warmup_steps` env steps use uniformly random actions (among available
 discrete agents). Training starts once the warm-up is over and the buffer holds a batch. The
 update rule belongs to the learner (`learner.train(buffer)` is one gradient iteration).
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,12 @@ from runners.base import BufferedRunner, actions_to_numpy, mean_infos, obs_to_te
 log = logging.getLogger("harl")
 
 
-def random_actions(action_spaces: Sequence[ActionSpace], avail: Sequence[torch.Tensor | None],
-                   n_envs: int, device: torch.device) -> list[torch.Tensor]:
+def random_actions(
+    action_spaces: Sequence[ActionSpace],
+    avail: Sequence[torch.Tensor | None],
+    n_envs: int,
+    device: torch.device,
+) -> list[torch.Tensor]:
     """Uniform actions per agent (torch's global RNG, which checkpoints restore)."""
     actions = []
     for space, mask in zip(action_spaces, avail):
@@ -93,14 +98,26 @@ class OffPolicyRunner(BufferedRunner):
             step = self.envs.step(actions_to_numpy(actions))
             done = torch.as_tensor(step.done, device=dev)
             # the final step's masks are not reported
-            next_avail = [None if m is None
-                          else torch.where(done[:, None], 1.0, torch.as_tensor(m, device=dev))
-                          for m in step.next.avail]
+            next_avail = [
+                None if m is None else torch.where(done[:, None], 1.0, torch.as_tensor(m, device=dev))
+                for m in step.next.avail
+            ]
             next_alive = torch.as_tensor(step.alive, dtype=torch.float32, device=dev)
             # at episode ends next_obs is the true final observation, not the reset one
-            self.buffer.add(obs, state, avail, actions, step.rewards.mean(-1),
-                            step.terminated, step.truncated, step.final_obs, step.final_state,
-                            next_avail, self._alive, next_alive)
+            self.buffer.add(
+                obs,
+                state,
+                avail,
+                actions,
+                step.rewards.mean(-1),
+                step.terminated,
+                step.truncated,
+                step.final_obs,
+                step.final_state,
+                next_avail,
+                self._alive,
+                next_alive,
+            )
             self.tracker.record(step.episode_infos)
             # a finished env starts its next episode with every agent alive
             self._alive = torch.where(done[:, None], 1.0, next_alive)

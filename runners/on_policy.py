@@ -3,6 +3,7 @@
 It only moves data between the vectorised env and the learner; the update rule (HAPPO's
 sequential scheme, MAPPO's simultaneous one, ...) belongs to the learner.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,12 @@ class OnPolicyRunner(Runner):
         self._resets = torch.ones(n_envs, device=self.device)
 
     def carried_state(self) -> dict[str, Any]:
-        return {"alive": self._to_cpu(self._alive), "actor_h": self._to_cpu(self._actor_h),
-                "critic_h": self._to_cpu(self._critic_h), "resets": self._to_cpu(self._resets)}
+        return {
+            "alive": self._to_cpu(self._alive),
+            "actor_h": self._to_cpu(self._actor_h),
+            "critic_h": self._to_cpu(self._critic_h),
+            "resets": self._to_cpu(self._resets),
+        }
 
     def load_carried_state(self, state: dict[str, Any]) -> None:
         self._alive = self._to_device(state["alive"])
@@ -108,12 +113,14 @@ class OnPolicyRunner(Runner):
         """Store V(true final state) of the episodes a time limit cut at step t."""
         learner, dev = self.learner, self.device
         rows = torch.from_numpy(step.truncated).to(dev)
-        final_in = learner.critic_inputs(torch.as_tensor(step.final_state[step.truncated], device=dev),
-                                         [torch.as_tensor(o[step.truncated], device=dev)
-                                          for o in step.final_obs])
+        final_in = learner.critic_inputs(
+            torch.as_tensor(step.final_state[step.truncated], device=dev),
+            [torch.as_tensor(o[step.truncated], device=dev) for o in step.final_obs],
+        )
         # a recurrent critic continues the episode's own hidden state into its final state
         self.buffer.final_values[t, rows] = learner.values(
-            final_in, None if critic_h is None else critic_h[rows])[0]
+            final_in, None if critic_h is None else critic_h[rows]
+        )[0]
 
 
 def _zero_where(h: torch.Tensor | None, resets: torch.Tensor) -> torch.Tensor | None:

@@ -1,4 +1,5 @@
 """One walker for comparing nested results (dataclasses, dicts, lists, tuples) leaf by leaf."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,5 +1,6 @@
 """Synthetic rollouts for learner tests: random observations, the learner's own sampled
 actions, hidden states and critic inputs exactly as the on-policy runner stores them."""
+
 from __future__ import annotations
 
 import torch
@@ -8,8 +9,9 @@ from gymnasium import spaces
 from harl.buffers.rollout import RolloutBuffer
 
 
-def fill_buffer(learner, state_dim: int, T: int, E: int, seed: int = 0,
-                episode_end: tuple[int, int] | None = None) -> RolloutBuffer:
+def fill_buffer(
+    learner, state_dim: int, T: int, E: int, seed: int = 0, episode_end: tuple[int, int] | None = None
+) -> RolloutBuffer:
     """A rollout of T steps from E envs. `episode_end=(t, e)`: env e terminates at step t."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -18,8 +20,9 @@ def fill_buffer(learner, state_dim: int, T: int, E: int, seed: int = 0,
     resets = torch.ones(E)
     for t in range(T):
         obs = [torch.randn(E, s.shape[0], generator=g) for s in learner.observation_spaces]
-        avail = [torch.ones(E, int(a.n)) if isinstance(a, spaces.Discrete) else None
-                 for a in learner.action_spaces]
+        avail = [
+            torch.ones(E, int(a.n)) if isinstance(a, spaces.Discrete) else None for a in learner.action_spaces
+        ]
         for i in range(learner.n_agents):
             buf.obs[i][t], buf.active[i][t] = obs[i], 1.0
             if avail[i] is not None:

@@ -8,6 +8,7 @@
 write of a checkpoint, before its rename). The signals go to this very process with
 `os.kill`, so they arrive at that point deterministically; everything else is the real command.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,14 @@ from pathlib import Path
 from typing import Any
 
 
-def fire_on_call(target: Any, name: str, call: int, action: Callable[[], None],
-                 when: Callable[..., bool] = lambda *args: True,
-                 set_attr: Callable[[Any, str, Any], None] = setattr) -> None:
+def fire_on_call(
+    target: Any,
+    name: str,
+    call: int,
+    action: Callable[[], None],
+    when: Callable[..., bool] = lambda *args: True,
+    set_attr: Callable[[Any, str, Any], None] = setattr,
+) -> None:
     """Replace target.name by a wrapper that runs `action()` just before its `call`-th call
     (counting the calls whose arguments satisfy `when`). `set_attr`: how to install it (a
     pytest monkeypatch's setattr undoes it after the test)."""
@@ -52,8 +58,13 @@ def main() -> None:
 
         # training envs are built first; evaluation envs are the ones the test marks small
         is_eval = moment == "eval"
-        fire_on_call(VecEnv, "step", call_no, _send(signums),
-                     when=lambda env, *a: getattr(env, "_harl_eval", False) == is_eval)
+        fire_on_call(
+            VecEnv,
+            "step",
+            call_no,
+            _send(signums),
+            when=lambda env, *a: getattr(env, "_harl_eval", False) == is_eval,
+        )
         original_init = VecEnv.__init__
         made: list[VecEnv] = []
 

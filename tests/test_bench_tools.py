@@ -1,4 +1,5 @@
 """The benchmark tools run and report (figures are not checked: speed is not a test)."""
+
 from __future__ import annotations
 
 import sys
@@ -13,9 +14,19 @@ import bench_compare  # noqa: E402
 
 
 def test_bench_compare_reads_the_steady_rate_of_a_real_bench_run():
-    rate = bench_compare.steady_rate(ROOT, ["env=mpe", "n_envs=2", "rollout_length=20", "total_steps=160",
-                                            "log_interval=40", "algo.hidden_sizes=[16,16]",
-                                            "algo.ppo_epoch=1", "algo.critic_epoch=1"])
+    rate = bench_compare.steady_rate(
+        ROOT,
+        [
+            "env=mpe",
+            "n_envs=2",
+            "rollout_length=20",
+            "total_steps=160",
+            "log_interval=40",
+            "algo.hidden_sizes=[16,16]",
+            "algo.ppo_epoch=1",
+            "algo.critic_epoch=1",
+        ],
+    )
     assert rate > 0
 
 

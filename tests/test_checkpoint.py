@@ -1,4 +1,5 @@
 """Checkpoint files are written atomically and bad ones give clear errors."""
+
 import pytest
 import torch
 

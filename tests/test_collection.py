@@ -6,6 +6,7 @@ The runner is driven through its real loop (`run()`: reset, collect, train, log,
 the learner's `train` replaced by a snapshot of the buffer, so the networks never change and
 every stored value can be recomputed from the env's log.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,16 +36,16 @@ STATE_DIM = 4
 class Record:
     """One env step as the env saw it."""
 
-    obs: list[np.ndarray]          # what the agents observed before acting
+    obs: list[np.ndarray]  # what the agents observed before acting
     state: np.ndarray
-    avail: np.ndarray              # agent 1's action mask before acting
-    alive: np.ndarray              # agents alive at the START of the step
-    first: bool                    # the step starts an episode
-    actions: list[np.ndarray]      # what the env received
+    avail: np.ndarray  # agent 1's action mask before acting
+    alive: np.ndarray  # agents alive at the START of the step
+    first: bool  # the step starts an episode
+    actions: list[np.ndarray]  # what the env received
     rewards: np.ndarray
     terminated: bool
     truncated: bool
-    final_obs: list[np.ndarray]    # what the env returned (before any auto-reset)
+    final_obs: list[np.ndarray]  # what the env returned (before any auto-reset)
     final_state: np.ndarray
 
 
@@ -60,7 +61,11 @@ class ScriptedEnv(MultiAgentEnv):
             agents=["box", "discrete"],
             observation_spaces=[spaces.Box(-10, 10, (d,)) for d in OBS_DIMS],
             action_spaces=[spaces.Box(-1, 1, (2,)), spaces.Discrete(3)],
-            state_space=spaces.Box(-10, 10, (STATE_DIM,)), episode_limit=5, name="scripted", task="t")
+            state_space=spaces.Box(-10, 10, (STATE_DIM,)),
+            episode_limit=5,
+            name="scripted",
+            task="t",
+        )
         self.records: list[Record] = []
         self.id, self.k = None, -1
 
@@ -80,8 +85,14 @@ class ScriptedEnv(MultiAgentEnv):
     def step(self, actions) -> StepResult:
         a0, a1 = np.asarray(actions[0], np.float32).copy(), int(np.asarray(actions[1]).reshape(()))
         assert self._avail()[a1] == 1, "the policy took an unavailable action"
-        before = dict(obs=self._obs(), state=self._state(), avail=self._avail(), alive=self.alive.copy(),
-                      first=self.c == 0, actions=[a0, np.array([a1])])
+        before = dict(
+            obs=self._obs(),
+            state=self._state(),
+            avail=self._avail(),
+            alive=self.alive.copy(),
+            first=self.c == 0,
+            actions=[a0, np.array([a1])],
+        )
         rewards = np.array([self.c + 10 * self.k + a0[0], -0.5 * self.c + a1], np.float32)
         self.c += 1
         done = self.c >= self.length
@@ -89,14 +100,30 @@ class ScriptedEnv(MultiAgentEnv):
         truncated = done and not terminated
         self.alive = np.array([True, self.c < self.length - 1])
         obs, state = self._obs(), self._state()
-        self.records.append(Record(**before, rewards=rewards, terminated=terminated, truncated=truncated,
-                                   final_obs=obs, final_state=state))
-        return StepResult(obs, state, rewards, terminated, truncated,
-                          {"avail_actions": [None, self._avail()], "alive": self.alive.tolist()})
+        self.records.append(
+            Record(
+                **before,
+                rewards=rewards,
+                terminated=terminated,
+                truncated=truncated,
+                final_obs=obs,
+                final_state=state,
+            )
+        )
+        return StepResult(
+            obs,
+            state,
+            rewards,
+            terminated,
+            truncated,
+            {"avail_actions": [None, self._avail()], "alive": self.alive.tolist()},
+        )
 
     def _obs(self) -> list[np.ndarray]:
-        return [np.array([self.id - 0.5, self.k / 4, self.c / 5], np.float32),
-                np.array([self.c / 5 - self.k / 3, 1 + self.id], np.float32)]
+        return [
+            np.array([self.id - 0.5, self.k / 4, self.c / 5], np.float32),
+            np.array([self.c / 5 - self.k / 3, 1 + self.id], np.float32),
+        ]
 
     def _state(self) -> np.ndarray:
         return np.array([self.id / 2, self.k / 3, self.c / 5, 1.0], np.float32)
@@ -112,29 +139,37 @@ class ScriptedEnv(MultiAgentEnv):
 # ------------------------------------------------------------------ driving the real runner
 @dataclass
 class Collected:
-    buffers: list          # the buffer as `train` received it, per iteration
-    now: list              # per iteration, per env: ScriptedEnv.now() when `train` was called
+    buffers: list  # the buffer as `train` received it, per iteration
+    now: list  # per iteration, per env: ScriptedEnv.now() when `train` was called
     envs: list[ScriptedEnv]
     learner: HAPPO
 
 
-def collect(tmp_path, T=4, E=3, iterations=3, state_type="EP", recurrent=False, chunk=2,
-            seed=0, env_cls=ScriptedEnv) -> Collected:
+def collect(
+    tmp_path, T=4, E=3, iterations=3, state_type="EP", recurrent=False, chunk=2, seed=0, env_cls=ScriptedEnv
+) -> Collected:
     made: list = []
 
     def make() -> MultiAgentEnv:
         made.append(env_cls())
         return made[-1]
 
-    algo = HAPPOConfig(hidden_sizes=[8], state_type=state_type, use_recurrent_policy=recurrent,
-                       data_chunk_length=chunk)
+    algo = HAPPOConfig(
+        hidden_sizes=[8], state_type=state_type, use_recurrent_policy=recurrent, data_chunk_length=chunk
+    )
     cfg = OmegaConf.structured(TrainConfig(algo=algo, env=MPEConfig()))
     cfg.n_envs, cfg.rollout_length, cfg.total_steps = E, T, T * E * iterations
     cfg.log_interval = cfg.save_interval = cfg.eval_interval = T * E * iterations
     envs = VecEnv(make, E, seeds=list(range(E)))
     torch.manual_seed(seed)
-    learner = HAPPO(algo, envs.spec.observation_spaces, envs.spec.action_spaces, envs.spec.state_space,
-                    torch.device("cpu"), seed)
+    learner = HAPPO(
+        algo,
+        envs.spec.observation_spaces,
+        envs.spec.action_spaces,
+        envs.spec.state_space,
+        torch.device("cpu"),
+        seed,
+    )
     out = Collected([], [], made, learner)
 
     def snapshot(buf):  # replaces training: the networks stay as they are
@@ -144,8 +179,9 @@ def collect(tmp_path, T=4, E=3, iterations=3, state_type="EP", recurrent=False, 
 
     learner.train = snapshot
     logger = RunLogger(tmp_path, cfg.total_steps, "collection test", tensorboard=False)
-    runner = OnPolicyRunner(cfg, learner, envs, None, logger, CheckpointIO(tmp_path, {}), Counters(),
-                            torch.device("cpu"), {})
+    runner = OnPolicyRunner(
+        cfg, learner, envs, None, logger, CheckpointIO(tmp_path, {}), Counters(), torch.device("cpu"), {}
+    )
     try:
         runner.run()
     finally:
@@ -167,17 +203,21 @@ def critic_input(learner: HAPPO, state: np.ndarray, obs: list[np.ndarray]) -> to
     if not learner.fp:
         return t_(state)[None]
     width = max(OBS_DIMS)
-    return torch.stack([torch.cat([t_(state), t_(np.pad(o, (0, width - len(o)))), torch.eye(N_AGENTS)[i]])
-                        for i, o in enumerate(obs)])
+    return torch.stack(
+        [
+            torch.cat([t_(state), t_(np.pad(o, (0, width - len(o)))), torch.eye(N_AGENTS)[i]])
+            for i, o in enumerate(obs)
+        ]
+    )
 
 
 @dataclass
 class Expected:
-    actor_h: list          # per agent, per global step: hidden the policy acted from (None: FF)
+    actor_h: list  # per agent, per global step: hidden the policy acted from (None: FF)
     critic_h: list
-    values: list           # per global step, [K]
-    final_values: list     # per global step, [K] (0 where not truncated)
-    logp: list             # per agent, per global step
+    values: list  # per global step, [K]
+    final_values: list  # per global step, [K] (0 where not truncated)
+    logp: list  # per agent, per global step
     after_critic_h: object  # the critic hidden after the last recorded step
 
 
@@ -197,8 +237,9 @@ def replay(learner: HAPPO, records: list[Record]) -> Expected:
             obs, avail = t_(r.obs[i])[None], (t_(r.avail)[None] if i == 1 else None)
             action = torch.as_tensor(r.actions[i])[None]
             action = action.long() if i == 1 else action
-            logp, _ = actor.evaluate(obs[None], action[None], None if avail is None else avail[None],
-                                     h, reset[None])
+            logp, _ = actor.evaluate(
+                obs[None], action[None], None if avail is None else avail[None], h, reset[None]
+            )
             exp.logp[i].append(logp[0, 0])
             ah[i] = actor.trunk.step(obs, h, reset)[1]
         h = None if ch is None else ch * (1 - reset)
@@ -206,8 +247,9 @@ def replay(learner: HAPPO, records: list[Record]) -> Expected:
         v, ch = learner.critic.step(critic_input(learner, r.state, r.obs), h, reset.expand(K))
         exp.values.append(v)
         if r.truncated:  # V(true final state), continuing the episode's hidden state
-            exp.final_values.append(learner.critic.step(critic_input(learner, r.final_state, r.final_obs),
-                                                        ch, torch.zeros(K))[0])
+            exp.final_values.append(
+                learner.critic.step(critic_input(learner, r.final_state, r.final_obs), ch, torch.zeros(K))[0]
+            )
         else:
             exp.final_values.append(torch.zeros(K))
     exp.after_critic_h = ch
@@ -331,8 +373,11 @@ def test_collect_stores_what_the_env_and_the_networks_produced(tmp_path, state_t
                     close(buf.critic_h[T, j], exp.critic_h[(it + 1) * T], f"critic hidden after rollout {it}")
             else:
                 obs, state, first = out.now[it][j]
-                close(buf.state[T, j], critic_input(learner, state, obs),
-                      f"state after the last rollout, env {j}")
+                close(
+                    buf.state[T, j],
+                    critic_input(learner, state, obs),
+                    f"state after the last rollout, env {j}",
+                )
                 v_after, h_after = value_after(learner, exp, out.now[it][j])
                 close(buf.values[T, j], v_after, f"value after the last rollout, env {j}")
                 if recurrent:
@@ -355,8 +400,11 @@ def test_chunks_start_from_the_stored_hidden_state_and_reproduce_the_rollout(tmp
             assert batch.h0.shape[0] == T // L * E and batch.obs.shape[:2] == (T // L * E, L)
             for c in range(T // L):
                 for j in range(E):
-                    close(batch.h0[c * E + j], exps[j].actor_h[i][it * T + c * L][0],
-                          f"actor {i} chunk {c} env {j} start hidden (iteration {it})")
+                    close(
+                        batch.h0[c * E + j],
+                        exps[j].actor_h[i][it * T + c * L][0],
+                        f"actor {i} chunk {c} env {j} start hidden (iteration {it})",
+                    )
             with torch.no_grad():
                 logp, _ = learner.evaluate_actions(actor, batch)
             close(logp, batch.logp_old, f"agent {i} chunked log-probs (iteration {it})")

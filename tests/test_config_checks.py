@@ -1,5 +1,6 @@
 """harl.config_checks: unknown keys, value ranges and choices of a composed training config.
 Compose only (harl.config.compose_config): no env is built and nothing is trained."""
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,9 @@ from harl.config import (
 from harl.config_checks import CHOICES, RANGES, UNCONSTRAINED, Range, check_config
 
 EXPERIMENT_DIR = Path(CONF_DIR) / "experiment"
-PRESETS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix()
-                 for p in EXPERIMENT_DIR.rglob("*.yaml"))
+PRESETS = sorted(
+    p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for p in EXPERIMENT_DIR.rglob("*.yaml")
+)
 ALGOS = ["happo", "hasac", "hatd3", "qmix", "hatrpo"]
 ENVS = ["mamujoco", "mpe"]
 
@@ -56,14 +58,28 @@ def test_every_algo_env_default_passes(algo, env):
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_passes(name):
-    check_config(compose_config(f"+experiment={name}"))   # a preset picks its own algo and env
+    check_config(compose_config(f"+experiment={name}"))  # a preset picks its own algo and env
 
 
-@pytest.mark.parametrize("override", [
-    "eval_interval=0", "eval_episodes=0", "n_workers=0", "seed=0", "total_steps=1", "n_envs=1",
-    "save_interval=1", "algo.gamma=1", "algo.gamma=0", "algo.gae_lambda=1", "algo.entropy_coef=0",
-    "algo.max_grad_norm=null", "algo.hidden_sizes=[1]", "algo.weight_decay=0",
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "eval_interval=0",
+        "eval_episodes=0",
+        "n_workers=0",
+        "seed=0",
+        "total_steps=1",
+        "n_envs=1",
+        "save_interval=1",
+        "algo.gamma=1",
+        "algo.gamma=0",
+        "algo.gae_lambda=1",
+        "algo.entropy_coef=0",
+        "algo.max_grad_norm=null",
+        "algo.hidden_sizes=[1]",
+        "algo.weight_decay=0",
+    ],
+)
 def test_boundary_values_pass(override):
     check_config(compose_config(override))
 
@@ -72,16 +88,33 @@ def test_n_workers_equal_to_n_envs_passes():
     check_config(compose_config("n_envs=4", "n_workers=4"))
 
 
-@pytest.mark.parametrize("overrides", [
-    ["algo=hasac", "algo.polyak=1", "algo.warmup_steps=0", "algo.n_step=1"],
-    ["algo=qmix", "env=mpe", "env.continuous=false", "algo.epsilon_anneal_steps=0",
-     "algo.hypernet_layers=1", "algo.epsilon_start=0", "algo.epsilon_finish=1", "algo.optim_alpha=0"],
-    ["algo=had3qn", "env=mpe", "env.continuous=false", "algo.base_hidden_sizes=[]",
-     "algo.dueling_v_hidden_sizes=[]", "algo.epsilon=1"],
-    ["env=football", "env.n_agents=null", "env.max_episode_steps=null"],
-    ["env=smacv2", "env.prob_obs_enemy=0"],
-    ["env=mamujoco", "env.agent_obsk=0"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algo=hasac", "algo.polyak=1", "algo.warmup_steps=0", "algo.n_step=1"],
+        [
+            "algo=qmix",
+            "env=mpe",
+            "env.continuous=false",
+            "algo.epsilon_anneal_steps=0",
+            "algo.hypernet_layers=1",
+            "algo.epsilon_start=0",
+            "algo.epsilon_finish=1",
+            "algo.optim_alpha=0",
+        ],
+        [
+            "algo=had3qn",
+            "env=mpe",
+            "env.continuous=false",
+            "algo.base_hidden_sizes=[]",
+            "algo.dueling_v_hidden_sizes=[]",
+            "algo.epsilon=1",
+        ],
+        ["env=football", "env.n_agents=null", "env.max_episode_steps=null"],
+        ["env=smacv2", "env.prob_obs_enemy=0"],
+        ["env=mamujoco", "env.agent_obsk=0"],
+    ],
+)
 def test_other_boundaries_pass(overrides):
     check_config(compose_config(*overrides))
 
@@ -104,8 +137,7 @@ def test_plus_adds_unknown_keys_that_compose():
 def test_unknown_algo_key_suggests_the_close_one(algo):
     env = "mpe" if algo == "qmix" else "mamujoco"
     message = error_of(*combo(algo, env), "+algo.lrr=1")
-    assert message == (f"unknown config key 'algo.lrr' (not in the {algo} schema); "
-                       "did you mean 'algo.lr'?")
+    assert message == (f"unknown config key 'algo.lrr' (not in the {algo} schema); did you mean 'algo.lr'?")
 
 
 def test_unknown_top_level_key_suggests_a_key_of_another_section():
@@ -137,59 +169,95 @@ def test_unknown_algo_or_env_name(override, what):
 
 
 # ---------------------------------------------------------------- ranges
-@pytest.mark.parametrize("overrides, expected", [
-    (["total_steps=0"], "total_steps = 0 is out of range: must be an integer >= 1"),
-    (["total_steps=-100"], "total_steps = -100 is out of range: must be an integer >= 1"),
-    (["n_envs=-2"], "n_envs = -2 is out of range: must be an integer >= 1"),
-    (["n_workers=-1"], "n_workers = -1 is out of range: must be an integer >= 0"),
-    (["eval_interval=-1"], "eval_interval = -1 is out of range: must be an integer >= 0"),
-    (["save_interval=0"], "save_interval = 0 is out of range: must be an integer >= 1"),
-    (["torch_threads=0"], "torch_threads = 0 is out of range: must be an integer >= 1"),
-    (["seed=-1"], "seed = -1 is out of range: must be an integer >= 0"),
-    (["algo.lr=-1"], "algo.lr = -1.0 is out of range: must be > 0"),
-    (["algo.lr=0"], "algo.lr = 0.0 is out of range: must be > 0"),
-    (["algo.lr=inf"], "algo.lr = inf is out of range: must be a finite number > 0"),
-    (["algo.gamma=1.5"], "algo.gamma = 1.5 is out of range: must be in [0, 1]"),
-    (["algo.gamma=-0.1"], "algo.gamma = -0.1 is out of range: must be in [0, 1]"),
-    (["algo.hidden_sizes=[0]"], "algo.hidden_sizes = [0] is out of range: "
-                                "must be a non-empty list of integers >= 1"),
-    (["algo.hidden_sizes=[]"], "algo.hidden_sizes = [] is out of range: "
-                               "must be a non-empty list of integers >= 1"),
-    (["algo.max_grad_norm=0"], "algo.max_grad_norm = 0.0 is out of range: must be > 0 or null"),
-    (["algo.entropy_coef=-0.01"], "algo.entropy_coef = -0.01 is out of range: must be >= 0"),
-    (["algo.clip_param=0"], "algo.clip_param = 0.0 is out of range: must be > 0"),
-    (["algo.ppo_epoch=0"], "algo.ppo_epoch = 0 is out of range: must be an integer >= 1"),
-    (["algo=hatrpo", "algo.kl_threshold=0"], "algo.kl_threshold = 0.0 is out of range: must be > 0"),
-    (["algo=hatrpo", "algo.backtrack_coeff=1"],
-     "algo.backtrack_coeff = 1.0 is out of range: must be in (0, 1)"),
-    (["algo=hasac", "algo.polyak=0"], "algo.polyak = 0.0 is out of range: must be in (0, 1]"),
-    (["algo=hasac", "algo.utd_ratio=0"], "algo.utd_ratio = 0.0 is out of range: must be > 0"),
-    (["algo=hasac", "algo.alpha=0"], "algo.alpha = 0.0 is out of range: must be > 0"),
-    (["algo=hasac", "algo.target_entropy_scale=nan"],
-     "algo.target_entropy_scale = nan is out of range: must be a finite number"),
-    (["algo=hatd3", "algo.n_step=0"], "algo.n_step = 0 is out of range: must be an integer >= 1"),
-    (["algo=hatd3", "algo.warmup_steps=-1"],
-     "algo.warmup_steps = -1 is out of range: must be an integer >= 0"),
-    (["algo=hatd3", "algo.policy_freq=0"], "algo.policy_freq = 0 is out of range: must be an integer >= 1"),
-    (["algo=qmix", "env=mpe", "env.continuous=false", "algo.epsilon_start=1.5"],
-     "algo.epsilon_start = 1.5 is out of range: must be in [0, 1]"),
-    (["algo=qmix", "env=mpe", "env.continuous=false", "algo.hypernet_layers=3"],
-     "algo.hypernet_layers = 3 is out of range: must be an integer in [1, 2]"),
-    (["algo=qmix", "env=mpe", "env.continuous=false", "algo.optim_alpha=1"],
-     "algo.optim_alpha = 1.0 is out of range: must be in [0, 1)"),
-    (["algo=had3qn", "algo.hidden_sizes=[64,64]"],
-     "algo.hidden_sizes = [64, 64] has no effect for had3qn: its networks take algo.base_hidden_sizes, "
-     "algo.dueling_v_hidden_sizes and algo.dueling_a_hidden_sizes"),
-    (["algo=had3qn", "algo.dueling_a_hidden_sizes=[-1]"],
-     "algo.dueling_a_hidden_sizes = [-1] is out of range: must be a list of integers >= 1"),
-    (["env=mamujoco", "env.max_episode_steps=0"],
-     "env.max_episode_steps = 0 is out of range: must be an integer >= 1 or null"),
-    (["env=mamujoco", "env.agent_obsk=-1"], "env.agent_obsk = -1 is out of range: must be an integer >= 0"),
-    (["env=mpe", "env.max_cycles=0"], "env.max_cycles = 0 is out of range: must be an integer >= 1"),
-    (["env=smacv2", "env.prob_obs_enemy=1.5"],
-     "env.prob_obs_enemy = 1.5 is out of range: must be in [0, 1] or null"),
-    (["env=football", "env.n_agents=0"], "env.n_agents = 0 is out of range: must be an integer >= 1 or null"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["total_steps=0"], "total_steps = 0 is out of range: must be an integer >= 1"),
+        (["total_steps=-100"], "total_steps = -100 is out of range: must be an integer >= 1"),
+        (["n_envs=-2"], "n_envs = -2 is out of range: must be an integer >= 1"),
+        (["n_workers=-1"], "n_workers = -1 is out of range: must be an integer >= 0"),
+        (["eval_interval=-1"], "eval_interval = -1 is out of range: must be an integer >= 0"),
+        (["save_interval=0"], "save_interval = 0 is out of range: must be an integer >= 1"),
+        (["torch_threads=0"], "torch_threads = 0 is out of range: must be an integer >= 1"),
+        (["seed=-1"], "seed = -1 is out of range: must be an integer >= 0"),
+        (["algo.lr=-1"], "algo.lr = -1.0 is out of range: must be > 0"),
+        (["algo.lr=0"], "algo.lr = 0.0 is out of range: must be > 0"),
+        (["algo.lr=inf"], "algo.lr = inf is out of range: must be a finite number > 0"),
+        (["algo.gamma=1.5"], "algo.gamma = 1.5 is out of range: must be in [0, 1]"),
+        (["algo.gamma=-0.1"], "algo.gamma = -0.1 is out of range: must be in [0, 1]"),
+        (
+            ["algo.hidden_sizes=[0]"],
+            "algo.hidden_sizes = [0] is out of range: must be a non-empty list of integers >= 1",
+        ),
+        (
+            ["algo.hidden_sizes=[]"],
+            "algo.hidden_sizes = [] is out of range: must be a non-empty list of integers >= 1",
+        ),
+        (["algo.max_grad_norm=0"], "algo.max_grad_norm = 0.0 is out of range: must be > 0 or null"),
+        (["algo.entropy_coef=-0.01"], "algo.entropy_coef = -0.01 is out of range: must be >= 0"),
+        (["algo.clip_param=0"], "algo.clip_param = 0.0 is out of range: must be > 0"),
+        (["algo.ppo_epoch=0"], "algo.ppo_epoch = 0 is out of range: must be an integer >= 1"),
+        (["algo=hatrpo", "algo.kl_threshold=0"], "algo.kl_threshold = 0.0 is out of range: must be > 0"),
+        (
+            ["algo=hatrpo", "algo.backtrack_coeff=1"],
+            "algo.backtrack_coeff = 1.0 is out of range: must be in (0, 1)",
+        ),
+        (["algo=hasac", "algo.polyak=0"], "algo.polyak = 0.0 is out of range: must be in (0, 1]"),
+        (["algo=hasac", "algo.utd_ratio=0"], "algo.utd_ratio = 0.0 is out of range: must be > 0"),
+        (["algo=hasac", "algo.alpha=0"], "algo.alpha = 0.0 is out of range: must be > 0"),
+        (
+            ["algo=hasac", "algo.target_entropy_scale=nan"],
+            "algo.target_entropy_scale = nan is out of range: must be a finite number",
+        ),
+        (["algo=hatd3", "algo.n_step=0"], "algo.n_step = 0 is out of range: must be an integer >= 1"),
+        (
+            ["algo=hatd3", "algo.warmup_steps=-1"],
+            "algo.warmup_steps = -1 is out of range: must be an integer >= 0",
+        ),
+        (
+            ["algo=hatd3", "algo.policy_freq=0"],
+            "algo.policy_freq = 0 is out of range: must be an integer >= 1",
+        ),
+        (
+            ["algo=qmix", "env=mpe", "env.continuous=false", "algo.epsilon_start=1.5"],
+            "algo.epsilon_start = 1.5 is out of range: must be in [0, 1]",
+        ),
+        (
+            ["algo=qmix", "env=mpe", "env.continuous=false", "algo.hypernet_layers=3"],
+            "algo.hypernet_layers = 3 is out of range: must be an integer in [1, 2]",
+        ),
+        (
+            ["algo=qmix", "env=mpe", "env.continuous=false", "algo.optim_alpha=1"],
+            "algo.optim_alpha = 1.0 is out of range: must be in [0, 1)",
+        ),
+        (
+            ["algo=had3qn", "algo.hidden_sizes=[64,64]"],
+            "algo.hidden_sizes = [64, 64] has no effect for had3qn: its networks take "
+            "algo.base_hidden_sizes, algo.dueling_v_hidden_sizes and algo.dueling_a_hidden_sizes",
+        ),
+        (
+            ["algo=had3qn", "algo.dueling_a_hidden_sizes=[-1]"],
+            "algo.dueling_a_hidden_sizes = [-1] is out of range: must be a list of integers >= 1",
+        ),
+        (
+            ["env=mamujoco", "env.max_episode_steps=0"],
+            "env.max_episode_steps = 0 is out of range: must be an integer >= 1 or null",
+        ),
+        (
+            ["env=mamujoco", "env.agent_obsk=-1"],
+            "env.agent_obsk = -1 is out of range: must be an integer >= 0",
+        ),
+        (["env=mpe", "env.max_cycles=0"], "env.max_cycles = 0 is out of range: must be an integer >= 1"),
+        (
+            ["env=smacv2", "env.prob_obs_enemy=1.5"],
+            "env.prob_obs_enemy = 1.5 is out of range: must be in [0, 1] or null",
+        ),
+        (
+            ["env=football", "env.n_agents=0"],
+            "env.n_agents = 0 is out of range: must be an integer >= 1 or null",
+        ),
+    ],
+)
 def test_out_of_range(overrides, expected):
     assert error_of(*overrides) == expected
 
@@ -207,7 +275,8 @@ def test_shared_rules_apply_to_every_algo_and_env(algo, env):
 
 def test_n_workers_above_n_envs():
     assert error_of("n_workers=5", "n_envs=2") == (
-        "n_workers = 5 is out of range: must be <= n_envs (= 2), as each worker steps at least one env")
+        "n_workers = 5 is out of range: must be <= n_envs (= 2), as each worker steps at least one env"
+    )
 
 
 def untyped(**changes: object):
@@ -218,15 +287,20 @@ def untyped(**changes: object):
     return cfg
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"algo__lr": None}, "algo.lr = null is invalid: must be > 0"),
-    ({"total_steps": None}, "total_steps = null is invalid: must be an integer >= 1"),
-    ({"total_steps": 1.5}, "total_steps = 1.5 is invalid: must be an integer >= 1"),
-    ({"total_steps": True}, "total_steps = true is invalid: must be an integer >= 1"),
-    ({"algo__gamma": "high"}, "algo.gamma = 'high' is invalid: must be in [0, 1]"),
-    ({"algo__hidden_sizes": [64, "x"]},
-     "algo.hidden_sizes = [64, 'x'] is invalid: must be a non-empty list of integers >= 1"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"algo__lr": None}, "algo.lr = null is invalid: must be > 0"),
+        ({"total_steps": None}, "total_steps = null is invalid: must be an integer >= 1"),
+        ({"total_steps": 1.5}, "total_steps = 1.5 is invalid: must be an integer >= 1"),
+        ({"total_steps": True}, "total_steps = true is invalid: must be an integer >= 1"),
+        ({"algo__gamma": "high"}, "algo.gamma = 'high' is invalid: must be in [0, 1]"),
+        (
+            {"algo__hidden_sizes": [64, "x"]},
+            "algo.hidden_sizes = [64, 'x'] is invalid: must be a non-empty list of integers >= 1",
+        ),
+    ],
+)
 def test_null_and_wrong_types(changes, expected):
     # typed configs refuse these at composition; a schema-less config reaches the checks
     with pytest.raises(ConfigError) as info:
@@ -239,14 +313,17 @@ def test_untyped_default_passes_and_null_passes_where_allowed():
 
 
 # ---------------------------------------------------------------- choices
-@pytest.mark.parametrize("overrides, key", [
-    (["algo.activation=relu6"], "algo.activation"),
-    (["algo.state_type=XP"], "algo.state_type"),
-    (["algo=had3qn", "algo.dueling_activation=gelu"], "algo.dueling_activation"),
-    (["logger.wandb_mode=sometimes"], "logger.wandb_mode"),
-    (["env=mamujoco", "env.obs_mode=partial"], "env.obs_mode"),
-    (["env=mpe", "env.backend=jax"], "env.backend"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["algo.activation=relu6"], "algo.activation"),
+        (["algo.state_type=XP"], "algo.state_type"),
+        (["algo=had3qn", "algo.dueling_activation=gelu"], "algo.dueling_activation"),
+        (["logger.wandb_mode=sometimes"], "logger.wandb_mode"),
+        (["env=mamujoco", "env.obs_mode=partial"], "env.obs_mode"),
+        (["env=mpe", "env.backend=jax"], "env.backend"),
+    ],
+)
 def test_invalid_choice(overrides, key):
     value = overrides[-1].split("=", 1)[1]
     message = error_of(*overrides)
@@ -254,14 +331,18 @@ def test_invalid_choice(overrides, key):
 
 
 def test_choices_accept_the_codes_own_values():
-    check_config(compose_config("algo.activation=hardswish", "algo.state_type=FP",
-                                "logger.wandb_mode=disabled"))
+    check_config(
+        compose_config("algo.activation=hardswish", "algo.state_type=FP", "logger.wandb_mode=disabled")
+    )
 
 
 # ---------------------------------------------------------------- the rule table itself
-SECTIONS: list[tuple[str, type]] = [("", TrainConfig), ("logger.", LoggerConfig),
-                                    *(("algo.", s) for s in ALGO_SCHEMAS.values()),
-                                    *(("env.", s) for s in ENV_SCHEMAS.values())]
+SECTIONS: list[tuple[str, type]] = [
+    ("", TrainConfig),
+    ("logger.", LoggerConfig),
+    *(("algo.", s) for s in ALGO_SCHEMAS.values()),
+    *(("env.", s) for s in ENV_SCHEMAS.values()),
+]
 
 
 def field_kinds() -> dict[str, list[tuple[type, bool, bool]]]:
@@ -312,11 +393,19 @@ def test_schema_defaults_satisfy_every_rule():
                 assert rule.allows(default), f"{schema.__name__}.{f.name} = {default!r}"
 
 
-@pytest.mark.parametrize("rule, text", [
-    (Range(ge=1, integer=True), "an integer >= 1"), (Range(gt=0), "> 0"), (Range(ge=0, le=1), "in [0, 1]"),
-    (Range(gt=0, le=1), "in (0, 1]"), (Range(ge=0, lt=1), "in [0, 1)"), (Range(le=2), "<= 2"),
-    (Range(), "a finite number"), (Range(gt=0, nullable=True), "> 0 or null"),
-    (Range(ge=1, integer=True, min_len=1), "a non-empty list of integers >= 1"),
-])
+@pytest.mark.parametrize(
+    "rule, text",
+    [
+        (Range(ge=1, integer=True), "an integer >= 1"),
+        (Range(gt=0), "> 0"),
+        (Range(ge=0, le=1), "in [0, 1]"),
+        (Range(gt=0, le=1), "in (0, 1]"),
+        (Range(ge=0, lt=1), "in [0, 1)"),
+        (Range(le=2), "<= 2"),
+        (Range(), "a finite number"),
+        (Range(gt=0, nullable=True), "> 0 or null"),
+        (Range(ge=1, integer=True, min_len=1), "a non-empty list of integers >= 1"),
+    ],
+)
 def test_range_describe(rule, text):
     assert rule.describe() == text

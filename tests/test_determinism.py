@@ -3,6 +3,7 @@ same progress, bit for bit (wall-clock columns aside), and end with the same wei
 family of algorithms (on-policy HAPPO, off-policy HASAC and HATD3, value-decomposition QMIX);
 another seed gives other values, so the comparison cannot pass trivially. A run in a fresh
 interpreter (other hash seed, cold caches) reproduces an in-process one."""
+
 from __future__ import annotations
 
 import math
@@ -23,21 +24,49 @@ from harl.logging import run_logger
 from harl.train import run
 from tests.conftest import TINY_MPE
 
-COMMON = ["logger.tensorboard=false", "device=cpu", "env=mpe", "env.max_cycles=10", "n_envs=2",
-          "eval_episodes=2", "n_eval_envs=2"]
+COMMON = [
+    "logger.tensorboard=false",
+    "device=cpu",
+    "env=mpe",
+    "env.max_cycles=10",
+    "n_envs=2",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+]
 # off-policy and QMIX: one iteration = train_interval (20) env steps, training from the second
-OFF_POLICY = ["total_steps=80", "log_interval=20", "eval_interval=40", "save_interval=80",
-              "algo.hidden_sizes=[16,16]", "algo.batch_size=16", "algo.buffer_size=200",
-              "algo.warmup_steps=20", "algo.train_interval=20", "algo.utd_ratio=0.25",
-              "env.continuous=true"]
+OFF_POLICY = [
+    "total_steps=80",
+    "log_interval=20",
+    "eval_interval=40",
+    "save_interval=80",
+    "algo.hidden_sizes=[16,16]",
+    "algo.batch_size=16",
+    "algo.buffer_size=200",
+    "algo.warmup_steps=20",
+    "algo.train_interval=20",
+    "algo.utd_ratio=0.25",
+    "env.continuous=true",
+]
 FAMILIES = {
     "happo": ["algo=happo", *TINY_MPE, "env.continuous=true"],
     "hasac": ["algo=hasac", *OFF_POLICY],
     "hatd3": ["algo=hatd3", *OFF_POLICY],
-    "qmix": ["algo=qmix", "env.continuous=false", "total_steps=80", "log_interval=20",
-             "eval_interval=40", "save_interval=80", "algo.hidden_dim=16", "algo.mixing_embed_dim=8",
-             "algo.hypernet_embed=16", "algo.batch_size=2", "algo.warmup_episodes=2",
-             "algo.buffer_size=20", "algo.train_interval=20", "algo.epsilon_anneal_steps=200"],
+    "qmix": [
+        "algo=qmix",
+        "env.continuous=false",
+        "total_steps=80",
+        "log_interval=20",
+        "eval_interval=40",
+        "save_interval=80",
+        "algo.hidden_dim=16",
+        "algo.mixing_embed_dim=8",
+        "algo.hypernet_embed=16",
+        "algo.batch_size=2",
+        "algo.warmup_episodes=2",
+        "algo.buffer_size=20",
+        "algo.train_interval=20",
+        "algo.epsilon_anneal_steps=200",
+    ],
 }
 CLOCK_COLUMNS = ("wall_time", "fps")
 
@@ -116,8 +145,11 @@ def test_same_seed_same_progress_and_weights_other_seed_other_values(tmp_path, m
     pd.testing.assert_frame_equal(first.table, again.table, check_exact=True)
     assert len(first.rows) == len(again.rows)
     for k, (a, b) in enumerate(zip(first.rows, again.rows)):
-        diff = {key: (a.get(key), b.get(key)) for key in a.keys() | b.keys()
-                if not same_value(a.get(key), b.get(key))}
+        diff = {
+            key: (a.get(key), b.get(key))
+            for key in a.keys() | b.keys()
+            if not same_value(a.get(key), b.get(key))
+        }
         assert not diff, f"row {k} differs: {diff}"
     assert same_value(first.learner, again.learner), "same seed, different final learner state"
 
@@ -126,8 +158,11 @@ def test_same_seed_same_progress_and_weights_other_seed_other_values(tmp_path, m
     assert not first.table["eval_return"].equals(other.table["eval_return"])
     for column in losses:
         assert not first.table[column].equals(other.table[column]), column
-    assert any(not torch.equal(a, b) for a, b in zip(tensors(first.learner), tensors(other.learner))
-               if a.is_floating_point())
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(tensors(first.learner), tensors(other.learner))
+        if a.is_floating_point()
+    )
 
 
 def test_a_fresh_interpreter_reproduces_the_run(tmp_path, monkeypatch):
@@ -140,8 +175,9 @@ def test_a_fresh_interpreter_reproduces_the_run(tmp_path, monkeypatch):
     """)
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     there = Outcome(tmp_path / "there", [])
     pd.testing.assert_frame_equal(here.table, there.table, check_exact=True)

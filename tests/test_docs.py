@@ -3,6 +3,7 @@
 The hook runs at `mkdocs build` time; these tests run its generator without MkDocs and check
 that the page it writes documents every key of every schema harl.config registers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +26,7 @@ HOOK = ROOT / "docs" / "hooks" / "config_reference.py"
 def _load_hook():
     spec = importlib.util.spec_from_file_location("config_reference", HOOK)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module       # dataclasses look their module up there
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -6,6 +6,7 @@ arguments and seeds gets the state through a pickle round trip, in place of rese
 give the very same M steps: observations, states, masks, rewards, ends, final observations,
 episode infos, and the later resets that draw from the envs' RNG streams.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -32,9 +33,17 @@ SPREAD = ("mpe", dict(scenario="simple_spread", continuous=True, max_cycles=5, b
 SPREAD_DISCRETE = ("mpe", dict(scenario="simple_spread", continuous=False, max_cycles=5, backend="batched"))
 REFERENCE = ("mpe", dict(scenario="simple_reference", continuous=True, max_cycles=5, backend="batched"))
 SPEAKER = ("mpe", dict(scenario="simple_speaker_listener", continuous=False, max_cycles=5, backend="batched"))
-CASES = {"half_cheetah": HALF_CHEETAH, "ant_local": ANT_LOCAL, "ant_global": ANT_GLOBAL, "hopper": HOPPER,
-         "humanoid": HUMANOID, "spread": SPREAD, "spread_discrete": SPREAD_DISCRETE, "reference": REFERENCE,
-         "speaker_listener": SPEAKER}
+CASES = {
+    "half_cheetah": HALF_CHEETAH,
+    "ant_local": ANT_LOCAL,
+    "ant_global": ANT_GLOBAL,
+    "hopper": HOPPER,
+    "humanoid": HUMANOID,
+    "spread": SPREAD,
+    "spread_discrete": SPREAD_DISCRETE,
+    "reference": REFERENCE,
+    "speaker_listener": SPEAKER,
+}
 
 
 def _actions(spec: EnvSpec, n_steps: int, seed: int = 0) -> list[list[np.ndarray]]:
@@ -66,15 +75,18 @@ def _assert_plain(value, where: str = "state") -> None:
         for i, item in enumerate(value):
             _assert_plain(item, f"{where}[{i}]")
     else:
-        assert value is None or isinstance(value, (np.ndarray, np.generic, bool, int, float, str)), \
+        assert value is None or isinstance(value, (np.ndarray, np.generic, bool, int, float, str)), (
             f"{where}: {type(value).__name__}"
+        )
 
 
-def _capture_and_continue(name: str, kwargs: dict, n_workers: int, actions,
-                          trainer_block: bool = False) -> tuple[object, list]:
+def _capture_and_continue(
+    name: str, kwargs: dict, n_workers: int, actions, trainer_block: bool = False
+) -> tuple[object, list]:
     """K steps, the state, then the next M steps' outputs."""
-    with make_vec_env(name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS,
-                      trainer_block=trainer_block) as venv:
+    with make_vec_env(
+        name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS, trainer_block=trainer_block
+    ) as venv:
         venv.reset()
         before = _rollout(venv, actions[:K])
         assert any(step.done.any() for step in before), "no episode ended before the capture"
@@ -86,10 +98,18 @@ def _capture_and_continue(name: str, kwargs: dict, n_workers: int, actions,
     return pickle.loads(pickle.dumps(state)), after
 
 
-def _restore_and_continue(name: str, kwargs: dict, n_workers: int, state, actions, reset_first: bool = False,
-                          trainer_block: bool = False):
-    with make_vec_env(name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS,
-                      trainer_block=trainer_block) as venv:
+def _restore_and_continue(
+    name: str,
+    kwargs: dict,
+    n_workers: int,
+    state,
+    actions,
+    reset_first: bool = False,
+    trainer_block: bool = False,
+):
+    with make_vec_env(
+        name, kwargs, n_envs=len(SEEDS), n_workers=n_workers, seeds=SEEDS, trainer_block=trainer_block
+    ) as venv:
         if reset_first:
             venv.reset()
         venv.set_state(state)
@@ -192,16 +212,23 @@ class NoStateEnv(MultiAgentEnv):
     """A stand-in for football / smacv2: keeps MultiAgentEnv's get_state() (None)."""
 
     def __init__(self) -> None:
-        self.spec = EnvSpec(agents=["a"], observation_spaces=[spaces.Box(-1, 1, (1,))],
-                            action_spaces=[spaces.Discrete(2)], state_space=spaces.Box(-1, 1, (1,)),
-                            episode_limit=3, name="standin", task="nostate")
+        self.spec = EnvSpec(
+            agents=["a"],
+            observation_spaces=[spaces.Box(-1, 1, (1,))],
+            action_spaces=[spaces.Discrete(2)],
+            state_space=spaces.Box(-1, 1, (1,)),
+            episode_limit=3,
+            name="standin",
+            task="nostate",
+        )
 
     def reset(self, seed=None):
         return [np.zeros(1, np.float32)], np.zeros(1, np.float32), {}
 
     def step(self, actions) -> StepResult:
-        return StepResult([np.zeros(1, np.float32)], np.zeros(1, np.float32), np.zeros(1, np.float32),
-                          False, False)
+        return StepResult(
+            [np.zeros(1, np.float32)], np.zeros(1, np.float32), np.zeros(1, np.float32), False, False
+        )
 
 
 @pytest.mark.parametrize("n_workers", [0, 2])

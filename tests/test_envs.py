@@ -1,4 +1,5 @@
 """Single-env adapters honour the `MultiAgentEnv` contract (envs/base.py)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -66,8 +67,9 @@ def test_registry_and_cheap_import():
     heavy = "('mujoco', 'gymnasium_robotics', 'mpe2', 'torch')"
     code = f"import envs, sys; print(sorted(m for m in {heavy} if m in sys.modules))"
     repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=repo_root)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -78,13 +80,21 @@ MPE_SCENARIOS = ["simple_spread", "simple_reference", "simple_speaker_listener"]
     "name, kwargs, bad, expected",
     [
         ("smac9", {}, "smac9", ["mamujoco", "mpe"]),
-        ("mamujoco", dict(scenario="Cheetah", agent_conf="2x3"), "Cheetah",
-         ["HalfCheetah", "Humanoid", "Walker2d"]),
+        (
+            "mamujoco",
+            dict(scenario="Cheetah", agent_conf="2x3"),
+            "Cheetah",
+            ["HalfCheetah", "Humanoid", "Walker2d"],
+        ),
         ("mamujoco", dict(scenario="HalfCheetah", agent_conf="3x2"), "3x2", ["2x3", "6x1"]),
         ("mamujoco", dict(scenario="Humanoid", agent_conf="2x3"), "2x3", ["9|8", "17x1"]),
         ("mamujoco", dict(scenario="ManySegmentAnt", agent_conf="2"), "2", ["<agents>x<segments"]),
-        ("mamujoco", dict(scenario="HalfCheetah", agent_conf="2x3", obs_mode="full"), "full",
-         ["global, local"]),
+        (
+            "mamujoco",
+            dict(scenario="HalfCheetah", agent_conf="2x3", obs_mode="full"),
+            "full",
+            ["global, local"],
+        ),
         ("mpe", dict(scenario="simple_tag"), "simple_tag", MPE_SCENARIOS),
     ],
 )
@@ -103,8 +113,12 @@ def test_bad_choices_raise_listing_valid_ones(name, kwargs, bad, expected):
 def test_halfcheetah_global_obs_is_state_plus_agent_id():
     env = make_env("mamujoco", scenario="HalfCheetah", agent_conf="2x3")
     spec = env.spec
-    assert ((spec.name, spec.task, spec.n_agents, spec.episode_limit)
-            == ("mamujoco", "HalfCheetah-2x3", 2, 1000))
+    assert (spec.name, spec.task, spec.n_agents, spec.episode_limit) == (
+        "mamujoco",
+        "HalfCheetah-2x3",
+        2,
+        1000,
+    )
     assert [s.shape for s in spec.observation_spaces] == [(19,), (19,)]
     assert [s.shape for s in spec.action_spaces] == [(3,), (3,)]
     assert spec.state_space.shape == (17,)
@@ -232,8 +246,9 @@ def test_speaker_listener_is_heterogeneous(continuous):
     assert [s.shape for s in spec.observation_spaces] == [(3,), (11,)]
     if continuous:
         assert [s.shape for s in spec.action_spaces] == [(3,), (5,)]
-        assert all(isinstance(s, spaces.Box) and s.low.min() == 0 and s.high.max() == 1
-                   for s in spec.action_spaces)
+        assert all(
+            isinstance(s, spaces.Box) and s.low.min() == 0 and s.high.max() == 1 for s in spec.action_spaces
+        )
     else:
         assert [s.n for s in spec.action_spaces] == [3, 5]
     obs, state, info = env.reset(seed=0)

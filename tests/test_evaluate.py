@@ -1,4 +1,5 @@
 """`python -m harl.evaluate`: evaluating a run dir's checkpoints, rendering videos, bad input."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,10 @@ def test_evaluates_the_requested_episodes_and_prints_mean_and_std(mpe_run, capsy
     assert metrics["eval_return"] == pytest.approx(np.mean(metrics["returns"]))
     assert metrics["eval_return_std"] == pytest.approx(np.std(metrics["returns"]))
     assert metrics["checkpoint"].endswith("best.pt") and metrics["env_steps"] in (40, 80)
-    assert (f"3 deterministic episodes: return {metrics['eval_return']:.3f} ± "
-            f"{metrics['eval_return_std']:.3f}, length 25.0") in out
+    assert (
+        f"3 deterministic episodes: return {metrics['eval_return']:.3f} ± "
+        f"{metrics['eval_return_std']:.3f}, length 25.0"
+    ) in out
 
 
 def test_best_checkpoint_reproduces_its_logged_evaluation(mpe_run):
@@ -85,9 +88,14 @@ def test_render_reports_its_progress(mpe_run, tmp_path):
     lines: list[str] = []
     evaluate_run(mpe_run, episodes=2, video=tmp_path / "clip.mp4", out=lines.append, progress_every=10)
     progress = [re.sub(r"in \d+ s", "in N s", line) for line in lines if line.startswith("rendering episode")]
-    assert progress == [f"rendering episode {k}/2: {text}" for k in (1, 2)
-                        for text in ("10/26 frames", "20/26 frames", "done, 26 frames in N s")]
-    assert lines[0] == f"rendering 2 episodes of mpe/simple_spread-discrete to {tmp_path / 'clip.mp4'} (10 fps)"
+    assert progress == [
+        f"rendering episode {k}/2: {text}"
+        for k in (1, 2)
+        for text in ("10/26 frames", "20/26 frames", "done, 26 frames in N s")
+    ]
+    assert (
+        lines[0] == f"rendering 2 episodes of mpe/simple_spread-discrete to {tmp_path / 'clip.mp4'} (10 fps)"
+    )
 
 
 def test_mamujoco_camera_follows_the_robot_configuration():
@@ -103,8 +111,17 @@ def test_mamujoco_camera_follows_the_robot_configuration():
         torso = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
         gym_default = {"trackbodyid": 2, "distance": 4.0, "lookat": np.array((0.0, 0.0, 1.15))}
         config = tracking_camera_config(model, gym_default)
-        assert config == {"distance": 4.0, "elevation": -20.0, "type": int(mujoco.mjtCamera.mjCAMERA_TRACKING),
-                          "trackbodyid": torso, "fixedcamid": -1} and torso >= 1
+        assert (
+            config
+            == {
+                "distance": 4.0,
+                "elevation": -20.0,
+                "type": int(mujoco.mjtCamera.mjCAMERA_TRACKING),
+                "trackbodyid": torso,
+                "fixedcamid": -1,
+            }
+            and torso >= 1
+        )
         assert tracking_camera_config(model, {"elevation": -10.0})["elevation"] == -10.0
         env.close()
 
@@ -165,15 +182,18 @@ def test_off_policy_run_evaluates(tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("argv, message", [
-    ([], "run_dir=<dir> is required"),
-    (["run_dir"], "expected key=value"),
-    (["run_dir=x", "episode=3"], "unknown key 'episode'; valid: run_dir, checkpoint"),
-    (["run_dir=x", "episodes=0"], "episodes must be >= 1"),
-    (["run_dir=x", "seed=one"], "seed must be an integer"),
-    (["run_dir=x", "render=maybe"], "render must be true or false"),
-    (["run_dir=x", "video=clip.gif"], "video must be an .mp4"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "run_dir=<dir> is required"),
+        (["run_dir"], "expected key=value"),
+        (["run_dir=x", "episode=3"], "unknown key 'episode'; valid: run_dir, checkpoint"),
+        (["run_dir=x", "episodes=0"], "episodes must be >= 1"),
+        (["run_dir=x", "seed=one"], "seed must be an integer"),
+        (["run_dir=x", "render=maybe"], "render must be true or false"),
+        (["run_dir=x", "video=clip.gif"], "video must be an .mp4"),
+    ],
+)
 def test_bad_arguments_print_usage(argv, message, capsys):
     with pytest.raises(UsageError, match=message):
         parse_args(argv)
@@ -208,12 +228,20 @@ def test_bad_run_dirs_and_checkpoints_are_clear_errors(tmp_path, mpe_run):
 
 
 def test_cli_bad_run_dir_exits_with_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "harl.evaluate", f"run_dir={tmp_path / 'nope'}"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harl.evaluate", f"run_dir={tmp_path / 'nope'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        (f"error: run dir '{tmp_path / 'nope'}' does not exist; pass a run directory "
-         "(results/<env>/<task>/<algo>/seed<N>-<time>)")]
+        (
+            f"error: run dir '{tmp_path / 'nope'}' does not exist; pass a run directory "
+            "(results/<env>/<task>/<algo>/seed<N>-<time>)"
+        )
+    ]
 
 
 def test_no_gl_backend_is_a_clear_error(monkeypatch):
@@ -223,10 +251,14 @@ def test_no_gl_backend_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr(mamujoco, "_gl_backend", None)
-    monkeypatch.setattr(mamujoco.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
-        a, 1, "", "Traceback ...\nImportError: no GL here"))
-    with pytest.raises(mamujoco.RenderBackendError,
-                       match="tried MUJOCO_GL=egl, osmesa .egl: ImportError: no GL here; osmesa"):
+    monkeypatch.setattr(
+        mamujoco.subprocess,
+        "run",
+        lambda *a, **k: subprocess.CompletedProcess(a, 1, "", "Traceback ...\nImportError: no GL here"),
+    )
+    with pytest.raises(
+        mamujoco.RenderBackendError, match="tried MUJOCO_GL=egl, osmesa .egl: ImportError: no GL here; osmesa"
+    ):
         mamujoco.ensure_gl_backend()
 
 

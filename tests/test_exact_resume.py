@@ -6,6 +6,7 @@ The stop is requested the way the signal handler does (`StopRequest.request`), f
 run at a chosen moment: mid-rollout, mid-update or during an evaluation. tests/test_stopping.py
 does the same through the real command with real signals, and with SIGKILL.
 """
+
 from __future__ import annotations
 
 import signal
@@ -24,25 +25,49 @@ from tests.stop_driver import fire_on_call
 
 # 20 env steps per iteration; rows only every few iterations, so that a stop often lands where
 # finished episodes wait to be summarised in the next row
-BASE = ["n_envs=2", "log_interval=60", "eval_interval=80", "eval_episodes=2", "n_eval_envs=2",
-        "save_interval=1000000"]
+BASE = [
+    "n_envs=2",
+    "log_interval=60",
+    "eval_interval=80",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+    "save_interval=1000000",
+]
 MPE = ["env=mpe", "env.max_cycles=15"]
 MAMUJOCO = ["env=mamujoco", "env.max_episode_steps=15"]
 ON_POLICY = ["rollout_length=10", "algo.hidden_sizes=[16,16]", "algo.critic_epoch=2"]
-OFF_POLICY = ["algo.hidden_sizes=[16,16]", "algo.batch_size=16", "algo.buffer_size=400",
-              "algo.warmup_steps=40", "algo.train_interval=20", "algo.utd_ratio=0.25",
-              "algo.save_replay_buffer=true"]
-EPISODIC = ["algo.hidden_dim=16", "algo.mixing_embed_dim=8", "algo.hypernet_embed=16",
-            "algo.batch_size=4", "algo.warmup_episodes=4", "algo.buffer_size=50",
-            "algo.train_interval=20", "algo.epsilon_anneal_steps=200", "algo.save_replay_buffer=true"]
+OFF_POLICY = [
+    "algo.hidden_sizes=[16,16]",
+    "algo.batch_size=16",
+    "algo.buffer_size=400",
+    "algo.warmup_steps=40",
+    "algo.train_interval=20",
+    "algo.utd_ratio=0.25",
+    "algo.save_replay_buffer=true",
+]
+EPISODIC = [
+    "algo.hidden_dim=16",
+    "algo.mixing_embed_dim=8",
+    "algo.hypernet_embed=16",
+    "algo.batch_size=4",
+    "algo.warmup_episodes=4",
+    "algo.buffer_size=50",
+    "algo.train_interval=20",
+    "algo.epsilon_anneal_steps=200",
+    "algo.save_replay_buffer=true",
+]
 CASES = {
     "happo-mpe": ["algo=happo", *MPE, *ON_POLICY],
     "happo-mamujoco": ["algo=happo", *MAMUJOCO, *ON_POLICY],
-    "happo-recurrent-mpe": ["algo=happo", *MPE, *ON_POLICY, "algo.use_recurrent_policy=true",
-                            "algo.data_chunk_length=5"],
+    "happo-recurrent-mpe": [
+        "algo=happo",
+        *MPE,
+        *ON_POLICY,
+        "algo.use_recurrent_policy=true",
+        "algo.data_chunk_length=5",
+    ],
     "mappo-mamujoco": ["algo=mappo", *MAMUJOCO, *ON_POLICY],
-    "hatrpo-mpe-discrete": ["algo=hatrpo", *MPE, "env.continuous=false", *ON_POLICY,
-                            "algo.cg_iters=3"],
+    "hatrpo-mpe-discrete": ["algo=hatrpo", *MPE, "env.continuous=false", *ON_POLICY, "algo.cg_iters=3"],
     "hasac-mpe": ["algo=hasac", *MPE, *OFF_POLICY],
     "hatd3-mamujoco": ["algo=hatd3", *MAMUJOCO, *OFF_POLICY],
     "qmix-mpe-discrete": ["algo=qmix", *MPE, "env.continuous=false", *EPISODIC],
@@ -53,8 +78,7 @@ IGNORED = ["wall_time", "fps"]  # the only columns allowed to differ
 
 def _hook(monkeypatch, target, name: str, call: int, stop: StopRequest, when=lambda *a: True):
     """Request a stop at the `call`-th call of target.name (counting calls where `when`)."""
-    fire_on_call(target, name, call, lambda: stop.request(signal.SIGTERM), when,
-                 monkeypatch.setattr)
+    fire_on_call(target, name, call, lambda: stop.request(signal.SIGTERM), when, monkeypatch.setattr)
 
 
 def _train(run_dir: Path, overrides: list[str], stop: StopRequest | None = None) -> None:
@@ -105,7 +129,7 @@ def _stopped_and_resumed(tmp_path, monkeypatch, case: str, moment: str, call: in
 
     stop = StopRequest()
     with monkeypatch.context() as patch:
-        if moment == "rollout":    # the training envs are the first VecEnv a run builds
+        if moment == "rollout":  # the training envs are the first VecEnv a run builds
             made: list = []
             original_init = VecEnv.__init__
 
@@ -128,22 +152,26 @@ def _stopped_and_resumed(tmp_path, monkeypatch, case: str, moment: str, call: in
     return tmp_path
 
 
-@pytest.mark.parametrize("case, moment, call", [
-    ("happo-mpe", "rollout", 15),
-    ("happo-mpe", "update", 20),
-    ("happo-mpe", "eval", 2),
-    ("happo-mamujoco", "rollout", 45),
-    ("happo-recurrent-mpe", "rollout", 47),
-    ("mappo-mamujoco", "update", 9),
-    ("hatrpo-mpe-discrete", "eval", 2),
-    ("hasac-mpe", "update", 30),
-    ("hasac-mpe", "rollout", 31),
-    ("hatd3-mamujoco", "eval", 2),
-    ("qmix-mpe-discrete", "rollout", 45),
-    ("qmix-mpe-discrete", "update", 3),
-])
+@pytest.mark.parametrize(
+    "case, moment, call",
+    [
+        ("happo-mpe", "rollout", 15),
+        ("happo-mpe", "update", 20),
+        ("happo-mpe", "eval", 2),
+        ("happo-mamujoco", "rollout", 45),
+        ("happo-recurrent-mpe", "rollout", 47),
+        ("mappo-mamujoco", "update", 9),
+        ("hatrpo-mpe-discrete", "eval", 2),
+        ("hasac-mpe", "update", 30),
+        ("hasac-mpe", "rollout", 31),
+        ("hatd3-mamujoco", "eval", 2),
+        ("qmix-mpe-discrete", "rollout", 45),
+        ("qmix-mpe-discrete", "update", 3),
+    ],
+)
 def test_a_stopped_and_resumed_run_equals_the_uninterrupted_one(
-        tmp_path, monkeypatch, uninterrupted, case, moment, call):
+    tmp_path, monkeypatch, uninterrupted, case, moment, call
+):
     resumed = _stopped_and_resumed(tmp_path, monkeypatch, case, moment, call)
     reference = uninterrupted(case)
     pd.testing.assert_frame_equal(_progress(resumed), _progress(reference))
@@ -158,7 +186,7 @@ def test_a_checkpoint_from_before_exact_resume_still_resumes_and_says_so(tmp_pat
     _train_until_stopped(tmp_path, case, stop)
     path = tmp_path / "checkpoints" / "latest.pt"
     payload = load_checkpoint(path)
-    for key in ("loop", "log_positions"):   # what format 1 did not have
+    for key in ("loop", "log_positions"):  # what format 1 did not have
         del payload[key]
     save_checkpoint(payload, path)
     old = torch.load(path, weights_only=False)
@@ -171,7 +199,7 @@ def test_a_checkpoint_from_before_exact_resume_still_resumes_and_says_so(tmp_pat
 
 
 def test_an_env_that_cannot_save_its_state_restarts_its_episodes_and_says_so(tmp_path, caplog):
-    case = [*CASES["happo-mpe"], "env.backend=mpe2"]   # PettingZoo's own objects: no saved state
+    case = [*CASES["happo-mpe"], "env.backend=mpe2"]  # PettingZoo's own objects: no saved state
     with caplog.at_level("INFO", logger="harl"):
         _train_until_stopped(tmp_path, case, StopRequest())
         assert "a resume of this run will restart its episodes" in caplog.text

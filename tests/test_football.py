@@ -4,6 +4,7 @@ Most tests drive the adapter with a scripted stand-in for gfootball (the adapter
 seam), so they run without the package; the tests at the end need gfootball itself
 (`bash tools/install_football.sh`) and are skipped with that reason when it is absent.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -33,7 +34,8 @@ from tests.conftest import TINY
 GFOOTBALL_PROBLEM = football_adapter.package_problem()
 needs_gfootball = pytest.mark.skipif(
     GFOOTBALL_PROBLEM is not None,
-    reason=f"gfootball is not usable ({GFOOTBALL_PROBLEM}); install it with `bash tools/install_football.sh`")
+    reason=f"gfootball is not usable ({GFOOTBALL_PROBLEM}); install it with `bash tools/install_football.sh`",
+)
 
 
 # ---------------------------------------------------------------- a scripted gfootball
@@ -69,8 +71,11 @@ class FakeFootball:
         self.t += 1
         event = self.script.get(self.t, {})
         before = self.raw["score"][0] - self.raw["score"][1]
-        self.raw = {**self.raw, **{k: v for k, v in event.items() if k != "done"},
-                    "steps_left": self.duration + 1 - self.t}
+        self.raw = {
+            **self.raw,
+            **{k: v for k, v in event.items() if k != "done"},
+            "steps_left": self.duration + 1 - self.t,
+        }
         score_reward = float(self.raw["score"][0] - self.raw["score"][1] - before)
         rewards = np.full(self.n, score_reward, dtype=np.float32)
         if self.checkpoints:
@@ -120,17 +125,30 @@ def test_unknown_scenario_fails_listing_the_valid_ones():
         make_env("football", scenario="academy_4_vs_4", _env_factory=fake_factory())
     message = str(info.value)
     assert "\n" not in message and "'academy_4_vs_4'" in message
-    for name in ("academy_3_vs_1_with_keeper", "academy_pass_and_shoot_with_keeper",
-                 "academy_run_pass_and_shoot_with_keeper", "academy_counterattack_easy",
-                 "academy_counterattack_hard", "academy_corner"):
+    for name in (
+        "academy_3_vs_1_with_keeper",
+        "academy_pass_and_shoot_with_keeper",
+        "academy_run_pass_and_shoot_with_keeper",
+        "academy_counterattack_easy",
+        "academy_counterattack_hard",
+        "academy_corner",
+    ):
         assert name in message
 
 
-@pytest.mark.parametrize("scenario, n_agents", [
-    ("academy_3_vs_1_with_keeper", 3), ("3_vs_1_with_keeper", 3), ("pass_and_shoot_with_keeper", 2),
-    ("academy_run_pass_and_shoot_with_keeper", 2), ("counterattack_easy", 4), ("counterattack_hard", 4),
-    ("corner", 11), ("empty_goal_close", 1),
-])
+@pytest.mark.parametrize(
+    "scenario, n_agents",
+    [
+        ("academy_3_vs_1_with_keeper", 3),
+        ("3_vs_1_with_keeper", 3),
+        ("pass_and_shoot_with_keeper", 2),
+        ("academy_run_pass_and_shoot_with_keeper", 2),
+        ("counterattack_easy", 4),
+        ("counterattack_hard", 4),
+        ("corner", 11),
+        ("empty_goal_close", 1),
+    ],
+)
 def test_scenarios_with_or_without_prefix_and_their_player_counts(scenario, n_agents):
     factory = fake_factory()
     env = FootballEnv(scenario, _env_factory=factory)
@@ -141,19 +159,28 @@ def test_scenarios_with_or_without_prefix_and_their_player_counts(scenario, n_ag
     assert all(s.shape == (115,) for s in env.spec.observation_spaces)
     assert env.spec.state_space.shape == (104 + 11 * n_agents,) == (state_dim(n_agents),)
     assert env.spec.episode_limit == 401
-    assert factory.made[0].kwargs == {"env_name": name, "representation": "simple115v2", "rewards": "scoring",
-                                      "number_of_left_players_agent_controls": n_agents,
-                                      "number_of_right_players_agent_controls": 0}
+    assert factory.made[0].kwargs == {
+        "env_name": name,
+        "representation": "simple115v2",
+        "rewards": "scoring",
+        "number_of_left_players_agent_controls": n_agents,
+        "number_of_right_players_agent_controls": 0,
+    }
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(rewards="checkpoints"),
-     "unknown football rewards 'checkpoints'; valid: scoring, scoring,checkpoints"),
-    (dict(n_agents=5), r"n_agents must be None or an int in \[1, 4\]"),
-    (dict(n_agents=0), r"n_agents must be None or an int in \[1, 4\]"),
-    (dict(max_episode_steps=402), r"max_episode_steps must be None .*401 steps.* \[1, 401\]"),
-    (dict(max_episode_steps=0), r"max_episode_steps must be None .*401 steps.* \[1, 401\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(rewards="checkpoints"),
+            "unknown football rewards 'checkpoints'; valid: scoring, scoring,checkpoints",
+        ),
+        (dict(n_agents=5), r"n_agents must be None or an int in \[1, 4\]"),
+        (dict(n_agents=0), r"n_agents must be None or an int in \[1, 4\]"),
+        (dict(max_episode_steps=402), r"max_episode_steps must be None .*401 steps.* \[1, 401\]"),
+        (dict(max_episode_steps=0), r"max_episode_steps must be None .*401 steps.* \[1, 401\]"),
+    ],
+)
 def test_bad_arguments_fail_saying_what_is_valid(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FootballEnv("3_vs_1_with_keeper", _env_factory=fake_factory(), **kwargs)
@@ -161,8 +188,13 @@ def test_bad_arguments_fail_saying_what_is_valid(kwargs, match):
 
 def test_options_reach_gfootball():
     factory = fake_factory()
-    env = FootballEnv("academy_corner", rewards="checkpoints, scoring", n_agents=10, max_episode_steps=50,
-                      _env_factory=factory)
+    env = FootballEnv(
+        "academy_corner",
+        rewards="checkpoints, scoring",
+        n_agents=10,
+        max_episode_steps=50,
+        _env_factory=factory,
+    )
     assert factory.made[0].kwargs["rewards"] == "scoring,checkpoints"
     assert factory.made[0].kwargs["number_of_left_players_agent_controls"] == 10
     assert env.spec.n_agents == 10 and env.spec.episode_limit == 50
@@ -178,7 +210,7 @@ def test_observations_state_rewards_and_info():
     assert state.shape == (137,) and state.dtype == np.float32
     np.testing.assert_array_equal(state[:104], obs[0][SHARED])
     np.testing.assert_array_equal(state[104:], np.concatenate([o[ACTIVE] for o in obs]))
-    assert [np.flatnonzero(state[104 + 11 * i:115 + 11 * i]).tolist() for i in range(3)] == [[1], [2], [3]]
+    assert [np.flatnonzero(state[104 + 11 * i : 115 + 11 * i]).tolist() for i in range(3)] == [[1], [2], [3]]
     assert [m.tolist() for m in info["avail_actions"]] == [[1.0] * 19] * 3
 
     res = env.step(idle(env))
@@ -191,8 +223,9 @@ def test_observations_state_rewards_and_info():
 
 
 def test_a_goal_terminates_and_counts_as_scored():
-    env = FootballEnv("pass_and_shoot_with_keeper",
-                      _env_factory=fake_factory({3: {"score": [1, 0], "done": True}}))
+    env = FootballEnv(
+        "pass_and_shoot_with_keeper", _env_factory=fake_factory({3: {"score": [1, 0], "done": True}})
+    )
     env.reset()
     for _ in range(2):
         assert not env.step(idle(env)).terminated
@@ -206,8 +239,11 @@ def test_a_goal_terminates_and_counts_as_scored():
         env.step(idle(env))
 
 
-@pytest.mark.parametrize("event", [{"game_mode": 3}, {"ball_owned_team": 1}, {"done": True}],
-                         ids=["out-of-play", "possession-change", "early-end"])
+@pytest.mark.parametrize(
+    "event",
+    [{"game_mode": 3}, {"ball_owned_team": 1}, {"done": True}],
+    ids=["out-of-play", "possession-change", "early-end"],
+)
 def test_early_ends_terminate_without_a_score(event):
     env = FootballEnv("3_vs_1_with_keeper", _env_factory=fake_factory({5: {**event, "done": True}}))
     env.reset()
@@ -220,9 +256,13 @@ def test_early_ends_terminate_without_a_score(event):
 
 def test_the_game_time_limit_truncates_unless_the_last_step_ends_play():
     env = FootballEnv("3_vs_1_with_keeper", _env_factory=fake_factory(duration=3))  # 4 steps
-    for script, terminated in (({}, False), ({4: {"game_mode": 4}}, True),
-                               ({4: {"ball_owned_team": 1}}, True), ({4: {"score": [1, 0]}}, True),
-                               ({1: {"game_mode": 2}}, False)):
+    for script, terminated in (
+        ({}, False),
+        ({4: {"game_mode": 4}}, True),
+        ({4: {"ball_owned_team": 1}}, True),
+        ({4: {"score": [1, 0]}}, True),
+        ({1: {"game_mode": 2}}, False),
+    ):
         # (the last: play stopped earlier without ending the scripted episode)
         env._env.script = script
         env.reset()
@@ -286,8 +326,9 @@ def test_seeds_set_the_engine_seed_of_every_episode():
 
 def test_vectorised_env_reports_score_in_episode_infos():
     factory = fake_factory({2: {"score": [1, 0], "done": True}})
-    vec = make_vec_env("football", {"scenario": "3_vs_1_with_keeper", "_env_factory": factory},
-                       n_envs=2, seed=1)
+    vec = make_vec_env(
+        "football", {"scenario": "3_vs_1_with_keeper", "_env_factory": factory}, n_envs=2, seed=1
+    )
     try:
         vobs = vec.reset()
         assert vobs.state.shape == (2, 137) and vobs.avail[2].shape == (2, 19)
@@ -338,8 +379,9 @@ def test_gym_0_26_is_refused(monkeypatch):
 
     monkeypatch.setattr(football_adapter, "_import_create_environment", lambda: None)
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.26.2")
-    assert football_adapter.package_problem() == ("gym 0.26.2 is installed; gfootball 2.10.2 needs "
-                                                  "gym < 0.26 (0.25.2)")
+    assert football_adapter.package_problem() == (
+        "gym 0.26.2 is installed; gfootball 2.10.2 needs gym < 0.26 (0.25.2)"
+    )
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.25.2")
     assert football_adapter.package_problem() is None
 
@@ -354,11 +396,14 @@ def test_train_stops_before_building_any_env(monkeypatch, tmp_path):
 
 
 def test_importing_envs_does_not_import_gfootball():
-    code = ("import envs, sys; "
-            "print(sorted(m for m in ('gfootball', 'gfootball_engine', 'gym') if m in sys.modules))")
+    code = (
+        "import envs, sys; "
+        "print(sorted(m for m in ('gfootball', 'gfootball_engine', 'gym') if m in sys.modules))"
+    )
     repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=repo_root)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -368,13 +413,18 @@ def test_importing_envs_does_not_import_gfootball():
 def test_config_composes_and_feeds_the_adapter():
     from harl.train import env_kwargs
 
-    cfg = compose_config("env=football", "env.scenario=academy_counterattack_hard",
-                         "env.rewards='scoring,checkpoints'")  # quoted: Hydra reads a bare a,b as a sweep
+    cfg = compose_config(
+        "env=football", "env.scenario=academy_counterattack_hard", "env.rewards='scoring,checkpoints'"
+    )  # quoted: Hydra reads a bare a,b as a sweep
     assert (cfg.env.name, cfg.env.task) == ("football", "academy_counterattack_hard")
     assert isinstance(OmegaConf.to_object(cfg).env, FootballConfig)
     kwargs = env_kwargs(cfg.env)
-    assert kwargs == {"scenario": "academy_counterattack_hard", "rewards": "scoring,checkpoints",
-                      "n_agents": None, "max_episode_steps": None}
+    assert kwargs == {
+        "scenario": "academy_counterattack_hard",
+        "rewards": "scoring,checkpoints",
+        "n_agents": None,
+        "max_episode_steps": None,
+    }
     env = FootballEnv(**kwargs, _env_factory=fake_factory())
     assert env.spec.n_agents == 4 and env.spec.state_space.shape == (148,)
     with pytest.raises(Exception, match="nonexistent_key"):  # the schema is typed and closed
@@ -488,8 +538,14 @@ def test_gfootball_shots_end_the_episode_by_termination_and_seeds_repeat():
 def test_happo_trains_on_3_vs_1_with_keeper(tmp_path):
     from harl.train import run
 
-    cfg = compose_config(*TINY, "algo=happo", "env=football", "env.scenario=academy_3_vs_1_with_keeper",
-                         "env.max_episode_steps=50", "logger.tensorboard=false")
+    cfg = compose_config(
+        *TINY,
+        "algo=happo",
+        "env=football",
+        "env.scenario=academy_3_vs_1_with_keeper",
+        "env.max_episode_steps=50",
+        "logger.tensorboard=false",
+    )
     metrics = run(cfg, tmp_path)
     assert {"eval_return", "eval_length", "eval_win_rate"} <= set(metrics)
     assert 0.0 <= metrics["eval_win_rate"] <= 1.0

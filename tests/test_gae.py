@@ -1,4 +1,5 @@
 """GAE against hand-computed values, with a termination and a truncation in one rollout."""
+
 import torch
 
 from harl.common.gae import compute_gae
@@ -18,13 +19,13 @@ def rollout():
 
 def test_gae_bootstraps_truncation_from_true_final_state():
     adv, ret = compute_gae(*rollout(), gamma=G, lam=L)
-    d3 = 4.0 + G * 7.0 - 2.0          # truncated: bootstrap from V(final) = 7, not V(s_4) = 9
+    d3 = 4.0 + G * 7.0 - 2.0  # truncated: bootstrap from V(final) = 7, not V(s_4) = 9
     d2 = 3.0 + G * 2.0 - 1.5
-    d1 = 2.0 + 0.0 - 1.0              # terminated: no bootstrap
+    d1 = 2.0 + 0.0 - 1.0  # terminated: no bootstrap
     d0 = 1.0 + G * 1.0 - 0.5
     a3 = d3
     a2 = d2 + G * L * a3
-    a1 = d1                           # the episode ended: nothing flows back across it
+    a1 = d1  # the episode ended: nothing flows back across it
     a0 = d0 + G * L * a1
     expected = torch.tensor([[a0], [a1], [a2], [a3]])
     torch.testing.assert_close(adv, expected)
@@ -34,7 +35,7 @@ def test_gae_bootstraps_truncation_from_true_final_state():
 def test_gae_reference_truncation_zeroes_the_advantage():
     adv, ret = compute_gae(*rollout(), gamma=G, lam=L, truncation_bootstrap=False)
     d2 = 3.0 + G * 2.0 - 1.5
-    assert adv[3].item() == 0.0 and ret[3].item() == 2.0   # target = V(s_3)
+    assert adv[3].item() == 0.0 and ret[3].item() == 2.0  # target = V(s_3)
     torch.testing.assert_close(adv[2], torch.tensor([d2]))  # nothing flows back from step 3
 
 

@@ -1,4 +1,5 @@
 """HAPPO's sequential scheme on a heterogeneous team (Box and Discrete agents of different sizes)."""
+
 import copy
 
 import numpy as np
@@ -69,12 +70,12 @@ def test_agent_order_is_random_per_iteration_and_seed_determined():
         buf = fill_buffer(learner)
         for _ in range(n_iterations):
             learner.train(buf)
-        return [tuple(i for i, _ in calls[k:k + 3]) for k in range(0, len(calls), 3)]
+        return [tuple(i for i, _ in calls[k : k + 3]) for k in range(0, len(calls), 3)]
 
     a, b, c = orders(1), orders(1), orders(2)
     assert a == b
-    assert len(set(a)) > 1          # the order changes across iterations
-    assert a != c                   # and depends on the seed
+    assert len(set(a)) > 1  # the order changes across iterations
+    assert a != c  # and depends on the seed
     assert set(orders(1, fixed_order=True)) == {(0, 1, 2)}
 
 

@@ -1,5 +1,6 @@
 """Sweeps and run bookkeeping: Hydra multirun under the joblib launcher, the SLURM launcher
 preset, run.json, and the optional Weights & Biases logger (without the package installed)."""
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,16 @@ def test_slurm_launcher_preset_composes_with_overrides():
     register_configs()
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                 "hydra.launcher.gpus_per_node=1", "hydra.launcher.timeout_min=60"])
+        cfg = compose(
+            config_name="config",
+            return_hydra_config=True,
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.gpus_per_node=1",
+                "hydra.launcher.timeout_min=60",
+            ],
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.timeout_min) == ("gpu", 1, 60)
@@ -40,9 +48,17 @@ def test_run_dirs_hold_no_shell_or_markdown_characters_of_the_task():
     register_configs()
     register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", return_hydra_config=True,
-                      overrides=["env=mamujoco", "env.scenario=Humanoid", "env.agent_conf=9|8",
-                                 "results_dir=out", "seed=3"])
+        cfg = compose(
+            config_name="config",
+            return_hydra_config=True,
+            overrides=[
+                "env=mamujoco",
+                "env.scenario=Humanoid",
+                "env.agent_conf=9|8",
+                "results_dir=out",
+                "seed=3",
+            ],
+        )
     assert cfg.env.task == "Humanoid-9|8"  # the task itself keeps its name (config, logs, plots)
     assert cfg.hydra.run.dir.startswith("out/mamujoco/Humanoid-9_8/happo/seed3-")
     assert cfg.hydra.sweep.subdir == "mamujoco/Humanoid-9_8/happo/seed3"
@@ -52,8 +68,19 @@ def test_run_dirs_hold_no_shell_or_markdown_characters_of_the_task():
 
 def test_multirun_of_two_tiny_jobs_under_joblib(tmp_path):
     """Two jobs in parallel processes (loky), each with its own env worker process."""
-    cmd = [sys.executable, "-m", "harl.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-           "seed=1,2", "env=mpe", "n_workers=1", f"results_dir={tmp_path}", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harl.train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "seed=1,2",
+        "env=mpe",
+        "n_workers=1",
+        f"results_dir={tmp_path}",
+        *TINY,
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(tmp_path.glob("multirun/*/mpe/simple_spread-continuous/happo/seed*"))
@@ -69,8 +96,13 @@ def test_run_json_records_the_run_and_its_resumes(tmp_path):
     overrides = ["env=mpe", *TINY]
     run(compose_config(*overrides), tmp_path)
     info = json.loads((tmp_path / "run.json").read_text())
-    assert {k: info[k] for k in ("algo", "env", "seed", "n_envs", "total_steps")} == \
-        {"algo": "happo", "env": "mpe", "seed": 1, "n_envs": 2, "total_steps": 80}
+    assert {k: info[k] for k in ("algo", "env", "seed", "n_envs", "total_steps")} == {
+        "algo": "happo",
+        "env": "mpe",
+        "seed": 1,
+        "n_envs": 2,
+        "total_steps": 80,
+    }
     resume = ["total_steps=120", f"resume={tmp_path}"]
     run(compose_config(*overrides, *resume), tmp_path, resume)
     info = json.loads((tmp_path / "run.json").read_text())

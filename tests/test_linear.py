@@ -1,4 +1,5 @@
 """harl's Linear: oneDNN products forward and backward agree with F.linear, and the dispatch rules."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,11 +45,14 @@ def _first_and_second_derivatives(x, w, b):
     return [y, *grads, *second]
 
 
-@pytest.mark.parametrize("shape, in_dim, out_dim", [
-    ((300, 19), 19, 128),       # wide output: weight gradient as (x^T g)^T
-    ((4, 100, 128), 128, 3),    # narrow output (g^T x), 3-d input
-    ((256, 64), 64, 64),
-])
+@pytest.mark.parametrize(
+    "shape, in_dim, out_dim",
+    [
+        ((300, 19), 19, 128),  # wide output: weight gradient as (x^T g)^T
+        ((4, 100, 128), 128, 3),  # narrow output (g^T x), 3-d input
+        ((256, 64), 64, 64),
+    ],
+)
 def test_onednn_matches_f_linear_to_rounding_with_double_backward(shape, in_dim, out_dim, onednn_calls):
     torch.manual_seed(0)
     x = torch.randn(*shape, requires_grad=True)
@@ -56,7 +60,7 @@ def test_onednn_matches_f_linear_to_rounding_with_double_backward(shape, in_dim,
     b = torch.randn(out_dim, requires_grad=True)
     set_cpu_matmul("onednn")
     fast = _first_and_second_derivatives(x, w, b)
-    assert len(onednn_calls) == 3   # forward and both first-order backward products
+    assert len(onednn_calls) == 3  # forward and both first-order backward products
     set_cpu_matmul("default")
     n_calls = len(onednn_calls)
     reference = _first_and_second_derivatives(x, w, b)
@@ -68,8 +72,8 @@ def test_onednn_matches_f_linear_to_rounding_with_double_backward(shape, in_dim,
 
 def test_small_batches_single_outputs_and_float64_stay_on_the_default_product(onednn_calls):
     set_cpu_matmul("onednn")
-    linear(torch.randn(lin.MIN_ROWS - 1, 8), torch.randn(4, 8))      # rollout-sized batch
-    linear(torch.randn(1000, 8), torch.randn(1, 8))                  # value head
+    linear(torch.randn(lin.MIN_ROWS - 1, 8), torch.randn(4, 8))  # rollout-sized batch
+    linear(torch.randn(1000, 8), torch.randn(1, 8))  # value head
     linear(torch.randn(1000, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64))
     assert onednn_calls == []
     linear(torch.randn(lin.MIN_ROWS, 8), torch.randn(4, 8))
@@ -93,7 +97,7 @@ def test_ensemble_linear_onednn_path_matches_the_batched_product(onednn_calls):
     for name in ("onednn", "default"):
         set_cpu_matmul(name)
         y = layer(x)
-        outs.append([y, *torch.autograd.grad((y ** 2).sum(), [x, layer.weight, layer.bias])])
+        outs.append([y, *torch.autograd.grad((y**2).sum(), [x, layer.weight, layer.bias])])
     assert onednn_calls, "the ensemble did not take the oneDNN path"
     for got, want in zip(*outs):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
@@ -115,8 +119,9 @@ def test_bf16_option_rounds_the_operands_and_keeps_fp32_outputs(onednn_calls):
     for got, want in zip([y, *grads], [y0, *grads0]):
         torch.testing.assert_close(got, want, rtol=0.05, atol=0.02 * float(want.detach().abs().max()))
     # the same product as rounding the operands by hand
-    rounded = F.linear(x.detach().bfloat16().float(), w.detach().bfloat16().float(),
-                       b.detach().bfloat16().float())
+    rounded = F.linear(
+        x.detach().bfloat16().float(), w.detach().bfloat16().float(), b.detach().bfloat16().float()
+    )
     torch.testing.assert_close(y.detach(), rounded, rtol=1e-2, atol=1e-2)
 
 
@@ -134,11 +139,22 @@ def test_setter_reports_the_product_in_effect(monkeypatch):
 
 
 # ------------------------------------------------------------------ every family, end to end
-@pytest.mark.parametrize("case", ["happo-mpe", "happo-mamujoco", "happo-recurrent-mpe", "mappo-mamujoco",
-                                  "hatrpo-mpe-discrete", "hasac-mpe", "hatd3-mamujoco",
-                                  "qmix-mpe-discrete"])
-def test_every_family_trains_through_onednn_like_the_default_product(tmp_path, monkeypatch, onednn_calls,
-                                                                     case):
+@pytest.mark.parametrize(
+    "case",
+    [
+        "happo-mpe",
+        "happo-mamujoco",
+        "happo-recurrent-mpe",
+        "mappo-mamujoco",
+        "hatrpo-mpe-discrete",
+        "hasac-mpe",
+        "hatd3-mamujoco",
+        "qmix-mpe-discrete",
+    ],
+)
+def test_every_family_trains_through_onednn_like_the_default_product(
+    tmp_path, monkeypatch, onednn_calls, case
+):
     """Tiny runs take the oneDNN path everywhere (MIN_ROWS lowered to 1): in-place activations
     after a layer, double backward (HATRPO), ensembles, GRUs and mixers work, and the learned
     weights agree with the default product's to rounding."""

@@ -1,6 +1,7 @@
 """Resuming rewinds a run directory's logs to the checkpoint (harl/logging/rewind.py): rows,
 log lines and evaluations the killed run wrote after its checkpoint are dropped instead of
 duplicated; a fresh start in an old run directory clears it. Unit level, on temp dirs."""
+
 from __future__ import annotations
 
 import csv
@@ -62,11 +63,16 @@ def test_progress_rows_after_the_checkpoint_are_dropped_and_the_widened_header_k
 def test_progress_duplicated_by_earlier_resumes_is_repaired(tmp_path):
     """Files written before rewinding existed: each restart redid the steps after its checkpoint."""
     (tmp_path / "progress.csv").write_text(
-        "env_steps,fps\n4000,1\n8000,1\n12000,1\n8000,2\n12000,2\n16000,2\n12000,3\n16000,3\n20000,3\n")
+        "env_steps,fps\n4000,1\n8000,1\n12000,1\n8000,2\n12000,2\n16000,2\n12000,3\n16000,3\n20000,3\n"
+    )
     assert rewind_progress(tmp_path / "progress.csv", 16000) == 5
     _, rows = _progress(tmp_path)
-    assert [(r["env_steps"], r["fps"]) for r in rows] == [("4000", "1"), ("8000", "2"), ("12000", "3"),
-                                                         ("16000", "3")]
+    assert [(r["env_steps"], r["fps"]) for r in rows] == [
+        ("4000", "1"),
+        ("8000", "2"),
+        ("12000", "3"),
+        ("16000", "3"),
+    ]
 
 
 # ------------------------------------------------------------------ train.log
@@ -124,6 +130,7 @@ def test_an_append_mode_handler_writes_at_the_new_end_by_itself(tmp_path):
     path = tmp_path / "train.log"
     handler = logging.FileHandler(path, mode="a")
     try:
+
         def emit(message: str) -> None:
             handler.handle(logging.LogRecord("harl", logging.INFO, __file__, 0, message, None, None))
 
@@ -226,8 +233,7 @@ def test_tensorboard_resume_purges_the_steps_after_the_checkpoint_only(tmp_path)
 
     acc = EventAccumulator(str(tmp_path / "tb"))  # purge_orphaned_data is on by default
     acc.Reload()
-    assert [(e.step, e.value) for e in acc.Scalars("x")] == [(10, 10.0), (20, 20.0), (30, -30.0),
-                                                            (40, -40.0)]
+    assert [(e.step, e.value) for e in acc.Scalars("x")] == [(10, 10.0), (20, 20.0), (30, -30.0), (40, -40.0)]
 
 
 def test_run_logger_takes_resume_step_or_purge_step(tmp_path):

@@ -7,6 +7,7 @@ same seed and fed the same random actions for several whole episodes (ended by t
 for bodies that fall, by termination); observations, state, rewards, terminations and
 truncations must be equal at every step.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,16 +32,21 @@ FALLS = {"Hopper", "Walker2d", "Humanoid", "Ant", "ManySegmentAnt"}
 
 def reference_env(scenario: str, agent_conf: str, agent_obsk: int):
     ref = load_mamujoco().parallel_env(
-        scenario, agent_conf, agent_obsk=agent_obsk,
+        scenario,
+        agent_conf,
+        agent_obsk=agent_obsk,
         agent_factorization=custom_factorization(scenario, agent_conf),
-        max_episode_steps=MAX_EPISODE_STEPS, disable_env_checker=True,
+        max_episode_steps=MAX_EPISODE_STEPS,
+        disable_env_checker=True,
     )
     # The package orders each neighbourhood by node label alone, iterating a set, so nodes that
     # share a label (Pusher's three "r_wrist_roll_joint"s) come in an order that changes from one
     # instance to the next. harl breaks such ties by actuator id; give the reference that order.
     by_label_then_actuator = lambda n: (n.label, -1 if n.act_ids is None else n.act_ids)  # noqa: E731
-    ref.k_dicts = [{k: sorted(nodes, key=by_label_then_actuator) for k, nodes in k_dict.items()}
-                   for k_dict in ref.k_dicts]
+    ref.k_dicts = [
+        {k: sorted(nodes, key=by_label_then_actuator) for k, nodes in k_dict.items()}
+        for k_dict in ref.k_dicts
+    ]
     return ref
 
 
@@ -64,15 +70,17 @@ def assert_same(env, ref, obs, state, ref_obs, obs_mode: str, where: str) -> Non
 @pytest.mark.parametrize("scenario, agent_conf", PARTITIONS, ids=[f"{s}-{p}" for s, p in PARTITIONS])
 def test_matches_the_package_step_by_step(scenario, agent_conf, obs_mode, agent_obsk):
     filter_mujoco_warnings()
-    env = MaMuJoCoEnv(scenario, agent_conf, obs_mode=obs_mode, agent_obsk=agent_obsk,
-                      max_episode_steps=MAX_EPISODE_STEPS)
+    env = MaMuJoCoEnv(
+        scenario, agent_conf, obs_mode=obs_mode, agent_obsk=agent_obsk, max_episode_steps=MAX_EPISODE_STEPS
+    )
     ref = reference_env(scenario, agent_conf, agent_obsk)
     names = ref.possible_agents
     assert env.spec.agents == names
     assert env.spec.state_space.shape == ref.state().shape
     if obs_mode == "local":
-        assert ([s.shape for s in env.spec.observation_spaces]
-                == [ref.observation_space(n).shape for n in names])
+        assert [s.shape for s in env.spec.observation_spaces] == [
+            ref.observation_space(n).shape for n in names
+        ]
 
     rng = np.random.default_rng(0)
     ends = []
@@ -104,8 +112,9 @@ def test_matches_the_package_step_by_step(scenario, agent_conf, obs_mode, agent_
             if res.terminated or res.truncated:
                 ends.append("terminated" if res.terminated else "truncated")
                 break
-        assert ends and len(ends) == episode + 1, \
+        assert ends and len(ends) == episode + 1, (
             f"episode {episode} did not end after {MAX_EPISODE_STEPS} steps"
+        )
 
     # Terminations are exercised, not only truncations (Humanoid 9|8 even falls on the last step).
     assert ("terminated" in ends) == (scenario in FALLS), ends

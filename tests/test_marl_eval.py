@@ -1,5 +1,6 @@
 """metrics.json in marl-eval's raw-data format: what tiny real runs write (on- and off-policy),
 resume, the writer's atomicity and bookkeeping, and evaluating saved weights in place."""
+
 from __future__ import annotations
 
 import json
@@ -73,11 +74,13 @@ def test_on_policy_run_writes_metrics_and_resume_appends(tmp_path):
         assert len(step["return"]) == len(step["episode_length"]) == EVAL_EPISODES
         assert step["episode_length"] == [25] * EVAL_EPISODES
     absolute = first[ABSOLUTE]
-    assert (len(absolute["return"]) == len(absolute["episode_length"])
-            == ABSOLUTE_EPISODES_FACTOR * EVAL_EPISODES)
+    assert (
+        len(absolute["return"]) == len(absolute["episode_length"]) == ABSOLUTE_EPISODES_FACTOR * EVAL_EPISODES
+    )
 
     # the per-episode lists are the ones behind progress.csv's eval columns
     import pandas as pd
+
     progress = pd.read_csv(tmp_path / "progress.csv")
     means = [sum(s["return"]) / EVAL_EPISODES for s in _steps(first)]
     assert progress["eval_return"].tolist() == pytest.approx(means, rel=1e-5)
@@ -220,8 +223,11 @@ class _Net:
 def test_saved_weights_acts_with_saved_tensors_and_restores(copies):
     learner = _Net(copies)
     torch.manual_seed(0)
-    saved = {"net": {k: torch.randn_like(v) for k, v in learner.net.state_dict().items()},
-             "scale": torch.full((1,), 5.0), "calls": 7}
+    saved = {
+        "net": {k: torch.randn_like(v) for k, v in learner.net.state_dict().items()},
+        "scale": torch.full((1,), 5.0),
+        "calls": 7,
+    }
     own = {k: v.clone() for k, v in learner.net.state_dict().items()}
     with saved_weights(learner, saved) as policy:
         assert (policy is learner) is not copies

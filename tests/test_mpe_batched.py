@@ -1,4 +1,5 @@
 """BatchedMPE reproduces MPEEnv (mpe2) env by env: whole-episode parity, spec, resets, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,17 +15,21 @@ ATOL = 1e-5
 
 def random_actions(spec, n_envs: int, rng: np.random.Generator, low: float = 0.0, high: float = 1.0) -> list:
     """Per agent: [n_envs, dim] float32 in [low, high] for Box agents, [n_envs] ints for Discrete ones."""
-    return [rng.integers(0, s.n, size=n_envs) if isinstance(s, spaces.Discrete)
-            else rng.uniform(low, high, size=(n_envs, *s.shape)).astype(np.float32)
-            for s in spec.action_spaces]
+    return [
+        rng.integers(0, s.n, size=n_envs)
+        if isinstance(s, spaces.Discrete)
+        else rng.uniform(low, high, size=(n_envs, *s.shape)).astype(np.float32)
+        for s in spec.action_spaces
+    ]
 
 
 def per_env(actions: list, j: int) -> list:
     return [a[j] for a in actions]
 
 
-def assert_obs_match(batched: BatchedMPE, obs_per_env: list[list[np.ndarray]],
-                     states: list[np.ndarray]) -> None:
+def assert_obs_match(
+    batched: BatchedMPE, obs_per_env: list[list[np.ndarray]], states: list[np.ndarray]
+) -> None:
     """Batched observations/state equal the stacked single-env ones."""
     obs = batched.observations()
     assert len(obs) == len(obs_per_env[0])
@@ -42,8 +47,11 @@ def load_all(batched: BatchedMPE, envs: list[MPEEnv]) -> None:
     for j, env in enumerate(envs):
         batched.load_world_from(j, env._aec)
     aecs = [env._aec for env in envs]
-    assert_obs_match(batched, [[aec.observe(n) for n in aec.possible_agents] for aec in aecs],
-                     [aec.state() for aec in aecs])
+    assert_obs_match(
+        batched,
+        [[aec.observe(n) for n in aec.possible_agents] for aec in aecs],
+        [aec.state() for aec in aecs],
+    )
 
 
 def step_both(batched: BatchedMPE, envs: list[MPEEnv], actions: list) -> tuple:
@@ -53,8 +61,9 @@ def step_both(batched: BatchedMPE, envs: list[MPEEnv], actions: list) -> tuple:
     assert_obs_match(batched, [r.obs for r in results], [r.state for r in results])
     assert rewards.dtype == np.float32 and rewards.shape == (batched.n_envs, batched.spec.n_agents)
     np.testing.assert_allclose(rewards, np.stack([r.rewards for r in results]), rtol=0, atol=ATOL)
-    np.testing.assert_allclose(batched.last_agent_rewards,
-                               np.stack([r.info["agent_rewards"] for r in results]), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(
+        batched.last_agent_rewards, np.stack([r.info["agent_rewards"] for r in results]), rtol=0, atol=ATOL
+    )
     assert terminated.dtype == bool and truncated.dtype == bool
     np.testing.assert_array_equal(terminated, [r.terminated for r in results])
     np.testing.assert_array_equal(truncated, [r.truncated for r in results])
@@ -69,8 +78,11 @@ def crowd_agents(env: MPEEnv, scale: float = 0.1) -> None:
 
 def agents_overlap(env: MPEEnv) -> bool:
     agents = env._aec.world.agents
-    return any(np.linalg.norm(a.state.p_pos - b.state.p_pos) < a.size + b.size
-               for i, a in enumerate(agents) for b in agents[i + 1:])
+    return any(
+        np.linalg.norm(a.state.p_pos - b.state.p_pos) < a.size + b.size
+        for i, a in enumerate(agents)
+        for b in agents[i + 1 :]
+    )
 
 
 # ---------------------------------------------------------------- parity over whole episodes

@@ -2,6 +2,7 @@
 (defaults, dtypes, shapes for heterogeneous Box / Discrete / MultiDiscrete teams), chunk
 selection per value stream, GAE edge cases (boolean flags, a step both terminated and truncated,
 an empty rollout), the runner's learning-rate schedule and HAPPO with a single agent."""
+
 from __future__ import annotations
 
 import pytest
@@ -56,7 +57,7 @@ def test_buffer_action_storage_per_space_kind():
     assert buf.avail[0] is None and buf.avail[2] is None
     assert buf.avail[1].shape == (4, 2, 5) and buf.avail[1].dtype == torch.float32
     # a large index survives storage exactly (a float32 store would round it)
-    big = 2 ** 24 + 1
+    big = 2**24 + 1
     buf.actions[1][0, 0, 0] = big
     assert int(buf.actions[1][0, 0, 0]) == big
     # chunks keep the dtype: the learner indexes categorical log-probs with these
@@ -64,9 +65,18 @@ def test_buffer_action_storage_per_space_kind():
 
 
 def test_buffer_recurrent_shapes_and_value_streams():
-    buf = RolloutBuffer(OBS, ACT, critic_input_dim=6, rollout_length=4, n_envs=2, device=CPU,
-                        n_value_streams=3, chunk_length=2,
-                        actor_hidden=[(1, 8), None, (2, 5)], critic_hidden=(1, 7))
+    buf = RolloutBuffer(
+        OBS,
+        ACT,
+        critic_input_dim=6,
+        rollout_length=4,
+        n_envs=2,
+        device=CPU,
+        n_value_streams=3,
+        chunk_length=2,
+        actor_hidden=[(1, 8), None, (2, 5)],
+        critic_hidden=(1, 7),
+    )
     assert buf.actor_h[0].shape == (4, 2, 1, 8) and buf.actor_h[1] is None
     assert buf.actor_h[2].shape == (4, 2, 2, 5)
     assert buf.critic_h.shape == (5, 2, 3, 1, 7)
@@ -79,8 +89,16 @@ def test_buffer_recurrent_shapes_and_value_streams():
 
 @pytest.mark.parametrize("K", [2, 3])
 def test_per_agent_chunks_reads_each_agents_own_stream_under_fp(K):
-    buf = RolloutBuffer(OBS[:K], ACT[:K], critic_input_dim=2, rollout_length=4, n_envs=2,
-                        device=CPU, n_value_streams=K, chunk_length=2)
+    buf = RolloutBuffer(
+        OBS[:K],
+        ACT[:K],
+        critic_input_dim=2,
+        rollout_length=4,
+        n_envs=2,
+        device=CPU,
+        n_value_streams=K,
+        chunk_length=2,
+    )
     x = torch.arange(4 * 2 * K, dtype=torch.float32).reshape(4, 2, K)
     for i in range(K):
         assert torch.equal(buf.per_agent_chunks(x, i), buf.to_chunks(x[..., i]))
@@ -99,8 +117,15 @@ def test_per_agent_chunks_shares_the_single_stream_under_ep():
 def _batch(seed, avail=False, h=False):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    return AgentBatch(r(2, 3, 4), r(2, 3, 1), r(2, 3, 1), r(2, 3, 5) if avail else None,
-                      torch.ones(2, 3), torch.zeros(2, 3), r(2, 1, 6) if h else None)
+    return AgentBatch(
+        r(2, 3, 4),
+        r(2, 3, 1),
+        r(2, 3, 1),
+        r(2, 3, 5) if avail else None,
+        torch.ones(2, 3),
+        torch.zeros(2, 3),
+        r(2, 1, 6) if h else None,
+    )
 
 
 def test_agent_batch_cat_of_a_single_agent_is_that_agents_batch():
@@ -139,8 +164,7 @@ def _gae_case():
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_gae_accepts_boolean_flags_like_float_ones(bootstrap):
     rewards, values, final_values, term, trunc = _gae_case()
-    expected = compute_gae(rewards, values, final_values, term.double(), trunc.double(), 0.9, 0.8,
-                           bootstrap)
+    expected = compute_gae(rewards, values, final_values, term.double(), trunc.double(), 0.9, 0.8, bootstrap)
     for te, tr in [(term, trunc), (term, trunc.double()), (term.double(), trunc)]:
         adv, ret = compute_gae(rewards, values, final_values, te, tr, 0.9, 0.8, bootstrap)
         assert adv.dtype == torch.float64
@@ -163,8 +187,15 @@ def test_gae_step_both_terminated_and_truncated_cuts_the_trace_once():
 
 
 def test_gae_of_an_empty_rollout_is_empty():
-    adv, ret = compute_gae(torch.zeros(0, 3), torch.zeros(1, 3), torch.zeros(0, 3),
-                           torch.zeros(0, 3), torch.zeros(0, 3), 0.99, 0.95)
+    adv, ret = compute_gae(
+        torch.zeros(0, 3),
+        torch.zeros(1, 3),
+        torch.zeros(0, 3),
+        torch.zeros(0, 3),
+        torch.zeros(0, 3),
+        0.99,
+        0.95,
+    )
     assert adv.shape == ret.shape == (0, 3)
 
 
@@ -177,19 +208,23 @@ def test_runner_decays_the_learning_rate_linearly_over_iterations(tmp_path):
     cfg.log_interval = cfg.save_interval = cfg.eval_interval = T * E * iterations
     envs = VecEnv(lambda: ToyTeamEnv(episode_limit=3), E, seeds=list(range(E)))
     torch.manual_seed(0)
-    learner = HAPPO(algo, envs.spec.observation_spaces, envs.spec.action_spaces,
-                    envs.spec.state_space, CPU, 0)
+    learner = HAPPO(
+        algo, envs.spec.observation_spaces, envs.spec.action_spaces, envs.spec.state_space, CPU, 0
+    )
     seen = []
 
     def train(buf):  # what the optimisers would train with in this iteration
-        seen.append(([o.param_groups[0]["lr"] for o in learner.actor_optims],
-                     learner.critic_optim.param_groups[0]["lr"]))
+        seen.append(
+            (
+                [o.param_groups[0]["lr"] for o in learner.actor_optims],
+                learner.critic_optim.param_groups[0]["lr"],
+            )
+        )
         return {}
 
     learner.train = train
     logger = RunLogger(tmp_path, cfg.total_steps, "lr schedule test", tensorboard=False)
-    runner = OnPolicyRunner(cfg, learner, envs, None, logger, CheckpointIO(tmp_path, {}), Counters(),
-                            CPU, {})
+    runner = OnPolicyRunner(cfg, learner, envs, None, logger, CheckpointIO(tmp_path, {}), Counters(), CPU, {})
     try:
         runner.run()
     finally:
@@ -206,11 +241,9 @@ def test_runner_decays_the_learning_rate_linearly_over_iterations(tmp_path):
 def test_happo_trains_a_single_agent_team():
     cfg = HAPPOConfig(hidden_sizes=[8], ppo_epoch=1, critic_epoch=1)
     torch.manual_seed(0)
-    learner = HAPPO(cfg, [spaces.Box(-1, 1, (3,))], [spaces.Discrete(3)], spaces.Box(-1, 1, (2,)),
-                    CPU, 0)
+    learner = HAPPO(cfg, [spaces.Box(-1, 1, (3,))], [spaces.Discrete(3)], spaces.Box(-1, 1, (2,)), CPU, 0)
     before = [p.detach().clone() for p in learner.actors[0].parameters()]
     info = learner.train(rollouts.fill_buffer(learner, 2, 4, 2, seed=0))
     assert info["first_agent"] == 0.0
     assert any(k.startswith("agent0/") for k in info)
     assert any(not torch.equal(b, a) for b, a in zip(before, learner.actors[0].parameters()))
-

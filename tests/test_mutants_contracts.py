@@ -1,5 +1,6 @@
 """Small contracts that mutation testing found unpinned: who a non-finite loss is blamed on,
 target networks that never take gradients, and episode batches moved between devices."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,9 @@ from harl.algos.off_policy.base import frozen_copy
 from harl.buffers.episode import EpisodeBatch
 
 
-@pytest.mark.parametrize("agent, who", [(None, "for critic"), ("shared actor", "for shared actor"),
-                                        (2, "for agent 2")])
+@pytest.mark.parametrize(
+    "agent, who", [(None, "for critic"), ("shared actor", "for shared actor"), (2, "for agent 2")]
+)
 def test_a_non_finite_loss_names_the_critic_a_label_or_the_agent(agent, who):
     with pytest.raises(NonFiniteLossError, match=f"non-finite actor loss {who} "):
         check_finite(torch.tensor([1.0, float("nan")]), "actor loss", agent)
@@ -31,13 +33,15 @@ def test_a_target_network_is_a_copy_that_never_takes_gradients():
 def _episode_batch() -> EpisodeBatch:
     g = torch.Generator().manual_seed(0)
     B, L, n = 2, 3, 2
-    return EpisodeBatch(obs=[torch.randn(B, L + 1, d, generator=g) for d in (4, 2)],
-                        state=torch.randn(B, L + 1, 5, generator=g),
-                        avail=[torch.rand(B, L + 1, a, generator=g) > 0.3 for a in (3, 4)],
-                        actions=torch.randint(3, (B, L, n), generator=g),
-                        reward=torch.randn(B, L, generator=g),
-                        terminated=torch.tensor([[False, False, True], [False, False, False]]),
-                        filled=torch.ones(B, L, dtype=torch.bool))
+    return EpisodeBatch(
+        obs=[torch.randn(B, L + 1, d, generator=g) for d in (4, 2)],
+        state=torch.randn(B, L + 1, 5, generator=g),
+        avail=[torch.rand(B, L + 1, a, generator=g) > 0.3 for a in (3, 4)],
+        actions=torch.randint(3, (B, L, n), generator=g),
+        reward=torch.randn(B, L, generator=g),
+        terminated=torch.tensor([[False, False, True], [False, False, False]]),
+        filled=torch.ones(B, L, dtype=torch.bool),
+    )
 
 
 def test_an_episode_batch_moves_every_field_and_keeps_its_values():
@@ -54,5 +58,5 @@ def test_an_episode_batch_moves_every_field_and_keeps_its_values():
     back = batch.to("cpu")
     for f in batch.__dataclass_fields__:
         a, b = getattr(batch, f), getattr(back, f)
-        for x, y in (zip(a, b) if isinstance(a, list) else [(a, b)]):
+        for x, y in zip(a, b) if isinstance(a, list) else [(a, b)]:
             assert torch.equal(x, y)

@@ -4,6 +4,7 @@ validation messages, exploration noise in each agent's bound units, action masks
 deterministic flag of HASAC's actors, which forwards the sequential actor update runs, and the
 replay buffer's defaults, devices, dtypes and index arithmetic.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,12 +41,19 @@ def make_batch(learner, B=16, seed=0, avail=None, active=None) -> ReplaySample:
         else:
             acts.append(torch.zeros(B, 1))
     avail = avail or [None] * n
-    return ReplaySample(obs=obs, state=torch.randn(B, learner.state_dim, generator=g), avail=avail,
-                        actions=acts, active=torch.ones(B, n) if active is None else active,
-                        reward=torch.randn(B, generator=g), discount=torch.full((B,), 0.9),
-                        next_obs=[o.clone() for o in obs],
-                        next_state=torch.randn(B, learner.state_dim, generator=g),
-                        next_avail=avail, next_active=torch.ones(B, n))
+    return ReplaySample(
+        obs=obs,
+        state=torch.randn(B, learner.state_dim, generator=g),
+        avail=avail,
+        actions=acts,
+        active=torch.ones(B, n) if active is None else active,
+        reward=torch.randn(B, generator=g),
+        discount=torch.full((B,), 0.9),
+        next_obs=[o.clone() for o in obs],
+        next_state=torch.randn(B, learner.state_dim, generator=g),
+        next_avail=avail,
+        next_active=torch.ones(B, n),
+    )
 
 
 def count_forwards(actors):
@@ -88,8 +96,9 @@ def test_unbounded_box_error_names_the_agent(cls):
 
 
 def test_deterministic_actor_uses_the_configured_activation():
-    learner = make(HADDPG, [spaces.Box(-1, 1, (3,))], [spaces.Box(-1, 1, (2,))],
-                   hidden_sizes=[4, 4], activation="selu")
+    learner = make(
+        HADDPG, [spaces.Box(-1, 1, (3,))], [spaces.Box(-1, 1, (2,))], hidden_sizes=[4, 4], activation="selu"
+    )
     kinds = [type(m) for m in learner.actors[0].net]
     assert kinds == [Linear, nn.SELU, Linear, nn.SELU, Linear]
 
@@ -116,8 +125,14 @@ def test_hasac_rejects_zero_temperature_with_its_own_message():
 @pytest.mark.parametrize("activation,final", [("selu", "tanh"), ("tanh", "relu")])
 def test_hasac_gaussian_actor_trunk_activations(activation, final):
     """Hidden layers use `activation`, the last hidden layer `final_activation`."""
-    learner = make(HASAC, [spaces.Box(-1, 1, (3,))], [spaces.Box(-1, 1, (2,))],
-                   hidden_sizes=[4, 4], activation=activation, final_activation=final)
+    learner = make(
+        HASAC,
+        [spaces.Box(-1, 1, (3,))],
+        [spaces.Box(-1, 1, (2,))],
+        hidden_sizes=[4, 4],
+        activation=activation,
+        final_activation=final,
+    )
     kinds = [type(m) for m in learner.actors[0].trunk]
     cls = {"selu": nn.SELU, "tanh": nn.Tanh, "relu": nn.ReLU}
     assert kinds == [Linear, cls[activation], Linear, cls[final]]
@@ -125,16 +140,16 @@ def test_hasac_gaussian_actor_trunk_activations(activation, final):
 
 @pytest.mark.parametrize("feature_norm", [True, False])
 def test_hasac_discrete_actor_feature_norm(feature_norm):
-    learner = make(HASAC, [spaces.Box(-1, 1, (3,))], [spaces.Discrete(4)], hidden_sizes=[4],
-                   feature_norm=feature_norm)
+    learner = make(
+        HASAC, [spaces.Box(-1, 1, (3,))], [spaces.Discrete(4)], hidden_sizes=[4], feature_norm=feature_norm
+    )
     first = learner.actors[0].policy.trunk.mlp.net[0]
     assert isinstance(first, nn.LayerNorm) == feature_norm
 
 
 @pytest.mark.parametrize("auto_alpha", [False, True])
 def test_hasac_temperature_optimisers_only_when_auto_tuned(auto_alpha):
-    learner = make(HASAC, [spaces.Box(-1, 1, (3,))] * 2, [spaces.Box(-1, 1, (2,))] * 2,
-                   auto_alpha=auto_alpha)
+    learner = make(HASAC, [spaces.Box(-1, 1, (3,))] * 2, [spaces.Box(-1, 1, (2,))] * 2, auto_alpha=auto_alpha)
     n = 3 if auto_alpha else 0
     assert len(learner.alpha_optims) == n
     assert len(learner.state_dict()["alpha_optims"]) == n
@@ -143,10 +158,14 @@ def test_hasac_temperature_optimisers_only_when_auto_tuned(auto_alpha):
 # ====================================================================== acting
 def test_ddpg_exploration_noise_is_scaled_to_each_agents_half_range(monkeypatch):
     """a = clip(mu + z * expl_noise * (high - low) / 2, low, high)."""
-    learner = make(HADDPG, [spaces.Box(-1, 1, (1,))] * 2,
-                   [spaces.Box(0, 4, (1,)), spaces.Box(-1, 1, (2,))], expl_noise=0.25)
-    set_deterministic(learner.actors[0], [0.25])          # mu_0 = 2 + 2 * 0.25 = 2.5
-    set_deterministic(learner.actors[1], [0.5, -0.5])     # mu_1 = (0.5, -0.5)
+    learner = make(
+        HADDPG,
+        [spaces.Box(-1, 1, (1,))] * 2,
+        [spaces.Box(0, 4, (1,)), spaces.Box(-1, 1, (2,))],
+        expl_noise=0.25,
+    )
+    set_deterministic(learner.actors[0], [0.25])  # mu_0 = 2 + 2 * 0.25 = 2.5
+    set_deterministic(learner.actors[1], [0.5, -0.5])  # mu_1 = (0.5, -0.5)
     monkeypatch.setattr(torch, "randn_like", lambda x: torch.full_like(x, 0.5))
     obs = [torch.zeros(3, 1)] * 2
     actions, _, _ = learner.act(obs, [None, None], deterministic=False)
@@ -173,9 +192,9 @@ def test_hasac_select_actions_masks_deterministic_flag_and_index_outputs():
     assert greedy[1].shape == (B, 1) and (greedy[1] == 3).all()
     assert greedy[2].shape == (B, 2)
     sampled, _, _ = learner.act(obs, avail, deterministic=False)
-    assert sampled[0].shape == (B, 1) and sampled[0].std() > 0.1    # stochastic Box actions
+    assert sampled[0].shape == (B, 1) and sampled[0].std() > 0.1  # stochastic Box actions
     assert ((sampled[0] >= 0) & (sampled[0] <= 4)).all()
-    assert sampled[1].shape == (B, 1) and (sampled[1] == 3).all()    # the mask is respected
+    assert sampled[1].shape == (B, 1) and (sampled[1] == 3).all()  # the mask is respected
     assert sampled[2].shape == (B, 2)
     assert ((sampled[2] >= 0) & (sampled[2] < torch.tensor([2, 3]))).all()
 
@@ -186,8 +205,9 @@ def test_sequential_update_runs_only_the_needed_forwards(cls, n):
     """Fixed order 0..n-1: every agent but the first needs a pre-update action (the first's own
     is never read, and for HASAC computing it would consume random draws); every agent but the
     last produces its updated action for the later agents."""
-    learner = make(cls, [spaces.Box(-1, 1, (2,))] * n, [spaces.Box(-1, 1, (1,))] * n,
-                   fixed_order=True, lr=0.1)
+    learner = make(
+        cls, [spaces.Box(-1, 1, (2,))] * n, [spaces.Box(-1, 1, (1,))] * n, fixed_order=True, lr=0.1
+    )
     b = make_batch(learner)
     counts, _ = count_forwards(learner.actors)
     learner.update_actors(b)
@@ -196,8 +216,9 @@ def test_sequential_update_runs_only_the_needed_forwards(cls, n):
 
 
 def test_haddpg_third_agent_sees_the_second_agents_updated_action():
-    learner = make(HADDPG, [spaces.Box(-1, 1, (2,))] * 3, [spaces.Box(-1, 1, (1,))] * 3,
-                   fixed_order=True, lr=0.1)
+    learner = make(
+        HADDPG, [spaces.Box(-1, 1, (2,))] * 3, [spaces.Box(-1, 1, (1,))] * 3, fixed_order=True, lr=0.1
+    )
     b = make_batch(learner)
     with torch.no_grad():
         before = learner.actors[1](b.obs[1])
@@ -206,7 +227,7 @@ def test_haddpg_third_agent_sees_the_second_agents_updated_action():
     with torch.no_grad():
         after = learner.actors[1](b.obs[1])
     assert not torch.allclose(before, after)
-    torch.testing.assert_close(calls[2][1], after)   # agent 2's loss: agent 1's new action
+    torch.testing.assert_close(calls[2][1], after)  # agent 2's loss: agent 1's new action
 
 
 @pytest.mark.parametrize("cls", [HADDPG, MADDPG, HATD3, HASAC])
@@ -219,8 +240,7 @@ def test_actor_update_does_not_compute_critic_gradients(cls):
 
 def test_hasac_fixed_order_is_respected():
     for fixed, expected in [(True, {0.0}), (False, {0.0, 1.0, 2.0})]:
-        learner = make(HASAC, [spaces.Box(-1, 1, (2,))] * 3, [spaces.Box(-1, 1, (1,))] * 3,
-                       fixed_order=fixed)
+        learner = make(HASAC, [spaces.Box(-1, 1, (2,))] * 3, [spaces.Box(-1, 1, (1,))] * 3, fixed_order=fixed)
         b = make_batch(learner)
         firsts = {learner.update_actors(b)["first_agent"] for _ in range(12)}
         assert firsts == expected
@@ -231,8 +251,14 @@ def test_hasac_policy_active_masks_switch(use_masks):
     """use_policy_active_masks false: dead agents' samples still count in the actor loss."""
     losses = []
     for active in (torch.ones(16, 2), torch.tensor([[1.0, 1.0], [0.0, 1.0]]).repeat(8, 1)):
-        learner = make(HASAC, [spaces.Box(-1, 1, (2,))] * 2, [spaces.Box(-1, 1, (1,))] * 2,
-                       hidden_sizes=[8], fixed_order=True, use_policy_active_masks=use_masks)
+        learner = make(
+            HASAC,
+            [spaces.Box(-1, 1, (2,))] * 2,
+            [spaces.Box(-1, 1, (1,))] * 2,
+            hidden_sizes=[8],
+            fixed_order=True,
+            use_policy_active_masks=use_masks,
+        )
         torch.manual_seed(3)
         info = learner.update_actors(make_batch(learner, active=active))
         losses.append(info["agent0/actor_loss"])
@@ -245,8 +271,14 @@ def test_hasac_policy_active_masks_switch(use_masks):
 def test_hasac_actor_update_respects_action_masks_everywhere():
     """Every action the critic sees in the sequential update (pre-update samples, the updated
     agent's own action, updated actions passed on) is an available one."""
-    learner = make(HASAC, [spaces.Box(-1, 1, (3,))] * 2, [spaces.Discrete(5)] * 2,
-                   hidden_sizes=[8], fixed_order=True, lr=0.1)
+    learner = make(
+        HASAC,
+        [spaces.Box(-1, 1, (3,))] * 2,
+        [spaces.Discrete(5)] * 2,
+        hidden_sizes=[8],
+        fixed_order=True,
+        lr=0.1,
+    )
     B = 16
     allowed = [2, 4]
     masks = []
@@ -267,9 +299,10 @@ def test_hasac_actor_update_respects_action_masks_everywhere():
 
 
 def test_hasac_critic_q_diagnostics_are_the_first_critics():
-    learner = make(HASAC, [spaces.Box(-1, 1, (2,))], [spaces.Box(-1, 1, (1,))],
-                   use_valuenorm=False, use_huber_loss=False)
-    set_critic(learner.critic, [[1, 0, 0], [0, 1, 0]], [0.0, 5.0])   # Q1 = s_0, Q2 = s_1 + 5
+    learner = make(
+        HASAC, [spaces.Box(-1, 1, (2,))], [spaces.Box(-1, 1, (1,))], use_valuenorm=False, use_huber_loss=False
+    )
+    set_critic(learner.critic, [[1, 0, 0], [0, 1, 0]], [0.0, 5.0])  # Q1 = s_0, Q2 = s_1 + 5
     b = make_batch(learner, B=3)
     b.state = t([[1.0, 2.0], [3.0, 4.0], [-1.0, 0.0]])
     info = learner.update_critic(b)
@@ -285,14 +318,26 @@ def small_buffer(device="cpu", capacity=4):
 
 def add_row(buf, r, term=False, trunc=False):
     one = torch.ones(1, 1)
-    buf.add([one * r], one * r, [None], [one], torch.tensor([float(r)]), torch.tensor([term]),
-            torch.tensor([trunc]), [one], one, [None], one, one)
+    buf.add(
+        [one * r],
+        one * r,
+        [None],
+        [one],
+        torch.tensor([float(r)]),
+        torch.tensor([term]),
+        torch.tensor([trunc]),
+        [one],
+        one,
+        [None],
+        one,
+        one,
+    )
 
 
 def test_sample_defaults_bootstrap_truncations_and_accepts_no_generator():
     buf = small_buffer()
     add_row(buf, 1.0, trunc=True)
-    s = buf.sample(4, 1, 0.5)   # no generator, default truncation_bootstrap
+    s = buf.sample(4, 1, 0.5)  # no generator, default truncation_bootstrap
     torch.testing.assert_close(s.discount, torch.full((4,), 0.5))
     s = buf.sample(4, 1, 0.5, truncation_bootstrap=False)
     torch.testing.assert_close(s.discount, torch.zeros(4))
@@ -334,8 +379,8 @@ def test_sampled_returns_stay_float32_under_a_float64_default_dtype():
 def test_sample_indexes_exactly_beyond_float32_precision():
     """With more than 2^24 stored transitions the drawn index must stay an exact integer."""
     cap = 2**24 + 2**21
-    buf = ReplayBuffer([], [], [], 0, 1, cap, "cpu")   # only rewards and episode flags
-    buf.terminated[1::2] = True                         # odd rows end their episode
+    buf = ReplayBuffer([], [], [], 0, 1, cap, "cpu")  # only rewards and episode flags
+    buf.terminated[1::2] = True  # odd rows end their episode
     buf.pos, buf.size = 0, cap
     flat = torch.randint(cap, (2048,), generator=torch.Generator().manual_seed(5))
     assert ((flat >= 2**24) & (flat % 2 == 1)).sum() > 10

@@ -3,6 +3,7 @@ stored and critic-side action encodings (Box / Discrete / MultiDiscrete), config
 boundaries, the replay buffer's shape, feed-forward hidden states, seeded batch sampling and
 gradient-step counting, moving a batch between devices, gradient clipping and zeroing, Q
 statistics, checkpoint errors, warm-up actions and the runner's loop and update cadence."""
+
 from __future__ import annotations
 
 import copy
@@ -38,8 +39,9 @@ def hasac(obs=HETERO_OBS, act=HETERO_ACT, seed=0, device=CPU, **overrides):
 def haddpg(n_agents=2, seed=0, **overrides):
     cfg = HADDPGConfig(**{"hidden_sizes": [8], "batch_size": 4, "buffer_size": 64, **overrides})
     torch.manual_seed(0)
-    return HADDPG(cfg, [spaces.Box(-1, 1, (2,))] * n_agents, [spaces.Box(-1, 1, (1,))] * n_agents,
-                  STATE, CPU, seed)
+    return HADDPG(
+        cfg, [spaces.Box(-1, 1, (2,))] * n_agents, [spaces.Box(-1, 1, (1,))] * n_agents, STATE, CPU, seed
+    )
 
 
 def fill(learner, n_rows=6, n_envs=2):
@@ -52,9 +54,20 @@ def fill(learner, n_rows=6, n_envs=2):
         torch.manual_seed(t)
         actions = random_actions(learner.action_spaces, avail, n_envs, CPU)
         ones = torch.ones(n_envs, learner.n_agents)
-        buf.add(obs, torch.randn(n_envs, 3, generator=g), avail, actions, torch.randn(n_envs, generator=g),
-                torch.zeros(n_envs, dtype=torch.bool), torch.zeros(n_envs, dtype=torch.bool), obs,
-                torch.randn(n_envs, 3, generator=g), avail, ones, ones)
+        buf.add(
+            obs,
+            torch.randn(n_envs, 3, generator=g),
+            avail,
+            actions,
+            torch.randn(n_envs, generator=g),
+            torch.zeros(n_envs, dtype=torch.bool),
+            torch.zeros(n_envs, dtype=torch.bool),
+            obs,
+            torch.randn(n_envs, 3, generator=g),
+            avail,
+            ones,
+            ones,
+        )
     return buf
 
 
@@ -87,8 +100,9 @@ def test_box_encoding_is_the_action_itself():
 
 # ------------------------------------------------------------------ construction and validation
 def test_unsupported_space_message_lists_every_supported_space():
-    with pytest.raises(ValueError,
-                       match=r"agent 1's action space .*it supports: Box, Discrete, MultiDiscrete$"):
+    with pytest.raises(
+        ValueError, match=r"agent 1's action space .*it supports: Box, Discrete, MultiDiscrete$"
+    ):
         hasac(obs=HETERO_OBS[:2], act=[HETERO_ACT[0], spaces.MultiBinary(3)])
     with pytest.raises(ValueError, match=r"it supports: Box$"):
         HADDPG(HADDPGConfig(hidden_sizes=[8]), [spaces.Box(-1, 1, (2,))], [spaces.Discrete(3)], STATE, CPU, 0)
@@ -229,7 +243,7 @@ def test_batch_from_a_cuda_buffer_is_complete_when_a_cpu_learner_reads_it():
     big = torch.arange(2_000_000, dtype=torch.float32, device="cuda").reshape(-1, 1) + 1.0
     for _ in range(20):
         batch = _hetero_batch()
-        batch.state = (big * 2.0).expand(-1, 3)        # queued GPU work ahead of the copy
+        batch.state = (big * 2.0).expand(-1, 3)  # queued GPU work ahead of the copy
         moved = learner._to_device(batch)
         assert moved.state.device.type == "cpu"
         assert float(moved.state[-1, 0]) == 4_000_000.0
@@ -241,9 +255,9 @@ def test_gradient_clipping_scales_the_step_to_max_grad_norm():
     learner = haddpg(max_grad_norm=0.5)
     p = torch.nn.Parameter(torch.zeros(4))
     optim = torch.optim.SGD([p], lr=1.0)
-    loss = (torch.tensor([3.0, 4.0, 0.0, 0.0]) * p).sum()   # gradient norm 5
+    loss = (torch.tensor([3.0, 4.0, 0.0, 0.0]) * p).sum()  # gradient norm 5
     norm = learner.apply_gradients(optim, [p], loss, "critic loss", None)
-    assert norm == pytest.approx(5.0)                     # the pre-clip norm is reported
+    assert norm == pytest.approx(5.0)  # the pre-clip norm is reported
     torch.testing.assert_close(p.detach(), torch.tensor([-0.3, -0.4, 0.0, 0.0]))
 
 
@@ -321,11 +335,13 @@ class _StubBuffer:
         return self.n
 
 
-def _runner(warmup=40, batch_size=8, utd_ratio=0.25, buffer_len=100, env_steps=40,
-            policy_steps=0, pending=0.0):
+def _runner(
+    warmup=40, batch_size=8, utd_ratio=0.25, buffer_len=100, env_steps=40, policy_steps=0, pending=0.0
+):
     runner = OffPolicyRunner.__new__(OffPolicyRunner)
-    runner.cfg = SimpleNamespace(algo=SimpleNamespace(warmup_steps=warmup, batch_size=batch_size,
-                                                      utd_ratio=utd_ratio))
+    runner.cfg = SimpleNamespace(
+        algo=SimpleNamespace(warmup_steps=warmup, batch_size=batch_size, utd_ratio=utd_ratio)
+    )
     runner.counters = Counters(env_steps=env_steps, pending_updates=pending)
     runner.learner, runner.buffer = _StubLearner(), _StubBuffer(buffer_len)
     runner._policy_steps = policy_steps
@@ -353,16 +369,16 @@ def test_training_starts_exactly_at_the_warmup_end_and_a_full_batch():
 
 def test_gradient_steps_owed_are_utd_ratio_per_policy_step_with_the_fraction_carried():
     r = _runner(utd_ratio=0.25, policy_steps=10, pending=0.0)
-    r.train_phase()                               # 2.5 owed: 2 taken, 0.5 carried
+    r.train_phase()  # 2.5 owed: 2 taken, 0.5 carried
     assert r.learner.gradient_steps == 2
     assert r.counters.pending_updates == pytest.approx(0.5)
     r._policy_steps = 2
-    r.train_phase()                               # 0.5 + 0.5 = 1 owed
+    r.train_phase()  # 0.5 + 0.5 = 1 owed
     assert r.learner.gradient_steps == 3
     assert r.counters.pending_updates == pytest.approx(0.0)
     r._policy_steps = 6
     r.cfg.algo.utd_ratio = 0.5
-    r.train_phase()                               # 3 owed
+    r.train_phase()  # 3 owed
     assert r.learner.gradient_steps == 6
     assert r.counters.pending_updates == pytest.approx(0.0)
 

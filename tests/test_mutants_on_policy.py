@@ -1,6 +1,7 @@
 """Small pinned behaviours of MAPPO parameter sharing, the trust-region primitives (flat_grad,
 conjugate gradient, backtracking line search) and HATRPO's use of them: each test fixes one
 thing a user relies on that the wider tests left loose."""
+
 import logging
 import math
 
@@ -34,14 +35,18 @@ def make(cls, cfg_cls, obs, act, seed=0, **overrides):
 
 
 # ====================================================================== check_shareable
-@pytest.mark.parametrize("obs,act", [
-    ([BOX3, BOX4], [ACT1, ACT1]),              # 2nd agent: observation differs only
-    ([BOX3, BOX3], [ACT1, ACT2]),              # 2nd agent: action differs only
-    ([BOX3, BOX4], [ACT1, ACT2]),              # 2nd agent: both differ
-    ([BOX3, BOX3, BOX4], [ACT1] * 3),          # only the 3rd agent's observation
-    ([BOX3] * 3, [ACT1, ACT1, ACT2]),          # only the 3rd agent's action
-    ([BOX3, BOX4, BOX4], [ACT1] * 3),          # 2nd and 3rd agree with each other, not agent 0
-    ([BOX3] * 3, [ACT1, ACT2, ACT2])])
+@pytest.mark.parametrize(
+    "obs,act",
+    [
+        ([BOX3, BOX4], [ACT1, ACT1]),  # 2nd agent: observation differs only
+        ([BOX3, BOX3], [ACT1, ACT2]),  # 2nd agent: action differs only
+        ([BOX3, BOX4], [ACT1, ACT2]),  # 2nd agent: both differ
+        ([BOX3, BOX3, BOX4], [ACT1] * 3),  # only the 3rd agent's observation
+        ([BOX3] * 3, [ACT1, ACT1, ACT2]),  # only the 3rd agent's action
+        ([BOX3, BOX4, BOX4], [ACT1] * 3),  # 2nd and 3rd agree with each other, not agent 0
+        ([BOX3] * 3, [ACT1, ACT2, ACT2]),
+    ],
+)
 def test_check_shareable_refuses_any_agent_whose_spaces_differ_from_agent_0(obs, act):
     names = [f"agent {i}" for i in range(len(obs))]
     with pytest.raises(ValueError, match="share_param"):
@@ -69,8 +74,7 @@ def test_mappo_shared_parameters_one_network_and_one_optimiser_mapped_to_every_a
 def test_mappo_shared_parameters_work_for_a_single_agent():
     # one agent (e.g. a single-agent scenario) is a valid shared team: agent 0's spaces,
     # agent 0's network and optimiser are all there is
-    learner = make(MAPPO, MAPPOConfig, [BOX3], [ACT1], share_param=True, ppo_epoch=1,
-                   critic_epoch=1)
+    learner = make(MAPPO, MAPPOConfig, [BOX3], [ACT1], share_param=True, ppo_epoch=1, critic_epoch=1)
     assert len(learner.actors) == 1 and len(learner.actor_optims) == 1
     before = [p.detach().clone() for p in learner.actors[0].parameters()]
     info = learner.train(rollouts.fill_buffer(learner, 2, 4, 2, seed=0))
@@ -94,13 +98,15 @@ def pg_batch(x, active):
     """C one-step chunks, log-prob slope x, rollout ratio 1 at w = 0."""
     C = len(x)
     obs = torch.stack([t(*x), torch.ones(C)], -1)[:, None]
-    return AgentBatch(obs, torch.zeros(C, 1, 1), torch.zeros(C, 1, 1), None, t(*active)[:, None],
-                      torch.zeros(C, 1), None)
+    return AgentBatch(
+        obs, torch.zeros(C, 1, 1), torch.zeros(C, 1, 1), None, t(*active)[:, None], torch.zeros(C, 1), None
+    )
 
 
 def test_mappo_skips_a_dead_agent_and_still_updates_every_agent_after_it():
-    learner = make(MAPPO, MAPPOConfig, [BOX3] * 3, [ACT1] * 3, share_param=False, ppo_epoch=1,
-                   entropy_coef=0.0)
+    learner = make(
+        MAPPO, MAPPOConfig, [BOX3] * 3, [ACT1] * 3, share_param=False, ppo_epoch=1, entropy_coef=0.0
+    )
     actors = []
     for i in range(3):
         actors.append(LinearLogProb())
@@ -108,9 +114,11 @@ def test_mappo_skips_a_dead_agent_and_still_updates_every_agent_after_it():
         learner.actor_optims[i] = torch.optim.SGD(actors[-1].parameters(), lr=1.0)
     x = [1.0, 2.0, 3.0]
     adv = t(1.0, 1.0, 1.0)[:, None]
-    batches = [pg_batch(x, [0, 0, 0]),      # agent 0 dead for the whole rollout
-               pg_batch(x, [0, 1, 0]),      # agent 1 alive for exactly one step
-               pg_batch(x, [1, 1, 1])]
+    batches = [
+        pg_batch(x, [0, 0, 0]),  # agent 0 dead for the whole rollout
+        pg_batch(x, [0, 1, 0]),  # agent 1 alive for exactly one step
+        pg_batch(x, [1, 1, 1]),
+    ]
     info = learner.update_actors(batches, [adv] * 3)
     assert not any(k.startswith("agent0/") for k in info)
     assert actors[0].w.item() == 0.0
@@ -123,8 +131,7 @@ def test_mappo_skips_a_dead_agent_and_still_updates_every_agent_after_it():
 
 # ====================================================================== flat_grad
 def test_flat_grad_gives_zeros_for_parameters_the_output_does_not_use():
-    a, unused, b = (nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2, 2)),
-                    nn.Parameter(torch.ones(1)))
+    a, unused, b = (nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2, 2)), nn.Parameter(torch.ones(1)))
     y = (3 * a).sum() + 5 * b.sum()
     torch.testing.assert_close(flat_grad(y, [a, unused, b]), t(3, 3, 0, 0, 0, 0, 5))
     # a fully unused set: all zeros, shaped like the parameters
@@ -141,8 +148,9 @@ def test_conjugate_gradient_default_is_ten_iterations():
     x = conjugate_gradient(lambda v: calls.append(1) or a @ v, b)
     assert len(calls) == 10
     calls.clear()
-    torch.testing.assert_close(x, conjugate_gradient(lambda v: calls.append(1) or a @ v, b,
-                                                     iters=10, residual_tol=0.0))
+    torch.testing.assert_close(
+        x, conjugate_gradient(lambda v: calls.append(1) or a @ v, b, iters=10, residual_tol=0.0)
+    )
 
 
 def test_conjugate_gradient_stops_only_strictly_below_the_tolerance():
@@ -157,27 +165,34 @@ def test_conjugate_gradient_stops_only_strictly_below_the_tolerance():
 def _search(objective, kl, expected_improve=1.0, max_kl=1.0, accept_ratio=0.5, max_tries=4):
     """Full step +1 from p = 0, b = .5; returns (result, p)."""
     p = nn.Parameter(torch.zeros(1))
-    out = backtracking_line_search([p], torch.ones(1), expected_improve,
-                                   lambda: (objective(p.item()), kl(p.item())), 0.0, max_kl,
-                                   accept_ratio, 0.5, max_tries)
+    out = backtracking_line_search(
+        [p],
+        torch.ones(1),
+        expected_improve,
+        lambda: (objective(p.item()), kl(p.item())),
+        0.0,
+        max_kl,
+        accept_ratio,
+        0.5,
+        max_tries,
+    )
     return out, p.item()
 
 
 def test_line_search_rejection_reports_the_last_try():
     # f(p) = p - 2 p^2: improvement / (p * expected) = 1 - 2p <= .75 < .8 at p = 1, .5, .25, .125
-    out, p = _search(lambda p: p - 2 * p**2, lambda p: 3 * p, expected_improve=1.5,
-                     accept_ratio=0.8)
+    out, p = _search(lambda p: p - 2 * p**2, lambda p: 3 * p, expected_improve=1.5, accept_ratio=0.8)
     assert not out.accepted and out.fraction == 0.0 and p == 0.0
     assert out.tries == 4
-    assert out.kl == pytest.approx(3 * 0.125)                    # of the last tried step
+    assert out.kl == pytest.approx(3 * 0.125)  # of the last tried step
     assert out.improvement == pytest.approx(0.125 - 2 * 0.125**2)
-    assert out.expected == 1.5                                   # of the full step
+    assert out.expected == 1.5  # of the full step
 
 
 def test_line_search_acceptance_reports_the_full_step_expectation():
     out, p = _search(lambda p: p - 0.6 * p**2, lambda p: 0.0, expected_improve=1.0)
     assert out.accepted and out.fraction == 0.5 and out.tries == 2 and p == 0.5
-    assert out.expected == 1.0                                   # not the scaled .5
+    assert out.expected == 1.0  # not the scaled .5
 
 
 def test_line_search_with_no_tries_rejects_and_reports_nan():
@@ -207,9 +222,16 @@ def hatrpo_update(**overrides):
     actor = LinearGaussian()
     learner.actors[1] = actor
     f32 = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
-    logp_rollout = -0.5 * TA**2 - 0.5 * math.log(2 * math.pi)   # the policy at w = 0
-    batch = AgentBatch(f32(TX)[:, None], f32(TA)[:, None, None], f32(logp_rollout)[:, None, None],
-                       None, torch.ones(4, 1), torch.zeros(4, 1), None)
+    logp_rollout = -0.5 * TA**2 - 0.5 * math.log(2 * math.pi)  # the policy at w = 0
+    batch = AgentBatch(
+        f32(TX)[:, None],
+        f32(TA)[:, None, None],
+        f32(logp_rollout)[:, None, None],
+        None,
+        torch.ones(4, 1),
+        torch.zeros(4, 1),
+        None,
+    )
     info = learner.update_agent(1, batch, f32(TADV)[:, None], torch.ones(4, 1))
     return info, actor.w.detach().numpy().astype(np.float64)
 
@@ -224,8 +246,9 @@ def test_hatrpo_conjugate_gradient_stops_at_the_configured_residual_tolerance():
     r1 = g - (g @ g) / (g @ F @ g) * (F @ g)
     rr0, rr1 = g @ g, r1 @ r1
     assert rr1 < 0.1 * rr0
-    info, w = hatrpo_update(kl_threshold=delta, fvp_damping=damping, cg_iters=10,
-                            cg_residual_tol=math.sqrt(rr0 * rr1))
+    info, w = hatrpo_update(
+        kl_threshold=delta, fvp_damping=damping, cg_iters=10, cg_residual_tol=math.sqrt(rr0 * rr1)
+    )
     step = math.sqrt(2 * delta / (g @ F @ g)) * g
     assert info["step_accepted"] == 1.0
     np.testing.assert_allclose(w, info["step_fraction"] * step, rtol=1e-4, atol=1e-6)

@@ -4,6 +4,7 @@ files, atomic writes): each test fixes one thing a user relies on that the wider
 
 Tests marked `cuda` only run on a machine with a GPU: they pin that everything the learner
 creates lives on its device (on a CPU-only machine that is trivially true)."""
+
 import math
 import os
 import random
@@ -41,8 +42,14 @@ def make(n_agents=2, obs_dim=3, act_space=None, state_dim=2, seed=0, device=CPU,
     cfg = HAPPOConfig(**{"hidden_sizes": [8], **overrides})
     torch.manual_seed(seed)
     act_space = act_space or spaces.Box(-1, 1, (1,))
-    return HAPPO(cfg, [spaces.Box(-1, 1, (obs_dim,))] * n_agents, [act_space] * n_agents,
-                 spaces.Box(-1, 1, (state_dim,)), device, seed)
+    return HAPPO(
+        cfg,
+        [spaces.Box(-1, 1, (obs_dim,))] * n_agents,
+        [act_space] * n_agents,
+        spaces.Box(-1, 1, (state_dim,)),
+        device,
+        seed,
+    )
 
 
 @pytest.fixture
@@ -80,7 +87,7 @@ def test_feature_norm_makes_actor_and_critic_insensitive_to_the_raw_input_scale(
     with torch.no_grad():
         a, b = learner.actors[1].distribution(x), learner.actors[1].distribution(3 * x + 5)
         v, w = learner.critic(x), learner.critic(3 * x + 5)
-    same = (torch.allclose(a["mean"], b["mean"], atol=1e-4) and torch.allclose(v, w, atol=1e-4))
+    same = torch.allclose(a["mean"], b["mean"], atol=1e-4) and torch.allclose(v, w, atol=1e-4)
     assert same == feature_norm
     has_ln = lambda m: isinstance(m.trunk.mlp.net[0], nn.LayerNorm)  # noqa: E731
     assert has_ln(learner.actors[0]) == has_ln(learner.critic) == feature_norm
@@ -104,8 +111,10 @@ def test_agent_orders_are_a_fixed_function_of_the_seed(keep_global_rngs):
     # golden values: a run with a given seed updates its agents in the same orders on every
     # machine and version (and independently of numpy's global RNG)
     np.random.seed(123)
-    expected = {0: [[1, 3, 4, 0, 2], [1, 4, 3, 0, 2], [0, 3, 1, 4, 2]],
-                7: [[4, 3, 2, 0, 1], [0, 1, 3, 4, 2], [0, 2, 3, 1, 4]]}
+    expected = {
+        0: [[1, 3, 4, 0, 2], [1, 4, 3, 0, 2], [0, 3, 1, 4, 2]],
+        7: [[4, 3, 2, 0, 1], [0, 1, 3, 4, 2], [0, 2, 3, 1, 4]],
+    }
     for seed, orders in expected.items():
         learner = make(n_agents=5, seed=seed)
         assert [agent_order(5, learner.order_rng, False) for _ in range(3)] == orders
@@ -115,14 +124,17 @@ def test_agent_orders_are_a_fixed_function_of_the_seed(keep_global_rngs):
 def test_distribution_matches_evaluate_actions_with_masks_resets_and_hidden_state():
     # recurrent Discrete agent: the distribution HATRPO's KL is taken on must be the one the
     # actions are evaluated under (action masks, initial hidden state, in-chunk resets)
-    learner = make(act_space=spaces.Discrete(4), use_recurrent_policy=True, recurrent_n=1,
-                   data_chunk_length=3)
+    learner = make(
+        act_space=spaces.Discrete(4), use_recurrent_policy=True, recurrent_n=1, data_chunk_length=3
+    )
     actor = learner.actors[0]
     g = torch.Generator().manual_seed(3)
     C, L = 2, 3
     obs = torch.randn(C, L, 3, generator=g)
-    avail = torch.tensor([[[0, 1, 1, 0], [1, 1, 0, 1], [0, 1, 1, 1]],
-                          [[1, 1, 0, 0], [0, 1, 1, 1], [1, 1, 1, 0]]], dtype=torch.float32)
+    avail = torch.tensor(
+        [[[0, 1, 1, 0], [1, 1, 0, 1], [0, 1, 1, 1]], [[1, 1, 0, 0], [0, 1, 1, 1], [1, 1, 1, 0]]],
+        dtype=torch.float32,
+    )
     actions = torch.tensor([[1, 3, 2], [0, 2, 1]])[..., None]
     resets = t(0, 0, 1, 0, 1, 0).view(C, L)
     h0 = torch.randn(C, 1, 8, generator=g)
@@ -132,14 +144,14 @@ def test_distribution_matches_evaluate_actions_with_masks_resets_and_hidden_stat
         logp, _ = learner.evaluate_actions(actor, b)
     assert log_p.shape == (C, L, 4)
     torch.testing.assert_close(log_p.gather(-1, actions), logp)
-    assert (log_p[avail == 0] < -1e6).all()                 # masked actions: probability 0
+    assert (log_p[avail == 0] < -1e6).all()  # masked actions: probability 0
     torch.testing.assert_close(log_p.exp().sum(-1), torch.ones(C, L))
     # the hidden state matters: another h0 changes the first step of the chunk without a reset
     other = AgentBatch(obs, actions, torch.zeros(C, L, 1), avail, torch.ones(C, L), resets, -h0)
     with torch.no_grad():
         log_q = learner.distribution(actor, other)["log_p"]
     assert not torch.allclose(log_q[0, 0], log_p[0, 0])
-    torch.testing.assert_close(log_q[1, 1:], log_p[1, 1:])   # reset at step 1: h0 forgotten
+    torch.testing.assert_close(log_q[1, 1:], log_p[1, 1:])  # reset at step 1: h0 forgotten
 
 
 # ====================================================================== returns
@@ -149,9 +161,16 @@ def test_compute_returns_without_valuenorm_uses_the_stored_values_as_they_are():
     buf = rollouts.fill_buffer(learner, 2, 4, 2, seed=0, episode_end=(1, 0))
     adv, ret = learner.compute_returns(buf)
     c = learner.cfg
-    ref_adv, ref_ret = compute_gae(buf.rewards, buf.values, buf.final_values,
-                                   buf.terminated[..., None], buf.truncated[..., None], c.gamma,
-                                   c.gae_lambda, c.truncation_bootstrap)
+    ref_adv, ref_ret = compute_gae(
+        buf.rewards,
+        buf.values,
+        buf.final_values,
+        buf.terminated[..., None],
+        buf.truncated[..., None],
+        c.gamma,
+        c.gae_lambda,
+        c.truncation_bootstrap,
+    )
     torch.testing.assert_close(adv, ref_adv)
     torch.testing.assert_close(ret, ref_ret)
     torch.testing.assert_close(ret - adv, buf.values[:-1])
@@ -165,12 +184,21 @@ def test_policy_gradient_epochs_report_the_average_over_every_update():
     actor = LinearLogProb()
     optim = torch.optim.SGD(actor.parameters(), lr=0.2)
     C = 2
-    obs = torch.stack([t(1.0, 2.0), torch.ones(C)], -1)[:, None]      # x = (1, 2), entropy 1 + w
-    batch = AgentBatch(obs, torch.zeros(C, 1, 1), torch.zeros(C, 1, 1), None, torch.ones(C, 1),
-                       torch.zeros(C, 1), None)
-    info = learner.policy_gradient_epochs(actor, optim, batch, torch.ones(C, 1), torch.ones(C, 1),
-                                          epochs=2, n_minibatch=1, surrogate=lambda r, a: r * a,
-                                          who=0)
+    obs = torch.stack([t(1.0, 2.0), torch.ones(C)], -1)[:, None]  # x = (1, 2), entropy 1 + w
+    batch = AgentBatch(
+        obs, torch.zeros(C, 1, 1), torch.zeros(C, 1, 1), None, torch.ones(C, 1), torch.zeros(C, 1), None
+    )
+    info = learner.policy_gradient_epochs(
+        actor,
+        optim,
+        batch,
+        torch.ones(C, 1),
+        torch.ones(C, 1),
+        epochs=2,
+        n_minibatch=1,
+        surrogate=lambda r, a: r * a,
+        who=0,
+    )
     # update 1 at w = 0: ratio (1, 1), loss -1, entropy 1, |dL/dw| = mean(x) = 1.5 -> w = 0.3
     # update 2 at w = 0.3: ratio (e^.3, e^.6), entropy 1.3, |dL/dw| = (e^.3 + 2 e^.6) / 2
     r2 = (math.exp(0.3) + math.exp(0.6)) / 2
@@ -242,7 +270,7 @@ def test_seed_everything_reproduces_python_numpy_and_torch(keep_global_rngs):
     assert draws() == first
     seed_everything(3)
     other = draws()
-    assert all(a != b for a, b in zip(first, other))     # each library follows the seed
+    assert all(a != b for a, b in zip(first, other))  # each library follows the seed
 
 
 def test_seed_everything_accepts_seeds_beyond_32_bits(keep_global_rngs):
@@ -250,7 +278,7 @@ def test_seed_everything_accepts_seeds_beyond_32_bits(keep_global_rngs):
     big = draws()
     seed_everything(5)
     small = draws()
-    assert big[1] == small[1]                  # numpy gets the seed modulo 2**32
+    assert big[1] == small[1]  # numpy gets the seed modulo 2**32
     seed_everything(2**40)
     assert float(np.random.rand()) == pytest.approx(np.random.RandomState(0).rand())
 
@@ -319,7 +347,7 @@ def test_configure_threads_sets_positive_counts_and_ignores_zero_or_less():
         torch.set_num_threads(2)
         configure_threads(1)
         assert torch.get_num_threads() == 1
-        configure_threads(0)                      # 0: leave torch's choice alone
+        configure_threads(0)  # 0: leave torch's choice alone
         assert torch.get_num_threads() == 1
         configure_threads(-1)
         assert torch.get_num_threads() == 1
@@ -387,8 +415,16 @@ def test_atomic_write_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp_pat
 @cuda
 def test_everything_the_learner_creates_lives_on_its_cuda_device(monkeypatch):
     dev = torch.device("cuda")
-    learner = make(device=dev, use_recurrent_policy=True, recurrent_n=1, data_chunk_length=2,
-                   ppo_epoch=1, critic_epoch=1, actor_num_mini_batch=2, critic_num_mini_batch=2)
+    learner = make(
+        device=dev,
+        use_recurrent_policy=True,
+        recurrent_n=1,
+        data_chunk_length=2,
+        ppo_epoch=1,
+        critic_epoch=1,
+        actor_num_mini_batch=2,
+        critic_num_mini_batch=2,
+    )
     assert all(h.device.type == "cuda" for h in learner.initial_hidden(3))
     assert learner.initial_critic_hidden(3).device.type == "cuda"
     buf = learner.make_buffer(4, 2)
@@ -402,7 +438,7 @@ def test_everything_the_learner_creates_lives_on_its_cuda_device(monkeypatch):
         return parts
 
     monkeypatch.setattr(base, "minibatches", spy)
-    for active in buf.active:          # an all-zero rollout with every agent alive
+    for active in buf.active:  # an all-zero rollout with every agent alive
         active.fill_(1.0)
     info = learner.train(buf)
     assert all(math.isfinite(v) for v in info.values())

@@ -4,6 +4,7 @@ optimizer settings (Adam and RMSprop: lr, eps, alpha, checked on the first step 
 mixer being trained and built with `hypernet_embed`, heterogeneous agents with a shared network
 (the widest observation reaches it), per-agent previous-action widths, no agent id, networks
 without recurrent state (acting and training, shared and per-agent), and the starting epsilon."""
+
 from __future__ import annotations
 
 import math
@@ -23,11 +24,26 @@ STATE = spaces.Box(-1, 1, (2,))
 
 def make(cls=QMIX, obs_dims=(1, 1), n_actions=(3, 3), **overrides):
     cfg_cls = VDNConfig if cls is VDN else QMIXConfig
-    cfg = cfg_cls(**{"hidden_dim": 4, "mixing_embed_dim": 3, "hypernet_embed": 5, "batch_size": 2,
-                     "buffer_size": 10, "gamma": 0.5, **overrides})
+    cfg = cfg_cls(
+        **{
+            "hidden_dim": 4,
+            "mixing_embed_dim": 3,
+            "hypernet_embed": 5,
+            "batch_size": 2,
+            "buffer_size": 10,
+            "gamma": 0.5,
+            **overrides,
+        }
+    )
     torch.manual_seed(0)
-    return cls(cfg, [spaces.Box(-1, 1, (d,)) for d in obs_dims],
-               [spaces.Discrete(n) for n in n_actions], STATE, CPU, 0)
+    return cls(
+        cfg,
+        [spaces.Box(-1, 1, (d,)) for d in obs_dims],
+        [spaces.Discrete(n) for n in n_actions],
+        STATE,
+        CPU,
+        0,
+    )
 
 
 def batch(obs_dims=(1, 1), n_actions=(3, 3), B=2, L=3, seed=0):
@@ -39,7 +55,8 @@ def batch(obs_dims=(1, 1), n_actions=(3, 3), B=2, L=3, seed=0):
         actions=torch.stack([torch.randint(0, a, (B, L), generator=g) for a in n_actions], -1),
         reward=torch.randn(B, L, generator=g) * 3,
         terminated=torch.zeros(B, L, dtype=torch.bool),
-        filled=torch.ones(B, L, dtype=torch.bool))
+        filled=torch.ones(B, L, dtype=torch.bool),
+    )
 
 
 # ------------------------------------------------------------------ validation boundaries
@@ -49,8 +66,9 @@ def test_a_buffer_of_exactly_one_batch_is_accepted():
         make(buffer_size=3, batch_size=4)
 
 
-@pytest.mark.parametrize("polyak,ok", [(0.0, False), (1e-6, True), (1.0, True), (1.0001, False),
-                                       (1.5, False), (-0.1, False)])
+@pytest.mark.parametrize(
+    "polyak,ok", [(0.0, False), (1e-6, True), (1.0, True), (1.0001, False), (1.5, False), (-0.1, False)]
+)
 def test_polyak_must_be_in_the_half_open_unit_interval(polyak, ok):
     if ok:
         assert make(polyak=polyak, target_update="soft").cfg.polyak == polyak
@@ -60,8 +78,7 @@ def test_polyak_must_be_in_the_half_open_unit_interval(polyak, ok):
 
 
 @pytest.mark.parametrize("key", ["epsilon_start", "epsilon_finish"])
-@pytest.mark.parametrize("value,ok", [(0.0, True), (1.0, True), (-0.01, False), (1.01, False),
-                                      (1.5, False)])
+@pytest.mark.parametrize("value,ok", [(0.0, True), (1.0, True), (-0.01, False), (1.01, False), (1.5, False)])
 def test_epsilons_must_be_in_the_closed_unit_interval(key, value, ok):
     if ok:
         assert getattr(make(**{key: value}).cfg, key) == value
@@ -118,7 +135,7 @@ def test_rmsprop_uses_the_configured_lr_alpha_and_eps_on_the_first_step():
         # square average (1 - alpha) g^2 after one step
         step = lr * g / (math.sqrt(1 - alpha) * g.abs() + eps)
         torch.testing.assert_close(p.detach(), b - step, rtol=1e-4, atol=1e-7)
-    info = learner.update(batch(seed=1))                 # and keeps training
+    info = learner.update(batch(seed=1))  # and keeps training
     assert np.isfinite(info["td_loss"])
 
 
@@ -152,10 +169,10 @@ def test_the_mixer_hypernetworks_have_hypernet_embed_units(layers):
 def test_a_shared_network_sees_the_whole_of_the_widest_observation():
     learner = make(obs_dims=(2, 5), n_actions=(3, 3))
     assert learner.max_obs == 5
-    assert learner.nets[0].fc1.in_features == 5 + 2          # widest obs + agent id
+    assert learner.nets[0].fc1.in_features == 5 + 2  # widest obs + agent id
     obs = [torch.randn(1, 2), torch.randn(1, 5)]
     changed = [obs[0], obs[1].clone()]
-    changed[1][:, 4] += 3.0                                 # only the widest agent's last entry
+    changed[1][:, 4] += 3.0  # only the widest agent's last entry
     h = learner.act(obs, [None, None], deterministic=True)[2]
     h2 = learner.act(changed, [None, None], deterministic=True)[2]
     assert torch.equal(h[0], h2[0]) and not torch.allclose(h[1], h2[1])
@@ -167,8 +184,7 @@ def test_per_agent_networks_carry_each_agents_own_previous_action_width():
     assert learner.last_widths == [3, 5]
     assert [net.fc1.in_features for net in learner.nets] == [2 + 3, 3 + 5]
     assert [h.shape for h in learner.initial_hidden(6)] == [(6, 4 + 3), (6, 4 + 5)]
-    actions, _, hidden = learner.act([torch.randn(6, 2), torch.randn(6, 3)], [None, None],
-                                     deterministic=True)
+    actions, _, hidden = learner.act([torch.randn(6, 2), torch.randn(6, 3)], [None, None], deterministic=True)
     assert [h.shape for h in hidden] == [(6, 4 + 3), (6, 4 + 5)]
     assert torch.equal(hidden[0][:, 4:], torch.nn.functional.one_hot(actions[0][:, 0], 3).float())
     assert np.isfinite(learner.update(batch(obs_dims=(2, 3), n_actions=(3, 5)))["td_loss"])
@@ -181,8 +197,7 @@ def test_per_agent_networks_carry_each_agents_own_previous_action_width():
 def test_a_shared_network_without_agent_ids(last_action):
     learner = make(obs_dims=(2, 3), n_actions=(3, 4), obs_agent_id=False, obs_last_action=last_action)
     assert learner.nets[0].fc1.in_features == 3 + (4 if last_action else 0)
-    actions, _, hidden = learner.act([torch.randn(5, 2), torch.randn(5, 3)], [None, None],
-                                     deterministic=True)
+    actions, _, hidden = learner.act([torch.randn(5, 2), torch.randn(5, 3)], [None, None], deterministic=True)
     assert actions[0].shape == (5, 1) and hidden[0].shape == (5, 4 + (4 if last_action else 0))
     assert np.isfinite(learner.update(batch(obs_dims=(2, 3), n_actions=(3, 4)))["td_loss"])
 
@@ -201,11 +216,18 @@ def test_a_feedforward_network_still_carries_the_previous_action():
 @pytest.mark.parametrize("share_param", [True, False])
 @pytest.mark.parametrize("last_action", [False, True])
 def test_feedforward_networks_act_and_train(share_param, last_action):
-    learner = make(use_rnn=False, share_param=share_param, obs_last_action=last_action,
-                   obs_dims=(2, 3), n_actions=(3, 4), lr=0.01)
+    learner = make(
+        use_rnn=False,
+        share_param=share_param,
+        obs_last_action=last_action,
+        obs_dims=(2, 3),
+        n_actions=(3, 4),
+        lr=0.01,
+    )
     assert learner.rnn_dim == 0
-    actions, _, hidden = learner.act([torch.randn(5, 2), torch.randn(5, 3)], [None, None],
-                                     deterministic=False)
+    actions, _, hidden = learner.act(
+        [torch.randn(5, 2), torch.randn(5, 3)], [None, None], deterministic=False
+    )
     assert [a.shape for a in actions] == [(5, 1), (5, 1)]
     assert (hidden == [None, None]) if not last_action else all(h is not None for h in hidden)
     b = batch(obs_dims=(2, 3), n_actions=(3, 4))

@@ -2,6 +2,7 @@
 the fast tests (the end-to-end ones, tests/test_stopping.py and tests/test_exact_resume.py,
 are too slow to run per mutant): the stop request, the runners' carried state and the
 buffers' saved states."""
+
 from __future__ import annotations
 
 import signal
@@ -27,12 +28,12 @@ def test_a_stop_request_records_the_first_signal_only():
     assert not stop.requested and stop.signum is None
     stop._handle(signal.SIGTERM, None)
     assert stop.requested and stop.signum == signal.SIGTERM
-    try:                                         # a later different signal: already stopping
+    try:  # a later different signal: already stopping
         stop._handle(signal.SIGUSR1, None)
-    except KeyboardInterrupt:                    # (pytest would take it for the user's Ctrl-C)
+    except KeyboardInterrupt:  # (pytest would take it for the user's Ctrl-C)
         pytest.fail("only a second SIGINT quits at once")
     assert stop.signum == signal.SIGTERM
-    with pytest.raises(KeyboardInterrupt):       # a second Ctrl-C: out at once
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C: out at once
         stop._handle(signal.SIGINT, None)
 
 
@@ -48,7 +49,7 @@ def test_installed_handlers_are_restored_and_chain_calls_only_a_python_handler()
         stop.request(signal.SIGUSR2)
         stop.chain()
         assert seen == [signal.SIGUSR2]
-        stop.signum = signal.SIGINT              # Python's own KeyboardInterrupt handler: not called
+        stop.signum = signal.SIGINT  # Python's own KeyboardInterrupt handler: not called
         stop.chain()
     finally:
         signal.signal(signal.SIGUSR2, previous)
@@ -56,9 +57,9 @@ def test_installed_handlers_are_restored_and_chain_calls_only_a_python_handler()
 
 def test_chain_without_installed_handlers_does_nothing():
     stop = StopRequest()
-    stop.chain()                                 # no signal
+    stop.chain()  # no signal
     stop.request(signal.SIGTERM)
-    stop.chain()                                 # no handler was replaced
+    stop.chain()  # no handler was replaced
 
 
 def test_training_stopped_exits_with_128_plus_the_signal():
@@ -81,7 +82,7 @@ def _assert_round_trip(cls, state_names, **attrs):
     """carried_state() copies (later changes do not leak in) and load_carried_state() restores."""
     source = _runner(cls, **attrs)
     state = source.carried_state()
-    for name in state_names:            # mutate the live values after the save
+    for name in state_names:  # mutate the live values after the save
         value = getattr(source, name)
         for t in value if isinstance(value, list) else [value]:
             if t is not None:
@@ -101,23 +102,28 @@ def _assert_round_trip(cls, state_names, **attrs):
 def _with_originals(**values):
     out = dict(values)
     for name, value in values.items():
-        out[name + "_original"] = ([None if v is None else v.clone() for v in value]
-                                   if isinstance(value, list) else value.clone())
+        out[name + "_original"] = (
+            [None if v is None else v.clone() for v in value] if isinstance(value, list) else value.clone()
+        )
     return out
 
 
 def test_on_policy_carried_state_round_trip():
-    attrs = _with_originals(_alive=torch.tensor([[1.0, 0.0], [1.0, 1.0]]),
-                            _actor_h=[torch.arange(6.0).view(2, 1, 3), None],
-                            _critic_h=torch.arange(4.0).view(2, 1, 1, 2),
-                            _resets=torch.tensor([0.0, 1.0]))
-    _assert_round_trip(OnPolicyRunner, ["_alive", "_actor_h", "_critic_h", "_resets"],
-                       **{k: v for k, v in attrs.items()})
+    attrs = _with_originals(
+        _alive=torch.tensor([[1.0, 0.0], [1.0, 1.0]]),
+        _actor_h=[torch.arange(6.0).view(2, 1, 3), None],
+        _critic_h=torch.arange(4.0).view(2, 1, 1, 2),
+        _resets=torch.tensor([0.0, 1.0]),
+    )
+    _assert_round_trip(
+        OnPolicyRunner, ["_alive", "_actor_h", "_critic_h", "_resets"], **{k: v for k, v in attrs.items()}
+    )
 
 
 def test_on_policy_carried_state_keeps_a_feed_forward_critic_as_none():
-    runner = _runner(OnPolicyRunner, _alive=torch.ones(2, 2), _actor_h=[None, None],
-                     _critic_h=None, _resets=torch.zeros(2))
+    runner = _runner(
+        OnPolicyRunner, _alive=torch.ones(2, 2), _actor_h=[None, None], _critic_h=None, _resets=torch.zeros(2)
+    )
     state = runner.carried_state()
     assert state["critic_h"] is None and state["actor_h"] == [None, None]
 
@@ -131,12 +137,11 @@ def test_episodic_carried_state_round_trip_with_the_episodes_in_progress():
     buf = EpisodeBuffer([2, 3], [2, 3], 4, n_envs=2, episode_limit=4, capacity=10)
     _push(buf, 0, 2, [False, False], [False, False], 1.0)
     _push(buf, 1, 2, [False, False], [False, False], 2.0)
-    attrs = _with_originals(_hidden=[torch.arange(4.0).view(2, 2), None],
-                            _resets=torch.tensor([1.0, 0.0]))
+    attrs = _with_originals(_hidden=[torch.arange(4.0).view(2, 2), None], _resets=torch.tensor([1.0, 0.0]))
     source = _runner(EpisodicRunner, buffer=buf, **attrs)
     state = source.carried_state()
     staged = {k: v.clone() for k, v in buf.stage.items()}
-    _push(buf, 2, 2, [False, False], [False, False], 3.0)   # the live buffer moves on
+    _push(buf, 2, 2, [False, False], [False, False], 3.0)  # the live buffer moves on
     other = EpisodeBuffer([2, 3], [2, 3], 4, n_envs=2, episode_limit=4, capacity=10)
     target = _runner(EpisodicRunner, buffer=other)
     target.load_carried_state(state)
@@ -148,7 +153,7 @@ def test_episodic_carried_state_round_trip_with_the_episodes_in_progress():
 
 # ------------------------------------------------------------------ buffers' saved states
 def _full_replay():
-    buf = scalar_buffer(n_envs=2, buffer_size=6)   # 3 rows
+    buf = scalar_buffer(n_envs=2, buffer_size=6)  # 3 rows
     for t in range(3):
         add_row(buf, [t, 50 + t], [t + 1, 10 * (t + 1)], [100 + t, 200 + t])
     return buf
@@ -160,7 +165,7 @@ def test_replay_state_dict_copies_by_default_and_shares_a_full_buffer_without_co
     copied, shared = buf.state_dict(), buf.state_dict(copy=False)
     for name, t in buf._store.items():
         assert copied["arrays"][name].data_ptr() != t.data_ptr()
-        assert shared["arrays"][name].data_ptr() == t.data_ptr()   # no 0.5 GB copy when saving
+        assert shared["arrays"][name].data_ptr() == t.data_ptr()  # no 0.5 GB copy when saving
     before = copied["arrays"]["reward"].clone()
     buf._store["reward"].add_(1)
     assert torch.equal(copied["arrays"]["reward"], before)
@@ -169,8 +174,17 @@ def test_replay_state_dict_copies_by_default_and_shares_a_full_buffer_without_co
 def test_episode_state_dict_copies_by_default_and_shares_a_full_buffer_without_copy():
     buf = EpisodeBuffer([2], [2], 2, n_envs=1, episode_limit=1, capacity=2)
     for k in range(2):
-        buf.add_step([torch.full((1, 2), float(k))], torch.zeros(1, 2), [None], [torch.zeros(1, 1)],
-                     torch.full((1,), float(k)), [True], [False], [torch.zeros(1, 2)], torch.zeros(1, 2))
+        buf.add_step(
+            [torch.full((1, 2), float(k))],
+            torch.zeros(1, 2),
+            [None],
+            [torch.zeros(1, 1)],
+            torch.full((1,), float(k)),
+            [True],
+            [False],
+            [torch.zeros(1, 2)],
+            torch.zeros(1, 2),
+        )
     assert len(buf) == 2
     copied, shared = buf.state_dict(), buf.state_dict(copy=False)
     for name, t in buf.store.items():

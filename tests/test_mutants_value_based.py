@@ -3,6 +3,7 @@ episodic runner that the other tests leave open: validation boundaries, a single
 single available action, networks without recurrent state or previous action, the epsilon
 schedule's degenerate lengths, a batch with one (or no) real step, gradient clipping, a ring of
 one episode, array inputs of other dtypes, the final action masks, and the training cadence."""
+
 from __future__ import annotations
 
 import types
@@ -27,9 +28,18 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 # ====================================================================== HAD3QN
 def make_had3qn(n_actions, **overrides):
-    cfg = HAD3QNConfig(**{"base_hidden_sizes": [4], "dueling_v_hidden_sizes": [4],
-                          "dueling_a_hidden_sizes": [4], "batch_size": 3, "buffer_size": 30,
-                          "fixed_order": True, "max_grad_norm": None, **overrides})
+    cfg = HAD3QNConfig(
+        **{
+            "base_hidden_sizes": [4],
+            "dueling_v_hidden_sizes": [4],
+            "dueling_a_hidden_sizes": [4],
+            "batch_size": 3,
+            "buffer_size": 30,
+            "fixed_order": True,
+            "max_grad_norm": None,
+            **overrides,
+        }
+    )
     torch.manual_seed(0)
     return HAD3QN(cfg, [ONE] * len(n_actions), [spaces.Discrete(n) for n in n_actions], ONE, CPU, 0)
 
@@ -58,10 +68,19 @@ def test_had3qn_fixed_order_always_starts_with_agent_0():
     g = torch.Generator().manual_seed(0)
     B = 4
     rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    b = ReplaySample(obs=[rnd(B, 1) for _ in range(3)], state=rnd(B, 1), avail=[None] * 3,
-                     actions=[torch.zeros(B, 1)] * 3, active=torch.ones(B, 3), reward=rnd(B),
-                     discount=torch.full((B,), 0.9), next_obs=[rnd(B, 1) for _ in range(3)],
-                     next_state=rnd(B, 1), next_avail=[None] * 3, next_active=torch.ones(B, 3))
+    b = ReplaySample(
+        obs=[rnd(B, 1) for _ in range(3)],
+        state=rnd(B, 1),
+        avail=[None] * 3,
+        actions=[torch.zeros(B, 1)] * 3,
+        active=torch.ones(B, 3),
+        reward=rnd(B),
+        discount=torch.full((B,), 0.9),
+        next_obs=[rnd(B, 1) for _ in range(3)],
+        next_state=rnd(B, 1),
+        next_avail=[None] * 3,
+        next_active=torch.ones(B, 3),
+    )
     firsts = [learner.update_actors(b)["first_agent"] for _ in range(8)]
     assert firsts == [0.0] * 8
     learner.cfg.fixed_order = False  # the random order does start elsewhere
@@ -78,7 +97,8 @@ def batch(B=1, L=1, n=2, A=3, filled=None, reward=None, seed=0):
         actions=torch.randint(0, A, (B, L, n), generator=g),
         reward=torch.full((B, L), 3.0) if reward is None else torch.tensor(reward),
         terminated=torch.zeros(B, L, dtype=torch.bool),
-        filled=torch.ones(B, L, dtype=torch.bool) if filled is None else torch.tensor(filled))
+        filled=torch.ones(B, L, dtype=torch.bool) if filled is None else torch.tensor(filled),
+    )
 
 
 def test_epsilon_schedule_with_no_or_a_one_step_anneal():
@@ -115,8 +135,9 @@ def test_hidden_state_and_previous_action_of_equal_width():
     learner = make_vd(hidden_dim=3, n_actions=3, obs_last_action=True)
     hidden = learner.initial_hidden(4)
     assert [h.shape for h in hidden] == [(4, 6), (4, 6)] and not any(h.any() for h in hidden)
-    actions, _, hidden = learner.act([torch.randn(4, 1), torch.randn(4, 1)], [None, None], hidden,
-                                     torch.ones(4), deterministic=True)
+    actions, _, hidden = learner.act(
+        [torch.randn(4, 1), torch.randn(4, 1)], [None, None], hidden, torch.ones(4), deterministic=True
+    )
     assert [h.shape for h in hidden] == [(4, 6), (4, 6)]
     one_hot = torch.nn.functional.one_hot(actions[0][:, 0], 3).float()
     assert torch.equal(hidden[0][:, 3:], one_hot)
@@ -157,7 +178,7 @@ def test_train_moves_a_batch_from_a_buffer_on_another_device(monkeypatch):
     buf, spy, real = _spy_buffer(torch.device("meta"))  # stands in for a buffer on another device
     learner.train(buf)
     assert spy.calls == [CPU] and seen[0] is real
-    buf, spy, _ = _spy_buffer(CPU)                       # same device: used as it is
+    buf, spy, _ = _spy_buffer(CPU)  # same device: used as it is
     learner.train(buf)
     assert spy.calls == [] and seen[1] is spy
 
@@ -174,8 +195,8 @@ def test_make_buffer_places_the_episodes_on_the_buffer_device():
 def test_a_batch_with_a_single_real_step_averages_over_that_step():
     learner = make_vd(max_grad_norm=None)
     info = learner.update(batch(B=2, L=2, filled=[[True, False], [False, False]]))
-    td = info["q_tot_mean"] - info["target_mean"]          # the one real step's TD error
-    assert info["td_loss"] == pytest.approx(td ** 2, rel=1e-5)
+    td = info["q_tot_mean"] - info["target_mean"]  # the one real step's TD error
+    assert info["td_loss"] == pytest.approx(td**2, rel=1e-5)
     assert info["td_error_abs"] == pytest.approx(abs(td), rel=1e-5)
 
 
@@ -193,7 +214,7 @@ def _grad_norm(learner):
 def test_gradients_are_clipped_to_max_grad_norm():
     learner = make_vd(max_grad_norm=1e-3)
     info = learner.update(batch(B=2, L=2, reward=[[5.0, -4.0], [3.0, 6.0]]))
-    assert info["grad_norm"] > 1e-2                      # the norm before clipping is logged
+    assert info["grad_norm"] > 1e-2  # the norm before clipping is logged
     assert _grad_norm(learner) == pytest.approx(1e-3, rel=1e-3)
     free = make_vd(max_grad_norm=None)
     info = free.update(batch(B=2, L=2, reward=[[5.0, -4.0], [3.0, 6.0]]))
@@ -214,10 +235,18 @@ def test_an_update_does_not_overwrite_the_previous_gradients_in_place():
 # ====================================================================== episode buffer
 def _step(buf, n_envs=1, terminated=None, truncated=None, obs_value=0.0, final_avail=None, avail=None):
     ended = [False] * n_envs
-    buf.add_step([torch.full((n_envs, 2), obs_value)], torch.zeros(n_envs, 2),
-                 [avail], [torch.zeros(n_envs, 1)], torch.full((n_envs,), obs_value),
-                 ended if terminated is None else terminated, ended if truncated is None else truncated,
-                 [torch.zeros(n_envs, 2)], torch.zeros(n_envs, 2), final_avail)
+    buf.add_step(
+        [torch.full((n_envs, 2), obs_value)],
+        torch.zeros(n_envs, 2),
+        [avail],
+        [torch.zeros(n_envs, 1)],
+        torch.full((n_envs,), obs_value),
+        ended if terminated is None else terminated,
+        ended if truncated is None else truncated,
+        [torch.zeros(n_envs, 2)],
+        torch.zeros(n_envs, 2),
+        final_avail,
+    )
 
 
 def test_episode_buffer_size_validation_boundaries():
@@ -245,11 +274,20 @@ def test_observation_state_and_mask_rows_hold_one_entry_past_the_limit():
     T = 3
     buf = EpisodeBuffer([2, 4], [3, 5], 6, n_envs=2, episode_limit=T, capacity=4)
     shapes = {name: tuple(t.shape) for name, t in buf.store.items()}
-    assert shapes == {"obs.0": (4, T + 1, 2), "obs.1": (4, T + 1, 4), "avail.0": (4, T + 1, 3),
-                      "avail.1": (4, T + 1, 5), "state": (4, T + 1, 6), "actions": (4, T, 2),
-                      "reward": (4, T), "terminated": (4, T), "filled": (4, T)}
+    assert shapes == {
+        "obs.0": (4, T + 1, 2),
+        "obs.1": (4, T + 1, 4),
+        "avail.0": (4, T + 1, 3),
+        "avail.1": (4, T + 1, 5),
+        "state": (4, T + 1, 6),
+        "actions": (4, T, 2),
+        "reward": (4, T),
+        "terminated": (4, T),
+        "filled": (4, T),
+    }
     assert {name: tuple(t.shape) for name, t in buf.stage.items()} == {
-        name: (2, *shape[1:]) for name, shape in shapes.items()}
+        name: (2, *shape[1:]) for name, shape in shapes.items()
+    }
 
 
 def test_the_overlong_episode_error_names_the_env():
@@ -264,14 +302,29 @@ def test_numpy_inputs_of_other_dtypes_are_converted():
     """float64 observations/state/reward and 0/1 int or float end flags (as numpy envs give)."""
     buf = EpisodeBuffer([2], [3], 2, n_envs=2, episode_limit=3, capacity=4)
     for t in range(2):
-        buf.add_step([np.full((2, 2), 0.5 + t)], np.full((2, 2), 1.5 + t), [None],
-                     [np.array([[1], [2]])], np.array([0.25, -0.25]) * (t + 1),
-                     np.array([0, 1]) * t, np.array([0.0, 0.0]), [np.full((2, 2), 9.0)],
-                     np.full((2, 2), 7.0))
+        buf.add_step(
+            [np.full((2, 2), 0.5 + t)],
+            np.full((2, 2), 1.5 + t),
+            [None],
+            [np.array([[1], [2]])],
+            np.array([0.25, -0.25]) * (t + 1),
+            np.array([0, 1]) * t,
+            np.array([0.0, 0.0]),
+            [np.full((2, 2), 9.0)],
+            np.full((2, 2), 7.0),
+        )
     assert len(buf) == 1  # env 1 terminated at step 2
-    buf.add_step([np.zeros((2, 2))], np.zeros((2, 2)), [None], [np.zeros((2, 1), np.int64)],
-                 np.zeros(2), np.array([0, 0]), np.array([1.0, 0.0]), [np.full((2, 2), 3.0)],
-                 np.full((2, 2), 4.0))
+    buf.add_step(
+        [np.zeros((2, 2))],
+        np.zeros((2, 2)),
+        [None],
+        [np.zeros((2, 1), np.int64)],
+        np.zeros(2),
+        np.array([0, 0]),
+        np.array([1.0, 0.0]),
+        [np.full((2, 2), 3.0)],
+        np.full((2, 2), 4.0),
+    )
     assert len(buf) == 2  # env 0 truncated at step 3
     s = buf.store
     assert s["obs.0"].dtype == s["state"].dtype == s["reward"].dtype == torch.float32
@@ -286,8 +339,14 @@ def test_numpy_inputs_of_other_dtypes_are_converted():
 def test_reported_final_masks_are_stored_after_the_last_step():
     buf = EpisodeBuffer([2], [3], 2, n_envs=2, episode_limit=3, capacity=4)
     every = torch.ones(2, 3)
-    _step(buf, n_envs=2, avail=every, terminated=[False, True], truncated=[True, False],
-          final_avail=[torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])])
+    _step(
+        buf,
+        n_envs=2,
+        avail=every,
+        terminated=[False, True],
+        truncated=[True, False],
+        final_avail=[torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])],
+    )
     assert buf.store["avail.0"][0, :2].tolist() == [[True] * 3, [False, True, True]]
     assert buf.store["avail.0"][1, :2].tolist() == [[True] * 3, [True, False, False]]
 
@@ -320,9 +379,17 @@ def _runner(learner, buffer, **algo):
 
 
 def _add_episode(buf, g):
-    buf.add_step([torch.randn(1, 1, generator=g)] * 2, torch.randn(1, 1, generator=g), [None, None],
-                 [torch.zeros(1, 1)] * 2, torch.randn(1, generator=g), [True], [False],
-                 [torch.randn(1, 1, generator=g)] * 2, torch.randn(1, 1, generator=g))
+    buf.add_step(
+        [torch.randn(1, 1, generator=g)] * 2,
+        torch.randn(1, 1, generator=g),
+        [None, None],
+        [torch.zeros(1, 1)] * 2,
+        torch.randn(1, generator=g),
+        [True],
+        [False],
+        [torch.randn(1, 1, generator=g)] * 2,
+        torch.randn(1, 1, generator=g),
+    )
 
 
 def test_training_waits_for_the_larger_of_batch_and_warmup_and_reports_the_step_count():
@@ -333,11 +400,11 @@ def test_training_waits_for_the_larger_of_batch_and_warmup_and_reports_the_step_
     g = torch.Generator().manual_seed(0)
     for _ in range(2):
         _add_episode(buf, g)
-    info = runner.train_phase()                 # a batch is there, the warmup is not
+    info = runner.train_phase()  # a batch is there, the warmup is not
     assert "td_loss" not in info and learner.train_steps == 0 and info["replay_episodes"] == 2
     _add_episode(buf, g)
     info = runner.train_phase()
     assert learner.train_steps == 2 and "td_loss" in info
-    assert info["train_steps"] == 2.0           # the count after the phase, not the mean over it
+    assert info["train_steps"] == 2.0  # the count after the phase, not the mean over it
     runner.cfg.algo.warmup_episodes = 1
     assert runner.needed_to_train() == 2

@@ -1,6 +1,7 @@
 """The off-policy family: TD3 target smoothing, the squashed-Gaussian log-density, temperature
 tuning, the sequential (HA) versus simultaneous (MA) actor updates, HAD3QN's exploration and
 limits, the runner's warm-up and update cadence, and every algorithm end to end with resume."""
+
 from __future__ import annotations
 
 import copy
@@ -47,14 +48,27 @@ def fill(learner, n_rows=20, n_envs=2, seed=0, reward=None):
         actions = random_actions(learner.action_spaces, avail, n_envs, CPU)
         r = torch.randn(n_envs, generator=g) if reward is None else torch.full((n_envs,), reward)
         done = torch.tensor([t % 7 == 6] * n_envs)
-        buf.add(obs, torch.randn(n_envs, STATE.shape[0], generator=g), avail, actions, r, done,
-                torch.zeros(n_envs, dtype=torch.bool), obs, torch.randn(n_envs, STATE.shape[0], generator=g),
-                avail, torch.ones(n_envs, learner.n_agents), torch.ones(n_envs, learner.n_agents))
+        buf.add(
+            obs,
+            torch.randn(n_envs, STATE.shape[0], generator=g),
+            avail,
+            actions,
+            r,
+            done,
+            torch.zeros(n_envs, dtype=torch.bool),
+            obs,
+            torch.randn(n_envs, STATE.shape[0], generator=g),
+            avail,
+            torch.ones(n_envs, learner.n_agents),
+            torch.ones(n_envs, learner.n_agents),
+        )
     return buf
 
 
-BOXES = [spaces.Box(-1, 1, (3,)),
-         spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 4.0], np.float32))]
+BOXES = [
+    spaces.Box(-1, 1, (3,)),
+    spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 4.0], np.float32)),
+]
 OBS2 = [spaces.Box(-1, 1, (4,)), spaces.Box(-1, 1, (5,))]
 
 
@@ -108,7 +122,7 @@ def test_squashed_gaussian_log_prob_matches_a_numerical_density():
 def test_squashed_gaussian_log_prob_stays_finite_at_saturation():
     actor = SquashedGaussianActor(2, spaces.Box(-1, 1, (2,)), [8], "relu")
     with torch.no_grad():
-        actor.mean.bias.fill_(40.0)   # tanh(u) == 1 in float32
+        actor.mean.bias.fill_(40.0)  # tanh(u) == 1 in float32
         actor.log_std.bias.fill_(-50.0)  # clamped to -20
     action, _, log_prob = actor(torch.randn(16, 2))
     assert torch.isfinite(log_prob).all() and (action <= 1).all()
@@ -118,9 +132,17 @@ def test_squashed_gaussian_log_prob_stays_finite_at_saturation():
 def test_temperature_moves_toward_the_target_entropy(direction):
     # a target far above (below) the policy's entropy must raise (lower) every temperature
     scale = -50.0 if direction == "up" else 50.0
-    learner = make(HASAC, HASACConfig, OBS2, [BOXES[0], spaces.Discrete(4)], auto_alpha=True,
-                   alpha=0.2, alpha_lr=1e-2, target_entropy_scale=scale,
-                   discrete_entropy_ratio=5.0 if direction == "up" else -5.0)
+    learner = make(
+        HASAC,
+        HASACConfig,
+        OBS2,
+        [BOXES[0], spaces.Discrete(4)],
+        auto_alpha=True,
+        alpha=0.2,
+        alpha_lr=1e-2,
+        target_entropy_scale=scale,
+        discrete_entropy_ratio=5.0 if direction == "up" else -5.0,
+    )
     buf = fill(learner)
     before = [float(la.detach()) for la in learner.log_alphas]
     for _ in range(10):
@@ -131,8 +153,13 @@ def test_temperature_moves_toward_the_target_entropy(direction):
 
 
 def test_discrete_target_entropy_is_a_fraction_of_the_maximum():
-    learner = make(HASAC, HASACConfig, OBS2, [spaces.Discrete(4), spaces.MultiDiscrete([2, 3])],
-                   discrete_entropy_ratio=0.5)
+    learner = make(
+        HASAC,
+        HASACConfig,
+        OBS2,
+        [spaces.Discrete(4), spaces.MultiDiscrete([2, 3])],
+        discrete_entropy_ratio=0.5,
+    )
     assert learner.target_entropies == pytest.approx([0.5 * math.log(4), 0.5 * (math.log(2) + math.log(3))])
 
 
@@ -179,7 +206,7 @@ def test_later_agent_sees_the_earlier_agents_updated_action(cls, cfg_cls):
     seen_by_agent1 = calls[1][0]
     if cls is HADDPG:  # HA: agent 1's loss uses agent 0's updated action
         torch.testing.assert_close(seen_by_agent1, after)
-    else:              # MA: agent 1's loss uses agent 0's replay action
+    else:  # MA: agent 1's loss uses agent 0's replay action
         torch.testing.assert_close(seen_by_agent1, batch.actions[0])
 
 
@@ -207,7 +234,7 @@ def test_had3qn_epsilon_greedy_is_per_env_and_respects_masks():
     learner = make(HAD3QN, HAD3QNConfig, OBS2, [spaces.Discrete(4), spaces.Discrete(3)], epsilon=1.0)
     mask = torch.tensor([[1.0, 0.0, 1.0, 0.0]]).expand(400, 4)
     actions, _, _ = learner.act([torch.zeros(400, 4), torch.zeros(400, 5)], [mask, None])
-    assert set(actions[0][:, 0].tolist()) == {0, 2}     # random, but only available actions
+    assert set(actions[0][:, 0].tolist()) == {0, 2}  # random, but only available actions
     assert set(actions[1][:, 0].tolist()) == {0, 1, 2}  # drawn per env, not one coin for all
     greedy, _, _ = learner.act([torch.zeros(400, 4), torch.zeros(400, 5)], [mask, None], deterministic=True)
     assert greedy[0].unique().numel() == 1 and greedy[0][0, 0].item() in (0, 2)
@@ -224,8 +251,9 @@ def test_had3qn_refuses_a_huge_joint_action_space():
         make(HAD3QN, HAD3QNConfig, [OBS2[0]] * 4, [spaces.Discrete(20)] * 4, max_joint_actions=1000)
 
 
-@pytest.mark.parametrize("cls,cfg_cls,space", [(HAD3QN, HAD3QNConfig, BOXES[0]),
-                                               (HATD3, HATD3Config, spaces.Discrete(3))])
+@pytest.mark.parametrize(
+    "cls,cfg_cls,space", [(HAD3QN, HAD3QNConfig, BOXES[0]), (HATD3, HATD3Config, spaces.Discrete(3))]
+)
 def test_unsupported_action_space_is_refused_by_name(cls, cfg_cls, space):
     with pytest.raises(ValueError, match="cannot act in agent 1's action space"):
         make(cls, cfg_cls, OBS2, [BOXES[0] if cls is not HAD3QN else spaces.Discrete(2), space])
@@ -234,8 +262,9 @@ def test_unsupported_action_space_is_refused_by_name(cls, cfg_cls, space):
 def test_warmup_actions_are_uniform_within_bounds_and_masks():
     torch.manual_seed(0)
     mask = torch.tensor([[0.0, 1.0, 1.0]]).expand(300, 3)
-    box, disc, multi = random_actions([BOXES[1], spaces.Discrete(3), spaces.MultiDiscrete([2, 5])],
-                                      [None, mask, None], 300, CPU)
+    box, disc, multi = random_actions(
+        [BOXES[1], spaces.Discrete(3), spaces.MultiDiscrete([2, 5])], [None, mask, None], 300, CPU
+    )
     assert (box >= torch.as_tensor(BOXES[1].low)).all() and (box <= torch.as_tensor(BOXES[1].high)).all()
     assert set(disc[:, 0].tolist()) == {1, 2}
     assert set(multi[:, 1].tolist()) == set(range(5)) and set(multi[:, 0].tolist()) == {0, 1}
@@ -257,13 +286,26 @@ def test_checkpoint_round_trip_restores_every_network_and_temperature():
 
 
 # ------------------------------------------------------------------ end to end
-TINY_OFF = ["n_envs=2", "total_steps=120", "log_interval=40", "eval_interval=40", "eval_episodes=2",
-            "n_eval_envs=2", "save_interval=40", "algo.hidden_sizes=[16,16]", "algo.batch_size=16",
-            "algo.buffer_size=400", "algo.warmup_steps=40", "algo.train_interval=20",
-            "algo.utd_ratio=0.25"]
-ENVS = {"mpe-continuous": ["env=mpe", "env.continuous=true"],
-        "mpe-discrete": ["env=mpe", "env.continuous=false"],
-        "mamujoco": ["env=mamujoco", "env.max_episode_steps=30"]}
+TINY_OFF = [
+    "n_envs=2",
+    "total_steps=120",
+    "log_interval=40",
+    "eval_interval=40",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+    "save_interval=40",
+    "algo.hidden_sizes=[16,16]",
+    "algo.batch_size=16",
+    "algo.buffer_size=400",
+    "algo.warmup_steps=40",
+    "algo.train_interval=20",
+    "algo.utd_ratio=0.25",
+]
+ENVS = {
+    "mpe-continuous": ["env=mpe", "env.continuous=true"],
+    "mpe-discrete": ["env=mpe", "env.continuous=false"],
+    "mamujoco": ["env=mamujoco", "env.max_episode_steps=30"],
+}
 BOX_ONLY = {"haddpg", "hatd3", "maddpg", "matd3"}
 
 
@@ -280,8 +322,11 @@ def _cases():
 def test_every_off_policy_algorithm_trains_and_resumes(tmp_path, algo, env):
     overrides = [f"algo={algo}", *TINY_OFF, *ENVS[env]]
     if algo == "had3qn":
-        overrides += ["algo.base_hidden_sizes=[16]", "algo.dueling_v_hidden_sizes=[8]",
-                      "algo.dueling_a_hidden_sizes=[8]"]
+        overrides += [
+            "algo.base_hidden_sizes=[16]",
+            "algo.dueling_v_hidden_sizes=[8]",
+            "algo.dueling_a_hidden_sizes=[8]",
+        ]
     run(compose_config(*overrides, "algo.save_replay_buffer=true"), tmp_path)
     state = load_checkpoint(tmp_path)
     assert state["counters"]["env_steps"] == 120
@@ -293,7 +338,7 @@ def test_every_off_policy_algorithm_trains_and_resumes(tmp_path, algo, env):
     # one iteration = train_interval (20) env steps; evaluation also runs after the first
     assert progress["env_steps"].tolist() == [20, 40, 80, 120, 160]
     assert progress["eval_return"].notna().all()
-    assert progress["critic/loss"].iloc[:2].isna().all()    # warm-up: nothing trained yet
+    assert progress["critic/loss"].iloc[:2].isna().all()  # warm-up: nothing trained yet
     assert progress["critic/loss"].iloc[2:].notna().all()
     assert progress["replay_size"].iloc[-1] == 160  # the saved buffer came back on resume
     assert load_checkpoint(tmp_path)["learner"]["gradient_steps"] == 30
@@ -360,11 +405,15 @@ def test_stopwatch_gives_no_eta_during_a_warm_up_and_then_times_training_alone(m
     assert clock.eta_text(100_000) == "0:01:35"  # 95,000 env steps left
 
 
-@pytest.mark.parametrize("overrides, warm_rows", [
-    (["algo=hatd3", *TINY_OFF, "algo.warmup_steps=80", *ENVS["mpe-continuous"]], [20, 40, 60, 80]),
-    # QMIX trains once its buffer holds 4 episodes: after the second iteration's episodes
-    (["algo=qmix", "env.max_cycles=10"], [20, 40]),
-], ids=["off-policy", "episodic"])
+@pytest.mark.parametrize(
+    "overrides, warm_rows",
+    [
+        (["algo=hatd3", *TINY_OFF, "algo.warmup_steps=80", *ENVS["mpe-continuous"]], [20, 40, 60, 80]),
+        # QMIX trains once its buffer holds 4 episodes: after the second iteration's episodes
+        (["algo=qmix", "env.max_cycles=10"], [20, 40]),
+    ],
+    ids=["off-policy", "episodic"],
+)
 def test_console_says_eta_after_warm_up_then_estimates_it(tmp_path, caplog, overrides, warm_rows):
     from tests.test_qmix import TINY_EPISODIC
 

@@ -1,5 +1,6 @@
 """HATRPO, HAA2C and MAPPO maths; recurrent (GRU) policies; MultiDiscrete heads; FP states;
 and every on-policy algorithm end to end on every env, with resume."""
+
 import copy
 
 import pandas as pd
@@ -92,9 +93,17 @@ def test_line_search_backtracks_to_the_first_acceptable_fraction():
     p = torch.nn.Parameter(torch.zeros(2))
     # objective rises along the step but the KL is too big unless the step is shrunk twice
     evaluate = lambda: (p.sum().item(), (p**2).sum().item())  # noqa: E731
-    out = backtracking_line_search([p], torch.ones(2), expected_improve=2.0, evaluate=evaluate,
-                                   old_objective=0.0, max_kl=0.5, accept_ratio=0.5,
-                                   backtrack_coeff=0.5, max_tries=5)
+    out = backtracking_line_search(
+        [p],
+        torch.ones(2),
+        expected_improve=2.0,
+        evaluate=evaluate,
+        old_objective=0.0,
+        max_kl=0.5,
+        accept_ratio=0.5,
+        backtrack_coeff=0.5,
+        max_tries=5,
+    )
     assert out.accepted and out.fraction == 0.25 and out.tries == 3
     torch.testing.assert_close(p.detach(), torch.full((2,), 0.25))
     bad = backtracking_line_search([p], -torch.ones(2), 2.0, evaluate, p.sum().item(), 0.5, 0.5, 0.5, 4)
@@ -111,8 +120,10 @@ def test_exact_kl_of_the_heads_matches_torch():
         g_head.log_std.add_(0.3)
         g_head.mean.weight.add_(0.2)
     new = g_head.distribution_params(f, None)
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(old["mean"], old["std"]),
-                                            torch.distributions.Normal(new["mean"], new["std"])).sum(-1)
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(old["mean"], old["std"]),
+        torch.distributions.Normal(new["mean"], new["std"]),
+    ).sum(-1)
     torch.testing.assert_close(g_head.kl(old, new).float(), ref)
     c_head = CategoricalHead(8, 4, gain=1.0)
     avail = torch.ones(7, 4)
@@ -121,8 +132,10 @@ def test_exact_kl_of_the_heads_matches_torch():
     with torch.no_grad():
         c_head.logits.weight.mul_(1.5)
     new = c_head.distribution_params(f, avail)
-    ref = torch.distributions.kl_divergence(torch.distributions.Categorical(logits=old["log_p"][:, :3]),
-                                            torch.distributions.Categorical(logits=new["log_p"][:, :3]))
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Categorical(logits=old["log_p"][:, :3]),
+        torch.distributions.Categorical(logits=new["log_p"][:, :3]),
+    )
     torch.testing.assert_close(c_head.kl(old, new), ref)
 
 
@@ -134,8 +147,9 @@ def test_haa2c_policy_loss_is_the_unclipped_importance_weighted_advantage():
     buf.logp[0] -= 0.5 * torch.rand(buf.logp[0].shape, generator=torch.Generator().manual_seed(1))
     batch = buf.agent_batch(0)
     adv, _ = learner.compute_returns(buf)
-    adv = learner.normalised_advantages([buf.per_agent_chunks(adv, i) for i in range(3)],
-                                        [buf.agent_batch(i) for i in range(3)])[0]
+    adv = learner.normalised_advantages(
+        [buf.per_agent_chunks(adv, i) for i in range(3)], [buf.agent_batch(i) for i in range(3)]
+    )[0]
     with torch.no_grad():
         ratio = aggregate_ratio(learner.log_prob(0, batch) - batch.logp_old, "prod")
     info = learner.train(buf)
@@ -195,7 +209,7 @@ def test_gru_forgets_at_episode_starts():
     # step-by-step (as in collection) equals the whole sequence (as in training)
     h, steps = h0, []
     for t in range(6):
-        o, h = gru(x[t:t + 1], h, resets[t:t + 1])
+        o, h = gru(x[t : t + 1], h, resets[t : t + 1])
         steps.append(o)
     torch.testing.assert_close(torch.cat(steps), out)
 
@@ -208,8 +222,9 @@ def test_chunked_evaluation_reproduces_the_rollout(algo):
     assert buf.L == 4 and buf.resets[T // 2 + 1, 1] == 1
     for i in range(3):
         batch = buf.agent_batch(i)
-        torch.testing.assert_close(learner.log_prob(i, batch), buf.to_chunks(buf.logp[i]),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            learner.log_prob(i, batch), buf.to_chunks(buf.logp[i]), atol=1e-5, rtol=1e-5
+        )
     _, returns = learner.compute_returns(buf)
     cb = buf.critic_batch(returns)
     with torch.no_grad():
@@ -248,8 +263,8 @@ def test_fp_state_gives_each_agent_its_own_critic_input_and_advantage():
     x = learner.critic_inputs(state, obs)
     assert x.shape == (E, 3, STATE_DIM + 5 + 3)
     torch.testing.assert_close(x[:, 1, :STATE_DIM], state)
-    torch.testing.assert_close(x[:, 1, STATE_DIM:STATE_DIM + 3], obs[1])
-    assert (x[:, 1, STATE_DIM + 3:STATE_DIM + 5] == 0).all()  # padding to the widest obs
+    torch.testing.assert_close(x[:, 1, STATE_DIM : STATE_DIM + 3], obs[1])
+    assert (x[:, 1, STATE_DIM + 3 : STATE_DIM + 5] == 0).all()  # padding to the widest obs
     torch.testing.assert_close(x[:, 1, -3:], torch.tensor([0.0, 1.0, 0.0]).expand(E, 3))
     buf = rollout(learner)
     assert buf.values.shape == (T + 1, E, 3)
@@ -279,9 +294,16 @@ def test_linear_lr_decay_reaches_every_optimiser(algo):
 
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_minibatches_split_the_chunks(monkeypatch, recurrent):
-    learner = make("happo", ppo_epoch=3, actor_num_mini_batch=2, critic_num_mini_batch=4,
-                   critic_epoch=1, fixed_order=True, use_recurrent_policy=recurrent,
-                   data_chunk_length=4)
+    learner = make(
+        "happo",
+        ppo_epoch=3,
+        actor_num_mini_batch=2,
+        critic_num_mini_batch=4,
+        critic_epoch=1,
+        fixed_order=True,
+        use_recurrent_policy=recurrent,
+        data_chunk_length=4,
+    )
     sizes = {"policy loss": [], "value loss": []}
     original = HAPPO.step_optimizer
 
@@ -297,14 +319,20 @@ def test_minibatches_split_the_chunks(monkeypatch, recurrent):
 
 # ------------------------------------------------------------------ end to end
 def _algo_overrides(algo):
-    epochs = {"happo": ["algo.ppo_epoch=2"], "mappo": ["algo.ppo_epoch=2"],
-              "haa2c": ["algo.a2c_epoch=2"], "hatrpo": []}[algo]
+    epochs = {
+        "happo": ["algo.ppo_epoch=2"],
+        "mappo": ["algo.ppo_epoch=2"],
+        "haa2c": ["algo.a2c_epoch=2"],
+        "hatrpo": [],
+    }[algo]
     return [f"algo={algo}"] + [o for o in TINY if "ppo_epoch" not in o] + epochs
 
 
-ENVS = {"mpe-continuous": ["env=mpe", "env.continuous=true"],
-        "mpe-discrete": ["env=mpe", "env.continuous=false"],
-        "mamujoco": ["env=mamujoco", "env.max_episode_steps=30"]}
+ENVS = {
+    "mpe-continuous": ["env=mpe", "env.continuous=true"],
+    "mpe-discrete": ["env=mpe", "env.continuous=false"],
+    "mamujoco": ["env=mamujoco", "env.max_episode_steps=30"],
+}
 
 
 @pytest.mark.parametrize("env", list(ENVS))
@@ -330,9 +358,13 @@ def test_heterogeneous_recurrent_team_end_to_end(tmp_path, monkeypatch, algo):
 
     monkeypatch.setitem(envs.ENVS, "toy", ToyTeamEnv)
     monkeypatch.setitem(config.ENV_SCHEMAS, "toy", ToyTeamConfig)
-    cfg = compose_config(*_algo_overrides(algo), "algo.use_recurrent_policy=true",
-                         "algo.data_chunk_length=5", "algo.state_type=FP",
-                         *(["algo.share_param=false"] if algo == "mappo" else []))
+    cfg = compose_config(
+        *_algo_overrides(algo),
+        "algo.use_recurrent_policy=true",
+        "algo.data_chunk_length=5",
+        "algo.state_type=FP",
+        *(["algo.share_param=false"] if algo == "mappo" else []),
+    )
     cfg.env = None  # swap the env for the toy one, keeping its typed schema
     cfg = OmegaConf.merge(config.schema_for(algo, "toy"), cfg, {"env": ToyTeamConfig()})
     run(cfg, tmp_path)

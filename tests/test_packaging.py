@@ -1,6 +1,7 @@
 """The package (pyproject.toml): the console commands resolve, the Hydra configs are found from any
 working directory, both in this checkout and in a built wheel, and the pins agree with
 requirements.txt."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,11 @@ from harl.config import CONF_DIR, ConfigError, find_conf_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-COMMANDS = {"harl-train": "harl.train:main", "harl-evaluate": "harl.evaluate:main",
-            "harl-plot": "harl.plot:main"}
+COMMANDS = {
+    "harl-train": "harl.train:main",
+    "harl-evaluate": "harl.evaluate:main",
+    "harl-plot": "harl.plot:main",
+}
 # a console script started as `harl-train --cfg job env=mpe`: the entry point's function called from
 # a plain `__main__` script, as the wrapper pip writes does
 AS_CONSOLE_SCRIPT = """\
@@ -34,8 +38,9 @@ sys.exit(EntryPoint("harl-train", {value!r}, "console_scripts").load()())
 
 def python(args: list[str], cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def composed(proc: subprocess.CompletedProcess) -> dict:
@@ -66,9 +71,12 @@ def test_console_commands_are_declared_and_callable():
 def test_declared_packages_are_the_source_packages():
     """A new sub-package must be listed in pyproject.toml, or `pip install .` leaves it out."""
     declared = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    on_disk = {".".join(init.parent.relative_to(REPO).parts)
-               for top in ("harl", "envs", "runners") for init in (REPO / top).rglob("__init__.py")
-               if "__pycache__" not in init.parts}
+    on_disk = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in ("harl", "envs", "runners")
+        for init in (REPO / top).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
     assert declared == on_disk | {"harl.conf"}
     assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"harl.conf": "conf"}
 
@@ -107,8 +115,11 @@ def test_train_finds_its_configs_from_another_directory(tmp_path, how):
     else:
         proc = python(["-m", "harl.train", "--cfg", "job", "env=mpe", "algo=hatd3"], tmp_path, REPO)
     cfg = composed(proc)
-    assert ((cfg["algo"]["name"], cfg["env"]["name"], cfg["env"]["scenario"])
-            == ("hatd3", "mpe", "simple_spread"))
+    assert (cfg["algo"]["name"], cfg["env"]["name"], cfg["env"]["scenario"]) == (
+        "hatd3",
+        "mpe",
+        "simple_spread",
+    )
     assert not any(tmp_path.iterdir()), "printing the config wrote into the working directory"
 
 
@@ -120,20 +131,40 @@ def test_built_wheel_ships_the_configs_and_commands(tmp_path):
         shutil.copytree(REPO / top, src / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-q", str(src), "-w", str(tmp_path / "dist")],
-                           capture_output=True, text=True, timeout=300, check=False)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            str(src),
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     (wheel,) = (tmp_path / "dist").glob("harl-*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         archive.extractall(site)
-    conf_files = {f"harl/conf/{p.relative_to(REPO / 'conf').as_posix()}"
-                  for p in (REPO / "conf").rglob("*") if p.suffix in (".yaml", ".md")}
+    conf_files = {
+        f"harl/conf/{p.relative_to(REPO / 'conf').as_posix()}"
+        for p in (REPO / "conf").rglob("*")
+        if p.suffix in (".yaml", ".md")
+    }
     assert conf_files and conf_files <= names
-    scripts = (site / f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"
-               / "entry_points.txt").read_text()
+    scripts = (
+        site / f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info" / "entry_points.txt"
+    ).read_text()
     for name, value in COMMANDS.items():
         assert f"{name} = {value}" in scripts
 
@@ -145,8 +176,13 @@ def test_built_wheel_ships_the_configs_and_commands(tmp_path):
     assert Path(module_file).is_relative_to(site) and Path(conf_dir) == site / "harl" / "conf"
     cfg = composed(python(["-c", AS_CONSOLE_SCRIPT.format(value=COMMANDS["harl-train"])], elsewhere, site))
     assert (cfg["algo"]["name"], cfg["env"]["name"]) == ("hatd3", "mpe")
-    preset = composed(python(["-m", "harl.train", "--cfg", "job",
-                              "+experiment=mpe/simple_spread_discrete/happo"], elsewhere, site))
+    preset = composed(
+        python(
+            ["-m", "harl.train", "--cfg", "job", "+experiment=mpe/simple_spread_discrete/happo"],
+            elsewhere,
+            site,
+        )
+    )
     assert preset["env"]["continuous"] is False
     suites = {f"harl/reproduce/suites/{p.name}" for p in (REPO / "harl/reproduce/suites").glob("*.yaml")}
     assert suites and suites <= names

@@ -1,6 +1,7 @@
 """harl/plot.py (also tools/plot.py) on hand-written run dirs: run discovery, seed alignment,
 t-based CIs, the results table, IQM / probability of improvement / performance profiles, the
 files written, and the command line once. No training."""
+
 from __future__ import annotations
 
 import json
@@ -22,22 +23,38 @@ from harl import plot
 REPO = Path(__file__).resolve().parents[1]
 CHEETAH, SPREAD = ("mamujoco", "HalfCheetah-2x3"), ("mpe", "simple_spread-continuous")
 # Final eval return of seeds 1, 2, 3. Every run evaluates 0, then final + 1 (its best), then final.
-FINALS = {(CHEETAH, "happo"): [1.0, 2.0, 3.0], (CHEETAH, "mappo"): [4.0, 5.0, 6.0],
-          (SPREAD, "happo"): [6.0, 8.0, 10.0], (SPREAD, "mappo"): [2.0, 4.0, 6.0]}
+FINALS = {
+    (CHEETAH, "happo"): [1.0, 2.0, 3.0],
+    (CHEETAH, "mappo"): [4.0, 5.0, 6.0],
+    (SPREAD, "happo"): [6.0, 8.0, 10.0],
+    (SPREAD, "mappo"): [2.0, 4.0, 6.0],
+}
 WIN_RATES = {"happo": [0.5, 0.6, 0.7], "mappo": [0.1, 0.2, 0.3]}  # final eval_win_rate, spread only
 T_975_2 = 4.302652729911275  # t quantile 0.975 with 2 degrees of freedom (scipy.stats.t.ppf)
 REPS = 200
 
 
-def write_run(path: Path, env: tuple[str, str], algo: str, seed: int, evals: list[float],
-              win_rates: list[float] | None = None, config: dict | None = None,
-              overrides: list[str] | None = None) -> Path:
+def write_run(
+    path: Path,
+    env: tuple[str, str],
+    algo: str,
+    seed: int,
+    evals: list[float],
+    win_rates: list[float] | None = None,
+    config: dict | None = None,
+    overrides: list[str] | None = None,
+) -> Path:
     """A run dir with config.yaml and a progress.csv: an eval row every 200 env steps, with a
     train-only row (no eval) between two of them. `config`: more config.yaml entries (dotted
     keys); `overrides`: the command line run.json records."""
     path.mkdir(parents=True)
-    settings = {"algo": {"name": algo}, "env": {"name": env[0], "task": env[1]}, "seed": seed,
-                "n_envs": 2, "total_steps": 200 * len(evals)}
+    settings = {
+        "algo": {"name": algo},
+        "env": {"name": env[0], "task": env[1]},
+        "seed": seed,
+        "n_envs": 2,
+        "total_steps": 200 * len(evals),
+    }
     for key, value in (config or {}).items():
         *parents, leaf = key.split(".")
         node = settings
@@ -49,8 +66,7 @@ def write_run(path: Path, env: tuple[str, str], algo: str, seed: int, evals: lis
         (path / "run.json").write_text(json.dumps({"algo": algo, "seed": seed, "overrides": overrides}))
     rows = []
     for k, value in enumerate(evals):
-        row = {"env_steps": 200 * (k + 1), "wall_time": k + 1.0, "train_return": -1.0,
-               "eval_return": value}
+        row = {"env_steps": 200 * (k + 1), "wall_time": k + 1.0, "train_return": -1.0, "eval_return": value}
         if win_rates is not None:
             row["eval_win_rate"] = win_rates[k]
         rows.append(row)
@@ -68,14 +84,16 @@ def runs_dir(tmp_path: Path) -> Path:
         for seed, final in enumerate(finals, 1):
             rate = WIN_RATES[algo][seed - 1]
             rates = [0.0, rate, rate] if env == SPREAD else None
-            write_run(root / env[0] / env[1] / algo / f"seed{seed}", env, algo, seed,
-                      [0.0, final + 1, final], rates)
+            write_run(
+                root / env[0] / env[1] / algo / f"seed{seed}", env, algo, seed, [0.0, final + 1, final], rates
+            )
     (root / "no_config").mkdir()
     (root / "no_config" / "progress.csv").write_text("env_steps,eval_return\n1,1\n")  # not a run
     broken = root / "broken"
     broken.mkdir()
-    (broken / "config.yaml").write_text(yaml.safe_dump({"env": {"name": "mpe", "task": "x"},
-                                                        "algo": {"name": "happo"}}))
+    (broken / "config.yaml").write_text(
+        yaml.safe_dump({"env": {"name": "mpe", "task": "x"}, "algo": {"name": "happo"}})
+    )
     (broken / "progress.csv").write_text("")  # a run that died before logging: skipped
     return tmp_path / "multirun"
 
@@ -97,8 +115,13 @@ def test_discovery_and_grouping(runs_dir, capsys):
     assert [(r.task, r.algo, r.seed) for r in one] == [("mpe/simple_spread-continuous", "happo", 2)]
     series = one[0].series("eval_return")  # the train-only row has no eval value
     assert list(series.index) == [200, 400, 600] and list(series) == [0.0, 9.0, 8.0]
-    assert (plot.algo_order(["vdn", "zeta", "mappo", "hasac", "happo"])
-            == ["happo", "hasac", "mappo", "vdn", "zeta"])
+    assert plot.algo_order(["vdn", "zeta", "mappo", "hasac", "happo"]) == [
+        "happo",
+        "hasac",
+        "mappo",
+        "vdn",
+        "zeta",
+    ]
     styles = plot.algo_styles(["mappo", "happo"])
     assert styles["happo"].linestyle == "-" and styles["mappo"].linestyle == "--"
     assert styles["happo"].color != styles["mappo"].color
@@ -150,8 +173,10 @@ def test_results_table(groups, tmp_path):
     assert row["final_eval_win_rate_mean"] == pytest.approx(0.2)
     assert row["final_eval_win_rate_ci95"] == pytest.approx(0.1 * half)
     markdown = plot.table_markdown(table.reset_index())
-    assert ("| mamujoco/HalfCheetah-2x3 | happo | 3 | 600 | 2.000 ± 2.484 | 3.000 ± 2.484 | — |"
-            in markdown.splitlines())
+    assert (
+        "| mamujoco/HalfCheetah-2x3 | happo | 3 | 600 | 2.000 ± 2.484 | 3.000 ± 2.484 | — |"
+        in markdown.splitlines()
+    )
     md, csv = plot.write_table(table.reset_index(), markdown, tmp_path / "out" / "results.md")
     assert (md.name, csv.name) == ("results.md", "results.csv") and md.read_text() == markdown
     assert pd.read_csv(csv).shape == (4, 12)  # + env_steps_max and note
@@ -193,8 +218,9 @@ def test_aggregate_normalisation_choices(groups, tmp_path):
     raw = plot.aggregate(groups, "eval_return", normalise="none", reps=REPS)
     assert mean_of(raw, "happo") == pytest.approx(5.0)  # of [2, 8]
     reference = tmp_path / "reference.yaml"
-    reference.write_text(yaml.safe_dump({"mamujoco/HalfCheetah-2x3": [0, 10],
-                                         "mpe/simple_spread-continuous": [-10, 10]}))
+    reference.write_text(
+        yaml.safe_dump({"mamujoco/HalfCheetah-2x3": [0, 10], "mpe/simple_spread-continuous": [-10, 10]})
+    )
     scaled = plot.aggregate(groups, "eval_return", normalise=str(reference), reps=REPS)
     expected = np.mean([np.mean([1, 2, 3]) / 10, (np.mean([6, 8, 10]) + 10) / 20])
     assert mean_of(scaled, "happo") == pytest.approx(expected)
@@ -216,16 +242,38 @@ def test_files_written(groups, tmp_path):
 
 def test_command_line(runs_dir, tmp_path):
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "harl.plot", str(runs_dir), "--out", str(out / "curves.png"),
-           "--table", str(out / "results"), "--aggregate", str(out / "aggregate"), "--smooth", "2",
-           "--reps", str(REPS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harl.plot",
+        str(runs_dir),
+        "--out",
+        str(out / "curves.png"),
+        "--table",
+        str(out / "results"),
+        "--aggregate",
+        str(out / "aggregate"),
+        "--smooth",
+        "2",
+        "--reps",
+        str(REPS),
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    names = {"curves.png", "curves.pdf", "results.md", "results.csv",
-             "aggregate.md", "aggregate.csv", "aggregate.png", "aggregate.pdf"}
+    names = {
+        "curves.png",
+        "curves.pdf",
+        "results.md",
+        "results.csv",
+        "aggregate.md",
+        "aggregate.csv",
+        "aggregate.png",
+        "aggregate.pdf",
+    }
     assert {p.name for p in out.iterdir()} == names
     assert "| mpe/simple_spread-continuous | happo | 3 |" in done.stdout
     from tools import plot as wrapper  # tools/plot.py is a thin wrapper around the same main
+
     assert wrapper.main is plot.main
     with pytest.raises(SystemExit):
         plot.parse_args([str(runs_dir), "--smooth", "0"])
@@ -248,9 +296,23 @@ def test_preset_runs_and_untuned_runs_are_separate_groups(tmp_path, capsys):
     write_run(root / "u1", CHEETAH, "happo", 1, [0.0, 1.0, 1.0], **untuned)
     # differs from u1 only in run-only keys (budget, device, cadences, loggers, results_dir):
     # the same config, one more seed
-    write_run(root / "u2", CHEETAH, "happo", 2, [0.0, 2.0, 2.0], overrides=[],
-              config={"total_steps": 5000, "device": "cuda", "eval_interval": 7, "results_dir": "x",
-                      "logger.tensorboard": False, "torch_threads": 4, "n_workers": 1})
+    write_run(
+        root / "u2",
+        CHEETAH,
+        "happo",
+        2,
+        [0.0, 2.0, 2.0],
+        overrides=[],
+        config={
+            "total_steps": 5000,
+            "device": "cuda",
+            "eval_interval": 7,
+            "results_dir": "x",
+            "logger.tensorboard": False,
+            "torch_threads": 4,
+            "n_workers": 1,
+        },
+    )
     write_run(root / "t1", CHEETAH, "happo", 1, [0.0, 5.0, 5.0], **tuned)
     write_run(root / "t2", CHEETAH, "happo", 2, [0.0, 6.0, 6.0], **tuned)
     write_run(root / "m1", CHEETAH, "mappo", 1, [0.0, 3.0, 3.0])
@@ -279,11 +341,25 @@ def test_labels_name_what_differs(tmp_path, capsys):
     # a key left out of config.yaml is the schema default: this run is the same config as b
     write_run(root / "c", CHEETAH, "happo", 2, [3.0], config={"algo.lr": 0.0005, "algo.clip_param": 0.2})
     # another task's preset used here is named; a preset with a changed key shows the key
-    write_run(root / "d", CHEETAH, "happo", 1, [4.0], config={"n_envs": 20},
-              overrides=["+experiment=mamujoco/walker2d_6x1/happo", "env.scenario=HalfCheetah"])
+    write_run(
+        root / "d",
+        CHEETAH,
+        "happo",
+        1,
+        [4.0],
+        config={"n_envs": 20},
+        overrides=["+experiment=mamujoco/walker2d_6x1/happo", "env.scenario=HalfCheetah"],
+    )
     write_run(root / "e", CHEETAH, "happo", 1, [5.0], config={"n_envs": 10}, overrides=[CHEETAH_PRESET])
-    write_run(root / "f", CHEETAH, "happo", 1, [6.0], config={"n_envs": 10, "algo.gamma": 0.9},
-              overrides=[CHEETAH_PRESET, "algo.gamma=0.9"])
+    write_run(
+        root / "f",
+        CHEETAH,
+        "happo",
+        1,
+        [6.0],
+        config={"n_envs": 10, "algo.gamma": 0.9},
+        overrides=[CHEETAH_PRESET, "algo.gamma=0.9"],
+    )
     # the same config as e without the preset recorded: one group, which then names no preset
     write_run(root / "g", CHEETAH, "hatrpo", 1, [7.0], config={"n_envs": 10}, overrides=[CHEETAH_PRESET])
     write_run(root / "h", CHEETAH, "hatrpo", 2, [7.0], config={"n_envs": 10})
@@ -293,15 +369,20 @@ def test_labels_name_what_differs(tmp_path, capsys):
     write_run(root / "j", CHEETAH, "mappo", 1, [8.0])
     groups = plot.group_runs(plot.load_runs([root]), "eval_return")
     assert labels_and_seeds(groups) == {
-        "happo (algo.lr=0.0005)": [1, 2], "happo (algo.lr=0.001)": [1],
+        "happo (algo.lr=0.0005)": [1, 2],
+        "happo (algo.lr=0.001)": [1],
         "happo [preset walker2d_6x1]": [1],
-        "happo [preset] (algo.gamma=0.9)": [1], "happo [preset] (algo.gamma=0.99)": [1],
+        "happo [preset] (algo.gamma=0.9)": [1],
+        "happo [preset] (algo.gamma=0.99)": [1],
         "hatrpo": [1, 2],
         "mappo (algo.entropy_coef=0.01, algo.gamma=0.99, algo.lr=0.0005, +2 more)": [1],
-        "mappo (algo.entropy_coef=0.2, algo.gamma=0.5, algo.lr=0.1, +2 more)": [1]}
+        "mappo (algo.entropy_coef=0.2, algo.gamma=0.5, algo.lr=0.1, +2 more)": [1],
+    }
     err = capsys.readouterr().err
-    assert ("mappo (algo.entropy_coef=0.2, algo.gamma=0.5, algo.lr=0.1, +2 more): algo.entropy_coef=0.2, "
-            "algo.gamma=0.5, algo.lr=0.1, n_envs=4, rollout_length=9") in err
+    assert (
+        "mappo (algo.entropy_coef=0.2, algo.gamma=0.5, algo.lr=0.1, +2 more): algo.entropy_coef=0.2, "
+        "algo.gamma=0.5, algo.lr=0.1, n_envs=4, rollout_length=9"
+    ) in err
 
 
 # ----------------------------------------------------------------------------- short seeds
@@ -333,7 +414,9 @@ def test_a_short_seed_does_not_cut_the_group(short_seed_runs):
     assert (row["env_steps"], row["env_steps_max"], row["note"]) == (400, 600, "seed 3 ends at 400")
     markdown = plot.table_markdown(table)
     assert "| task | algo | seeds | env steps | final eval return | best eval return | note |" in markdown
-    assert "| happo | 3 | 400–600 | 6.000 ± " in markdown and markdown.rstrip().endswith("| seed 3 ends at 400 |")
+    assert "| happo | 3 | 400–600 | 6.000 ± " in markdown and markdown.rstrip().endswith(
+        "| seed 3 ends at 400 |"
+    )
     # the longer seeds are not cut: the old alignment (common range) is still reachable
     grid, _ = plot.align([r.series("eval_return") for r in runs])
     assert list(grid) == [200, 400]
@@ -368,12 +451,15 @@ def test_few_seeds_show_each_seed_and_their_range(tmp_path):
     assert len(old.lines) == 1 and band_range(old, 400) == pytest.approx((3 - 2.484, 3 + 2.484), abs=1e-3)
     plt.close(fig)
     std = plot.seed_spread(np.array([[1.0, 2.0], [3.0, np.nan]]), "std")
-    assert list(std.n) == [2, 1] and std.high[0] == pytest.approx(2 + math.sqrt(2)) and math.isnan(std.high[1])
+    assert (
+        list(std.n) == [2, 1] and std.high[0] == pytest.approx(2 + math.sqrt(2)) and math.isnan(std.high[1])
+    )
     groups = {"mamujoco/HalfCheetah-2x3": {"happo": runs[:3], "mappo": runs}}
     fig = plot.draw_panels(groups, plot.algo_styles(["happo", "mappo"]), "eval_return", 1, "auto", None)
     assert " ".join(fig._suptitle.get_text().split()) == (
         "mean over seeds; shaded: min–max of the seeds (< 5 seeds), 95% t confidence band of the "
-        "mean (≥ 5 seeds); thin lines: single seeds")
+        "mean (≥ 5 seeds); thin lines: single seeds"
+    )
     plt.close(fig)
     with pytest.raises(ValueError, match="band must be one of auto, ci, std, minmax, none"):
         plot.plot_curve(few, runs, "eval_return", 1, style, "happo", band="wide")
@@ -391,20 +477,39 @@ def test_a_task_with_a_pipe_in_tables_and_file_names(tmp_path):
     unescaped = re.compile(r"(?<!\\)\|")  # what a Markdown renderer splits cells at
     assert len(unescaped.findall(row)) == len(unescaped.findall(header))
     written = plot.plot_curves(groups, "eval_return", tmp_path / "out" / "curves.png", per_task=True)
-    assert [p.name for p in written] == ["curves.png", "curves.pdf", "curves-mamujoco_Humanoid-9_8.png",
-                                         "curves-mamujoco_Humanoid-9_8.pdf"]
+    assert [p.name for p in written] == [
+        "curves.png",
+        "curves.pdf",
+        "curves-mamujoco_Humanoid-9_8.png",
+        "curves-mamujoco_Humanoid-9_8.pdf",
+    ]
     assert all(p.is_file() and re.fullmatch(r"[\w.+-]+", p.name) for p in written)
     assert plot.task_file_name("mpe/simple_spread-continuous") == "mpe_simple_spread-continuous"
 
 
 def test_command_line_options_for_groups_and_bands(tmp_path, short_seed_runs):
     out = tmp_path / "report"
-    cmd = [sys.executable, "-m", "harl.plot", str(tmp_path), "--out", str(out / "c.png"), "--per-task",
-           "--band", "std", "--no-seeds", "--merge-configs"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harl.plot",
+        str(tmp_path),
+        "--out",
+        str(out / "c.png"),
+        "--per-task",
+        "--band",
+        "std",
+        "--no-seeds",
+        "--merge-configs",
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in out.iterdir()} == {"c.png", "c.pdf", "c-mamujoco_HalfCheetah-2x3.png",
-                                               "c-mamujoco_HalfCheetah-2x3.pdf"}
+    assert {p.name for p in out.iterdir()} == {
+        "c.png",
+        "c.pdf",
+        "c-mamujoco_HalfCheetah-2x3.png",
+        "c-mamujoco_HalfCheetah-2x3.pdf",
+    }
     assert "| seed 3 ends at 400 |" in done.stdout
     args = plot.parse_args([str(tmp_path)])
     assert (args.band, args.seeds, args.per_task, args.merge_configs) == ("auto", None, False, False)

@@ -46,7 +46,7 @@ def test_gaussian_matches_torch_normal_and_has_bounded_state_independent_std():
     torch.testing.assert_close(det, mean)
 
 
-@pytest.mark.parametrize("activation, gain", [("relu", 2 ** 0.5), ("tanh", 5 / 3), ("hardswish", 2 ** 0.5)])
+@pytest.mark.parametrize("activation, gain", [("relu", 2**0.5), ("tanh", 5 / 3), ("hardswish", 2**0.5)])
 def test_every_activation_builds_a_trunk_with_its_orthogonal_gain(activation, gain):
     """Every algo.activation the config accepts builds (torch has no gain for hardswish: ReLU's)."""
     from harl.models.mlp import ACTIVATIONS, MLPTrunk, init_gain

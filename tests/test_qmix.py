@@ -1,6 +1,7 @@
 """QMIX and VDN: mixer monotonicity, masked double-Q targets, epsilon-greedy exploration, the
 episode buffer's padding and bootstrap, recurrent acting versus training, target updates,
 checkpoints, and both algorithms end to end with resume."""
+
 from __future__ import annotations
 
 import copy
@@ -30,8 +31,16 @@ HET_ACT = [spaces.Discrete(3), spaces.Discrete(5)]
 
 def make(cls=QMIX, obs=OBS3, act=ACT3, seed=0, **overrides):
     cfg_cls = VDNConfig if cls is VDN else QMIXConfig
-    cfg = cfg_cls(**{"hidden_dim": 16, "mixing_embed_dim": 8, "hypernet_embed": 16, "batch_size": 4,
-                     "buffer_size": 50, **overrides})
+    cfg = cfg_cls(
+        **{
+            "hidden_dim": 16,
+            "mixing_embed_dim": 8,
+            "hypernet_embed": 16,
+            "batch_size": 4,
+            "buffer_size": 50,
+            **overrides,
+        }
+    )
     torch.manual_seed(seed)
     return cls(cfg, obs, act, STATE, CPU, seed)
 
@@ -68,19 +77,25 @@ def test_qmix_mixer_depends_on_the_state_and_vdn_is_the_sum():
 def _batch(n_agents=3, n_actions=5, L=2, avail=None, terminated=None, reward=None):
     B = 1
     return EpisodeBatch(
-        obs=[torch.zeros(B, L + 1, 4) for _ in range(n_agents)], state=torch.zeros(B, L + 1, 6),
-        avail=[torch.ones(B, L + 1, n_actions, dtype=torch.bool) if avail is None else avail[i]
-               for i in range(n_agents)],
+        obs=[torch.zeros(B, L + 1, 4) for _ in range(n_agents)],
+        state=torch.zeros(B, L + 1, 6),
+        avail=[
+            torch.ones(B, L + 1, n_actions, dtype=torch.bool) if avail is None else avail[i]
+            for i in range(n_agents)
+        ],
         actions=torch.zeros(B, L, n_agents, dtype=torch.long),
         reward=torch.zeros(B, L) if reward is None else reward,
         terminated=torch.zeros(B, L, dtype=torch.bool) if terminated is None else terminated,
-        filled=torch.ones(B, L, dtype=torch.bool))
+        filled=torch.ones(B, L, dtype=torch.bool),
+    )
 
 
 def _fixed_q(learner, monkeypatch, q_online, q_target):
     """Make the online and target networks return given values [L+1, B, n, A]."""
+
     def fake(nets, x, h0):
         return (q_online if nets is learner.nets else q_target), None
+
     monkeypatch.setattr(learner, "_q_values", fake)
 
 
@@ -117,8 +132,9 @@ def test_padded_actions_of_a_smaller_agent_are_never_chosen(monkeypatch):
     learner = make(VDN, obs=HET_OBS, act=HET_ACT, double_q=False, gamma=1.0)
     q = torch.zeros(2, 1, 2, 5)
     q[1, 0, 0] = torch.tensor([0.0, 1.0, 2.0, 50.0, 60.0])  # agent 0 has 3 actions: 3, 4 are padding
-    b = _batch(n_agents=2, L=1, avail=[torch.ones(1, 2, 3, dtype=torch.bool),
-                                       torch.ones(1, 2, 5, dtype=torch.bool)])
+    b = _batch(
+        n_agents=2, L=1, avail=[torch.ones(1, 2, 3, dtype=torch.bool), torch.ones(1, 2, 5, dtype=torch.bool)]
+    )
     _fixed_q(learner, monkeypatch, q, q)
     torch.testing.assert_close(learner.td_targets(b, q, None), torch.tensor([[2.0]]))
 
@@ -141,8 +157,8 @@ def test_exploration_respects_masks_and_padding_and_greedy_is_deterministic():
     mask1 = torch.tensor([[1.0, 0.0, 1.0, 0.0, 1.0]]).expand(n, 5)
     torch.manual_seed(0)
     actions, _, _ = learner.act(obs, [None, mask1])
-    assert set(actions[0][:, 0].tolist()) == {0, 1, 2}          # padding (3, 4) never drawn
-    assert set(actions[1][:, 0].tolist()) == {0, 2, 4}          # only available actions
+    assert set(actions[0][:, 0].tolist()) == {0, 1, 2}  # padding (3, 4) never drawn
+    assert set(actions[1][:, 0].tolist()) == {0, 2, 4}  # only available actions
     greedy = [learner.act(obs, [None, mask1], deterministic=True)[0] for _ in range(3)]
     for g in greedy[1:]:
         assert all(torch.equal(a, b) for a, b in zip(g, greedy[0]))
@@ -163,16 +179,20 @@ def test_step_by_step_acting_matches_the_training_forward(share_param):
     obs = [torch.randn(B, L + 1, 3, generator=g), torch.randn(B, L + 1, 7, generator=g)]
     hidden, chosen = learner.initial_hidden(B), []
     for t in range(L):
-        actions, _, hidden = learner.act([o[:, t] for o in obs], [None, None], hidden,
-                                         torch.full((B,), float(t == 0)), deterministic=True)
+        actions, _, hidden = learner.act(
+            [o[:, t] for o in obs], [None, None], hidden, torch.full((B,), float(t == 0)), deterministic=True
+        )
         chosen.append(torch.cat(actions, -1))
-    actions = torch.stack(chosen, 1)                                  # [B, L, n]
-    b = EpisodeBatch(obs=obs, state=torch.zeros(B, L + 1, 6),
-                     avail=[torch.ones(B, L + 1, 3, dtype=torch.bool),
-                            torch.ones(B, L + 1, 5, dtype=torch.bool)],
-                     actions=actions, reward=torch.zeros(B, L),
-                     terminated=torch.zeros(B, L, dtype=torch.bool),
-                     filled=torch.ones(B, L, dtype=torch.bool))
+    actions = torch.stack(chosen, 1)  # [B, L, n]
+    b = EpisodeBatch(
+        obs=obs,
+        state=torch.zeros(B, L + 1, 6),
+        avail=[torch.ones(B, L + 1, 3, dtype=torch.bool), torch.ones(B, L + 1, 5, dtype=torch.bool)],
+        actions=actions,
+        reward=torch.zeros(B, L),
+        terminated=torch.zeros(B, L, dtype=torch.bool),
+        filled=torch.ones(B, L, dtype=torch.bool),
+    )
     with torch.no_grad():
         h0 = torch.zeros(B, 2, learner.rnn_dim)
         q, _ = learner._q_values(learner.nets, learner._sequence_inputs(b), h0)
@@ -188,10 +208,17 @@ def test_step_by_step_acting_matches_the_training_forward(share_param):
 def _push(buf, t, n_envs, terminated, truncated, value):
     obs = [torch.full((n_envs, 2), value), torch.full((n_envs, 3), value)]
     final = [o + 100 for o in obs]
-    buf.add_step(obs, torch.full((n_envs, 4), value), [None, torch.ones(n_envs, 3)],
-                 [torch.zeros(n_envs, 1, dtype=torch.long), torch.full((n_envs, 1), t % 3)],
-                 torch.full((n_envs,), value), torch.tensor(terminated), torch.tensor(truncated),
-                 final, torch.full((n_envs, 4), value + 100))
+    buf.add_step(
+        obs,
+        torch.full((n_envs, 4), value),
+        [None, torch.ones(n_envs, 3)],
+        [torch.zeros(n_envs, 1, dtype=torch.long), torch.full((n_envs, 1), t % 3)],
+        torch.full((n_envs,), value),
+        torch.tensor(terminated),
+        torch.tensor(truncated),
+        final,
+        torch.full((n_envs, 4), value + 100),
+    )
 
 
 def test_episode_buffer_pads_masks_and_keeps_the_final_observation():
@@ -219,8 +246,17 @@ def test_episode_buffer_pads_masks_and_keeps_the_final_observation():
     # the final row keeps the last step's masks (the vectorised env does not report them)
     masks = EpisodeBuffer([1], [3], 1, n_envs=1, episode_limit=3, capacity=2)
     for t, mask in enumerate(([1, 1, 0], [1, 0, 0])):
-        masks.add_step([torch.zeros(1, 1)], torch.zeros(1, 1), [torch.tensor([mask])], [torch.zeros(1, 1)],
-                       torch.zeros(1), [False], [t == 1], [torch.zeros(1, 1)], torch.zeros(1, 1))
+        masks.add_step(
+            [torch.zeros(1, 1)],
+            torch.zeros(1, 1),
+            [torch.tensor([mask])],
+            [torch.zeros(1, 1)],
+            torch.zeros(1),
+            [False],
+            [t == 1],
+            [torch.zeros(1, 1)],
+            torch.zeros(1, 1),
+        )
     assert masks.store["avail.0"][0, :3].int().tolist() == [[1, 1, 0], [1, 0, 0], [1, 0, 0]]
     # masks: every action through the final row (row `length`), none in the padding after it
     short = int(sample.filled.sum(1).argmin())
@@ -245,9 +281,17 @@ def test_a_shorter_next_episode_of_the_same_env_leaves_no_stale_steps():
 def test_truncated_episodes_bootstrap_and_terminated_ones_do_not():
     buf = EpisodeBuffer([4] * 3, [5] * 3, 6, n_envs=2, episode_limit=1, capacity=4)
     obs = [torch.randn(2, 4) for _ in range(3)]
-    buf.add_step(obs, torch.randn(2, 6), [None] * 3, [torch.zeros(2, 1, dtype=torch.long)] * 3,
-                 torch.tensor([1.0, 1.0]), np.array([True, False]), np.array([False, True]),
-                 [torch.randn(2, 4) for _ in range(3)], torch.randn(2, 6))
+    buf.add_step(
+        obs,
+        torch.randn(2, 6),
+        [None] * 3,
+        [torch.zeros(2, 1, dtype=torch.long)] * 3,
+        torch.tensor([1.0, 1.0]),
+        np.array([True, False]),
+        np.array([False, True]),
+        [torch.randn(2, 4) for _ in range(3)],
+        torch.randn(2, 6),
+    )
     learner = make(VDN, gamma=0.9)
     b = buf.sample(2, torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -262,9 +306,19 @@ def test_truncated_episodes_bootstrap_and_terminated_ones_do_not():
 
 def test_an_episode_longer_than_the_limit_is_refused_clearly():
     buf = EpisodeBuffer([2], [2], 2, n_envs=1, episode_limit=2, capacity=3)
+
     def step():
-        buf.add_step([torch.zeros(1, 2)], torch.zeros(1, 2), [None], [torch.zeros(1, 1)],
-                     torch.zeros(1), [False], [False], [torch.zeros(1, 2)], torch.zeros(1, 2))
+        buf.add_step(
+            [torch.zeros(1, 2)],
+            torch.zeros(1, 2),
+            [None],
+            [torch.zeros(1, 1)],
+            torch.zeros(1),
+            [False],
+            [False],
+            [torch.zeros(1, 2)],
+            torch.zeros(1, 2),
+        )
 
     step(), step()
     with pytest.raises(ValueError, match="episode_limit"):
@@ -274,8 +328,17 @@ def test_an_episode_longer_than_the_limit_is_refused_clearly():
 def test_episode_buffer_state_round_trip_and_ring():
     buf = EpisodeBuffer([2], [2], 2, n_envs=1, episode_limit=1, capacity=3)
     for k in range(5):
-        buf.add_step([torch.full((1, 2), float(k))], torch.zeros(1, 2), [None], [torch.zeros(1, 1)],
-                     torch.full((1,), float(k)), [True], [False], [torch.zeros(1, 2)], torch.zeros(1, 2))
+        buf.add_step(
+            [torch.full((1, 2), float(k))],
+            torch.zeros(1, 2),
+            [None],
+            [torch.zeros(1, 1)],
+            torch.full((1,), float(k)),
+            [True],
+            [False],
+            [torch.zeros(1, 2)],
+            torch.zeros(1, 2),
+        )
     assert len(buf) == 3 and buf.pos == 2
     assert sorted(buf.store["reward"][:, 0].tolist()) == [2.0, 3.0, 4.0]  # oldest overwritten
     other = EpisodeBuffer([2], [2], 2, n_envs=1, episode_limit=1, capacity=3)
@@ -307,10 +370,17 @@ def _filled_buffer(learner, n_episodes=6, limit=5, seed=0):
         obs = [torch.randn(2, d, generator=g) for d in learner.obs_dims]
         acts = [torch.randint(0, n, (2, 1), generator=g) for n in learner.n_actions]
         end = np.array([t % limit == limit - 1, t % 3 == 2])
-        buf.add_step(obs, torch.randn(2, 6, generator=g), [None] * learner.n_agents, acts,
-                     torch.randn(2, generator=g), np.array([False, end[1]]), np.array([end[0], False]),
-                     [torch.randn(2, d, generator=g) for d in learner.obs_dims],
-                     torch.randn(2, 6, generator=g))
+        buf.add_step(
+            obs,
+            torch.randn(2, 6, generator=g),
+            [None] * learner.n_agents,
+            acts,
+            torch.randn(2, generator=g),
+            np.array([False, end[1]]),
+            np.array([end[0], False]),
+            [torch.randn(2, d, generator=g) for d in learner.obs_dims],
+            torch.randn(2, 6, generator=g),
+        )
         t += 1
     return buf
 
@@ -323,10 +393,13 @@ def test_hard_and_soft_target_updates():
         learner.train(buf)
     assert all(torch.equal(v, initial[k]) for k, v in learner.target_mixer.state_dict().items())
     learner.train(buf)  # third step: copied
-    assert all(torch.equal(v, learner.mixer.state_dict()[k])
-               for k, v in learner.target_mixer.state_dict().items())
-    assert all(torch.equal(v, learner.nets[0].state_dict()[k])
-               for k, v in learner.target_nets[0].state_dict().items())
+    assert all(
+        torch.equal(v, learner.mixer.state_dict()[k]) for k, v in learner.target_mixer.state_dict().items()
+    )
+    assert all(
+        torch.equal(v, learner.nets[0].state_dict()[k])
+        for k, v in learner.target_nets[0].state_dict().items()
+    )
     soft = make(target_update="soft", polyak=0.25, lr=1e-2)
     before = copy.deepcopy(soft.target_nets[0].fc2.weight)
     soft.train(_filled_buffer(soft))
@@ -335,8 +408,15 @@ def test_hard_and_soft_target_updates():
 
 @pytest.mark.parametrize("cls,share_param", [(QMIX, True), (QMIX, False), (VDN, True)])
 def test_training_lowers_the_td_loss_on_a_fixed_batch(cls, share_param):
-    learner = make(cls, obs=HET_OBS, act=HET_ACT, share_param=share_param, lr=5e-3,
-                   obs_last_action=True, target_update_interval=10**6)
+    learner = make(
+        cls,
+        obs=HET_OBS,
+        act=HET_ACT,
+        share_param=share_param,
+        lr=5e-3,
+        obs_last_action=True,
+        target_update_interval=10**6,
+    )
     buf = _filled_buffer(learner)
     batch = buf.sample(4, torch.Generator().manual_seed(0))
     losses = [learner.update(batch)["td_loss"] for _ in range(60)]
@@ -377,13 +457,26 @@ def test_registry_and_config_names():
 
 
 # ------------------------------------------------------------------ end to end
-TINY_EPISODIC = ["n_envs=2", "total_steps=120", "log_interval=40", "eval_interval=40", "eval_episodes=2",
-                 "n_eval_envs=2", "save_interval=40", "env=mpe", "env.continuous=false", "env.max_cycles=10",
-                 "algo.hidden_dim=16", "algo.mixing_embed_dim=8", "algo.hypernet_embed=16",
-                 "algo.batch_size=4", "algo.warmup_episodes=4", "algo.buffer_size=50",
-                 "algo.train_interval=20", "algo.epsilon_anneal_steps=200"]
-
-
+TINY_EPISODIC = [
+    "n_envs=2",
+    "total_steps=120",
+    "log_interval=40",
+    "eval_interval=40",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+    "save_interval=40",
+    "env=mpe",
+    "env.continuous=false",
+    "env.max_cycles=10",
+    "algo.hidden_dim=16",
+    "algo.mixing_embed_dim=8",
+    "algo.hypernet_embed=16",
+    "algo.batch_size=4",
+    "algo.warmup_episodes=4",
+    "algo.buffer_size=50",
+    "algo.train_interval=20",
+    "algo.epsilon_anneal_steps=200",
+]
 
 
 def tiny(**overrides):
@@ -448,9 +541,17 @@ def test_exploration_follows_the_env_step_count_while_collecting(tmp_path, monke
 def test_heterogeneous_speaker_listener_end_to_end(tmp_path, share_param):
     """Speaker (3 obs, 3 actions) and listener (11 obs, 5 actions): padded shared network or
     one network per agent, with the previous action in the input."""
-    run(compose_config("algo=qmix", *tiny(total_steps=60), "env.scenario=simple_speaker_listener",
-                       f"algo.share_param={share_param}", "algo.obs_last_action=true",
-                       f"algo.use_rnn={share_param}"), tmp_path)
+    run(
+        compose_config(
+            "algo=qmix",
+            *tiny(total_steps=60),
+            "env.scenario=simple_speaker_listener",
+            f"algo.share_param={share_param}",
+            "algo.obs_last_action=true",
+            f"algo.use_rnn={share_param}",
+        ),
+        tmp_path,
+    )
     progress = pd.read_csv(tmp_path / "progress.csv")
     assert progress["td_loss"].iloc[1:].notna().all()
 

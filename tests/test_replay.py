@@ -1,4 +1,5 @@
 """Replay buffer: n-step returns against hand-computed values, ring wrap-around, layouts, checkpoints."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,16 +17,34 @@ def scalar_buffer(n_envs: int, buffer_size: int) -> ReplayBuffer:
     return ReplayBuffer([1], [1], [None], 1, n_envs, buffer_size, CPU)
 
 
-def add_row(buf: ReplayBuffer, obs: list[float], reward: list[float], next_obs: list[float],
-            term: list[bool] | None = None, trunc: list[bool] | None = None) -> None:
+def add_row(
+    buf: ReplayBuffer,
+    obs: list[float],
+    reward: list[float],
+    next_obs: list[float],
+    term: list[bool] | None = None,
+    trunc: list[bool] | None = None,
+) -> None:
     """One vectorised step; obs doubles as state/action so every field carries the row's identity."""
     o, no = torch.tensor(obs)[:, None], torch.tensor(next_obs)[:, None]
     E = len(obs)
     term = term or [False] * E
     trunc = trunc or [False] * E
     ones = torch.ones(E, 1)
-    buf.add([o], o, [None], [o], torch.tensor(reward), torch.tensor(term), torch.tensor(trunc),
-            [no], no, [None], ones, ones)
+    buf.add(
+        [o],
+        o,
+        [None],
+        [o],
+        torch.tensor(reward),
+        torch.tensor(term),
+        torch.tensor(trunc),
+        [no],
+        no,
+        [None],
+        ones,
+        ones,
+    )
 
 
 def episode_buffer() -> ReplayBuffer:
@@ -33,13 +52,20 @@ def episode_buffer() -> ReplayBuffer:
     Env 1: rewards 10..60, no episode end. obs = row (+50 in env 1), next_obs = 100 + row (+100 in env 1)."""
     buf = scalar_buffer(n_envs=2, buffer_size=20)
     for t in range(6):
-        add_row(buf, [t, 50 + t], [t + 1, 10 * (t + 1)], [100 + t, 200 + t],
-                term=[t == 2, False], trunc=[t == 4, False])
+        add_row(
+            buf,
+            [t, 50 + t],
+            [t + 1, 10 * (t + 1)],
+            [100 + t, 200 + t],
+            term=[t == 2, False],
+            trunc=[t == 4, False],
+        )
     return buf
 
 
-def gather(buf: ReplayBuffer, rows: list[int], envs: list[int], n_step: int = 3,
-           truncation_bootstrap: bool = True) -> ReplaySample:
+def gather(
+    buf: ReplayBuffer, rows: list[int], envs: list[int], n_step: int = 3, truncation_bootstrap: bool = True
+) -> ReplaySample:
     return buf._gather(torch.tensor(rows), torch.tensor(envs), n_step, G, truncation_bootstrap)
 
 
@@ -47,11 +73,11 @@ def test_n_step_returns_hand_computed():
     buf = episode_buffer()
     s = gather(buf, rows=[0, 1, 2, 3, 4, 0, 3], envs=[0, 0, 0, 0, 0, 1, 1])
     expected_reward = [
-        1 + 0.5 * 2 + 0.25 * 3,   # rows 0,1,2: stops after the termination at row 2
-        2 + 0.5 * 3,              # rows 1,2
-        3,                        # row 2 alone: it is done
-        4 + 0.5 * 5,              # rows 3,4: stops after the truncation at row 4
-        5,                        # row 4 alone
+        1 + 0.5 * 2 + 0.25 * 3,  # rows 0,1,2: stops after the termination at row 2
+        2 + 0.5 * 3,  # rows 1,2
+        3,  # row 2 alone: it is done
+        4 + 0.5 * 5,  # rows 3,4: stops after the truncation at row 4
+        5,  # row 4 alone
         10 + 0.5 * 20 + 0.25 * 30,  # env 1 has no episode end: full 3 steps, never env 0's rewards
         40 + 0.5 * 50 + 0.25 * 60,
     ]
@@ -114,8 +140,20 @@ def test_heterogeneous_agents_round_trip():
     navail = [None, np.array([[0, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 1]])]  # numpy accepted too
     actions = [r(E, 2), torch.tensor([3, 0, 2])]  # Discrete index as a long [E]: stored as float [E, 1]
     active = torch.tensor([[True, False], [True, True], [False, True]])
-    buf.add(obs, state, avail, actions, np.array([1.0, 2.0, 3.0]), torch.zeros(E, dtype=torch.bool),
-            torch.zeros(E, dtype=torch.bool), nobs, nstate, navail, active, torch.ones(E, 2))
+    buf.add(
+        obs,
+        state,
+        avail,
+        actions,
+        np.array([1.0, 2.0, 3.0]),
+        torch.zeros(E, dtype=torch.bool),
+        torch.zeros(E, dtype=torch.bool),
+        nobs,
+        nstate,
+        navail,
+        active,
+        torch.ones(E, 2),
+    )
 
     s = gather(buf, rows=[0, 0, 0], envs=[0, 1, 2], n_step=2)
     for i in range(2):
@@ -158,13 +196,13 @@ def test_sample_empty_raises():
 def test_a_saved_state_holds_only_the_filled_rows_and_older_full_states_still_load():
     import io
 
-    buf = episode_buffer()                       # 12 transitions, 6 rows of 2 envs
+    buf = episode_buffer()  # 12 transitions, 6 rows of 2 envs
     big = scalar_buffer(n_envs=2, buffer_size=2000)
     big.load_state_dict(buf.state_dict())
     state = big.state_dict(copy=False)
     assert all(a.shape[0] == 6 for a in state["arrays"].values())
     written = io.BytesIO()
-    torch.save(state, written)                   # a slice's whole storage would be 1000 rows
+    torch.save(state, written)  # a slice's whole storage would be 1000 rows
     full = io.BytesIO()
     torch.save({n: t for n, t in big._store.items()}, full)
     assert written.tell() < full.tell() / 10

@@ -1,6 +1,7 @@
 """harl.reproduce: suites load and validate, cells select, the report's numbers on hand-built run
 dirs, and the real command end to end (train, skip finished runs, continue runs to a larger
 budget, a failing run)."""
+
 from __future__ import annotations
 
 import json
@@ -49,22 +50,40 @@ def write_suite(folder: Path, name: str, body: dict) -> None:
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(body))
 
 
-GOOD = {"description": "d", "budget": 1000, "seeds": [1, 2],
-        "tasks": {"spread": {"preset": "mpe/simple_spread_continuous/{algo}", "algos": ["happo", "mappo"],
-                             "paper_values": {"happo": -60, "mappo": [-70, -64]}}}}
+GOOD = {
+    "description": "d",
+    "budget": 1000,
+    "seeds": [1, 2],
+    "tasks": {
+        "spread": {
+            "preset": "mpe/simple_spread_continuous/{algo}",
+            "algos": ["happo", "mappo"],
+            "paper_values": {"happo": -60, "mappo": [-70, -64]},
+        }
+    },
+}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"budgets": 5}, "unknown key(s) budgets"),
-    ({"budget": 0}, "budget must be a positive integer"),
-    ({"seeds": []}, "no seeds"),
-    ({"tasks": {"spread": {**GOOD["tasks"]["spread"], "algos": ["happo", "mappo", "qmix"]}}},
-     "no preset conf/experiment/mpe/simple_spread_continuous/qmix.yaml"),
-    ({"tasks": {"spread": {**GOOD["tasks"]["spread"], "paper_values": {"hasac": 1}}}},
-     "names algorithms it does not run"),
-    ({"tasks": {"spread": {**GOOD["tasks"]["spread"], "paper_values": {"happo": [3, 1]}}}},
-     "must be a number or a [low, high] range"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"budgets": 5}, "unknown key(s) budgets"),
+        ({"budget": 0}, "budget must be a positive integer"),
+        ({"seeds": []}, "no seeds"),
+        (
+            {"tasks": {"spread": {**GOOD["tasks"]["spread"], "algos": ["happo", "mappo", "qmix"]}}},
+            "no preset conf/experiment/mpe/simple_spread_continuous/qmix.yaml",
+        ),
+        (
+            {"tasks": {"spread": {**GOOD["tasks"]["spread"], "paper_values": {"hasac": 1}}}},
+            "names algorithms it does not run",
+        ),
+        (
+            {"tasks": {"spread": {**GOOD["tasks"]["spread"], "paper_values": {"happo": [3, 1]}}}},
+            "must be a number or a [low, high] range",
+        ),
+    ],
+)
 def test_bad_suites_are_refused_naming_the_problem(tmp_path, monkeypatch, change, message):
     monkeypatch.setattr(suites, "SUITES_DIR", tmp_path)
     write_suite(tmp_path, "bad", {**GOOD, **change})
@@ -90,24 +109,35 @@ def test_select_by_cell_task_algo_and_wildcards():
 
 
 def test_jobs_are_seed_major_and_laid_out_by_suite_task_algo_seed(tmp_path):
-    cells = suites.select(suites.load_suite("mamujoco-onpolicy").cells, ["halfcheetah_2x3/happo",
-                                                                        "halfcheetah_2x3/mappo"])
+    cells = suites.select(
+        suites.load_suite("mamujoco-onpolicy").cells, ["halfcheetah_2x3/happo", "halfcheetah_2x3/mappo"]
+    )
     jobs = runs.jobs_for(tmp_path, "s", cells, [1, 2])
     assert [(j.cell.algo, j.seed) for j in jobs] == [("happo", 1), ("mappo", 1), ("happo", 2), ("mappo", 2)]
     assert jobs[1].path == tmp_path / "s" / "halfcheetah_2x3" / "mappo" / "seed1"
     cmd = runs.command(jobs[1], ["n_envs=2"])
-    assert cmd[1:] == ["-m", "harl.train", "+experiment=mamujoco/halfcheetah_2x3/mappo", "seed=1",
-                       "total_steps=10000000", f"hydra.run.dir={jobs[1].path}", "n_envs=2"]
+    assert cmd[1:] == [
+        "-m",
+        "harl.train",
+        "+experiment=mamujoco/halfcheetah_2x3/mappo",
+        "seed=1",
+        "total_steps=10000000",
+        f"hydra.run.dir={jobs[1].path}",
+        "n_envs=2",
+    ]
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "name a suite"),
-    (["mpe", "--budget", "0"], "expected a positive integer"),
-    (["mpe", "--seeds", "a"], "expected comma-separated integers"),
-    (["mpe", "--", "seed=4"], "set by this tool, not as an override: seed=4"),
-    (["mpe", "--", "+experiment=mpe/x"], "set by this tool"),
-    (["mpe", "--report", "--no-report"], "exclude each other"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "name a suite"),
+        (["mpe", "--budget", "0"], "expected a positive integer"),
+        (["mpe", "--seeds", "a"], "expected comma-separated integers"),
+        (["mpe", "--", "seed=4"], "set by this tool, not as an override: seed=4"),
+        (["mpe", "--", "+experiment=mpe/x"], "set by this tool"),
+        (["mpe", "--report", "--no-report"], "exclude each other"),
+    ],
+)
 def test_bad_command_lines_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
         cli.parse_args(argv)
@@ -116,16 +146,24 @@ def test_bad_command_lines_are_refused(argv, message, capsys):
 
 # ----------------------------------------------------------------------------- the report
 def cell(task: str, algo: str, paper: tuple[float, float] | None, budget: int = 1000) -> Cell:
-    return Cell(task, task.replace("_", " ").title(), algo, f"mpe/simple_spread_continuous/{algo}",
-                budget, paper)
+    return Cell(
+        task, task.replace("_", " ").title(), algo, f"mpe/simple_spread_continuous/{algo}", budget, paper
+    )
 
 
-def write_run(path: Path, task: str, algo: str, seed: int, rows: list[tuple[int, float, float]],
-              absolute: list[float] | None = None) -> None:
+def write_run(
+    path: Path,
+    task: str,
+    algo: str,
+    seed: int,
+    rows: list[tuple[int, float, float]],
+    absolute: list[float] | None = None,
+) -> None:
     """A run dir with (env_steps, wall_time, eval_return) rows; NaN eval: a row without one."""
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(
-        {"env": {"name": "mpe", "task": task}, "algo": {"name": algo}, "seed": seed}))
+    (path / "config.yaml").write_text(
+        yaml.safe_dump({"env": {"name": "mpe", "task": task}, "algo": {"name": algo}, "seed": seed})
+    )
     lines = ["env_steps,iteration,wall_time,fps,eval_return"]
     lines += [f"{s},{k},{w},0,{'' if math.isnan(r) else r}" for k, (s, w, r) in enumerate(rows, 1)]
     (path / "progress.csv").write_text("\n".join(lines) + "\n")
@@ -141,15 +179,24 @@ def fake_suite(tmp_path: Path) -> tuple[Suite, list[runs.Job]]:
     """Task a|b (a `|` in its title): happo (paper 100) seeds 1-3 finished, final 90/100/110,
     best 95/120/110; mappo (paper 50) seed 1 finished (final 60), seed 2 unfinished, seed 3
     missing. Task neg: happo (paper -60) final -56/-62; mappo (paper [-70, -64]) final -69/-71."""
-    cells = (cell("a|b", "happo", (100.0, 100.0)), cell("a|b", "mappo", (50.0, 50.0)),
-             cell("neg", "happo", (-60.0, -60.0)), cell("neg", "mappo", (-70.0, -64.0)))
+    cells = (
+        cell("a|b", "happo", (100.0, 100.0)),
+        cell("a|b", "mappo", (50.0, 50.0)),
+        cell("neg", "happo", (-60.0, -60.0)),
+        cell("neg", "mappo", (-70.0, -64.0)),
+    )
     suite = Suite("fake", "a fake suite", "made up", (1, 2, 3), "eval_return", cells, ("a note",))
     jobs = runs.jobs_for(tmp_path / "runs", "fake", list(cells), [1, 2, 3])
     by = {(j.cell.task, j.cell.algo, j.seed): j.path for j in jobs}
     for seed, (final, best) in enumerate([(90, 95), (100, 120), (110, 110)], 1):
-        write_run(by[("a|b", "happo", seed)], "a|b", "happo", seed,
-                  [(500, 5.0, best if best != final else NAN), (600, 6.0, best), (1000, 10.0, final)],
-                  absolute=[final + 1.0, final + 3.0])
+        write_run(
+            by[("a|b", "happo", seed)],
+            "a|b",
+            "happo",
+            seed,
+            [(500, 5.0, best if best != final else NAN), (600, 6.0, best), (1000, 10.0, final)],
+            absolute=[final + 1.0, final + 3.0],
+        )
     write_run(by[("a|b", "mappo", 1)], "a|b", "mappo", 1, [(1000, 20.0, 60.0)])
     write_run(by[("a|b", "mappo", 2)], "a|b", "mappo", 2, [(400, 4.0, 99.0)])
     for seed, final in enumerate([-56, -62], 1):
@@ -182,15 +229,15 @@ def test_report_numbers(fake_suite):
     assert happo["seeds_finished"] == 3 and happo["final_mean"] == pytest.approx(100.0)
     assert happo["final_ci95"] == pytest.approx(half)
     assert happo["final"] == f"100.0 ± {half:.1f}"
-    assert happo["best"].startswith("108.3 ± ")             # (95 + 120 + 110) / 3
+    assert happo["best"].startswith("108.3 ± ")  # (95 + 120 + 110) / 3
     assert happo["best_checkpoint"].startswith("102.0 ± ")  # absolute metrics: final + 2
     assert happo["vs_paper"] == "1.00x"
     assert happo["wall_time_s"] == pytest.approx(10.0) and happo["env_steps_per_s"] == pytest.approx(100.0)
     mappo = rows[("a|b", "mappo")]
     assert (mappo["seeds_finished"], mappo["seeds"]) == (1, 3)
     assert (mappo["final"], mappo["vs_paper"]) == ("60.0", "1.20x")
-    assert rows[("neg", "happo")]["vs_paper"] == "+1.0"     # -59 - (-60)
-    assert rows[("neg", "mappo")]["vs_paper"] == "-3.0"     # -70 - the midpoint -67
+    assert rows[("neg", "happo")]["vs_paper"] == "+1.0"  # -59 - (-60)
+    assert rows[("neg", "mappo")]["vs_paper"] == "-3.0"  # -70 - the midpoint -67
     assert rows[("neg", "mappo")]["paper"] == "≈ -70 to -64"
 
 
@@ -208,8 +255,14 @@ def test_report_page(fake_suite, tmp_path):
     suite, jobs = fake_suite
     written = report.write_report(suite, jobs, tmp_path / "docs", ["fake", "--report"], reps=50)
     page = (tmp_path / "docs" / "fake.md").read_text()
-    assert {p.name for p in written} >= {"fake.md", "fake.csv", "fake-curves.png", "fake-curves.pdf",
-                                         "fake-aggregate.md", "fake-aggregate.png"}
+    assert {p.name for p in written} >= {
+        "fake.md",
+        "fake.csv",
+        "fake-curves.png",
+        "fake-curves.pdf",
+        "fake-aggregate.md",
+        "fake-aggregate.png",
+    }
     assert "`python -m harl.reproduce fake --report`" in page
     assert "| A\\|B | happo | 3/3 | 1,000 |" in page  # the task's `|` escaped in the table
     assert "A\\|B mappo seed 2 (unfinished, 400/1,000 steps)" in page and "3 run(s) not started" in page
@@ -228,15 +281,43 @@ def test_absolute_return_reads_the_best_checkpoint_evaluation(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end
-TINY = ["n_envs=2", "rollout_length=20", "log_interval=40", "eval_interval=40", "eval_episodes=2",
-        "n_eval_envs=2", "save_interval=40", "algo.hidden_sizes=[16,16]", "algo.critic_epoch=2",
-        "algo.ppo_epoch=2"]
+TINY = [
+    "n_envs=2",
+    "rollout_length=20",
+    "log_interval=40",
+    "eval_interval=40",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+    "save_interval=40",
+    "algo.hidden_sizes=[16,16]",
+    "algo.critic_epoch=2",
+    "algo.ppo_epoch=2",
+]
 
 
 def reproduce(tmp_path: Path, *args: str, overrides: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "harl.reproduce", "mpe", "--only", "simple_spread_continuous/happo",
-           "--seeds", "1,2", "--jobs", "2", "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"),
-           "--reps", "20", *args, "--", *TINY, *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harl.reproduce",
+        "mpe",
+        "--only",
+        "simple_spread_continuous/happo",
+        "--seeds",
+        "1,2",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path / "runs"),
+        "--docs",
+        str(tmp_path / "docs"),
+        "--reps",
+        "20",
+        *args,
+        "--",
+        *TINY,
+        *overrides,
+    ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -268,15 +349,24 @@ def test_a_failing_run_is_reported_and_the_command_fails(tmp_path):
     assert result.returncode == 1
     assert "run(s) stopped early" in result.stdout
     assert "simple_spread_continuous/happo seed 1" in result.stdout
-    job = runs.jobs_for(tmp_path / "runs", "mpe", [c for c in suites.load_suite("mpe").cells
-                                                   if c.key == "simple_spread_continuous/happo"], [1])[0]
+    job = runs.jobs_for(
+        tmp_path / "runs",
+        "mpe",
+        [c for c in suites.load_suite("mpe").cells if c.key == "simple_spread_continuous/happo"],
+        [1],
+    )[0]
     assert runs.inspect(job).status == "failed"
     assert not (tmp_path / "docs").exists()
 
 
 def test_list_and_dry_run_train_nothing(tmp_path):
-    listing = subprocess.run([sys.executable, "-m", "harl.reproduce", "--list"], cwd=REPO,
-                             capture_output=True, text=True, timeout=60)
+    listing = subprocess.run(
+        [sys.executable, "-m", "harl.reproduce", "--list"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "halfcheetah_2x3/happo" in listing.stdout and "≈ 7,000" in listing.stdout
     dry = reproduce(tmp_path, "--dry-run")
     assert dry.returncode == 0 and "missing not started" in dry.stdout

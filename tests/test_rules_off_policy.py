@@ -10,6 +10,7 @@ initialised at 0, so that the critic loss gradient gives every target back:
   MSE   sum_k mean_b (q - y)^2  ->  dL/dq[k, b] = -2 y_b / B
   Huber sum_k mean_b H(y - q)   ->  dL/dq[k, b] = -clip(y_b, +-delta) / B
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,7 @@ from harl.buffers.replay import ReplaySample
 from harl.config import HADDPGConfig, HASACConfig, HATD3Config, MADDPGConfig, MATD3Config
 
 CPU = torch.device("cpu")
-CFG = {HADDPG: HADDPGConfig, MADDPG: MADDPGConfig, HATD3: HATD3Config, MATD3: MATD3Config,
-       HASAC: HASACConfig}
+CFG = {HADDPG: HADDPGConfig, MADDPG: MADDPGConfig, HATD3: HATD3Config, MATD3: MATD3Config, HASAC: HASACConfig}
 
 
 def make(cls, obs_spaces, act_spaces, state_dim=2, **overrides):
@@ -47,14 +47,23 @@ def col(x) -> torch.Tensor:
     return t(x)[:, None]
 
 
-def batch(obs, state, actions, reward, discount, next_obs, next_state, active=None,
-          avail=None, next_avail=None) -> ReplaySample:
+def batch(
+    obs, state, actions, reward, discount, next_obs, next_state, active=None, avail=None, next_avail=None
+) -> ReplaySample:
     n, B = len(obs), len(reward)
-    return ReplaySample(obs=obs, state=state, avail=avail or [None] * n, actions=actions,
-                        active=torch.ones(B, n) if active is None else active,
-                        reward=t(reward), discount=t(discount), next_obs=next_obs,
-                        next_state=next_state, next_avail=next_avail or [None] * n,
-                        next_active=torch.ones(B, n))
+    return ReplaySample(
+        obs=obs,
+        state=state,
+        avail=avail or [None] * n,
+        actions=actions,
+        active=torch.ones(B, n) if active is None else active,
+        reward=t(reward),
+        discount=t(discount),
+        next_obs=next_obs,
+        next_state=next_state,
+        next_avail=next_avail or [None] * n,
+        next_active=torch.ones(B, n),
+    )
 
 
 @torch.no_grad()
@@ -102,8 +111,9 @@ def probe_targets(probe: Probe, huber_delta: float | None = None) -> torch.Tenso
 def fixed_noise(monkeypatch, z):
     """torch.randn_like -> the per-sample values z (broadcast over action dimensions)."""
     z = t(z)
-    monkeypatch.setattr(torch, "randn_like",
-                        lambda x: z.reshape(-1, *[1] * (x.dim() - 1)).expand_as(x).clone())
+    monkeypatch.setattr(
+        torch, "randn_like", lambda x: z.reshape(-1, *[1] * (x.dim() - 1)).expand_as(x).clone()
+    )
 
 
 def params(module) -> list[torch.Tensor]:
@@ -117,16 +127,36 @@ def same(a, b) -> bool:
 # ====================================================================== replay -> critic target
 def add(buf, o, r, term, trunc, next_state):
     one = torch.ones(1, 1)
-    buf.add([col([o])], col([o]), [None], [col([0.0])], t([r]), torch.tensor([term]),
-            torch.tensor([trunc]), [col([o])], col([next_state]), [None], one, one)
+    buf.add(
+        [col([o])],
+        col([o]),
+        [None],
+        [col([0.0])],
+        t([r]),
+        torch.tensor([term]),
+        torch.tensor([trunc]),
+        [col([o])],
+        col([next_state]),
+        [None],
+        one,
+        one,
+    )
 
 
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_critic_target_uses_the_n_step_discount_through_train(bootstrap):
     """train(): buffer.sample(batch, n_step, gamma, ..., truncation_bootstrap) feeds
     y = R + discount * Q'(s', mu'(o')), discount = gamma^h * (1 - term)."""
-    learner = make(HADDPG, [spaces.Box(-9, 9, (1,))], [spaces.Box(-1, 1, (1,))], state_dim=1,
-                   gamma=0.5, n_step=3, batch_size=32, truncation_bootstrap=bootstrap)
+    learner = make(
+        HADDPG,
+        [spaces.Box(-9, 9, (1,))],
+        [spaces.Box(-1, 1, (1,))],
+        state_dim=1,
+        gamma=0.5,
+        n_step=3,
+        batch_size=32,
+        truncation_bootstrap=bootstrap,
+    )
     learner.policy_freq = 10**9  # this test is about the critic only
     learner.critic = probe = Probe(1, 32)
     set_critic(learner.target_critic, [[1.0, 0.0]], [0.0])  # Q'(s', a') = s'
@@ -135,11 +165,14 @@ def test_critic_target_uses_the_n_step_discount_through_train(bootstrap):
     for row in range(6):
         add(buf, row, row + 1, row == 2, row == 4, 10.0 * (row + 1))
     learner.train(buf)
-    expected = {0: 1 + 0.5 * 2 + 0.25 * 3,          # walks 0,1,2; terminated: no bootstrap
-                1: 2 + 0.5 * 3, 2: 3.0,
-                3: 4 + 0.5 * 5 + (0.25 * 50 if bootstrap else 0),   # h = 2, truncated at 4
-                4: 5 + (0.5 * 50 if bootstrap else 0),              # h = 1, truncated
-                5: 6 + 0.5 * 60}                                    # newest row: h = 1
+    expected = {
+        0: 1 + 0.5 * 2 + 0.25 * 3,  # walks 0,1,2; terminated: no bootstrap
+        1: 2 + 0.5 * 3,
+        2: 3.0,
+        3: 4 + 0.5 * 5 + (0.25 * 50 if bootstrap else 0),  # h = 2, truncated at 4
+        4: 5 + (0.5 * 50 if bootstrap else 0),  # h = 1, truncated
+        5: 6 + 0.5 * 60,
+    }  # newest row: h = 1
     rows = probe.state[:, 0].long().tolist()  # a sample's state is its start row
     assert set(rows) == set(range(6))
     expected_y = torch.tensor([expected[r] for r in rows])
@@ -147,8 +180,10 @@ def test_critic_target_uses_the_n_step_discount_through_train(bootstrap):
 
 
 # ====================================================================== TD3 / DDPG critic target
-AGENTS_2 = [spaces.Box(-1, 1, (1,)), spaces.Box(np.array([0.0, -2.0], np.float32),
-                                                  np.array([4.0, 2.0], np.float32))]
+AGENTS_2 = [
+    spaces.Box(-1, 1, (1,)),
+    spaces.Box(np.array([0.0, -2.0], np.float32), np.array([4.0, 2.0], np.float32)),
+]
 OBS_2 = [spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (2,))]
 
 
@@ -161,18 +196,23 @@ def test_deterministic_critic_target(cls, monkeypatch):
     learner = make(cls, OBS_2, AGENTS_2, batch_size=5, **noise)
     K = 2 if twin else 1
     learner.critic = probe = Probe(K, 5)
-    set_deterministic(learner.target_actors[0], [0.5])           # a'_0 = 0.5
-    set_deterministic(learner.target_actors[1], [0.75, -0.6])    # a'_1 = (3.5, -1.2)
-    set_deterministic(learner.actors[0], [-0.9])                 # current actors differ
+    set_deterministic(learner.target_actors[0], [0.5])  # a'_0 = 0.5
+    set_deterministic(learner.target_actors[1], [0.75, -0.6])  # a'_1 = (3.5, -1.2)
+    set_deterministic(learner.actors[0], [-0.9])  # current actors differ
     set_deterministic(learner.actors[1], [-0.9, 0.9])
     # Q'_k = s'_k + a'_0 + a'_1[0] + a'_1[1]
     set_critic(learner.target_critic, [[1, 0, 1, 1, 1], [0, 1, 1, 1, 1]][:K], [0.0] * K)
     fixed_noise(monkeypatch, [0.5, -1.0, 3.0, -4.0, 0.2])
     reward, discount = [1.0, -1.0, 0.5, 2.0, 3.0], [0.5, 0.25, 0.9, 0.8, 0.0]
-    b = batch([torch.zeros(5, 2), torch.zeros(5, 2)], torch.zeros(5, 2),
-              [torch.zeros(5, 1), torch.zeros(5, 2)], reward=reward, discount=discount,
-              next_obs=[torch.ones(5, 2), torch.ones(5, 2)],
-              next_state=torch.stack([t([1, 2, 3, 4, 5]), t([2, 1, 4, 3, 0])], 1))
+    b = batch(
+        [torch.zeros(5, 2), torch.zeros(5, 2)],
+        torch.zeros(5, 2),
+        [torch.zeros(5, 1), torch.zeros(5, 2)],
+        reward=reward,
+        discount=discount,
+        next_obs=[torch.ones(5, 2), torch.ones(5, 2)],
+        next_state=torch.stack([t([1, 2, 3, 4, 5]), t([2, 1, 4, 3, 0])], 1),
+    )
     learner.update_critic(b)
     if twin:
         # noise in half-range units: clip(0.4 z, +-0.5) = 0.2, -0.4, 0.5, -0.5, 0.08
@@ -192,9 +232,11 @@ def test_deterministic_critic_target(cls, monkeypatch):
 ACT_HA = [spaces.Box(-1, 1, (1,)), spaces.Box(0, 4, (1,))]
 
 
-@pytest.mark.parametrize("cls,order", [(HATD3, [0, 1]), (HATD3, [1, 0]), (HADDPG, [0, 1]),
-                                       (HADDPG, [1, 0]), (MATD3, [0, 1]), (MADDPG, [0, 1])],
-                         ids=["HATD3-01", "HATD3-10", "HADDPG-01", "HADDPG-10", "MATD3", "MADDPG"])
+@pytest.mark.parametrize(
+    "cls,order",
+    [(HATD3, [0, 1]), (HATD3, [1, 0]), (HADDPG, [0, 1]), (HADDPG, [1, 0]), (MATD3, [0, 1]), (MADDPG, [0, 1])],
+    ids=["HATD3-01", "HATD3-10", "HADDPG-01", "HADDPG-10", "MATD3", "MADDPG"],
+)
 def test_deterministic_actor_losses(cls, order, monkeypatch):
     """loss_i = -mean Q1(s, joint) with agent i's action from its actor. HA: the others' entries
     are their CURRENT policy actions, updated for agents earlier in the order; MA: replay actions."""
@@ -202,27 +244,33 @@ def test_deterministic_actor_losses(cls, order, monkeypatch):
     lr = 0.1
     learner = make(cls, [spaces.Box(-1, 1, (1,))] * 2, ACT_HA, state_dim=1, lr=lr, fixed_order=True)
     monkeypatch.setattr(ddpg_module, "agent_order", lambda n, rng, fixed: order if fixed else None)
-    set_deterministic(learner.actors[0], [0.2])   # mu_0 = 0.2
-    set_deterministic(learner.actors[1], [0.5])   # mu_1 = 2 + 2 * 0.5 = 3
+    set_deterministic(learner.actors[0], [0.2])  # mu_0 = 0.2
+    set_deterministic(learner.actors[1], [0.5])  # mu_1 = 2 + 2 * 0.5 = 3
     # Q1 = s + 2 a_0 - a_1 ; Q2 = Q1 - 10 (the actors must use Q1, not the min)
     rows, biases = [[1, 2, -1], [1, 2, -1]], [0.0, -10.0]
-    set_critic(learner.critic, rows[:2 if twin else 1], biases[:2 if twin else 1])
+    set_critic(learner.critic, rows[: 2 if twin else 1], biases[: 2 if twin else 1])
     set_critic(learner.target_critic, [[0, -5, 5]] * (2 if twin else 1), [7.0] * (2 if twin else 1))
     a0_rep, a1_rep = [-0.5, 0.1, 0.9], [1.0, 2.0, 0.5]
-    b = batch([torch.zeros(3, 1)] * 2, col([1, 2, 3]), [col(a0_rep), col(a1_rep)],
-              reward=[0, 0, 0], discount=[0, 0, 0], next_obs=[torch.zeros(3, 1)] * 2,
-              next_state=torch.zeros(3, 1))
+    b = batch(
+        [torch.zeros(3, 1)] * 2,
+        col([1, 2, 3]),
+        [col(a0_rep), col(a1_rep)],
+        reward=[0, 0, 0],
+        discount=[0, 0, 0],
+        next_obs=[torch.zeros(3, 1)] * 2,
+        next_state=torch.zeros(3, 1),
+    )
     info = learner.update_actors(b)
     # obs are 0, so only the biases move: Adam's first step is lr * sign(-dL/db)
-    a0_new = math.tanh(math.atanh(0.2) + lr)          # dQ/da_0 = +2: a_0 goes up
+    a0_new = math.tanh(math.atanh(0.2) + lr)  # dQ/da_0 = +2: a_0 goes up
     a1_new = 2 + 2 * math.tanh(math.atanh(0.5) - lr)  # dQ/da_1 = -1: a_1 goes down
     mean_s = 2.0
     if cls in (MATD3, MADDPG):
         loss0 = -(mean_s + 2 * 0.2 - np.mean(a1_rep))
         loss1 = -(mean_s + 2 * np.mean(a0_rep) - 3.0)
     elif order == [0, 1]:
-        loss0 = -(mean_s + 2 * 0.2 - 3.0)      # agent 1's pre-update policy action, not replay
-        loss1 = -(mean_s + 2 * a0_new - 3.0)   # agent 0's updated action
+        loss0 = -(mean_s + 2 * 0.2 - 3.0)  # agent 1's pre-update policy action, not replay
+        loss1 = -(mean_s + 2 * a0_new - 3.0)  # agent 0's updated action
     else:
         loss1 = -(mean_s + 2 * 0.2 - 3.0)
         loss0 = -(mean_s + 2 * 0.2 - a1_new)
@@ -235,10 +283,18 @@ def test_deterministic_actor_losses(cls, order, monkeypatch):
 
 @pytest.mark.parametrize("cls", [HADDPG, HATD3, MADDPG, MATD3])
 def test_ha_order_is_redrawn_each_update_ma_is_fixed(cls):
-    learner = make(cls, [spaces.Box(-1, 1, (1,))] * 3, [spaces.Box(-1, 1, (1,))] * 3, state_dim=1,
-                   fixed_order=False)
-    b = batch([torch.randn(3, 1)] * 3, torch.randn(3, 1), [torch.zeros(3, 1)] * 3, reward=[0, 0, 0],
-              discount=[0, 0, 0], next_obs=[torch.zeros(3, 1)] * 3, next_state=torch.zeros(3, 1))
+    learner = make(
+        cls, [spaces.Box(-1, 1, (1,))] * 3, [spaces.Box(-1, 1, (1,))] * 3, state_dim=1, fixed_order=False
+    )
+    b = batch(
+        [torch.randn(3, 1)] * 3,
+        torch.randn(3, 1),
+        [torch.zeros(3, 1)] * 3,
+        reward=[0, 0, 0],
+        discount=[0, 0, 0],
+        next_obs=[torch.zeros(3, 1)] * 3,
+        next_state=torch.zeros(3, 1),
+    )
     firsts = {learner.update_actors(b)["first_agent"] for _ in range(12)}
     assert firsts == ({0.0, 1.0, 2.0} if cls in (HADDPG, HATD3) else {0.0})
 
@@ -249,11 +305,20 @@ def fill_random(learner, rows=12, n_envs=2, seed=0):
     for _ in range(rows):
         obs = [torch.randn(n_envs, o.shape[0], generator=g) for o in learner.observation_spaces]
         acts = [torch.rand(n_envs, s.shape[0], generator=g) * 2 - 1 for s in learner.action_spaces]
-        buf.add(obs, torch.randn(n_envs, learner.state_dim, generator=g), [None] * len(obs), acts,
-                torch.randn(n_envs, generator=g), torch.zeros(n_envs, dtype=torch.bool),
-                torch.zeros(n_envs, dtype=torch.bool), obs,
-                torch.randn(n_envs, learner.state_dim, generator=g),
-                [None] * len(obs), torch.ones(n_envs, len(obs)), torch.ones(n_envs, len(obs)))
+        buf.add(
+            obs,
+            torch.randn(n_envs, learner.state_dim, generator=g),
+            [None] * len(obs),
+            acts,
+            torch.randn(n_envs, generator=g),
+            torch.zeros(n_envs, dtype=torch.bool),
+            torch.zeros(n_envs, dtype=torch.bool),
+            obs,
+            torch.randn(n_envs, learner.state_dim, generator=g),
+            [None] * len(obs),
+            torch.ones(n_envs, len(obs)),
+            torch.ones(n_envs, len(obs)),
+        )
     return buf
 
 
@@ -271,12 +336,26 @@ def test_delayed_actor_and_soft_target_updates(cls, freq):
     gradient_steps % policy_freq == 0, then target <- (1 - tau) target + tau online."""
     tau = 0.25
     over = {"policy_freq": freq} if cls is not HADDPG else {}
-    learner = make(cls, [spaces.Box(-1, 1, (3,))] * 2, [spaces.Box(-1, 1, (2,))] * 2,
-                   hidden_sizes=[8], polyak=tau, batch_size=8, lr=1e-2, critic_lr=1e-2, **over)
+    learner = make(
+        cls,
+        [spaces.Box(-1, 1, (3,))] * 2,
+        [spaces.Box(-1, 1, (2,))] * 2,
+        hidden_sizes=[8],
+        polyak=tau,
+        batch_size=8,
+        lr=1e-2,
+        critic_lr=1e-2,
+        **over,
+    )
     buf = fill_random(learner)
+
     def nets():
-        return ([params(a) for a in learner.actors], [params(a) for a in learner.target_actors],
-                params(learner.critic), params(learner.target_critic))
+        return (
+            [params(a) for a in learner.actors],
+            [params(a) for a in learner.target_actors],
+            params(learner.critic),
+            params(learner.target_critic),
+        )
 
     updated_at = []
     for step in range(1, 7):
@@ -306,16 +385,23 @@ def test_soft_update_direction_and_rate():
 
     target, source = Net([1.0, 2.0], [4.0], 3), Net([5.0, -2.0], [0.0], 9)
     soft_update(target, source, 0.25)
-    torch.testing.assert_close(target.w.detach(), t([2.0, 1.0]))   # 0.75 * 1 + 0.25 * 5, ...
-    torch.testing.assert_close(target.stat, t([3.0]))               # float buffers too
-    assert target.count.item() == 3                                 # integer buffers untouched
-    torch.testing.assert_close(source.w.detach(), t([5.0, -2.0]))   # the source is not moved
+    torch.testing.assert_close(target.w.detach(), t([2.0, 1.0]))  # 0.75 * 1 + 0.25 * 5, ...
+    torch.testing.assert_close(target.stat, t([3.0]))  # float buffers too
+    assert target.count.item() == 3  # integer buffers untouched
+    torch.testing.assert_close(source.w.detach(), t([5.0, -2.0]))  # the source is not moved
 
 
 def test_hasac_soft_updates_the_target_critic_every_iteration():
     tau = 0.25
-    learner = make(HASAC, [spaces.Box(-1, 1, (3,))] * 2, [spaces.Box(-1, 1, (2,))] * 2,
-                   hidden_sizes=[8], polyak=tau, batch_size=8, critic_lr=1e-2)
+    learner = make(
+        HASAC,
+        [spaces.Box(-1, 1, (3,))] * 2,
+        [spaces.Box(-1, 1, (2,))] * 2,
+        hidden_sizes=[8],
+        polyak=tau,
+        batch_size=8,
+        critic_lr=1e-2,
+    )
     buf = fill_random(learner)
     for _ in range(2):
         old = params(learner.target_critic)
@@ -353,9 +439,16 @@ def hasac_target_case(**overrides):
     set_critic(learner.target_critic, [[1, 0, 1, 1], [0, 1, 1, 1]], [0.0, 0.0])
     next_obs = [t([[0.5, -1.0], [-0.2, 0.5], [0.1, -2.0]]), t([[0.3, -0.5], [0.4, 1.0], [-0.6, -1.5]])]
     next_avail = [torch.ones(3, 1), torch.ones(3, 1) * 2]
-    b = batch([torch.full((3, 2), 9.0)] * 2, torch.zeros(3, 2), [col([0.1, 0.2, 0.3])] * 2,
-              reward=[1.0, 2.0, -1.0], discount=[0.9, 0.5, 0.0], next_obs=next_obs,
-              next_state=t([[1.0, 1.5], [2.0, 0.5], [3.0, 4.0]]), next_avail=next_avail)
+    b = batch(
+        [torch.full((3, 2), 9.0)] * 2,
+        torch.zeros(3, 2),
+        [col([0.1, 0.2, 0.3])] * 2,
+        reward=[1.0, 2.0, -1.0],
+        discount=[0.9, 0.5, 0.0],
+        next_obs=next_obs,
+        next_state=t([[1.0, 1.5], [2.0, 0.5], [3.0, 4.0]]),
+        next_avail=next_avail,
+    )
     # a' = (0.5, 0.3), (-0.2, 0.4), (0.1, -0.6): sums 0.8, 0.2, -0.5
     # Q'_1 = 1.8, 2.2, 2.5 ; Q'_2 = 2.3, 0.7, 3.5 ; min = 1.8, 0.7, 2.5
     # sum_i log pi_i(a'_i | o'_i) = -1.5, 1.5, -3.5
@@ -369,8 +462,8 @@ def test_hasac_critic_target_and_loss(loss):
     huber = loss == "huber"
     learner, probe, b = hasac_target_case(use_valuenorm=False, use_huber_loss=huber, huber_delta=2.0)
     info = learner.update_critic(b)
-    soft_v = t([1.8, 0.7, 2.5]) - 0.5 * t([-1.5, 1.5, -3.5])    # 2.55, -0.05, 4.25
-    y = t([1.0, 2.0, -1.0]) + t([0.9, 0.5, 0.0]) * soft_v        # 3.295, 1.975, -1 (no bootstrap)
+    soft_v = t([1.8, 0.7, 2.5]) - 0.5 * t([-1.5, 1.5, -3.5])  # 2.55, -0.05, 4.25
+    y = t([1.0, 2.0, -1.0]) + t([0.9, 0.5, 0.0]) * soft_v  # 3.295, 1.975, -1 (no bootstrap)
     torch.testing.assert_close(y, t([3.295, 1.975, -1.0]))
     for actor, o, m in zip(learner.actors, b.next_obs, b.next_avail):
         assert len(actor.calls) == 1 and actor.calls[0][0] is o and actor.calls[0][1] is m
@@ -394,7 +487,7 @@ def test_hasac_critic_target_with_valuenorm():
         vn.running_mean.fill_(2.0)
         vn.running_mean_sq.fill_(13.0)
     learner.update_critic(b)
-    next_q = 3.0 * np.array([1.8, 0.7, 2.5]) + 2.0                 # denormalised: 7.4, 4.1, 9.5
+    next_q = 3.0 * np.array([1.8, 0.7, 2.5]) + 2.0  # denormalised: 7.4, 4.1, 9.5
     y = np.array([1.0, 2.0, -1.0]) + np.array([0.9, 0.5, 0.0]) * (next_q - 0.5 * np.array([-1.5, 1.5, -3.5]))
     debias = 0.5 * 1.0 + 0.5
     mean = (0.5 * 2.0 + 0.5 * y.mean()) / debias
@@ -407,7 +500,7 @@ def test_hasac_critic_target_with_valuenorm():
 
 # ====================================================================== HASAC actors and temperatures
 Z = [0.3, -0.7, 1.2]
-HASAC_ACT = [spaces.Box(-1, 1, (1,)), spaces.Box(0, 1, (1,))]   # half ranges 1 and 0.5
+HASAC_ACT = [spaces.Box(-1, 1, (1,)), spaces.Box(0, 1, (1,))]  # half ranges 1 and 0.5
 MEANS, STDS = [0.1, -0.2], [0.5, 0.8]
 
 
@@ -423,9 +516,16 @@ def gaussian_case(monkeypatch, **overrides):
     set_critic(learner.target_critic, [[0, 0, -7, 3], [0, 0, 5, 5]], [4.0, -4.0])
     fixed_noise(monkeypatch, Z)
     active = t([[1, 0], [0, 1], [1, 1]])
-    b = batch([torch.zeros(3, 1)] * 2, t([[1.0, 2.0], [3.0, 0.5], [0.0, 0.0]]), [col([0.0, 0.0, 0.0])] * 2,
-              reward=[0, 0, 0], discount=[0, 0, 0], next_obs=[torch.zeros(3, 1)] * 2,
-              next_state=torch.zeros(3, 2), active=active)
+    b = batch(
+        [torch.zeros(3, 1)] * 2,
+        t([[1.0, 2.0], [3.0, 0.5], [0.0, 0.0]]),
+        [col([0.0, 0.0, 0.0])] * 2,
+        reward=[0, 0, 0],
+        discount=[0, 0, 0],
+        next_obs=[torch.zeros(3, 1)] * 2,
+        next_state=torch.zeros(3, 2),
+        active=active,
+    )
     return learner, b
 
 
@@ -436,8 +536,13 @@ def hand_samples():
     for (m, s), space in zip(zip(MEANS, STDS), HASAC_ACT):
         half, center = (space.high[0] - space.low[0]) / 2, (space.high[0] + space.low[0]) / 2
         u = m + s * z
-        logp = (-0.5 * z**2 - math.log(s) - 0.5 * math.log(2 * math.pi) - np.log(1 - np.tanh(u) ** 2)
-                - math.log(half))
+        logp = (
+            -0.5 * z**2
+            - math.log(s)
+            - 0.5 * math.log(2 * math.pi)
+            - np.log(1 - np.tanh(u) ** 2)
+            - math.log(half)
+        )
         out.append((center + half * np.tanh(u), logp, math.log(half)))
     return out
 
@@ -470,8 +575,9 @@ def test_hasac_temperature_gradients(monkeypatch):
     -mean(log alpha_c (sum_i log pi~_i + sum_i H_i)), log pi~ the tanh-space log-density
     (log pi + sum log half_range) and H_i = -target_entropy_scale * dim."""
     alpha_lr = 0.1
-    learner, b = gaussian_case(monkeypatch, auto_alpha=True, alpha=1.5, alpha_lr=alpha_lr,
-                               target_entropy_scale=0.7)
+    learner, b = gaussian_case(
+        monkeypatch, auto_alpha=True, alpha=1.5, alpha_lr=alpha_lr, target_entropy_scale=0.7
+    )
     assert learner.target_entropies == pytest.approx([-0.7, -0.7])
     before = [float(la.detach()) for la in learner.log_alphas]
     assert before == pytest.approx([math.log(1.5)] * 3)
@@ -479,9 +585,11 @@ def test_hasac_temperature_gradients(monkeypatch):
     (_, lp0, d0), (_, lp1, d1) = hand_samples()
     sq0, sq1 = lp0 + d0, lp1 + d1
     mask0, mask1 = np.array([1, 0, 1]), np.array([0, 1, 1])
-    grads = [-((sq0 - 0.7) * mask0).sum() / mask0.sum(),
-             -((sq1 - 0.7) * mask1).sum() / mask1.sum(),
-             -np.mean(sq0 + sq1 - 1.4)]
+    grads = [
+        -((sq0 - 0.7) * mask0).sum() / mask0.sum(),
+        -((sq1 - 0.7) * mask1).sum() / mask1.sum(),
+        -np.mean(sq0 + sq1 - 1.4),
+    ]
     for la, g, b0 in zip(learner.log_alphas, grads, before):
         assert la.grad.item() == pytest.approx(g, abs=1e-5)
         # Adam's first step: lr * sign(-grad)
@@ -491,8 +599,15 @@ def test_hasac_temperature_gradients(monkeypatch):
 def tanh_space_entropy(sigma: float, dim: int) -> float:
     """Entropy of tanh(u), u ~ N(0, sigma^2) per dimension: E[-log N(u)] + E[log(1 - tanh(u)^2)]."""
     gauss = 0.5 * math.log(2 * math.pi * math.e * sigma**2)
-    corr, _ = integrate.quad(lambda u: math.exp(-0.5 * (u / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-                             * math.log1p(-math.tanh(u) ** 2), -12 * sigma, 12 * sigma)
+    corr, _ = integrate.quad(
+        lambda u: (
+            math.exp(-0.5 * (u / sigma) ** 2)
+            / (sigma * math.sqrt(2 * math.pi))
+            * math.log1p(-(math.tanh(u) ** 2))
+        ),
+        -12 * sigma,
+        12 * sigma,
+    )
     return dim * (gauss + corr)
 
 
@@ -508,12 +623,28 @@ def test_temperature_fixed_point_is_the_tanh_space_entropy(monkeypatch):
     assert sigma_old > 1.5 * sigma_star
 
     def run(sigma):
-        learner = make(HASAC, [spaces.Box(-1, 1, (3,))], [spaces.Box(0, 1, (dim,))], batch_size=B,
-                       lr=0.0, auto_alpha=True, alpha=1.0, alpha_lr=0.05, use_valuenorm=False)
+        learner = make(
+            HASAC,
+            [spaces.Box(-1, 1, (3,))],
+            [spaces.Box(0, 1, (dim,))],
+            batch_size=B,
+            lr=0.0,
+            auto_alpha=True,
+            alpha=1.0,
+            alpha_lr=0.05,
+            use_valuenorm=False,
+        )
         set_gaussian(learner.actors[0], [0.0] * dim, [sigma] * dim)
         torch.manual_seed(1)
-        b = batch([torch.randn(B, 3)], torch.randn(B, 2), [torch.rand(B, dim)], reward=[0.0] * B,
-                  discount=[0.0] * B, next_obs=[torch.randn(B, 3)], next_state=torch.randn(B, 2))
+        b = batch(
+            [torch.randn(B, 3)],
+            torch.randn(B, 2),
+            [torch.rand(B, dim)],
+            reward=[0.0] * B,
+            discount=[0.0] * B,
+            next_obs=[torch.randn(B, 3)],
+            next_state=torch.randn(B, 2),
+        )
         info = learner.update_actors(b)
         return learner, info
 
@@ -524,6 +655,6 @@ def test_temperature_fixed_point_is_the_tanh_space_entropy(monkeypatch):
     learner, info = run(sigma_star)
     assert learner.target_entropies == [-5.0]
     for la in learner.log_alphas:  # gradient = entropy - target = 0 at the fixed point
-        assert abs(la.grad.item()) < 0.1   # (the env-action convention would give -3.47)
-    assert info["agent0/entropy"] == pytest.approx(-5.0, abs=0.1)       # tanh-space entropy
+        assert abs(la.grad.item()) < 0.1  # (the env-action convention would give -3.47)
+    assert info["agent0/entropy"] == pytest.approx(-5.0, abs=0.1)  # tanh-space entropy
     assert info["agent0/action_entropy"] == pytest.approx(-5.0 + dim * math.log(0.5), abs=0.1)

@@ -7,6 +7,7 @@ by exactly minus the gradient of the loss, which is worked out by hand below (th
 the comments). Real (tiny) networks are trained only where the test is about wiring: the
 factor handed from one agent to the next, and how many optimiser steps are taken.
 """
+
 import copy
 import math
 from types import SimpleNamespace
@@ -32,16 +33,26 @@ from harl.config import HAA2CConfig, HAPPOConfig, HATRPOConfig, MAPPOConfig
 from tests import rollouts
 
 CPU = torch.device("cpu")
-CLASSES = {"happo": (HAPPO, HAPPOConfig), "haa2c": (HAA2C, HAA2CConfig),
-           "hatrpo": (HATRPO, HATRPOConfig), "mappo": (MAPPO, MAPPOConfig)}
+CLASSES = {
+    "happo": (HAPPO, HAPPOConfig),
+    "haa2c": (HAA2C, HAA2CConfig),
+    "hatrpo": (HATRPO, HATRPOConfig),
+    "mappo": (MAPPO, MAPPOConfig),
+}
 
 
 def make(algo, n_agents=2, obs_dim=3, act_dim=1, state_dim=2, seed=0, **overrides):
     cls, cfg_cls = CLASSES[algo]
     cfg = cfg_cls(**{"hidden_sizes": [8], **overrides})
     torch.manual_seed(seed)
-    return cls(cfg, [spaces.Box(-1, 1, (obs_dim,))] * n_agents,
-               [spaces.Box(-1, 1, (act_dim,))] * n_agents, spaces.Box(-1, 1, (state_dim,)), CPU, seed)
+    return cls(
+        cfg,
+        [spaces.Box(-1, 1, (obs_dim,))] * n_agents,
+        [spaces.Box(-1, 1, (act_dim,))] * n_agents,
+        spaces.Box(-1, 1, (state_dim,)),
+        CPU,
+        seed,
+    )
 
 
 def t(*xs):
@@ -51,9 +62,9 @@ def t(*xs):
 # ====================================================================== primitives
 def test_masked_mean_divides_by_the_number_of_active_entries():
     x = t(1.0, 2.0, 3.0, 10.0)
-    assert masked_mean(x, t(1, 0, 1, 0)).item() == pytest.approx(2.0)    # (1 + 3) / 2
-    assert masked_mean(x, None).item() == pytest.approx(4.0)             # plain mean
-    assert masked_mean(x, t(0, 0, 0, 0)).item() == 0.0                   # nobody active: 0, not NaN
+    assert masked_mean(x, t(1, 0, 1, 0)).item() == pytest.approx(2.0)  # (1 + 3) / 2
+    assert masked_mean(x, None).item() == pytest.approx(4.0)  # plain mean
+    assert masked_mean(x, t(0, 0, 0, 0)).item() == 0.0  # nobody active: 0, not NaN
 
 
 def test_huber_is_quadratic_inside_delta_and_linear_outside():
@@ -107,7 +118,7 @@ def test_aggregate_ratio_prod_is_joint_ratio_and_mean_averages_per_dim_ratios():
 
 
 # ====================================================================== GAE (3 steps)
-G, LAM = 0.5, 0.25   # gamma * lambda = 0.125
+G, LAM = 0.5, 0.25  # gamma * lambda = 0.125
 
 
 def test_gae_gamma_and_lambda_and_termination_at_the_rollout_end():
@@ -123,7 +134,7 @@ def test_gae_gamma_and_lambda_and_termination_at_the_rollout_end():
     #        A2 = 0, A1 = -.5, A0 = -.5 + .125*(-.5) = -.5625
     expected = torch.tensor([[1.296875, -0.5625], [2.375, -0.5], [3.0, 0.0]])
     torch.testing.assert_close(adv, expected)
-    torch.testing.assert_close(ret, expected + values[:-1])   # returns = A + V
+    torch.testing.assert_close(ret, expected + values[:-1])  # returns = A + V
 
 
 def _mid_truncation():
@@ -154,8 +165,16 @@ def test_gae_reference_mode_zeroes_the_truncated_advantage():
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_gae_termination_wins_over_truncation(bootstrap):
     # both flags at once (gymnasium allows it): a termination, so no bootstrap
-    adv, _ = compute_gae(t(1.0)[:, None], t(2.0, 5.0)[:, None], t(7.0)[:, None], t(1.0)[:, None],
-                         t(1.0)[:, None], G, LAM, bootstrap)
+    adv, _ = compute_gae(
+        t(1.0)[:, None],
+        t(2.0, 5.0)[:, None],
+        t(7.0)[:, None],
+        t(1.0)[:, None],
+        t(1.0)[:, None],
+        G,
+        LAM,
+        bootstrap,
+    )
     assert adv.item() == pytest.approx(0.0 if not bootstrap else 1.0 - 2.0)
 
 
@@ -173,7 +192,7 @@ def test_valuenorm_debiased_ema_of_batch_mean_and_mean_of_squares():
     # running_mean .1*2, mean_sq .1*5, debias .1 -> mean 2, var 5 - 4 = 1
     mean, var = vn.mean_var()
     assert mean.item() == pytest.approx(2.0) and var.item() == pytest.approx(1.0)
-    vn.update(t(10.0))   # one batch = one EMA step, whatever its size
+    vn.update(t(10.0))  # one batch = one EMA step, whatever its size
     # mean = (.9*.2 + .1*10) / (.9*.1 + .1) = 1.18 / .19; mean_sq = (.9*.5 + .1*100) / .19 = 55
     m = 1.18 / 0.19
     v = 10.45 / 0.19 - m**2
@@ -187,10 +206,10 @@ def test_valuenorm_default_beta_and_variance_floor():
     vn = ValueNorm()
     vn.update(t(0.0))
     vn.update(t(2.0))
-    b = 0.99999   # mean = (b*(1-b)*0 + (1-b)*2) / (b*(1-b) + (1-b)) = 2 / (1 + b)
+    b = 0.99999  # mean = (b*(1-b)*0 + (1-b)*2) / (b*(1-b) + (1-b)) = 2 / (1 + b)
     assert vn.mean_var()[0].item() == pytest.approx(2.0 / (1.0 + b), rel=1e-9)
     floored = ValueNorm(beta=0.5)
-    floored.update(t(5.0, 5.0))           # zero variance -> 1e-2
+    floored.update(t(5.0, 5.0))  # zero variance -> 1e-2
     torch.testing.assert_close(floored.normalize(t(5.1)), t(1.0))
 
 
@@ -198,12 +217,12 @@ def test_valuenorm_default_beta_and_variance_floor():
 @pytest.mark.parametrize("bootstrap", [True, False])
 def test_compute_returns_denormalises_stored_values_and_final_values(bootstrap):
     learner = make("happo", gamma=G, gae_lambda=LAM, truncation_bootstrap=bootstrap)
-    learner.value_norm.update(t(0.0, 4.0))     # mean 2, var 8 - 4 = 4: denorm(x) = 2x + 2
+    learner.value_norm.update(t(0.0, 4.0))  # mean 2, var 8 - 4 = 4: denorm(x) = 2x + 2
     buf = learner.make_buffer(2, 2)
     buf.values[:, :, 0] = torch.tensor([[0.5, 0.5], [-1.0, -1.0], [0.25, 0.25]])  # -> 3, 0, 2.5
     buf.rewards[:, :, 0] = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
     buf.truncated[1, 1] = 1.0
-    buf.final_values[1, 1, 0] = 1.0                                             # -> 4
+    buf.final_values[1, 1, 0] = 1.0  # -> 4
     adv, ret = learner.compute_returns(buf)
     # env 0: d1 = 2 + .5*2.5 - 0 = 3.25, d0 = 1 + 0 - 3 = -2, A0 = -2 + .125*3.25 = -1.59375
     # env 1: d1 = 2 + .5*4 - 0 = 4,                           A0 = -2 + .125*4 = -1.5
@@ -240,9 +259,15 @@ def _joint_expected():
     return [_norm(ADV0, xs, act), _norm(ADV1, xs, act)]
 
 
-@pytest.mark.parametrize("algo,overrides,joint", [
-    ("happo", {}, False), ("happo", {"state_type": "FP"}, True),
-    ("mappo", {"share_param": True}, True), ("mappo", {"share_param": False}, False)])
+@pytest.mark.parametrize(
+    "algo,overrides,joint",
+    [
+        ("happo", {}, False),
+        ("happo", {"state_type": "FP"}, True),
+        ("mappo", {"share_param": True}, True),
+        ("mappo", {"share_param": False}, False),
+    ],
+)
 def test_advantages_are_normalised_per_agent_ep_or_jointly_fp_and_shared(algo, overrides, joint):
     learner = make(algo, **overrides)
     out = learner.normalised_advantages(*_adv_inputs())
@@ -280,7 +305,7 @@ class LinearLogProb(nn.Module):
         self.w = nn.Parameter(torch.zeros(d))
 
     def evaluate(self, obs, actions, avail=None, hidden=None, resets=None):
-        return self.w * obs[..., :self.d], obs[..., self.d] + self.w.sum()
+        return self.w * obs[..., : self.d], obs[..., self.d] + self.w.sum()
 
 
 def pg_batch(x, e, ratio, active):
@@ -290,16 +315,17 @@ def pg_batch(x, e, ratio, active):
     ratio = torch.as_tensor(ratio, dtype=torch.float32).reshape(len(e), d)
     obs = torch.cat([x, t(*e)[:, None]], -1)[:, None]
     C = len(e)
-    return AgentBatch(obs, torch.zeros(C, 1, d), -ratio.log()[:, None], None, t(*active)[:, None],
-                      torch.zeros(C, 1), None)
+    return AgentBatch(
+        obs, torch.zeros(C, 1, d), -ratio.log()[:, None], None, t(*active)[:, None], torch.zeros(C, 1), None
+    )
 
 
 # six samples: both clip sides with both advantage signs, one inside the clip range, one dead
-R = [1.5, 0.5, 1.5, 0.5, 1.1, 0.9]     # ratio new/rollout at w = 0
+R = [1.5, 0.5, 1.5, 0.5, 1.1, 0.9]  # ratio new/rollout at w = 0
 A = [1.0, 1.0, -1.0, -1.0, -2.0, 3.0]
-F = [0.5, 2.0, 1.5, 1.0, 1.5, 3.0]     # HA factor from earlier agents
-X = [1.0, 2.0, -1.0, 0.5, -1.0, 0.5]   # d logp / dw
-E = [1.0, 2.0, 3.0, 4.0, 5.0, 100.0]   # entropies at w = 0
+F = [0.5, 2.0, 1.5, 1.0, 1.5, 3.0]  # HA factor from earlier agents
+X = [1.0, 2.0, -1.0, 0.5, -1.0, 0.5]  # d logp / dw
+E = [1.0, 2.0, 3.0, 4.0, 5.0, 100.0]  # entropies at w = 0
 M = [1, 1, 1, 1, 1, 0]
 
 
@@ -323,7 +349,7 @@ def test_happo_later_agent_loss_is_factor_weighted_clipped_surrogate_with_entrop
     # f * min(rA, clip(r)A) = .5*1.2, 2*.5, 1.5*(-1.5), 1*(-.8), 1.5*(-2.2) | dead 3*2.7
     #   -> policy loss -(.6 + 1 - 2.25 - .8 - 3.3) / 5 = .95
     assert info["policy_loss"] == pytest.approx(0.95, rel=1e-5)
-    assert info["entropy"] == pytest.approx(3.0, rel=1e-5)          # dead agent's 100 left out
+    assert info["entropy"] == pytest.approx(3.0, rel=1e-5)  # dead agent's 100 left out
     # gradient: only unclipped samples: f*A*r*x = 2*1*.5*2 = 2, 1.5*(-1)*1.5*(-1) = 2.25,
     # 1.5*(-2)*1.1*(-1) = 3.3 -> dL/dw = -7.55/5 - entropy_coef * 1 = -1.61
     assert w == pytest.approx(1.61, rel=1e-5)
@@ -371,8 +397,8 @@ def test_policy_ratio_aggregates_action_dimensions(how, loss):
 
 def test_actor_gradient_norm_is_clipped_to_max_grad_norm():
     info, w = run_agent("happo", max_grad_norm=1.0)
-    assert info["grad_norm"] == pytest.approx(1.61, rel=1e-5)    # reported before clipping
-    assert w == pytest.approx(1.0, rel=1e-5)                     # the step used norm 1
+    assert info["grad_norm"] == pytest.approx(1.61, rel=1e-5)  # reported before clipping
+    assert w == pytest.approx(1.0, rel=1e-5)  # the step used norm 1
     _, w = run_agent("happo", max_grad_norm=None)
     assert w == pytest.approx(1.61, rel=1e-5)
 
@@ -399,10 +425,14 @@ def test_mappo_uses_unit_factor_and_one_masked_mean_over_the_pooled_samples(shar
     assert ws == pytest.approx([1.04] * len(ws), rel=1e-5)
 
 
-@pytest.mark.parametrize("algo,overrides,who", [
-    ("haa2c", {"a2c_epoch": 3, "fixed_order": True}, [0] * 6 + [1] * 6),
-    ("mappo", {"ppo_epoch": 3, "share_param": True}, ["shared actor"] * 6),
-    ("mappo", {"ppo_epoch": 3, "share_param": False}, [0] * 6 + [1] * 6)])
+@pytest.mark.parametrize(
+    "algo,overrides,who",
+    [
+        ("haa2c", {"a2c_epoch": 3, "fixed_order": True}, [0] * 6 + [1] * 6),
+        ("mappo", {"ppo_epoch": 3, "share_param": True}, ["shared actor"] * 6),
+        ("mappo", {"ppo_epoch": 3, "share_param": False}, [0] * 6 + [1] * 6),
+    ],
+)
 def test_actor_steps_are_epochs_times_minibatches(monkeypatch, algo, overrides, who):
     learner = make(algo, actor_num_mini_batch=2, critic_epoch=1, **overrides)
     steps = []
@@ -426,17 +456,21 @@ def test_optimisers_are_adam_with_configured_lr_and_eps():
 
 
 # ====================================================================== the HA factor
-@pytest.mark.parametrize("how,to_agent0,to_agent2,final", [
-    ("prod", [6.0, 0.5], [3.0, 2.0], [6.0, 4.0]),
-    ("mean", [2.5, 0.75], [1.25, 3.0], [2.5, 6.0])])
+@pytest.mark.parametrize(
+    "how,to_agent0,to_agent2,final",
+    [("prod", [6.0, 0.5], [3.0, 2.0], [6.0, 4.0]), ("mean", [2.5, 0.75], [1.25, 3.0], [2.5, 6.0])],
+)
 def test_factor_is_threaded_as_product_of_earlier_agents_new_over_old_ratios(
-        how, to_agent0, to_agent2, final):
+    how, to_agent0, to_agent2, final
+):
     # order 1, 0, 2. The update moves agent i's per-dimension log-probs by `moves[i]`; the
     # logp each agent starts from is arbitrary (not the rollout's): only after/before counts
     logp = {0: torch.full((2, 1), -0.7), 1: torch.full((2, 2), -1.3), 2: torch.full((2, 1), 0.2)}
-    moves = {1: torch.log(torch.tensor([[2.0, 3.0], [1.0, 0.5]])),   # prod 6, .5; mean 2.5, .75
-             0: torch.log(torch.tensor([[0.5], [4.0]])),
-             2: torch.log(torch.tensor([[2.0], [2.0]]))}
+    moves = {
+        1: torch.log(torch.tensor([[2.0, 3.0], [1.0, 0.5]])),  # prod 6, .5; mean 2.5, .75
+        0: torch.log(torch.tensor([[0.5], [4.0]])),
+        2: torch.log(torch.tensor([[2.0], [2.0]])),
+    }
     received = {}
 
     def update(i, factor):
@@ -445,7 +479,7 @@ def test_factor_is_threaded_as_product_of_earlier_agents_new_over_old_ratios(
         return {}
 
     _, out = factor_sequential_update([1, 0, 2], (2,), CPU, lambda i: logp[i].clone(), update, how)
-    torch.testing.assert_close(received[1], t(1.0, 1.0))           # the first agent: factor 1
+    torch.testing.assert_close(received[1], t(1.0, 1.0))  # the first agent: factor 1
     torch.testing.assert_close(received[0], t(*to_agent0))
     torch.testing.assert_close(received[2], t(*to_agent2))
     torch.testing.assert_close(out, t(*final))
@@ -453,9 +487,19 @@ def test_factor_is_threaded_as_product_of_earlier_agents_new_over_old_ratios(
 
 @pytest.mark.parametrize("algo", ["happo", "haa2c", "hatrpo"])
 def test_ha_learners_pass_the_aggregated_ratio_of_the_first_agent_to_the_second(algo):
-    learner = make(algo, act_dim=2, fixed_order=True, action_aggregation="mean",
-                   **({"ppo_epoch": 2} if algo == "happo" else {"a2c_epoch": 2} if algo == "haa2c"
-                      else {"kl_threshold": 0.05}))
+    learner = make(
+        algo,
+        act_dim=2,
+        fixed_order=True,
+        action_aggregation="mean",
+        **(
+            {"ppo_epoch": 2}
+            if algo == "happo"
+            else {"a2c_epoch": 2}
+            if algo == "haa2c"
+            else {"kl_threshold": 0.05}
+        ),
+    )
     buf = rollouts.fill_buffer(learner, 2, 6, 2, seed=2)
     before = copy.deepcopy(learner.actors[0])
     received = []
@@ -469,7 +513,7 @@ def test_ha_learners_pass_the_aggregated_ratio_of_the_first_agent_to_the_second(
     torch.testing.assert_close(received[0], torch.ones_like(received[0]))
     torch.testing.assert_close(received[1], (new - old).exp().mean(-1), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(received[1], torch.ones_like(received[1]))
-    assert not torch.allclose(received[1], (new - old).sum(-1).exp())   # mean, not the joint ratio
+    assert not torch.allclose(received[1], (new - old).sum(-1).exp())  # mean, not the joint ratio
 
 
 # ====================================================================== HATRPO
@@ -493,7 +537,7 @@ class LinearGaussian(nn.Module):
 
 
 TX = np.array([[1.0, 0.5], [2.0, -1.0], [-1.0, 1.0], [3.0, 2.0]])
-TA = np.array([0.5, -1.0, 1.0, 2.0])       # actions
+TA = np.array([0.5, -1.0, 1.0, 2.0])  # actions
 TADV = np.array([1.0, -1.0, 2.0, 5.0])
 TF = np.array([2.0, 0.5, 1.5, 4.0])
 TM = np.array([1.0, 1.0, 1.0, 0.0])
@@ -516,9 +560,16 @@ def trpo_update(factor=TF, **overrides):
     actor = LinearGaussian()
     learner.actors[1] = actor
     f32 = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
-    logp_rollout = -0.5 * TA**2 - 0.5 * math.log(2 * math.pi)   # the policy at w = 0
-    batch = AgentBatch(f32(TX)[:, None], f32(TA)[:, None, None], f32(logp_rollout)[:, None, None],
-                       None, f32(TM)[:, None], torch.zeros(4, 1), None)
+    logp_rollout = -0.5 * TA**2 - 0.5 * math.log(2 * math.pi)  # the policy at w = 0
+    batch = AgentBatch(
+        f32(TX)[:, None],
+        f32(TA)[:, None, None],
+        f32(logp_rollout)[:, None, None],
+        None,
+        f32(TM)[:, None],
+        torch.zeros(4, 1),
+        None,
+    )
     info = learner.update_agent(1, batch, f32(TADV)[:, None], f32(factor)[:, None])
     return info, actor.w.detach().numpy()
 
@@ -538,11 +589,12 @@ def test_hatrpo_step_is_sqrt_2delta_over_sFs_along_the_damped_natural_gradient(m
 def test_hatrpo_backtracks_with_the_configured_coefficient_ratio_and_tries(accept_ratio, ls_step, fraction):
     # delta 1, damping .2: improvement / expected at fractions 1, .5, .25, .125 is (by numpy)
     # .222, .705, .889, .955 (KL far below delta); b = .5
-    info, w = trpo_update(kl_threshold=1.0, fvp_damping=0.2, backtrack_coeff=0.5,
-                          accept_ratio=accept_ratio, ls_step=ls_step)
+    info, w = trpo_update(
+        kl_threshold=1.0, fvp_damping=0.2, backtrack_coeff=0.5, accept_ratio=accept_ratio, ls_step=ls_step
+    )
     full, _, _ = trpo_full_step(TF, TM, 1.0, 0.2)
     assert info["step_fraction"] == fraction and info["step_accepted"] == float(fraction > 0)
-    np.testing.assert_allclose(w, fraction * full, rtol=1e-4, atol=1e-6)   # rejected: restored
+    np.testing.assert_allclose(w, fraction * full, rtol=1e-4, atol=1e-6)  # rejected: restored
 
 
 def test_fisher_vector_product_is_the_kl_hessian_at_the_current_parameters_plus_damping():
@@ -550,7 +602,7 @@ def test_fisher_vector_product_is_the_kl_hessian_at_the_current_parameters_plus_
     # KL = sum(p^4) / 12 -> Hessian diag(p^2) = diag(1, 4) at p = (1, 2)
     fvp = fisher_vector_product(lambda: (p**4).sum() / 12, [p], damping=0.1)
     torch.testing.assert_close(fvp(t(1.0, 1.0)), t(1.1, 4.1))
-    torch.testing.assert_close(fvp(t(2.0, -1.0)), t(2.2, -4.1))   # reusable, linear in v
+    torch.testing.assert_close(fvp(t(2.0, -1.0)), t(2.2, -4.1))  # reusable, linear in v
 
 
 def test_conjugate_gradient_iterations_and_residual_tolerance():
@@ -559,8 +611,9 @@ def test_conjugate_gradient_iterations_and_residual_tolerance():
     calls = []
     matvec = lambda v: calls.append(1) or a @ v  # noqa: E731
     # one step: x = (b.b / b.Ab) b = 3/6 b
-    torch.testing.assert_close(conjugate_gradient(matvec, b, iters=1),
-                               torch.full((3,), 0.5, dtype=torch.float64))
+    torch.testing.assert_close(
+        conjugate_gradient(matvec, b, iters=1), torch.full((3,), 0.5, dtype=torch.float64)
+    )
     # two steps: r1 = (.5, 0, -.5), p1 = r1 + (.5/3) b, alpha1 = .5 / (5/6) -> x = (.9, .6, .3)
     expected2 = torch.tensor([0.9, 0.6, 0.3], dtype=torch.float64)
     torch.testing.assert_close(conjugate_gradient(matvec, b, iters=2), expected2)
@@ -570,14 +623,23 @@ def test_conjugate_gradient_iterations_and_residual_tolerance():
     assert len(calls) == 2
     calls.clear()
     assert conjugate_gradient(matvec, 1e-6 * b, iters=10, residual_tol=1e-10).abs().max() == 0
-    assert calls == []   # already converged: no products
+    assert calls == []  # already converged: no products
 
 
 def _line_search(objective, kl, max_kl=1.0, accept_ratio=0.5):
     """Full step +1 from p = 0, expected improvement 1, b = .5, 4 tries; returns (result, p)."""
     p = nn.Parameter(torch.zeros(1))
-    out = backtracking_line_search([p], torch.ones(1), 1.0, lambda: (objective(p.item()), kl(p.item())),
-                                   0.0, max_kl, accept_ratio, 0.5, 4)
+    out = backtracking_line_search(
+        [p],
+        torch.ones(1),
+        1.0,
+        lambda: (objective(p.item()), kl(p.item())),
+        0.0,
+        max_kl,
+        accept_ratio,
+        0.5,
+        4,
+    )
     return out, p.item()
 
 
@@ -610,10 +672,12 @@ def test_value_loss_clips_around_rollout_prediction_and_takes_elementwise_max():
     target = t(2.0, 0.9, -3.0, 1.5, 0.0)
     # clip 0.5 -> clipped predictions .5, .5, -.5, 1.25, .5
     # Huber(delta 1) unclipped: .5, .005, 1.5, .03125, .5; clipped: 1, .08, 2, .03125, .125
-    cases = [({}, (1.0 + 0.08 + 2.0 + 0.03125 + 0.5) / 5),
-             ({"use_clipped_value_loss": False}, (0.5 + 0.005 + 1.5 + 0.03125 + 0.5) / 5),
-             # 0.5 e^2 unclipped: .5, .005, 2, .03125, .5; clipped: 1.125, .08, 3.125, .03125, .125
-             ({"use_huber_loss": False}, (1.125 + 0.08 + 3.125 + 0.03125 + 0.5) / 5)]
+    cases = [
+        ({}, (1.0 + 0.08 + 2.0 + 0.03125 + 0.5) / 5),
+        ({"use_clipped_value_loss": False}, (0.5 + 0.005 + 1.5 + 0.03125 + 0.5) / 5),
+        # 0.5 e^2 unclipped: .5, .005, 2, .03125, .5; clipped: 1.125, .08, 3.125, .03125, .125
+        ({"use_huber_loss": False}, (1.125 + 0.08 + 3.125 + 0.03125 + 0.5) / 5),
+    ]
     for overrides, expected in cases:
         learner = make("happo", clip_param=0.5, huber_delta=1.0, **overrides)
         assert learner.value_loss(values, old, target).item() == pytest.approx(expected, rel=1e-6)
@@ -631,13 +695,19 @@ class ShiftCritic(nn.Module):
 
 
 def critic_case(**overrides):
-    learner = make("happo", critic_epoch=1, critic_num_mini_batch=1, use_huber_loss=False,
-                   value_loss_coef=2.0, **overrides)
+    learner = make(
+        "happo",
+        critic_epoch=1,
+        critic_num_mini_batch=1,
+        use_huber_loss=False,
+        value_loss_coef=2.0,
+        **overrides,
+    )
     learner.critic = ShiftCritic()
     learner.critic_optim = torch.optim.SGD(learner.critic.parameters(), lr=1.0)
     buf = learner.make_buffer(2, 1)
     buf.state[..., 0] = 0.5
-    buf.values[:] = 0.5                      # rollout predictions = current predictions
+    buf.values[:] = 0.5  # rollout predictions = current predictions
     info = learner.update_critic(buf, torch.tensor([1.0, 3.0]).view(2, 1, 1))
     return learner, info
 

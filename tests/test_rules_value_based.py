@@ -16,6 +16,7 @@ the hard / soft target cadence.
 Networks are replaced by lookup tables (the first input feature is the row) or given
 hand-set weights, so every expected number below is plain arithmetic.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,9 +56,19 @@ class Table(nn.Module):
 
 # ====================================================================== HAD3QN
 def make_had3qn(n_actions, **overrides):
-    cfg = HAD3QNConfig(**{"base_hidden_sizes": [4], "dueling_v_hidden_sizes": [4],
-                          "dueling_a_hidden_sizes": [4], "batch_size": 3, "buffer_size": 30,
-                          "gamma": 0.5, "fixed_order": True, "max_grad_norm": None, **overrides})
+    cfg = HAD3QNConfig(
+        **{
+            "base_hidden_sizes": [4],
+            "dueling_v_hidden_sizes": [4],
+            "dueling_a_hidden_sizes": [4],
+            "batch_size": 3,
+            "buffer_size": 30,
+            "gamma": 0.5,
+            "fixed_order": True,
+            "max_grad_norm": None,
+            **overrides,
+        }
+    )
     torch.manual_seed(0)
     return HAD3QN(cfg, [ONE] * len(n_actions), [spaces.Discrete(n) for n in n_actions], ONE, CPU, 0)
 
@@ -79,11 +90,18 @@ def col(values):
 def replay_sample(obs, state, avail, actions, reward, discount, next_obs, next_state, next_avail):
     n, B = len(obs), len(state)
     return ReplaySample(
-        obs=[col(o) for o in obs], state=col(state), avail=[torch.tensor(a, dtype=f32) for a in avail],
-        actions=[col(a) for a in actions], active=torch.ones(B, n),
-        reward=torch.tensor(reward, dtype=f32), discount=torch.tensor(discount, dtype=f32),
-        next_obs=[col(o) for o in next_obs], next_state=col(next_state),
-        next_avail=[torch.tensor(a, dtype=f32) for a in next_avail], next_active=torch.ones(B, n))
+        obs=[col(o) for o in obs],
+        state=col(state),
+        avail=[torch.tensor(a, dtype=f32) for a in avail],
+        actions=[col(a) for a in actions],
+        active=torch.ones(B, n),
+        reward=torch.tensor(reward, dtype=f32),
+        discount=torch.tensor(discount, dtype=f32),
+        next_obs=[col(o) for o in next_obs],
+        next_state=col(next_state),
+        next_avail=[torch.tensor(a, dtype=f32) for a in next_avail],
+        next_active=torch.ones(B, n),
+    )
 
 
 def test_had3qn_joint_index_is_mixed_radix_with_agent_0_least_significant():
@@ -98,8 +116,9 @@ def test_had3qn_joint_index_is_mixed_radix_with_agent_0_least_significant():
 
 
 def test_dueling_q_is_value_plus_advantage_minus_mean_advantage():
-    net = DuelingQ(2, 3, base_hidden=[2], v_hidden=[], a_hidden=[], activation="relu",
-                   dueling_activation="hardswish")
+    net = DuelingQ(
+        2, 3, base_hidden=[2], v_hidden=[], a_hidden=[], activation="relu", dueling_activation="hardswish"
+    )
     with torch.no_grad():
         net.base[0].weight.copy_(torch.eye(2))
         net.base[0].bias.zero_()
@@ -128,12 +147,16 @@ CRITIC_CASE = dict(
 
 def critic_batch():
     return replay_sample(
-        obs=[[0, 1, 2], [0, 1, 2]], state=[0, 1, 2],
+        obs=[[0, 1, 2], [0, 1, 2]],
+        state=[0, 1, 2],
         avail=[[[1, 1]] * 3, [[1, 1, 1]] * 3],
-        actions=[[1, 0, 1], [2, 1, 0]],                # replay joint indices 5, 2, 1
-        reward=[1.0, -2.0, 3.0], discount=[0.5, 0.25, 0.0],   # sample 2 terminated
-        next_obs=[[0, 1, 2], [0, 1, 2]], next_state=[3, 4, 5],
-        next_avail=[[[1, 1], [1, 0], [1, 1]], [[1, 1, 1], [1, 0, 1], [1, 1, 1]]])
+        actions=[[1, 0, 1], [2, 1, 0]],  # replay joint indices 5, 2, 1
+        reward=[1.0, -2.0, 3.0],
+        discount=[0.5, 0.25, 0.0],  # sample 2 terminated
+        next_obs=[[0, 1, 2], [0, 1, 2]],
+        next_state=[3, 4, 5],
+        next_avail=[[[1, 1], [1, 0], [1, 1]], [[1, 1, 1], [1, 0, 1], [1, 1, 1]]],
+    )
 
 
 def test_had3qn_critic_target_and_loss_on_the_replay_joint_action():
@@ -146,11 +169,11 @@ def test_had3qn_critic_target_and_loss_on_the_replay_joint_action():
     #           (unmasked (1, 1) -> 23); y = -2 + 0.25 * 24 = 4
     # sample 2: terminated (discount 0): y = 3 (not 3 + 0.5 * 100)
     y = torch.tensor([7.5, 4.0, 3.0])
-    q = torch.tensor([5.0, 12.0, 21.0])          # online critic at (state b, replay joint 5, 2, 1)
+    q = torch.tensor([5.0, 12.0, 21.0])  # online critic at (state b, replay joint 5, 2, 1)
     assert info["critic/loss"] == pytest.approx(float(((q - y) ** 2).mean()))  # 394.25 / 3
     grad = torch.zeros(6, 6)
     for b, j in enumerate([5, 2, 1]):
-        grad[b, j] = 2 / 3 * (q[b] - y[b])      # d mean (q - y)^2 / dq, on the replay action only
+        grad[b, j] = 2 / 3 * (q[b] - y[b])  # d mean (q - y)^2 / dq, on the replay action only
     torch.testing.assert_close(learner.critic.table.grad, grad)
 
 
@@ -170,15 +193,29 @@ def test_had3qn_critic_target_discount_from_the_buffer(truncation_bootstrap):
     """train() draws gamma^h (1 - terminated) from the replay buffer: row 0 continues, row 1
     terminates, row 2 is truncated (bootstraps unless truncation_bootstrap is off)."""
     learner = make_had3qn([2, 3], truncation_bootstrap=truncation_bootstrap)
-    install_tables(learner, actors=[[[0, 0]] * 3, [[0, 0, 0]] * 3],
-                   target_actors=[[[0, 1]] * 3, [[0, 0, 1]] * 3],          # greedy joint 1 + 2*2 = 5
-                   critic=[[0.0] * 6] * 6, target_critic=[[0.0] * 6] * 3 + [[0, 0, 0, 0, 0, 8.0]] * 3)
+    install_tables(
+        learner,
+        actors=[[[0, 0]] * 3, [[0, 0, 0]] * 3],
+        target_actors=[[[0, 1]] * 3, [[0, 0, 1]] * 3],  # greedy joint 1 + 2*2 = 5
+        critic=[[0.0] * 6] * 6,
+        target_critic=[[0.0] * 6] * 3 + [[0, 0, 0, 0, 0, 8.0]] * 3,
+    )
     buf = learner.make_buffer(1)
     for t in range(3):
-        buf.add([col([t]), col([t])], col([t]), [torch.ones(1, 2), torch.ones(1, 3)],
-                [col([0]), col([0])], torch.tensor([1.0 + t]), torch.tensor([t == 1]),
-                torch.tensor([t == 2]), [col([t]), col([t])], col([3 + t]),
-                [torch.ones(1, 2), torch.ones(1, 3)], torch.ones(1, 2), torch.ones(1, 2))
+        buf.add(
+            [col([t]), col([t])],
+            col([t]),
+            [torch.ones(1, 2), torch.ones(1, 3)],
+            [col([0]), col([0])],
+            torch.tensor([1.0 + t]),
+            torch.tensor([t == 1]),
+            torch.tensor([t == 2]),
+            [col([t]), col([t])],
+            col([3 + t]),
+            [torch.ones(1, 2), torch.ones(1, 3)],
+            torch.ones(1, 2),
+            torch.ones(1, 2),
+        )
     learner.train(_AllRows(buf))
     y = torch.tensor([1.0 + 0.5 * 8, 2.0, 3.0 + (0.5 * 8 if truncation_bootstrap else 0.0)])
     grad = torch.zeros(6, 6)
@@ -187,13 +224,13 @@ def test_had3qn_critic_target_discount_from_the_buffer(truncation_bootstrap):
 
 
 # the actor case: agents with 2, 3, 2 actions (joint index a0 + 2 a1 + 6 a2), 3 samples
-ACTOR_Q = [[[2, 1], [0, 3], [1, 0]],                  # agent 0, rows = samples
-           [[1, 0, 3], [0, 2, 1], [1, 0, 0]],         # agent 1
-           [[0, 1], [4, 0], [1, 0]]]                  # agent 2
-ACTOR_AVAIL = [[[1, 1], [1, 0], [1, 1]],
-               [[1, 1, 0], [1, 1, 1], [1, 1, 1]],
-               [[1, 1], [1, 1], [1, 1]]]
-CURRENT = [[0, 0, 0], [0, 1, 0], [1, 0, 0]]            # masked greedy per agent, per sample
+ACTOR_Q = [
+    [[2, 1], [0, 3], [1, 0]],  # agent 0, rows = samples
+    [[1, 0, 3], [0, 2, 1], [1, 0, 0]],  # agent 1
+    [[0, 1], [4, 0], [1, 0]],
+]  # agent 2
+ACTOR_AVAIL = [[[1, 1], [1, 0], [1, 1]], [[1, 1, 0], [1, 1, 1], [1, 1, 1]], [[1, 1], [1, 1], [1, 1]]]
+CURRENT = [[0, 0, 0], [0, 1, 0], [1, 0, 0]]  # masked greedy per agent, per sample
 
 
 def joint_table(entries, default=0.0):
@@ -212,25 +249,41 @@ ACTOR_CRITIC = [
 ]
 
 
-@pytest.mark.parametrize("order,targets", [
-    # order 0, 1, 2. sample 0: agent 0 regresses onto Q(0,0,1) = 1 and moves to its best
-    # response 1 (Q(1,0,1) = 2 > 1); agent 1 regresses onto Q(1,0,1) = 2 and best-responds to
-    # a0 = 1 among its available {0, 1}: Q(1,1,1) = 5 (not the unavailable Q(1,2,1) = 9; given
-    # the old a0 = 0 it would stay at 0); agent 2 regresses onto Q(1,1,1) = 5.
-    # sample 1: agent 0's best response stays 0 (action 1 unavailable): every target Q(0,1,0) = 4.
-    ([0, 1, 2], [[1.0, 4.0, 3.0], [2.0, 4.0, 3.0], [5.0, 4.0, 3.0]]),
-    # order 1, 0, 2. sample 0: agent 1 regresses onto Q(0,0,1) = 1 and best-responds to a0 = 0:
-    # stays 0; agent 0 regresses onto 1, moves to 1; agent 2 regresses onto Q(1,0,1) = 2.
-    ([1, 0, 2], [[1.0, 4.0, 3.0], [1.0, 4.0, 3.0], [2.0, 4.0, 3.0]]),
-])
+@pytest.mark.parametrize(
+    "order,targets",
+    [
+        # order 0, 1, 2. sample 0: agent 0 regresses onto Q(0,0,1) = 1 and moves to its best
+        # response 1 (Q(1,0,1) = 2 > 1); agent 1 regresses onto Q(1,0,1) = 2 and best-responds to
+        # a0 = 1 among its available {0, 1}: Q(1,1,1) = 5 (not the unavailable Q(1,2,1) = 9; given
+        # the old a0 = 0 it would stay at 0); agent 2 regresses onto Q(1,1,1) = 5.
+        # sample 1: agent 0's best response stays 0 (action 1 unavailable): every target Q(0,1,0) = 4.
+        ([0, 1, 2], [[1.0, 4.0, 3.0], [2.0, 4.0, 3.0], [5.0, 4.0, 3.0]]),
+        # order 1, 0, 2. sample 0: agent 1 regresses onto Q(0,0,1) = 1 and best-responds to a0 = 0:
+        # stays 0; agent 0 regresses onto 1, moves to 1; agent 2 regresses onto Q(1,0,1) = 2.
+        ([1, 0, 2], [[1.0, 4.0, 3.0], [1.0, 4.0, 3.0], [2.0, 4.0, 3.0]]),
+    ],
+)
 def test_had3qn_actor_regression_targets_and_sequential_best_responses(monkeypatch, order, targets):
     learner = make_had3qn([2, 3, 2], fixed_order=False)
     monkeypatch.setattr(had3qn_module, "agent_order", lambda n, rng, fixed: list(order))
-    install_tables(learner, actors=ACTOR_Q, target_actors=[[[0.0] * len(r[0])] * 3 for r in ACTOR_Q],
-                   critic=ACTOR_CRITIC, target_critic=[[-7.0] * 12] * 3)
-    b = replay_sample(obs=[[0, 1, 2]] * 3, state=[0, 1, 2], avail=ACTOR_AVAIL,
-                      actions=[[0, 0, 0]] * 3, reward=[0.0] * 3, discount=[0.0] * 3,
-                      next_obs=[[0, 1, 2]] * 3, next_state=[0, 1, 2], next_avail=ACTOR_AVAIL)
+    install_tables(
+        learner,
+        actors=ACTOR_Q,
+        target_actors=[[[0.0] * len(r[0])] * 3 for r in ACTOR_Q],
+        critic=ACTOR_CRITIC,
+        target_critic=[[-7.0] * 12] * 3,
+    )
+    b = replay_sample(
+        obs=[[0, 1, 2]] * 3,
+        state=[0, 1, 2],
+        avail=ACTOR_AVAIL,
+        actions=[[0, 0, 0]] * 3,
+        reward=[0.0] * 3,
+        discount=[0.0] * 3,
+        next_obs=[[0, 1, 2]] * 3,
+        next_state=[0, 1, 2],
+        next_avail=ACTOR_AVAIL,
+    )
     info = learner.update_actors(b)
     assert info["first_agent"] == order[0]
     for i in range(3):
@@ -261,8 +314,7 @@ def test_had3qn_update_trains_the_critic_then_the_actors_then_soft_updates_every
     torch.testing.assert_close(learner.actors[1].table.grad, grad)
     online = [m.table.data for m in [*learner.actors, learner.critic]]
     assert not torch.equal(online[-1], torch.tensor(CRITIC_CASE["critic"], dtype=f32))  # it trained
-    for before, net, target in zip(targets_before, online,
-                                   [*learner.target_actors, learner.target_critic]):
+    for before, net, target in zip(targets_before, online, [*learner.target_actors, learner.target_critic]):
         torch.testing.assert_close(target.table.data, 0.75 * before + 0.25 * net)
 
 
@@ -272,19 +324,30 @@ STATE1 = spaces.Box(-10, 10, (1,))
 
 def make_vd(cls=QMIX, n_agents=2, n_actions=3, **overrides):
     cfg_cls = VDNConfig if cls is VDN else QMIXConfig
-    cfg = cfg_cls(**{"hidden_dim": 8, "mixing_embed_dim": 4, "hypernet_embed": 8, "batch_size": 2,
-                     "buffer_size": 10, "gamma": 0.5, **overrides})
+    cfg = cfg_cls(
+        **{
+            "hidden_dim": 8,
+            "mixing_embed_dim": 4,
+            "hypernet_embed": 8,
+            "batch_size": 2,
+            "buffer_size": 10,
+            "gamma": 0.5,
+            **overrides,
+        }
+    )
     torch.manual_seed(0)
     return cls(cfg, [ONE] * n_agents, [spaces.Discrete(n_actions)] * n_agents, STATE1, CPU, 0)
 
 
 def fix_q(learner, monkeypatch, q_online, q_target):
     """The online / target agent networks return the given values [L+1, B, n, A]."""
+
     def fake(nets, x, h0):
         if nets is learner.nets:
             return q_online, None
         assert nets is learner.target_nets
         return q_target, None
+
     monkeypatch.setattr(learner, "_q_values", fake)
 
 
@@ -294,14 +357,19 @@ def episode_batch(B, L, n, A, reward, terminated, filled, state=None, actions=No
         state=torch.zeros(B, L + 1, 1) if state is None else torch.tensor(state, dtype=f32)[..., None],
         avail=avail if avail is not None else [torch.ones(B, L + 1, A, dtype=torch.bool) for _ in range(n)],
         actions=torch.zeros(B, L, n, dtype=torch.long) if actions is None else torch.tensor(actions),
-        reward=torch.tensor(reward, dtype=f32), terminated=torch.tensor(terminated),
-        filled=torch.tensor(filled))
+        reward=torch.tensor(reward, dtype=f32),
+        terminated=torch.tensor(terminated),
+        filled=torch.tensor(filled),
+    )
 
 
-@pytest.mark.parametrize("double_q,expected", [
-    (True, [[1.5, 0.5, 3.0], [6.5, 4.0, 0.0]]),
-    (False, [[7.0, 4.5, 3.0], [7.5, 4.0, 0.0]]),
-])
+@pytest.mark.parametrize(
+    "double_q,expected",
+    [
+        (True, [[1.5, 0.5, 3.0], [6.5, 4.0, 0.0]]),
+        (False, [[7.0, 4.5, 3.0], [7.5, 4.0, 0.0]]),
+    ],
+)
 def test_vdn_td_targets_hand_computed(monkeypatch, double_q, expected):
     """3 episodes of 2 agents with 3 actions, gamma 0.5:
     episode 0 runs 2 steps and is truncated (bootstraps from row 2), episode 1 terminates at
@@ -325,9 +393,16 @@ def test_vdn_td_targets_hand_computed(monkeypatch, double_q, expected):
     qt[2, 1] = 50.0
     qt[1, 2] = 50.0
     avail[0][2, 2] = avail[1][2, 2] = False  # padding row of episode 2
-    b = episode_batch(B, L, n, A, reward=[[1.0, 2.0], [0.0, 4.0], [3.0, 0.0]],
-                      terminated=[[False, False], [False, True], [True, False]],
-                      filled=[[True, True], [True, True], [True, False]], avail=avail)
+    b = episode_batch(
+        B,
+        L,
+        n,
+        A,
+        reward=[[1.0, 2.0], [0.0, 4.0], [3.0, 0.0]],
+        terminated=[[False, False], [False, True], [True, False]],
+        filled=[[True, True], [True, True], [True, False]],
+        avail=avail,
+    )
     fix_q(learner, monkeypatch, qo, qt)
     # double-Q: e0 t0: online argmax (1, 1 among available {0, 1}) valued by the target nets:
     #   2 + (-1) = 1 -> 1 + 0.5; e0 t1: (0, 2) -> 6 + 3 = 9 -> 2 + 4.5;
@@ -357,27 +432,33 @@ def test_td_loss_is_the_masked_mean_over_filled_steps(monkeypatch):
     learner.mixer, learner.target_mixer = ProbeMixer(10.0), ProbeMixer(-10.0)
     L, B, n, A = 3, 2, 2, 2
     qo, qt = torch.zeros(L + 1, B, n, A), torch.zeros(L + 1, B, n, A)
-    qo[0, 0] = torch.tensor([[1.0, 2.0], [0.0, 3.0]])    # actions (1, 1): 2 + 3 = 5
-    qo[1, 0] = torch.tensor([[2.0, 0.0], [1.0, 1.0]])    # actions (0, 1): 2 + 1 = 3
-    qo[2, 0] = torch.tensor([[0.0, 4.0], [2.0, 0.0]])    # actions (1, 0): 4 + 2 = 6
-    qo[0, 1] = torch.tensor([[2.0, 0.0], [1.0, 0.0]])    # actions (0, 0): 3
-    qo[1:, 1] = 77.0                                     # padding of episode 1
-    qt[1, 0] = torch.tensor([[1.0, 3.0], [2.0, 0.0]])    # max: 3 + 2 = 5
-    qt[2, 0] = torch.tensor([[0.0, 1.0], [1.0, 1.0]])    # 1 + 1 = 2
-    qt[3, 0] = torch.tensor([[4.0, 0.0], [0.0, 2.0]])    # 4 + 2 = 6
+    qo[0, 0] = torch.tensor([[1.0, 2.0], [0.0, 3.0]])  # actions (1, 1): 2 + 3 = 5
+    qo[1, 0] = torch.tensor([[2.0, 0.0], [1.0, 1.0]])  # actions (0, 1): 2 + 1 = 3
+    qo[2, 0] = torch.tensor([[0.0, 4.0], [2.0, 0.0]])  # actions (1, 0): 4 + 2 = 6
+    qo[0, 1] = torch.tensor([[2.0, 0.0], [1.0, 0.0]])  # actions (0, 0): 3
+    qo[1:, 1] = 77.0  # padding of episode 1
+    qt[1, 0] = torch.tensor([[1.0, 3.0], [2.0, 0.0]])  # max: 3 + 2 = 5
+    qt[2, 0] = torch.tensor([[0.0, 1.0], [1.0, 1.0]])  # 1 + 1 = 2
+    qt[3, 0] = torch.tensor([[4.0, 0.0], [0.0, 2.0]])  # 4 + 2 = 6
     qt[1:, 1] = 50.0
-    b = episode_batch(B, L, n, A, reward=[[1.0, 0.0, 2.0], [1.0, 100.0, 100.0]],
-                      terminated=[[False] * 3, [True, False, False]],
-                      filled=[[True] * 3, [True, False, False]],
-                      state=[[0.1, 0.2, 0.3, 0.4], [0.5, 0.0, 0.0, 0.0]],
-                      actions=[[[1, 1], [0, 1], [1, 0]], [[0, 0], [1, 1], [1, 1]]])
+    b = episode_batch(
+        B,
+        L,
+        n,
+        A,
+        reward=[[1.0, 0.0, 2.0], [1.0, 100.0, 100.0]],
+        terminated=[[False] * 3, [True, False, False]],
+        filled=[[True] * 3, [True, False, False]],
+        state=[[0.1, 0.2, 0.3, 0.4], [0.5, 0.0, 0.0, 0.0]],
+        actions=[[[1, 1], [0, 1], [1, 0]], [[0, 0], [1, 1], [1, 1]]],
+    )
     fix_q(learner, monkeypatch, qo, qt)
     info = learner.update(b)
     # Q_tot (mixer +10 s_t): e0: 5 + 1, 3 + 2, 6 + 3; e1: 3 + 5
     # next (target mixer -10 s_{t+1}): e0: 5 - 2 = 3, 2 - 3 = -1, 6 - 4 = 2
     # y: e0: 1 + 0.5 * 3, 0 + 0.5 * -1, 2 + 0.5 * 2 = 2.5, -0.5, 3; e1: 1 (terminated)
     td = torch.tensor([6 - 2.5, 5 + 0.5, 9 - 3.0, 8 - 1.0])
-    assert info["td_loss"] == pytest.approx(float((td ** 2).sum() / 4))   # 31.875
+    assert info["td_loss"] == pytest.approx(float((td**2).sum() / 4))  # 31.875
     assert info["td_error_abs"] == pytest.approx(float(td.abs().sum() / 4))
     assert info["q_tot_mean"] == pytest.approx((6 + 5 + 9 + 8) / 4)
     assert info["target_mean"] == pytest.approx((2.5 - 0.5 + 3 + 1) / 4)
@@ -392,10 +473,18 @@ def test_truncated_episode_bootstraps_from_its_final_observation_through_the_buf
     obs = [[1.0, 1.0], [2.0, 2.0]]
     for t in range(2):
         o = [col(obs[t]), col(obs[t])]
-        final = [col([9.0, 3.0]), col([9.0, 5.0])]   # after step 1: env 0 final 9, env 1 (3, 5)
-        buf.add_step(o, col([0.0, 0.0]), [None, None], [col([0, 0]).long()] * 2,
-                     torch.tensor([0.5, 0.25]) * (t + 1), np.array([t == 1, False]),
-                     np.array([False, t == 1]), final, col([0.0, 0.0]))
+        final = [col([9.0, 3.0]), col([9.0, 5.0])]  # after step 1: env 0 final 9, env 1 (3, 5)
+        buf.add_step(
+            o,
+            col([0.0, 0.0]),
+            [None, None],
+            [col([0, 0]).long()] * 2,
+            torch.tensor([0.5, 0.25]) * (t + 1),
+            np.array([t == 1, False]),
+            np.array([False, t == 1]),
+            final,
+            col([0.0, 0.0]),
+        )
     assert len(buf) == 2
     b = buf.sample(2, torch.Generator().manual_seed(0))
     truncated = int((~b.terminated.any(1)).nonzero()[0, 0])
@@ -405,6 +494,7 @@ def test_truncated_episode_bootstraps_from_its_final_observation_through_the_buf
     def fake(nets, x, h0):
         assert nets is learner.target_nets
         return torch.stack([xi * torch.tensor([1.0, 2.0]) for xi in x], 2), None
+
     monkeypatch.setattr(learner, "_q_values", fake)
     y = learner.td_targets(b, torch.zeros(3, 2, 2, 2), learner._sequence_inputs(b))
     # truncated: t0: 0.25 + 0.5 * (2*2 + 2*2); t1: 0.5 + 0.5 * (2*3 + 2*5)
@@ -418,16 +508,16 @@ def test_qmix_mixer_hand_set_weights():
     mixer = QMixer(n_agents=2, state_dim=1, embed_dim=2, hypernet_layers=1)
     with torch.no_grad():
         mixer.hyper_w1.weight.copy_(torch.tensor([[1.0], [0.0], [0.0], [0.0]]))
-        mixer.hyper_w1.bias.copy_(torch.tensor([-2.0, 1.0, 0.5, -1.0]))   # W1 raw = (s-2, 1 | 0.5, -1)
+        mixer.hyper_w1.bias.copy_(torch.tensor([-2.0, 1.0, 0.5, -1.0]))  # W1 raw = (s-2, 1 | 0.5, -1)
         mixer.hyper_b1.weight.copy_(torch.tensor([[1.0], [0.0]]))
-        mixer.hyper_b1.bias.copy_(torch.tensor([-3.0, 0.5]))              # b1 = (s - 3, 0.5)
+        mixer.hyper_b1.bias.copy_(torch.tensor([-3.0, 0.5]))  # b1 = (s - 3, 0.5)
         mixer.hyper_w2.weight.zero_()
-        mixer.hyper_w2.bias.copy_(torch.tensor([-2.0, 1.0]))              # w2 raw = (-2, 1)
+        mixer.hyper_w2.bias.copy_(torch.tensor([-2.0, 1.0]))  # w2 raw = (-2, 1)
         mixer.value[0].weight.copy_(torch.tensor([[1.0], [-1.0]]))
         mixer.value[0].bias.zero_()
         mixer.value[2].weight.copy_(torch.tensor([[1.0, 2.0]]))
-        mixer.value[2].bias.fill_(0.5)                                     # V = relu(s) + 2 relu(-s) + .5
-    q = torch.tensor([[[1.0, -2.0], [3.0, 1.0]]])                          # [T=1, B=2, n=2]
+        mixer.value[2].bias.fill_(0.5)  # V = relu(s) + 2 relu(-s) + .5
+    q = torch.tensor([[[1.0, -2.0], [3.0, 1.0]]])  # [T=1, B=2, n=2]
     state = torch.tensor([[[1.0], [-1.0]]])
     # s = 1:  |W1| = (1, 1 | 0.5, 1); q W1 = (1 - 1, 1 - 2) = (0, -1); + b1 (-2, 0.5) = (-2, -0.5)
     #         elu -> (e^-2 - 1, e^-0.5 - 1); . |w2| (2, 1); + V(1) = 1.5
@@ -442,17 +532,26 @@ def _vd_buffer(learner, seed=0):
     buf = learner.make_buffer(n_envs=2, episode_limit=3)
     for t in range(6):
         end = np.array([t % 3 == 2, t % 2 == 1])
-        buf.add_step([torch.randn(2, 1, generator=g) for _ in range(2)], torch.randn(2, 1, generator=g),
-                     [None, None], [torch.randint(0, 3, (2, 1), generator=g) for _ in range(2)],
-                     torch.randn(2, generator=g), end & np.array([False, True]),
-                     end & np.array([True, False]),
-                     [torch.randn(2, 1, generator=g) for _ in range(2)], torch.randn(2, 1, generator=g))
+        buf.add_step(
+            [torch.randn(2, 1, generator=g) for _ in range(2)],
+            torch.randn(2, 1, generator=g),
+            [None, None],
+            [torch.randint(0, 3, (2, 1), generator=g) for _ in range(2)],
+            torch.randn(2, generator=g),
+            end & np.array([False, True]),
+            end & np.array([True, False]),
+            [torch.randn(2, 1, generator=g) for _ in range(2)],
+            torch.randn(2, 1, generator=g),
+        )
     return buf
 
 
 def _params(learner, which):
-    nets = ((learner.nets + [learner.mixer]) if which == "online"
-            else (learner.target_nets + [learner.target_mixer]))
+    nets = (
+        (learner.nets + [learner.mixer])
+        if which == "online"
+        else (learner.target_nets + [learner.target_mixer])
+    )
     return [p.detach().clone() for m in nets for p in m.state_dict().values()]
 
 

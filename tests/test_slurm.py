@@ -8,6 +8,7 @@ Skipped only where SLURM cannot be installed (the script exits 77: not root and 
 sudo, no apt-get, no network); any other failure of the script fails the test. Deselect with
 `-m "not slurm"`. About 45 s on 2 cores, plus the install the first time (~5 s).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ CLUSTER_SCRIPT = REPO / "tools" / "slurm_cluster.sh"
 CANNOT_INSTALL = 77  # tools/slurm_cluster.sh: SLURM cannot be installed here
 
 TOTAL_STEPS = 40_000
-LOG_INTERVAL = 2_000   # a multiple of n_envs * rollout_length = 400: every log step is an iteration end
+LOG_INTERVAL = 2_000  # a multiple of n_envs * rollout_length = 400: every log step is an iteration end
 SAVE_INTERVAL = 4_000
 EVAL_INTERVAL = 10_000
 REQUEUE_AFTER = 12_000  # interrupt the runs once they have logged this many env steps
@@ -44,19 +45,36 @@ def slurm_cluster() -> None:
         pytest.skip("SLURM cannot be installed here: no bash")
     if proc.returncode == CANNOT_INSTALL:
         pytest.skip(f"SLURM cannot be installed here: {proc.stderr.strip()}")
-    assert proc.returncode == 0, (f"tools/slurm_cluster.sh failed (exit {proc.returncode}):\n"
-                                  f"{proc.stdout}\n{proc.stderr}")
+    assert proc.returncode == 0, (
+        f"tools/slurm_cluster.sh failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    )
 
 
 def sweep_command(results_dir: Path) -> list[str]:
     # timeout_min <= 10: submitit counts any USR2 as a time-out (it requeues while
     # max_num_timeout, from the preset, lasts)
-    return [sys.executable, "-m", "harl.train", "-m", "hydra/launcher=slurm",
-            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10",
-            "seed=1,2", "env=mpe", "n_envs=2", "rollout_length=200", f"total_steps={TOTAL_STEPS}",
-            f"log_interval={LOG_INTERVAL}", f"save_interval={SAVE_INTERVAL}",
-            f"eval_interval={EVAL_INTERVAL}", "eval_episodes=2", "n_eval_envs=2",
-            "algo.hidden_sizes=[16,16]", f"results_dir={results_dir}"]
+    return [
+        sys.executable,
+        "-m",
+        "harl.train",
+        "-m",
+        "hydra/launcher=slurm",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "hydra.launcher.timeout_min=10",
+        "seed=1,2",
+        "env=mpe",
+        "n_envs=2",
+        "rollout_length=200",
+        f"total_steps={TOTAL_STEPS}",
+        f"log_interval={LOG_INTERVAL}",
+        f"save_interval={SAVE_INTERVAL}",
+        f"eval_interval={EVAL_INTERVAL}",
+        "eval_episodes=2",
+        "n_eval_envs=2",
+        "algo.hidden_sizes=[16,16]",
+        f"results_dir={results_dir}",
+    ]
 
 
 def slurm(*args: str) -> str:
@@ -81,8 +99,12 @@ def array_job_id(sweep_dir: Path) -> str | None:
 
 
 def diagnostics(log_path: Path, sweep_dir: Path | None) -> str:
-    parts = ["--- sweep command output (tail) ---", log_path.read_text()[-4000:] if log_path.exists() else "",
-             "--- squeue ---", slurm("squeue")]
+    parts = [
+        "--- sweep command output (tail) ---",
+        log_path.read_text()[-4000:] if log_path.exists() else "",
+        "--- squeue ---",
+        slurm("squeue"),
+    ]
     if sweep_dir is not None:
         for log in sorted((sweep_dir / ".submitit").glob("*_*/*_log.*")):
             parts += [f"--- {log.relative_to(sweep_dir)} (tail) ---", log.read_text()[-2500:]]
@@ -107,25 +129,39 @@ def test_sweep_survives_preemption_and_time_limit(slurm_cluster, tmp_path):
     sweep_dir: Path | None = None
     array_id: str | None = None
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(sweep_command(tmp_path / "results"), cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            sweep_command(tmp_path / "results"),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         explain = lambda: diagnostics(log_path, sweep_dir)  # noqa: E731
         sweeps = lambda: sorted((tmp_path / "results" / "multirun").glob("*"))  # noqa: E731
-        wait_for(lambda: len(sweeps()) == 1 and array_job_id(sweeps()[0]) is not None, 60,
-                 "the sweep's jobs to be submitted", proc, explain)
+        wait_for(
+            lambda: len(sweeps()) == 1 and array_job_id(sweeps()[0]) is not None,
+            60,
+            "the sweep's jobs to be submitted",
+            proc,
+            explain,
+        )
         sweep_dir = sweeps()[0]
         array_id = array_job_id(sweep_dir)
         # array task i runs the sweep's job #i: seed=1 is #0, seed=2 is #1
         runs = {seed: sweep_dir / TASK / f"seed{seed}" for seed in (1, 2)}
 
         def ready() -> bool:  # both jobs running, checkpointed and well into their runs
-            return all((r / "checkpoints" / "latest.pt").is_file() and last_logged_step(r) >= REQUEUE_AFTER
-                       for r in runs.values())
+            return all(
+                (r / "checkpoints" / "latest.pt").is_file() and last_logged_step(r) >= REQUEUE_AFTER
+                for r in runs.values()
+            )
+
         wait_for(ready, 120, f"both runs to checkpoint and pass {REQUEUE_AFTER:,} env steps", proc, explain)
         stopped_after = {seed: last_logged_step(r) for seed, r in runs.items()}
-        assert max(stopped_after.values()) < TOTAL_STEPS, \
+        assert max(stopped_after.values()) < TOTAL_STEPS, (
             f"a run finished before it could be stopped: {stopped_after}"
+        )
         for cmd in (["scontrol", "requeue", f"{array_id}_0"], ["scancel", "--signal=USR2", f"{array_id}_1"]):
             done = subprocess.run(cmd, capture_output=True, text=True)
             assert done.returncode == 0, f"{' '.join(cmd)}: {done.stderr}"
@@ -148,8 +184,9 @@ def test_sweep_survives_preemption_and_time_limit(slurm_cluster, tmp_path):
             missing = set(range(LOG_INTERVAL, TOTAL_STEPS + 1, LOG_INTERVAL)) - set(steps)
             assert not missing, f"seed {seed}: no progress row at env steps {sorted(missing)}"
             iterations = df["iteration"].tolist()
-            assert all(a < b for a, b in zip(iterations, iterations[1:])), \
+            assert all(a < b for a, b in zip(iterations, iterations[1:])), (
                 f"seed {seed}: iterations {iterations}"
+            )
 
             entry = json.loads((run_dir / "metrics.json").read_text())
             entry = entry["mpe"]["simple_spread-continuous"]["happo"][f"seed_{seed}"]

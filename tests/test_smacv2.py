@@ -8,6 +8,7 @@ return conventions (`reset()`, `step(actions) -> (reward, terminated, info)`, `g
 with scripted battles. The rest checks the scenario table, the config, and that without the
 package and the game `env=smacv2` stops at once with what to install.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,8 +58,14 @@ class FakeSMACv2:
         self.episode_count, self.games_running, self.games_launched = 0, 0, 0
 
     def get_env_info(self) -> dict:
-        return {"state_shape": self.state_size, "obs_shape": self.obs_size, "cap_shape": 3,
-                "n_actions": self.n_actions, "n_agents": self.n_agents, "episode_limit": self.episode_limit}
+        return {
+            "state_shape": self.state_size,
+            "obs_shape": self.obs_size,
+            "cap_shape": 3,
+            "n_actions": self.n_actions,
+            "n_agents": self.n_agents,
+            "episode_limit": self.episode_limit,
+        }
 
     def reset(self):
         self.resets += 1
@@ -92,8 +99,12 @@ class FakeSMACv2:
         return reward, terminated, info
 
     def get_obs(self):
-        return [np.zeros(self.obs_size, np.float32) if i in self.dead
-                else np.full(self.obs_size, i + 1 + self.t / 100, np.float32) for i in range(self.n_agents)]
+        return [
+            np.zeros(self.obs_size, np.float32)
+            if i in self.dead
+            else np.full(self.obs_size, i + 1 + self.t / 100, np.float32)
+            for i in range(self.n_agents)
+        ]
 
     def get_state(self):
         return np.full(self.state_size, self.t, np.float32)
@@ -148,37 +159,60 @@ def test_scenario_table_matches_the_smacv2_configs():
         cap = scenario["capability_config"]
         assert scenario["map_name"] == races[race]
         assert (cap["n_units"], cap["n_enemies"]) == (int(allies), int(enemies))
-        assert cap["start_positions"] == {"dist_type": "surrounded_and_reflect", "p": 0.5,
-                                          "map_x": 32, "map_y": 32}
+        assert cap["start_positions"] == {
+            "dist_type": "surrounded_and_reflect",
+            "p": 0.5,
+            "map_x": 32,
+            "map_y": 32,
+        }
         team = cap["team_gen"]
         assert team["dist_type"] == "weighted_teams" and team["observe"] is True
         assert sum(team["weights"]) == pytest.approx(1.0)
-    unit_weights = {race: dict(zip(SCENARIOS[f"{race}_5_vs_5"]["capability_config"]["team_gen"]["unit_types"],
-                                   SCENARIOS[f"{race}_5_vs_5"]["capability_config"]["team_gen"]["weights"]))
-                    for race in races}
-    assert unit_weights == {"protoss": {"stalker": 0.45, "zealot": 0.45, "colossus": 0.1},
-                            "terran": {"marine": 0.45, "marauder": 0.45, "medivac": 0.1},
-                            "zerg": {"zergling": 0.45, "baneling": 0.1, "hydralisk": 0.45}}
-    exceptions = {race: SCENARIOS[f"{race}_20_vs_23"]["capability_config"]["team_gen"]
-                  .get("exception_unit_types") for race in races}
+    unit_weights = {
+        race: dict(
+            zip(
+                SCENARIOS[f"{race}_5_vs_5"]["capability_config"]["team_gen"]["unit_types"],
+                SCENARIOS[f"{race}_5_vs_5"]["capability_config"]["team_gen"]["weights"],
+            )
+        )
+        for race in races
+    }
+    assert unit_weights == {
+        "protoss": {"stalker": 0.45, "zealot": 0.45, "colossus": 0.1},
+        "terran": {"marine": 0.45, "marauder": 0.45, "medivac": 0.1},
+        "zerg": {"zergling": 0.45, "baneling": 0.1, "hydralisk": 0.45},
+    }
+    exceptions = {
+        race: SCENARIOS[f"{race}_20_vs_23"]["capability_config"]["team_gen"].get("exception_unit_types")
+        for race in races
+    }
     assert exceptions == {"protoss": None, "terran": ["medivac"], "zerg": ["baneling"]}
 
 
 def test_registered_and_imported_lazily():
     assert ENVS["smacv2"] is SMACv2Env
-    code = ("import envs, sys; "
-            "print(sorted(m for m in ('smacv2', 'pysc2', 'google.protobuf') if m in sys.modules))")
+    code = (
+        "import envs, sys; "
+        "print(sorted(m for m in ('smacv2', 'pysc2', 'google.protobuf') if m in sys.modules))"
+    )
     repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=repo_root)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root
+    )
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("kwargs, bad, expected", [
-    (dict(scenario="protoss_5_vs_6"), "protoss_5_vs_6",
-     ["protoss_5_vs_5", "terran_10_vs_11", "zerg_20_vs_23"]),
-    (dict(scenario="zerg_5_vs_5", difficulty="11"), "11", ["1, 2", "7", "A"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, bad, expected",
+    [
+        (
+            dict(scenario="protoss_5_vs_6"),
+            "protoss_5_vs_6",
+            ["protoss_5_vs_5", "terran_10_vs_11", "zerg_20_vs_23"],
+        ),
+        (dict(scenario="zerg_5_vs_5", difficulty="11"), "11", ["1, 2", "7", "A"]),
+    ],
+)
 def test_bad_choices_raise_listing_valid_ones(kwargs, bad, expected):
     # Checked before the package is looked for: no factory, and no package needed.
     with pytest.raises(ValueError) as info:
@@ -416,8 +450,9 @@ def test_train_stops_before_building_any_env(monkeypatch, tmp_path):
 
     _without_package(monkeypatch)
     monkeypatch.setenv("SC2PATH", str(tmp_path / "StarCraftII"))
-    cfg = compose_config("env=smacv2", "env.scenario=zerg_10_vs_11", "n_envs=2", "n_workers=1",
-                         f"results_dir={tmp_path}")
+    cfg = compose_config(
+        "env=smacv2", "env.scenario=zerg_10_vs_11", "n_envs=2", "n_workers=1", f"results_dir={tmp_path}"
+    )
     with pytest.raises(SMACv2Unavailable, match="requirements-smacv2.txt"):
         run(cfg, tmp_path / "run")
 
@@ -445,12 +480,22 @@ def test_config_composes_and_feeds_the_adapter():
     from harl.train import env_kwargs
 
     cfg = compose_config("env=smacv2", "env.scenario=zerg_5_vs_5", "env.difficulty=9")
-    assert (cfg.env.name, cfg.env.task, cfg.env.scenario, cfg.env.difficulty) == ("smacv2", "zerg_5_vs_5",
-                                                                                  "zerg_5_vs_5", "9")
+    assert (cfg.env.name, cfg.env.task, cfg.env.scenario, cfg.env.difficulty) == (
+        "smacv2",
+        "zerg_5_vs_5",
+        "zerg_5_vs_5",
+        "9",
+    )
     assert isinstance(OmegaConf.to_object(cfg).env, SMACv2Config)
     kwargs = env_kwargs(cfg.env)
-    assert kwargs == {"scenario": "zerg_5_vs_5", "difficulty": "9", "game_version": None, "conic_fov": False,
-                      "obs_last_action": False, "prob_obs_enemy": None}
+    assert kwargs == {
+        "scenario": "zerg_5_vs_5",
+        "difficulty": "9",
+        "game_version": None,
+        "conic_fov": False,
+        "obs_last_action": False,
+        "prob_obs_enemy": None,
+    }
     factory = fake_factory()
     env = SMACv2Env(**kwargs, _env_factory=factory)
     assert env.spec.task == "zerg_5_vs_5" and env.spec.n_agents == 5

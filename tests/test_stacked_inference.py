@@ -1,6 +1,7 @@
 """Stacked rollout inference (`algo.stack_inference`): same-layout Gaussian policies act in one
 batched product per layer with the per-agent path's noise, means equal to rounding, and the
 stacked weights follow every parameter change."""
+
 from __future__ import annotations
 
 import pytest
@@ -42,7 +43,7 @@ def test_stacked_groups_act_like_the_per_agent_path(deterministic):
     a0, lp0, rng0 = _act(plain, obs, deterministic)
     assert [idx for idx, _ in stacked._stacks] == [[0, 2, 3]]
     assert plain._stacks == []
-    assert torch.equal(rng1, rng0)   # the same draws, in the same order
+    assert torch.equal(rng1, rng0)  # the same draws, in the same order
     for x, y in zip(a1 + lp1, a0 + lp0):
         assert x.shape == y.shape
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
@@ -56,7 +57,7 @@ def test_stacked_weights_follow_optimiser_steps_and_loaded_state():
     stacked, plain = _learner(True, *MIXED), _learner(False, *MIXED)
     obs = [torch.randn(5, s.shape[0]) for s in MIXED[0]]
     _act(stacked, obs)
-    with torch.no_grad():   # an in-place update, as an optimiser step makes
+    with torch.no_grad():  # an in-place update, as an optimiser step makes
         for p in stacked.actors[3].parameters():
             p.add_(0.3)
     plain.load_state_dict(stacked.state_dict())

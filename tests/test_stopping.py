@@ -2,6 +2,7 @@
 iteration, a second Ctrl-C, SIGKILL, the original command line on resume, finished runs and
 failed starts. Every test runs `python -m harl.train` (or tests/stop_driver.py around it) in a
 subprocess and sends it real signals."""
+
 from __future__ import annotations
 
 import json
@@ -24,26 +25,61 @@ ROOT = Path(__file__).resolve().parents[1]
 # 40 env steps per iteration, a row every iteration, evaluations every 2 and checkpoints every
 # 3 iterations: a stop must save where no checkpoint was due
 ON_POLICY = [*TINY_MPE, "total_steps=400", "eval_interval=80", "save_interval=120"]
-OFF_POLICY = ["algo=hasac", "env=mpe", "n_envs=2", "total_steps=200", "log_interval=20",
-              "eval_interval=40", "eval_episodes=2", "n_eval_envs=2", "save_interval=60",
-              "algo.hidden_sizes=[16,16]", "algo.batch_size=16", "algo.buffer_size=400",
-              "algo.warmup_steps=40", "algo.train_interval=20", "algo.utd_ratio=0.25",
-              "algo.save_replay_buffer=true"]
-EPISODIC = ["algo=qmix", "env=mpe", "env.continuous=false", "env.max_cycles=10", "n_envs=2",
-            "total_steps=200", "log_interval=20", "eval_interval=40", "eval_episodes=2",
-            "n_eval_envs=2", "save_interval=60", "algo.hidden_dim=16", "algo.mixing_embed_dim=8",
-            "algo.hypernet_embed=16", "algo.batch_size=4", "algo.warmup_episodes=4",
-            "algo.buffer_size=50", "algo.train_interval=20", "algo.epsilon_anneal_steps=200",
-            "algo.save_replay_buffer=true"]
+OFF_POLICY = [
+    "algo=hasac",
+    "env=mpe",
+    "n_envs=2",
+    "total_steps=200",
+    "log_interval=20",
+    "eval_interval=40",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+    "save_interval=60",
+    "algo.hidden_sizes=[16,16]",
+    "algo.batch_size=16",
+    "algo.buffer_size=400",
+    "algo.warmup_steps=40",
+    "algo.train_interval=20",
+    "algo.utd_ratio=0.25",
+    "algo.save_replay_buffer=true",
+]
+EPISODIC = [
+    "algo=qmix",
+    "env=mpe",
+    "env.continuous=false",
+    "env.max_cycles=10",
+    "n_envs=2",
+    "total_steps=200",
+    "log_interval=20",
+    "eval_interval=40",
+    "eval_episodes=2",
+    "n_eval_envs=2",
+    "save_interval=60",
+    "algo.hidden_dim=16",
+    "algo.mixing_embed_dim=8",
+    "algo.hypernet_embed=16",
+    "algo.batch_size=4",
+    "algo.warmup_episodes=4",
+    "algo.buffer_size=50",
+    "algo.train_interval=20",
+    "algo.epsilon_anneal_steps=200",
+    "algo.save_replay_buffer=true",
+]
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGUSR1": 138, "SIGUSR2": 140}
 
 
-def _train(results: Path, *overrides: str, driver: tuple[str, ...] = (), timeout: float = 240
-           ) -> subprocess.CompletedProcess:
+def _train(
+    results: Path, *overrides: str, driver: tuple[str, ...] = (), timeout: float = 240
+) -> subprocess.CompletedProcess:
     module = "tests.stop_driver" if driver else "harl.train"
     command = [sys.executable, "-m", module, *driver]
-    return subprocess.run([*command, *overrides, f"results_dir={results}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*command, *overrides, f"results_dir={results}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _run_dir(results: Path) -> Path:
@@ -124,16 +160,20 @@ def _assert_stopped(proc: subprocess.CompletedProcess, run_dir: Path, signame: s
     return counters["env_steps"]
 
 
-@pytest.mark.parametrize("moment, call, signame, extra, stopped_at", [
-    ("step", 30, "SIGTERM", [], 80),     # mid-collection of iteration 2 (20 steps each)
-    ("update", 10, "SIGINT", [], 80),    # mid-update of iteration 2 (3 actors x 2 + 2 critic steps each)
-    ("eval", 30, "SIGUSR1", [], 80),     # during the second evaluation (25 steps each), after iteration 2
-    # while the second checkpoint is written (the first iteration saves, then every 3rd; no
-    # evaluation, so no best.pt)
-    ("save", 2, "SIGUSR2", ["eval_interval=0"], 120),
-])
+@pytest.mark.parametrize(
+    "moment, call, signame, extra, stopped_at",
+    [
+        ("step", 30, "SIGTERM", [], 80),  # mid-collection of iteration 2 (20 steps each)
+        ("update", 10, "SIGINT", [], 80),  # mid-update of iteration 2 (3 actors x 2 + 2 critic steps each)
+        ("eval", 30, "SIGUSR1", [], 80),  # during the second evaluation (25 steps each), after iteration 2
+        # while the second checkpoint is written (the first iteration saves, then every 3rd; no
+        # evaluation, so no best.pt)
+        ("save", 2, "SIGUSR2", ["eval_interval=0"], 120),
+    ],
+)
 def test_a_stop_signal_at_any_moment_saves_the_iteration_and_the_run_resumes(
-        tmp_path, uninterrupted, moment, call, signame, extra, stopped_at):
+    tmp_path, uninterrupted, moment, call, signame, extra, stopped_at
+):
     overrides = [*ON_POLICY, *extra]
     proc = _train(tmp_path, *overrides, driver=(moment, str(call), signame))
     run_dir = _run_dir(tmp_path)
@@ -146,8 +186,9 @@ def test_a_stop_signal_at_any_moment_saves_the_iteration_and_the_run_resumes(
     _assert_exact(run_dir, uninterrupted(*overrides))
 
 
-@pytest.mark.parametrize("overrides, every", [(OFF_POLICY, 20), (EPISODIC, 20)],
-                         ids=["off-policy", "episodic"])
+@pytest.mark.parametrize(
+    "overrides, every", [(OFF_POLICY, 20), (EPISODIC, 20)], ids=["off-policy", "episodic"]
+)
 def test_ctrl_c_during_a_replay_update_saves_and_resumes(tmp_path, uninterrupted, overrides, every):
     proc = _train(tmp_path, *overrides, driver=("update", "4", "SIGINT"))
     run_dir = _run_dir(tmp_path)
@@ -188,9 +229,14 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
 def _popen(results: Path, *overrides: str) -> subprocess.Popen:
     # a session of its own, so that a signal can go to the whole process group, as a terminal's
     # Ctrl-C or SLURM's signals do (env workers included)
-    return subprocess.Popen([sys.executable, "-m", "harl.train", *overrides, f"results_dir={results}"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harl.train", *overrides, f"results_dir={results}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_sigterm_to_the_process_group_with_env_workers(tmp_path):
@@ -212,14 +258,32 @@ def test_sigterm_to_the_process_group_with_env_workers(tmp_path):
 SIGKILLED = [*TINY_MPE, "total_steps=2000", "save_interval=200", "eval_interval=80"]
 
 
-@pytest.mark.parametrize("overrides", [
-    SIGKILLED,
-    ["algo=hatd3", "env=mamujoco", "env.max_episode_steps=30", "n_envs=2", "total_steps=2000",
-     "log_interval=40", "eval_interval=80", "eval_episodes=2", "n_eval_envs=2",
-     "save_interval=200", "algo.hidden_sizes=[16,16]", "algo.batch_size=16",
-     "algo.buffer_size=4000", "algo.warmup_steps=100", "algo.train_interval=40",
-     "algo.utd_ratio=0.1", "algo.save_replay_buffer=true"],
-], ids=["happo-mpe", "hatd3-mamujoco"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        SIGKILLED,
+        [
+            "algo=hatd3",
+            "env=mamujoco",
+            "env.max_episode_steps=30",
+            "n_envs=2",
+            "total_steps=2000",
+            "log_interval=40",
+            "eval_interval=80",
+            "eval_episodes=2",
+            "n_eval_envs=2",
+            "save_interval=200",
+            "algo.hidden_sizes=[16,16]",
+            "algo.batch_size=16",
+            "algo.buffer_size=4000",
+            "algo.warmup_steps=100",
+            "algo.train_interval=40",
+            "algo.utd_ratio=0.1",
+            "algo.save_replay_buffer=true",
+        ],
+    ],
+    ids=["happo-mpe", "hatd3-mamujoco"],
+)
 def test_sigkill_loses_at_most_a_save_interval_and_the_logs_rewind(tmp_path, uninterrupted, overrides):
     proc = _popen(tmp_path, *overrides)
     try:
@@ -283,8 +347,17 @@ def test_resuming_a_finished_run_says_it_is_complete(tmp_path):
     assert _steps(run_dir) == [40, 80]
 
 
-@pytest.mark.parametrize("bad", ["total_steps=0", "total_steps=-100", "n_envs=-2", "algo.lr=-1",
-                                 "+algo.lrr=1", "env.scenario=simple_tag"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "total_steps=0",
+        "total_steps=-100",
+        "n_envs=-2",
+        "algo.lr=-1",
+        "+algo.lrr=1",
+        "env.scenario=simple_tag",
+    ],
+)
 def test_a_failed_start_leaves_no_run_folder(tmp_path, bad):
     proc = _train(tmp_path, *TINY_MPE, bad)
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -301,8 +374,14 @@ def test_a_run_started_again_in_its_own_directory_continues(tmp_path, uninterrup
     proc = _train(tmp_path, *overrides, driver=("step", "30", "SIGTERM"))
     assert proc.returncode == 143
     env = dict(os.environ, SLURM_JOB_ID="77", SLURM_RESTART_COUNT="1")
-    proc = subprocess.run([sys.executable, "-m", "harl.train", *overrides, f"results_dir={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harl.train", *overrides, f"results_dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "continuing the run already in this directory" in proc.stdout + proc.stderr
     _assert_complete(run_dir, 400, 40, 80)

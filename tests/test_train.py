@@ -1,4 +1,5 @@
 """End to end through the real config path: tiny HAPPO runs, resume, and bad input."""
+
 import shlex
 import subprocess
 import sys
@@ -15,12 +16,16 @@ from harl.train import ConfigError, run
 from tests.conftest import TINY, TINY_MAMUJOCO, TINY_MPE
 
 
-@pytest.mark.parametrize("overrides", [
-    TINY_MPE + ["env.continuous=false"],
-    TINY_MPE + ["env.continuous=true"],
-    TINY_MPE + ["env.scenario=simple_speaker_listener", "env.continuous=false"],
-    TINY_MAMUJOCO,
-], ids=["mpe-discrete", "mpe-continuous", "speaker-listener", "mamujoco"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        TINY_MPE + ["env.continuous=false"],
+        TINY_MPE + ["env.continuous=true"],
+        TINY_MPE + ["env.scenario=simple_speaker_listener", "env.continuous=false"],
+        TINY_MAMUJOCO,
+    ],
+    ids=["mpe-discrete", "mpe-continuous", "speaker-listener", "mamujoco"],
+)
 def test_happo_trains_and_writes_run_dir(tmp_path, overrides):
     metrics = run(compose_config(*overrides), tmp_path)
     assert set(metrics) >= {"eval_return", "eval_return_std", "eval_length"}
@@ -37,8 +42,9 @@ def test_happo_trains_and_writes_run_dir(tmp_path, overrides):
 
 
 def test_same_seed_same_first_losses(tmp_path):
-    rows = [pd.read_csv(_run(tmp_path / str(k), *TINY_MPE, "seed=7") / "progress.csv").iloc[0]
-            for k in range(2)]
+    rows = [
+        pd.read_csv(_run(tmp_path / str(k), *TINY_MPE, "seed=7") / "progress.csv").iloc[0] for k in range(2)
+    ]
     losses = [c for c in rows[0].index if "loss" in c]
     assert losses and rows[0][losses].equals(rows[1][losses])
 
@@ -53,6 +59,7 @@ def test_resume_continues_with_equal_weights_and_counters(tmp_path, monkeypatch)
     saved = load_checkpoint(tmp_path)
 
     from harl.algos.on_policy.base import OnPolicyLearner
+
     loaded = {}
     original = OnPolicyLearner.load_state_dict
 
@@ -68,7 +75,7 @@ def test_resume_continues_with_equal_weights_and_counters(tmp_path, monkeypatch)
     for k, v in saved["learner"]["actors"][0].items():
         torch.testing.assert_close(loaded["actor0"][k], v)
     progress = pd.read_csv(tmp_path / "progress.csv")
-    assert progress["env_steps"].tolist() == [40, 80, 120, 160]   # continues, same counter
+    assert progress["env_steps"].tolist() == [40, 80, 120, 160]  # continues, same counter
     assert progress["iteration"].tolist() == [1, 2, 3, 4]
     resumed = load_checkpoint(tmp_path)["counters"]
     assert resumed["env_steps"] == 160 and resumed["episodes"] > saved["counters"]["episodes"] > 0
@@ -94,31 +101,38 @@ def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path):
 def test_checkpoint_from_another_task_is_refused(tmp_path):
     _run(tmp_path / "a", *TINY_MPE)
     from runners.base import CheckpointIO
+
     io = CheckpointIO(tmp_path, {"algo": "happo", "env": "mpe", "task": "simple_reference-continuous"})
     with pytest.raises(CheckpointError, match="does not fit this run: task"):
         io.restore(tmp_path / "a", learner=None, device=torch.device("cpu"))
 
 
-@pytest.mark.parametrize("override, exc, message", [
-    ("algo=nope", MissingConfigException, "happo"),
-    ("algo=happo_schema", MissingConfigException, "happo"),  # schemas are not choices
-    ("env=mpe_schema", MissingConfigException, "mamujoco"),
-    ("env=nope", MissingConfigException, "mamujoco"),
-    ("algo.no_such_key=1", ConfigCompositionException, "no_such_key"),
-    ("no_such_key=1", ConfigCompositionException, "no_such_key"),
-])
+@pytest.mark.parametrize(
+    "override, exc, message",
+    [
+        ("algo=nope", MissingConfigException, "happo"),
+        ("algo=happo_schema", MissingConfigException, "happo"),  # schemas are not choices
+        ("env=mpe_schema", MissingConfigException, "mamujoco"),
+        ("env=nope", MissingConfigException, "mamujoco"),
+        ("algo.no_such_key=1", ConfigCompositionException, "no_such_key"),
+        ("no_such_key=1", ConfigCompositionException, "no_such_key"),
+    ],
+)
 def test_config_errors_name_the_valid_choices(override, exc, message):
     with pytest.raises(exc, match=message):
         compose_config(override)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (TINY_MAMUJOCO + ["env.scenario=Nope"], "HalfCheetah"),
-    (TINY_MAMUJOCO + ["env.agent_conf=7x7"], "2x3"),
-    (TINY_MAMUJOCO + ["env.scenario=Nope", "n_workers=2"], "HalfCheetah"),  # before any worker starts
-    (TINY_MPE + ["env.scenario=simple_tag"], "simple_spread"),
-    (TINY_MPE + ["device=tpu"], "auto, cpu, cuda"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (TINY_MAMUJOCO + ["env.scenario=Nope"], "HalfCheetah"),
+        (TINY_MAMUJOCO + ["env.agent_conf=7x7"], "2x3"),
+        (TINY_MAMUJOCO + ["env.scenario=Nope", "n_workers=2"], "HalfCheetah"),  # before any worker starts
+        (TINY_MPE + ["env.scenario=simple_tag"], "simple_spread"),
+        (TINY_MPE + ["device=tpu"], "auto, cpu, cuda"),
+    ],
+)
 def test_bad_values_fail_before_training(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         run(compose_config(*overrides), tmp_path)
@@ -138,8 +152,12 @@ def test_non_finite_loss_names_agent_and_quantity(tmp_path, monkeypatch):
 
 
 def test_cli_prints_one_clear_line_and_exits_nonzero(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "harl.train", "env.scenario=Nope",
-                           f"results_dir={tmp_path}"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harl.train", "env.scenario=Nope", f"results_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     err_lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
     assert len(err_lines) == 1 and "Nope" in err_lines[0] and "HalfCheetah" in err_lines[0]
@@ -152,21 +170,30 @@ def test_cli_help_lists_no_schemas_and_schema_choices_are_refused(tmp_path):
     from harl.config import ALGO_SCHEMAS, ENV_SCHEMAS
 
     def harl_train(*args):
-        return subprocess.run([sys.executable, "-m", "harl.train", *args, f"results_dir={tmp_path}"],
-                              capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "harl.train", *args, f"results_dir={tmp_path}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     help_text = harl_train("--help").stdout
     listing = help_text.split("== Config ==")[0]  # the groups and their options
-    groups = dict(line.split(": ", 1) for line in listing.splitlines() if line.startswith(("algo: ", "env: ")))
+    groups = dict(
+        line.split(": ", 1) for line in listing.splitlines() if line.startswith(("algo: ", "env: "))
+    )
     assert groups == {"algo": ", ".join(sorted(ALGO_SCHEMAS)), "env": ", ".join(sorted(ENV_SCHEMAS))}
     assert "_schema" not in listing
-    for override, group, choices in (("algo=happo_schema", "algo", ALGO_SCHEMAS),
-                                     ("env=mpe_schema", "env", ENV_SCHEMAS)):
+    for override, group, choices in (
+        ("algo=happo_schema", "algo", ALGO_SCHEMAS),
+        ("env=mpe_schema", "env", ENV_SCHEMAS),
+    ):
         proc = harl_train(override)
         assert proc.returncode == 1
         assert f"Could not find '{group}/{override.split('=')[1]}'" in proc.stderr
         listed = proc.stderr.split(f"Available options in '{group}':")[1].split()
-        assert listed[:len(choices)] == sorted(choices) and "Traceback" not in proc.stderr
+        assert listed[: len(choices)] == sorted(choices) and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())  # refused before any run dir was made
 
 
@@ -177,9 +204,20 @@ def test_cli_run_dir_and_resume_lines_are_whole_in_a_log_file(tmp_path):
     results = tmp_path / "a_results_folder_with_a_long_name" / "so_that_the_run_dir_is_past_80_columns"
     log = tmp_path / "out.log"
     with log.open("w") as out:
-        proc = subprocess.run([sys.executable, "-m", "harl.train", *TINY_MPE, "logger.tensorboard=false",
-                               f"results_dir={results}"], stdout=out, stderr=subprocess.STDOUT,
-                              timeout=300, check=False)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harl.train",
+                *TINY_MPE,
+                "logger.tensorboard=false",
+                f"results_dir={results}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+            check=False,
+        )
     text = log.read_text()
     assert proc.returncode == 0, text
     (run_dir,) = results.glob("mpe/*/happo/seed1-*")
@@ -189,8 +227,13 @@ def test_cli_run_dir_and_resume_lines_are_whole_in_a_log_file(tmp_path):
     (resume_line,) = [line for line in lines if "resume=" in line]
     assert resume_line == f"continue it with: python -m harl.train resume={run_dir}"
     command = shlex.split(resume_line.partition(": ")[2])
-    proc = subprocess.run([sys.executable, *command[1:], "total_steps=120"], capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, *command[1:], "total_steps=120"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert pd.read_csv(run_dir / "progress.csv")["env_steps"].iloc[-1] == 120
 

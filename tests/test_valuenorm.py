@@ -19,7 +19,7 @@ def test_variance_floor_and_identity_before_updates():
     vn = ValueNorm()
     _, var = vn.mean_var()
     assert var.item() >= 1e-2
-    vn.update(torch.full((8,), 2.0))   # zero variance batch
+    vn.update(torch.full((8,), 2.0))  # zero variance batch
     assert vn.mean_var()[1].item() >= 1e-2
 
 

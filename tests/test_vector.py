@@ -1,4 +1,5 @@
 """VecEnv: stacking, auto-reset with true final obs, worker/in-process equivalence, robustness."""
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,9 @@ SPEAKER = ("mpe", dict(scenario="simple_speaker_listener", continuous=False, max
 SPREAD = ("mpe", dict(scenario="simple_spread", continuous=True, max_cycles=4))
 
 
-def batch_actions(spec: EnvSpec, n_envs: int, rng: np.random.Generator,
-                  discrete_column: bool = False) -> list:
+def batch_actions(
+    spec: EnvSpec, n_envs: int, rng: np.random.Generator, discrete_column: bool = False
+) -> list:
     """Per-agent action batches: [n_envs, act_dim] floats for Box, [n_envs] ints for Discrete."""
     out = []
     for space in spec.action_spaces:
@@ -146,8 +148,9 @@ def test_workers_match_in_process_exactly(name, kwargs, n_workers, trainer_block
     results = {}
     for layout in ((0, False), (n_workers, trainer_block)):
         rng = np.random.default_rng(42)
-        with make_vec_env(name, kwargs, n_envs=n_envs, n_workers=layout[0], seed=100,
-                          trainer_block=layout[1]) as venv:
+        with make_vec_env(
+            name, kwargs, n_envs=n_envs, n_workers=layout[0], seed=100, trainer_block=layout[1]
+        ) as venv:
             assert (venv._local is not None) == layout[1]
             trace = [venv.reset()]
             for t in range(n_steps):
@@ -169,9 +172,8 @@ def test_trainer_block_needs_an_env_left_for_it():
 
 
 def test_env_exception_in_the_trainer_block_stops_the_workers():
-    venv = VecEnv(functools.partial(ExplodingEnv, explode_at=2), n_envs=3, n_workers=1,
-                  trainer_block=True)
-    assert venv._bounds == [(2, 3)]    # envs 0-1 in the trainer, env 2 in the worker
+    venv = VecEnv(functools.partial(ExplodingEnv, explode_at=2), n_envs=3, n_workers=1, trainer_block=True)
+    assert venv._bounds == [(2, 3)]  # envs 0-1 in the trainer, env 2 in the worker
     procs = list(venv._procs)
     venv.reset()
     actions = [np.zeros((3, 2), np.float32)]
@@ -183,8 +185,10 @@ def test_env_exception_in_the_trainer_block_stops_the_workers():
 
 
 def test_different_seeds_give_different_envs():
-    with (make_vec_env(*SPREAD, n_envs=2, seeds=[1, 1]) as same,
-          make_vec_env(*SPREAD, n_envs=2, seed=1) as diff):
+    with (
+        make_vec_env(*SPREAD, n_envs=2, seeds=[1, 1]) as same,
+        make_vec_env(*SPREAD, n_envs=2, seed=1) as diff,
+    ):
         a, b = same.reset(), diff.reset()
     np.testing.assert_array_equal(a.state[0], a.state[1])
     np.testing.assert_array_equal(a.state[0], b.state[0])
@@ -225,8 +229,9 @@ class ExplodingEnv(MultiAgentEnv):
         self._t += 1
         if self._t == self._explode_at:
             raise ValueError(f"kaboom at step {self._t}")
-        return StepResult([np.zeros(2, np.float32)], np.zeros(2, np.float32), np.zeros(1, np.float32),
-                          False, False)
+        return StepResult(
+            [np.zeros(2, np.float32)], np.zeros(2, np.float32), np.zeros(1, np.float32), False, False
+        )
 
 
 def test_env_exception_in_worker_is_reraised_with_traceback():
@@ -278,8 +283,12 @@ def test_batched_mpe_backend_matches_mpe2_through_the_vectorised_env(n_workers, 
     from envs import make_vec_env
 
     kwargs = {"scenario": "simple_spread", "continuous": continuous, "max_cycles": 5}
-    envs = {b: make_vec_env("mpe", {**kwargs, "backend": b}, n_envs=4, n_workers=n_workers,
-                            seeds=[11, 12, 13, 14]) for b in ("mpe2", "batched")}
+    envs = {
+        b: make_vec_env(
+            "mpe", {**kwargs, "backend": b}, n_envs=4, n_workers=n_workers, seeds=[11, 12, 13, 14]
+        )
+        for b in ("mpe2", "batched")
+    }
     try:
         first = {b: e.reset() for b, e in envs.items()}
         for a, b in zip(first["mpe2"].obs, first["batched"].obs):
@@ -287,8 +296,10 @@ def test_batched_mpe_backend_matches_mpe2_through_the_vectorised_env(n_workers, 
         rng = np.random.default_rng(0)
         spec = envs["mpe2"].spec
         for _ in range(12):  # crosses two auto-resets
-            actions = [rng.uniform(0, 1, (4, *s.shape)).astype(np.float32) if continuous
-                       else rng.integers(0, s.n, 4) for s in spec.action_spaces]
+            actions = [
+                rng.uniform(0, 1, (4, *s.shape)).astype(np.float32) if continuous else rng.integers(0, s.n, 4)
+                for s in spec.action_spaces
+            ]
             ref, new = envs["mpe2"].step(actions), envs["batched"].step(actions)
             for x, y in zip(ref.next.obs + ref.final_obs, new.next.obs + new.final_obs):
                 np.testing.assert_allclose(x, y, atol=1e-5)

@@ -1,6 +1,7 @@
 """A tiny heterogeneous team for tests (no simulator): a Box agent, a Discrete agent with an
 action mask and a MultiDiscrete agent, in a memory task whose cue is only visible at the first
 step. The MultiDiscrete agent dies halfway through each episode (exercises active masks)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +25,11 @@ class ToyTeamEnv(MultiAgentEnv):
             agents=["box", "discrete", "multi"],
             observation_spaces=[spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (4,)), spaces.Box(-1, 1, (2,))],
             action_spaces=[spaces.Box(-1, 1, (2,)), spaces.Discrete(3), spaces.MultiDiscrete([2, 3])],
-            state_space=spaces.Box(-1, 1, (5,)), episode_limit=episode_limit, name="toy", task="team")
+            state_space=spaces.Box(-1, 1, (5,)),
+            episode_limit=episode_limit,
+            name="toy",
+            task="team",
+        )
         self.limit = episode_limit
         self.rng = np.random.default_rng()
 
@@ -41,15 +46,23 @@ class ToyTeamEnv(MultiAgentEnv):
             reward += float(int(np.asarray(multi)[0]) == self.cue)
         self.t += 1
         info = {"avail_actions": self._avail(), "alive": [True, True, self.t < self.limit // 2]}
-        return StepResult(self._obs(), self._state(), np.full(3, reward, np.float32),
-                          terminated=False, truncated=self.t >= self.limit, info=info)
+        return StepResult(
+            self._obs(),
+            self._state(),
+            np.full(3, reward, np.float32),
+            terminated=False,
+            truncated=self.t >= self.limit,
+            info=info,
+        )
 
     def _obs(self) -> list[np.ndarray]:
         shown = float(self.cue) if self.t == 0 else 0.5  # the cue is visible at the first step only
         noise = self.rng.normal(size=9).astype(np.float32) * 0.1
-        return [np.array([shown, self.t / self.limit, noise[0]], np.float32),
-                np.array([shown, self.t / self.limit, noise[1], noise[2]], np.float32),
-                np.array([shown, noise[3]], np.float32)]
+        return [
+            np.array([shown, self.t / self.limit, noise[0]], np.float32),
+            np.array([shown, self.t / self.limit, noise[1], noise[2]], np.float32),
+            np.array([shown, noise[3]], np.float32),
+        ]
 
     def _state(self) -> np.ndarray:
         return np.array([self.cue, self.t / self.limit, 0, 0, 1], np.float32)

@@ -12,6 +12,7 @@ transitions). Each run trains briefly with a checkpoint after every iteration; t
 the mean and max time of a save and the file sizes. Figures are for the machine it runs on, which
 is noisy: compare within one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,19 @@ from harl.train import run  # noqa: E402
 
 CASES = {
     "happo": ["+experiment=mamujoco/halfcheetah_2x3/happo", "n_envs=20", "total_steps=16000"],
-    "happo-workers": ["+experiment=mamujoco/halfcheetah_2x3/happo", "n_envs=20", "n_workers=4",
-                      "total_steps=16000"],
-    "hatd3-buffer": ["+experiment=mamujoco/halfcheetah_2x3/hatd3", "n_envs=20", "total_steps=4000",
-                     "algo.warmup_steps=1000", "algo.save_replay_buffer=true"],
+    "happo-workers": [
+        "+experiment=mamujoco/halfcheetah_2x3/happo",
+        "n_envs=20",
+        "n_workers=4",
+        "total_steps=16000",
+    ],
+    "hatd3-buffer": [
+        "+experiment=mamujoco/halfcheetah_2x3/hatd3",
+        "n_envs=20",
+        "total_steps=4000",
+        "algo.warmup_steps=1000",
+        "algo.save_replay_buffer=true",
+    ],
 }
 
 
@@ -81,13 +91,19 @@ def full_buffer_save(overrides: list[str]) -> tuple[float, float]:
     from harl.train import env_kwargs
 
     cfg = compose_config(*overrides)
-    envs = make_vec_env(cfg.env.name, env_kwargs(cfg.env), n_envs=cfg.n_envs,
-                        seeds=env_seeds(cfg.seed, "train", cfg.n_envs))
+    envs = make_vec_env(
+        cfg.env.name, env_kwargs(cfg.env), n_envs=cfg.n_envs, seeds=env_seeds(cfg.seed, "train", cfg.n_envs)
+    )
     try:
         spec = envs.spec
-        learner = learner_class(cfg.algo.name)(OmegaConf.to_object(cfg.algo), spec.observation_spaces,
-                                               spec.action_spaces, spec.state_space,
-                                               torch.device("cpu"), cfg.seed)
+        learner = learner_class(cfg.algo.name)(
+            OmegaConf.to_object(cfg.algo),
+            spec.observation_spaces,
+            spec.action_spaces,
+            spec.state_space,
+            torch.device("cpu"),
+            cfg.seed,
+        )
         buffer = learner.make_buffer(cfg.n_envs)
         buffer.size = buffer.pos = next(iter(buffer._store.values())).shape[0]
         with tempfile.TemporaryDirectory() as folder:
@@ -100,16 +116,25 @@ def full_buffer_save(overrides: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=sorted(CASES), action="append")
     args = parser.parse_args()
     rows = []
     for name in args.only or CASES:
         result = measure(CASES[name])
         for file, seconds in sorted(result["times"].items()):
-            rows.append((name, file, len(seconds), 1000 * sum(seconds) / len(seconds),
-                         1000 * max(seconds), result["sizes"].get(file, 0) / 2**20))
+            rows.append(
+                (
+                    name,
+                    file,
+                    len(seconds),
+                    1000 * sum(seconds) / len(seconds),
+                    1000 * max(seconds),
+                    result["sizes"].get(file, 0) / 2**20,
+                )
+            )
         loop = result["loop_bytes"]
         if loop:
             print(f"{name}: loop state {loop[-1] / 2**10:.1f} KiB per save")

@@ -15,6 +15,7 @@ see the same machine load (these machines are noisy), and the table gives each s
 training rate (median over rounds) and the ratio. Nothing is timed in the test suite: this tool
 prints figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,14 +57,19 @@ def steady_rate(checkout: Path, case: list[str]) -> float:
 
 def worktree(revision: str, parent: Path) -> Path:
     path = parent / "baseline"
-    subprocess.run(["git", "worktree", "add", "--detach", "-f", str(path), revision], cwd=ROOT,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "-f", str(path), revision],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--baseline", default="HEAD", help="git revision of the baseline (default HEAD)")
     parser.add_argument("--variant", default="", help="overrides added to the baseline's command line")
     parser.add_argument("--case", action="append", default=[], help="bench.py overrides (repeatable)")
@@ -76,24 +82,30 @@ def main() -> None:
     variant = shlex.split(args.variant)
     with tempfile.TemporaryDirectory() as tmp:
         base = worktree(args.baseline, Path(tmp))
-        commit = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", args.baseline], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         try:
             print(f"baseline: {commit} {shlex.join(variant)} | this checkout: {ROOT}")
-            print(f"{'case':70} {'baseline':>9} {'this':>9} {'ratio':>6}   (steady env steps/s, "
-                  f"median of {args.rounds})", flush=True)
+            print(
+                f"{'case':70} {'baseline':>9} {'this':>9} {'ratio':>6}   (steady env steps/s, "
+                f"median of {args.rounds})",
+                flush=True,
+            )
             for case in cases:
                 base_rates, new_rates = [], []
                 for _ in range(args.rounds):
                     base_rates.append(steady_rate(base, [*case, *variant]))
                     new_rates.append(steady_rate(ROOT, case))
                 b, n = statistics.median(base_rates), statistics.median(new_rates)
-                print(f"{shlex.join(case)[:70]:70} {b:9,.0f} {n:9,.0f} {n / b:5.2f}x   "
-                      f"[{', '.join(f'{r:,.0f}' for r in base_rates)} | "
-                      f"{', '.join(f'{r:,.0f}' for r in new_rates)}]", flush=True)
+                print(
+                    f"{shlex.join(case)[:70]:70} {b:9,.0f} {n:9,.0f} {n / b:5.2f}x   "
+                    f"[{', '.join(f'{r:,.0f}' for r in base_rates)} | "
+                    f"{', '.join(f'{r:,.0f}' for r in new_rates)}]",
+                    flush=True,
+                )
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT,
-                           capture_output=True)
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
 
 
 if __name__ == "__main__":

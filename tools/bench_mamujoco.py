@@ -10,6 +10,7 @@ loop. Random actions are drawn before timing, so only the env is measured. The c
 interleaved for several rounds and the best round counts, which damps background load; the
 figures are still only as quiet as the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,17 @@ def single_agent(scenario: str, max_steps: int, rng: np.random.Generator) -> Cal
     return run
 
 
-def package(scenario: str, agent_conf: str, max_steps: int,
-            rng: np.random.Generator) -> Callable[[int], None]:
-    env = load_mamujoco().parallel_env(scenario, agent_conf, agent_obsk=1,
-                                       max_episode_steps=max_steps, disable_env_checker=True)
+def package(
+    scenario: str, agent_conf: str, max_steps: int, rng: np.random.Generator
+) -> Callable[[int], None]:
+    env = load_mamujoco().parallel_env(
+        scenario, agent_conf, agent_obsk=1, max_episode_steps=max_steps, disable_env_checker=True
+    )
     spaces = {name: env.action_space(name) for name in env.possible_agents}
-    pool = [{name: rng.uniform(s.low, s.high).astype(np.float32) for name, s in spaces.items()}
-            for _ in range(POOL)]
+    pool = [
+        {name: rng.uniform(s.low, s.high).astype(np.float32) for name, s in spaces.items()}
+        for _ in range(POOL)
+    ]
     first = env.possible_agents[0]
     env.reset(seed=0)
 
@@ -65,11 +70,13 @@ def package(scenario: str, agent_conf: str, max_steps: int,
     return run
 
 
-def harl(scenario: str, agent_conf: str, obs_mode: str, max_steps: int,
-         rng: np.random.Generator) -> Callable[[int], None]:
+def harl(
+    scenario: str, agent_conf: str, obs_mode: str, max_steps: int, rng: np.random.Generator
+) -> Callable[[int], None]:
     env = MaMuJoCoEnv(scenario, agent_conf, obs_mode=obs_mode, agent_obsk=1, max_episode_steps=max_steps)
-    pool = [[rng.uniform(s.low, s.high).astype(np.float32) for s in env.spec.action_spaces]
-            for _ in range(POOL)]
+    pool = [
+        [rng.uniform(s.low, s.high).astype(np.float32) for s in env.spec.action_spaces] for _ in range(POOL)
+    ]
     env.reset(seed=0)
 
     def run(n: int) -> None:
@@ -82,8 +89,9 @@ def harl(scenario: str, agent_conf: str, obs_mode: str, max_steps: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=1.0, help="time per contender per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-episode-steps", type=int, default=1000)

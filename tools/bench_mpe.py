@@ -6,6 +6,7 @@
 Both sides draw random actions every step, produce observations and state (MPEEnv's step
 always builds them) and reset finished episodes; one process, no workers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,16 @@ from envs.mpe import MPEEnv  # noqa: E402
 from envs.mpe_batched import BatchedMPE  # noqa: E402
 
 
-def batched_actions(action_spaces: list[spaces.Space], n_envs: int,
-                    rng: np.random.Generator) -> list[np.ndarray]:
+def batched_actions(
+    action_spaces: list[spaces.Space], n_envs: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Random valid actions, [n_envs, dim] floats for Box agents and [n_envs] ints for Discrete ones."""
-    return [rng.integers(0, s.n, size=n_envs) if isinstance(s, spaces.Discrete)
-            else rng.uniform(0, 1, size=(n_envs, *s.shape)).astype(np.float32) for s in action_spaces]
+    return [
+        rng.integers(0, s.n, size=n_envs)
+        if isinstance(s, spaces.Discrete)
+        else rng.uniform(0, 1, size=(n_envs, *s.shape)).astype(np.float32)
+        for s in action_spaces
+    ]
 
 
 def mpe2_rate(scenario: str, continuous: bool, max_cycles: int, seconds: float) -> float:

@@ -46,6 +46,7 @@ The matmul micro-benchmark runs afterwards in the same process with the run's th
 runs) and through oneDNN (on AMD CPUs MKL dispatches to a slower code path). The table gives
 each part's GFLOP/s as a fraction of the best rate of each (the headroom left).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,7 +91,7 @@ class Profiler:
     def __init__(self) -> None:
         self.time: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self.other_threads = False        # a wrapped call ran outside the main thread
+        self.other_threads = False  # a wrapped call ran outside the main thread
         self._main_stack: list[str] = []
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -118,6 +119,7 @@ class Profiler:
                 profiler._local.stack = list(parent)
                 profiler.other_threads = True
                 return fn(*a, **k)
+
             return original(pool, under_parent, *args, **kwargs)
 
         self._undo.append((concurrent.futures.ThreadPoolExecutor, "submit", original, True))
@@ -137,6 +139,7 @@ class Profiler:
                     self.time[key] += elapsed
                     self.calls[key] += 1
                 self._stack.pop()
+
         return timed
 
     def _counted(self, name: str, fn: Callable) -> Callable:
@@ -146,6 +149,7 @@ class Profiler:
             with self._lock:
                 self.calls[key] += 1
             return fn(*args, **kwargs)
+
         return counted
 
     def patch(self, owner: Any, attr: str, name: str, count_only: bool = False) -> None:
@@ -176,7 +180,7 @@ class Window:
     """Per-iteration means over the timed iterations, from two profiler snapshots."""
 
     iterations: int
-    wall: float                       # seconds per iteration
+    wall: float  # seconds per iteration
     time: dict[str, float]
     calls: dict[str, float]
 
@@ -197,9 +201,12 @@ def _match(key: str, leaf: str, under: str | None) -> bool:
 def window(before: tuple[float, tuple], after: tuple[float, tuple], iterations: int) -> Window:
     (t0, (time0, calls0)), (t1, (time1, calls1)) = before, after
     k = max(iterations, 1)
-    return Window(iterations, (t1 - t0) / k,
-                  {key: (v - time0.get(key, 0.0)) / k for key, v in time1.items()},
-                  {key: (v - calls0.get(key, 0)) / k for key, v in calls1.items()})
+    return Window(
+        iterations,
+        (t1 - t0) / k,
+        {key: (v - time0.get(key, 0.0)) / k for key, v in time1.items()},
+        {key: (v - calls0.get(key, 0)) / k for key, v in calls1.items()},
+    )
 
 
 @dataclass
@@ -208,7 +215,7 @@ class Captured:
 
     runner: Any = None
     learner: Any = None
-    marks: list[tuple[float, tuple]] = field(default_factory=list)   # at each iteration start
+    marks: list[tuple[float, tuple]] = field(default_factory=list)  # at each iteration start
     env_steps: list[int] = field(default_factory=list)
     hatrpo: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -239,6 +246,7 @@ def instrument(prof: Profiler, cap: Captured) -> None:
         def counted(v: torch.Tensor) -> torch.Tensor:
             cap.hatrpo["fvp"] += 1
             return fvp(v)
+
         cap.hatrpo["kl_graphs"] += 1
         return counted
 
@@ -248,8 +256,10 @@ def instrument(prof: Profiler, cap: Captured) -> None:
         cap.hatrpo["agent_updates"] += 1
         return result
 
-    prof._undo += [(hatrpo, "fisher_vector_product", fvp_factory, True),
-                   (hatrpo, "backtracking_line_search", line_search, True)]
+    prof._undo += [
+        (hatrpo, "fisher_vector_product", fvp_factory, True),
+        (hatrpo, "backtracking_line_search", line_search, True),
+    ]
     hatrpo.fisher_vector_product = counting_fvp
     hatrpo.backtracking_line_search = counting_line_search
 
@@ -264,6 +274,7 @@ def instrument(prof: Profiler, cap: Captured) -> None:
             cap.marks.append((time.perf_counter(), prof.snapshot()))
             cap.env_steps.append(runner.counters.env_steps)
             return iteration()
+
         runner.iteration = marked_iteration
         prof.patch(runner, "iteration", "iter")
         prof.patch(runner, "end_of_iteration", "log")
@@ -281,7 +292,7 @@ def instrument(prof: Profiler, cap: Captured) -> None:
         optims = [*getattr(learner, "actor_optims", []), getattr(learner, "critic_optim", None)]
         for optim in {id(o): o for o in optims if o is not None}.values():
             prof.patch(optim, "step", "adam")
-        for optim in getattr(learner, "alpha_optims", []):      # HASAC's temperatures
+        for optim in getattr(learner, "alpha_optims", []):  # HASAC's temperatures
             prof.patch(optim, "step", "adam_alpha")
         for module_name in ("harl.algos.off_policy.ddpg", "harl.algos.off_policy.hasac"):
             prof.patch(sys.modules.get(module_name), "soft_update", "targets")
@@ -300,10 +311,12 @@ def matmul_layers(module: nn.Module) -> tuple[int, int, bool]:
         if isinstance(m, nn.Linear):
             n = m.in_features * m.out_features
         elif isinstance(m, EnsembleLinear):
-            n = m.weight.numel()                 # k * in * out
+            n = m.weight.numel()  # k * in * out
         elif isinstance(m, nn.GRU):
-            n = sum(3 * ((m.input_size if layer == 0 else m.hidden_size) * m.hidden_size
-                         + m.hidden_size**2) for layer in range(m.num_layers))
+            n = sum(
+                3 * ((m.input_size if layer == 0 else m.hidden_size) * m.hidden_size + m.hidden_size**2)
+                for layer in range(m.num_layers)
+            )
         else:
             if not total and next(m.parameters(recurse=False), None) is not None:
                 param_before = True
@@ -334,14 +347,14 @@ class Flops:
     critic: float | None
     inference: float | None
     note: str = ""
-    rows: int = 0            # rows of the update's matmuls (minibatch samples)
-    width: int = 0           # the networks' widest hidden layer
-    from_counter: bool = False   # actors/critic are FlopCounterMode's counts (no model)
+    rows: int = 0  # rows of the update's matmuls (minibatch samples)
+    width: int = 0  # the networks' widest hidden layer
+    from_counter: bool = False  # actors/critic are FlopCounterMode's counts (no model)
 
 
 def on_policy_flops(cfg: Any, learner: Any, w: Window, cap: Captured) -> Flops:
     a = cfg.algo
-    n = cfg.rollout_length * cfg.n_envs          # samples per agent per iteration
+    n = cfg.rollout_length * cfg.n_envs  # samples per agent per iteration
     k = learner.n_value_streams
     m_actor = [macs(actor) for actor in learner.actors]
     m_critic = macs(learner.critic)
@@ -349,7 +362,7 @@ def on_policy_flops(cfg: Any, learner: Any, w: Window, cap: Captured) -> Flops:
     inference = n * (FWD * sum(m_actor) + FWD * k * m_critic)
     note = ""
     ha = a.name in ("happo", "haa2c", "hatrpo")
-    log_prob_passes = 2 * FWD * n * sum(m_actor) if ha else 0   # the factor: before and after
+    log_prob_passes = 2 * FWD * n * sum(m_actor) if ha else 0  # the factor: before and after
     if a.name == "hatrpo":
         agents = max(cap.hatrpo["agent_updates"], 1)
         fvp = cap.hatrpo["fvp"] / agents
@@ -359,8 +372,10 @@ def on_policy_flops(cfg: Any, learner: Any, w: Window, cap: Captured) -> Flops:
         # double backward differentiates both operands of every backward matmul, 4, and runs
         # back through the forward, 2), each line-search try (surrogate + KL forwards) 2
         actors = sum(FWD * n * m * (1 + 3 + 3 + 6 * fvp + 2 * tries) for m in m_actor) + log_prob_passes
-        note = (f"HATRPO FLOPs approximate: {fvp:.1f} Fisher-vector products (~6 forward passes "
-                f"each) and {tries:.1f} line-search tries per agent update")
+        note = (
+            f"HATRPO FLOPs approximate: {fvp:.1f} Fisher-vector products (~6 forward passes "
+            f"each) and {tries:.1f} line-search tries per agent update"
+        )
         rows = n
     elif a.name in ("happo", "haa2c", "mappo"):
         epochs = a.a2c_epoch if a.name == "haa2c" else a.ppo_epoch
@@ -381,7 +396,7 @@ def off_policy_flops(cfg: Any, learner: Any, w: Window) -> Flops:
         return Flops(None, None, None, f"no FLOP model for {a.name}")
     b, n_agents = a.batch_size, learner.n_agents
     m_actor = [macs(actor) for actor in learner.actors]
-    m_q = macs(learner.critic)                   # all K critics of the ensemble
+    m_q = macs(learner.critic)  # all K critics of the ensemble
     # critic step: next actions (target actors or current policies), target Q, trained Q
     critic_step = b * (FWD * sum(m_actor) + FWD * m_q + trained(learner.critic))
     # actor phase: pre-update joint actions of the other agents (HA only), then per agent its
@@ -390,8 +405,9 @@ def off_policy_flops(cfg: Any, learner: Any, w: Window) -> Flops:
     sequential = a.name in ("haddpg", "hatd3", "hasac")
     mean_actor = sum(m_actor) / n_agents
     extra = FWD * b * mean_actor * (n_agents - 1) * 2 if sequential else 0
-    actor_phase = b * (sum(trained(actor) for actor in learner.actors)
-                       + n_agents * PASS_THROUGH * m_q) + extra
+    actor_phase = (
+        b * (sum(trained(actor) for actor in learner.actors) + n_agents * PASS_THROUGH * m_q) + extra
+    )
     critic = w.n("critic", "update") * critic_step
     actors = w.n("actors", "update") * actor_phase
     inference = w.n("act", "collect") * cfg.n_envs * FWD * sum(m_actor)
@@ -418,6 +434,7 @@ def counted_flops(cap: Captured, updates_per_iteration: float) -> tuple[float, f
                 out = fn(*args, **kwargs)
             counts[name] += counter.get_total_flops()
             return out
+
         return wrapper
 
     originals = {name: getattr(learner, f"update_{name}") for name in counts}
@@ -429,7 +446,7 @@ def counted_flops(cap: Captured, updates_per_iteration: float) -> tuple[float, f
             learner.train(buffer)
     finally:
         for name, fn in originals.items():
-            setattr(learner, f"update_{name}", fn)   # the profiler's wrapper again
+            setattr(learner, f"update_{name}", fn)  # the profiler's wrapper again
     scale = updates_per_iteration / steps
     return counts["actors"] * scale, counts["critic"] * scale
 
@@ -483,16 +500,20 @@ def matmul_rate(shape: tuple[int, ...], kind: str, seconds: float) -> float | No
     return _rate(lambda: torch.matmul(a, b, out=out), flop, seconds)
 
 
-def microbench(rows: int, width: int, inference_rows: int, seconds: float
-               ) -> list[tuple[str, dict[str, float | None]]]:
-    shapes = [(f"fwd   [{rows} x {width}] @ [{width} x {width}]", (rows, width, width)),
-              (f"wgrad [{width} x {rows}] @ [{rows} x {width}]", (width, rows, width)),
-              (f"batch2 [{rows} x {width}] @ [{width} x {width}]", (2, rows, width, width)),
-              (f"infer [{inference_rows} x {width}] @ [{width} x {width}]",
-               (inference_rows, width, width)),
-              ("square [2048 x 2048] @ [2048 x 2048]", (2048, 2048, 2048))]
-    return [(label, {kind: matmul_rate(shape, kind, seconds) for kind in (FP32, ONEDNN, BF16)})
-            for label, shape in shapes]
+def microbench(
+    rows: int, width: int, inference_rows: int, seconds: float
+) -> list[tuple[str, dict[str, float | None]]]:
+    shapes = [
+        (f"fwd   [{rows} x {width}] @ [{width} x {width}]", (rows, width, width)),
+        (f"wgrad [{width} x {rows}] @ [{rows} x {width}]", (width, rows, width)),
+        (f"batch2 [{rows} x {width}] @ [{width} x {width}]", (2, rows, width, width)),
+        (f"infer [{inference_rows} x {width}] @ [{width} x {width}]", (inference_rows, width, width)),
+        ("square [2048 x 2048] @ [2048 x 2048]", (2048, 2048, 2048)),
+    ]
+    return [
+        (label, {kind: matmul_rate(shape, kind, seconds) for kind in (FP32, ONEDNN, BF16)})
+        for label, shape in shapes
+    ]
 
 
 def cpu_vendor() -> str:
@@ -511,14 +532,22 @@ def fmt(x: float | None, spec: str) -> str:
     return format("-", ">" + spec.split(".")[0]) if x is None else format(x, spec)
 
 
-def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, float] | None,
-           raw: float, steps_per_iteration: int, skipped: int,
-           bench: list[tuple[str, dict[str, float | None]]], critic_thread: bool = False) -> str:
+def report(
+    cfg: Any,
+    kind: str,
+    w: Window,
+    flops: Flops,
+    counted: tuple[float, float] | None,
+    raw: float,
+    steps_per_iteration: int,
+    skipped: int,
+    bench: list[tuple[str, dict[str, float | None]]],
+    critic_thread: bool = False,
+) -> str:
     """The table. `critic_thread`: the critic's epochs ran in their own thread (on-policy
     `algo.critic_in_parallel`), overlapping the actors: its row is not part of the iteration's
     sum, and the wait for it is in "update: GAE, batches, critic wait"."""
-    peak = {kind: max((r[kind] for _, r in bench if r[kind]), default=None)
-            for kind in (FP32, ONEDNN, BF16)}
+    peak = {kind: max((r[kind] for _, r in bench if r[kind]), default=None) for kind in (FP32, ONEDNN, BF16)}
     peak32 = peak[FP32]
     total = w.wall
     env = w.t("env")
@@ -526,52 +555,72 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
         inference = w.t("act", "collect") + w.t("values", "collect")
         actors, critic = w.t("actors", "update"), w.t("critic", "update")
         serial_critic = 0.0 if critic_thread else critic
-        update_rest = ("update: GAE, batches, critic wait" if critic_thread
-                       else "update: GAE, advantages, batches")
-        other_parts = [("collect: buffer writes, conversions", w.t("collect") - env - inference),
-                       (update_rest, w.t("update") - actors - serial_critic),
-                       ("logging, checkpoints, loop", total - w.t("collect") - w.t("update"))]
+        update_rest = (
+            "update: GAE, batches, critic wait" if critic_thread else "update: GAE, advantages, batches"
+        )
+        other_parts = [
+            ("collect: buffer writes, conversions", w.t("collect") - env - inference),
+            (update_rest, w.t("update") - actors - serial_critic),
+            ("logging, checkpoints, loop", total - w.t("collect") - w.t("update")),
+        ]
     else:
         inference = w.t("act", "collect")
         actors, critic = w.t("actors", "update"), w.t("critic", "update")
-        other_parts = [("collect: replay writes, conversions", w.t("collect") - env - inference),
-                       ("grad steps: replay sampling", w.t("sample", "update")),
-                       ("grad steps: target soft-updates", w.t("targets", "update")),
-                       ("grad steps: rest", w.t("update") - actors - critic
-                        - w.t("sample", "update") - w.t("targets", "update")),
-                       ("logging, checkpoints, loop, rest", total - w.t("collect") - w.t("update"))]
+        other_parts = [
+            ("collect: replay writes, conversions", w.t("collect") - env - inference),
+            ("grad steps: replay sampling", w.t("sample", "update")),
+            ("grad steps: target soft-updates", w.t("targets", "update")),
+            (
+                "grad steps: rest",
+                w.t("update") - actors - critic - w.t("sample", "update") - w.t("targets", "update"),
+            ),
+            ("logging, checkpoints, loop, rest", total - w.t("collect") - w.t("update")),
+        ]
         serial_critic = critic
     other = total - env - inference - actors - serial_critic
 
-    head = (f"{'part':38} {'s/iter':>8} {'%':>6} {'GFLOP/it':>9} {'GFLOP/s':>8} "
-            f"{'fp32 pk':>8} {'oneDNN':>8} {'bf16 pk':>8} {'@fp32 pk s':>10}")
+    head = (
+        f"{'part':38} {'s/iter':>8} {'%':>6} {'GFLOP/it':>9} {'GFLOP/s':>8} "
+        f"{'fp32 pk':>8} {'oneDNN':>8} {'bf16 pk':>8} {'@fp32 pk s':>10}"
+    )
     lines = [head, "-" * len(head)]
 
     def row(label: str, seconds: float, gflop: float | None = None) -> None:
         rate = None if gflop is None or seconds <= 0 else gflop / seconds
         share = lambda p: None if rate is None or not p else rate / p  # noqa: E731
-        lines.append(f"{label:38} {seconds:8.3f} {seconds / total:6.1%} {fmt(gflop, '9.2f')} "
-                     f"{fmt(rate, '8.1f')} {fmt(share(peak32), '8.1%')} "
-                     f"{fmt(share(peak[ONEDNN]), '8.1%')} {fmt(share(peak[BF16]), '8.1%')} "
-                     f"{fmt(None if gflop is None else gflop / peak32, '10.3f')}")
+        lines.append(
+            f"{label:38} {seconds:8.3f} {seconds / total:6.1%} {fmt(gflop, '9.2f')} "
+            f"{fmt(rate, '8.1f')} {fmt(share(peak32), '8.1%')} "
+            f"{fmt(share(peak[ONEDNN]), '8.1%')} {fmt(share(peak[BF16]), '8.1%')} "
+            f"{fmt(None if gflop is None else gflop / peak32, '10.3f')}"
+        )
 
     g = lambda x: None if x is None else x / 1e9  # noqa: E731
     row("env stepping (VecEnv.step)", env)
-    row("rollout inference (act" + (", values)" if kind == "on_policy" else ")"), inference,
-        g(flops.inference))
+    row(
+        "rollout inference (act" + (", values)" if kind == "on_policy" else ")"),
+        inference,
+        g(flops.inference),
+    )
     critic_label = "critic update (own thread)" if critic_thread else "critic update"
-    for name, seconds, gflop in (("actors update", actors, g(flops.actors)),
-                                 (critic_label, critic, g(flops.critic))):
+    for name, seconds, gflop in (
+        ("actors update", actors, g(flops.actors)),
+        (critic_label, critic, g(flops.critic)),
+    ):
         row(name, seconds, gflop)
         under = "actors" if name.startswith("actors") else "critic"
         backward, clip = w.t("backward", under), w.t("clip", under)
         adam = w.t("adam", under) + w.t("adam_alpha", under)
         finite = w.t("check_finite", under)
         log_prob = w.t("log_prob", under)
-        for label, part in (("  backward", backward), ("  clip_grad_norm_", clip),
-                            ("  Adam.step", adam), ("  check_finite", finite),
-                            ("  log-prob passes (HA factor)", log_prob)):
-            if part:   # (HATRPO's actors take no optimiser step)
+        for label, part in (
+            ("  backward", backward),
+            ("  clip_grad_norm_", clip),
+            ("  Adam.step", adam),
+            ("  check_finite", finite),
+            ("  log-prob passes (HA factor)", log_prob),
+        ):
+            if part:  # (HATRPO's actors take no optimiser step)
                 row(label, part)
         row("  forward, losses, rest", seconds - backward - clip - adam - finite - log_prob)
     row("other", other)
@@ -584,77 +633,113 @@ def report(cfg: Any, kind: str, w: Window, flops: Flops, counted: tuple[float, f
     else:
         row("update (actors + critic)", actors + critic, both)
     row("iteration total", total)
-    lines.append("fp32 pk / oneDNN / bf16 pk: GFLOP/s as a fraction of the best rate below of "
-                 "torch.matmul fp32 / fp32 through oneDNN / torch.matmul bf16; @fp32 pk s: the "
-                 "part's matmul FLOPs at that torch.matmul fp32 rate")
+    lines.append(
+        "fp32 pk / oneDNN / bf16 pk: GFLOP/s as a fraction of the best rate below of "
+        "torch.matmul fp32 / fp32 through oneDNN / torch.matmul bf16; @fp32 pk s: the "
+        "part's matmul FLOPs at that torch.matmul fp32 rate"
+    )
 
-    cadence = (f"utd_ratio={cfg.algo.utd_ratio} batch_size={cfg.algo.batch_size} "
-               f"train_interval={cfg.algo.train_interval}" if kind == "off_policy"
-               else f"rollout_length={cfg.rollout_length}")
+    cadence = (
+        f"utd_ratio={cfg.algo.utd_ratio} batch_size={cfg.algo.batch_size} "
+        f"train_interval={cfg.algo.train_interval}"
+        if kind == "off_policy"
+        else f"rollout_length={cfg.rollout_length}"
+    )
     steps = {u: w.n("adam", u) for u in ("actors", "critic")}
-    out = [f"\n{cfg.algo.name} on {cfg.env.name}/{cfg.env.task}: n_envs={cfg.n_envs} "
-           f"n_workers={cfg.n_workers} {cadence} hidden={list(cfg.algo.hidden_sizes)} "
-           f"torch_threads={cfg.torch_threads} (torch.get_num_threads()={torch.get_num_threads()})",
-           f"{steps_per_iteration:,} env steps per iteration; {w.iterations} timed iterations after "
-           f"{skipped} untimed ones",
-           f"raw env steps/s {raw:,.0f} | training env steps/s (steady) "
-           f"{steps_per_iteration / total:,.0f} | training/raw {steps_per_iteration / total / raw:.0%}",
-           ""] + lines
+    out = [
+        f"\n{cfg.algo.name} on {cfg.env.name}/{cfg.env.task}: n_envs={cfg.n_envs} "
+        f"n_workers={cfg.n_workers} {cadence} hidden={list(cfg.algo.hidden_sizes)} "
+        f"torch_threads={cfg.torch_threads} (torch.get_num_threads()={torch.get_num_threads()})",
+        f"{steps_per_iteration:,} env steps per iteration; {w.iterations} timed iterations after "
+        f"{skipped} untimed ones",
+        f"raw env steps/s {raw:,.0f} | training env steps/s (steady) "
+        f"{steps_per_iteration / total:,.0f} | training/raw {steps_per_iteration / total / raw:.0%}",
+        "",
+    ] + lines
     per_step = []
     for u in steps:
         if steps[u]:
             t_u = actors if u == "actors" else critic
             alpha = w.n("adam_alpha", u)
-            per_step.append(f"{u}: {steps[u]:.1f} optimiser steps/iter"
-                            + (f" (+ {alpha:.0f} temperature steps)" if alpha else "")
-                            + f", {1e3 * t_u / steps[u]:.2f} ms per step")
+            per_step.append(
+                f"{u}: {steps[u]:.1f} optimiser steps/iter"
+                + (f" (+ {alpha:.0f} temperature steps)" if alpha else "")
+                + f", {1e3 * t_u / steps[u]:.2f} ms per step"
+            )
     if kind == "off_policy":
         per_step.append(f"{w.n('update', 'train_phase'):.1f} gradient steps/iter")
     in_adam = w.n("sync", "adam") + w.n("sync", "adam_alpha")
-    out += ["", "; ".join(per_step),
-            "host reads of tensors (Tensor.item/__float__/__bool__; a device sync each on a GPU) "
-            f"per iteration: update {w.n('sync', 'update') - in_adam:.0f} (+ {in_adam:.0f} inside "
-            f"Adam.step, its per-parameter step counters), collection {w.n('sync', 'collect'):.0f}; "
-            f"check_finite calls {w.n('check_finite'):.0f}"]
+    out += [
+        "",
+        "; ".join(per_step),
+        "host reads of tensors (Tensor.item/__float__/__bool__; a device sync each on a GPU) "
+        f"per iteration: update {w.n('sync', 'update') - in_adam:.0f} (+ {in_adam:.0f} inside "
+        f"Adam.step, its per-parameter step counters), collection {w.n('sync', 'collect'):.0f}; "
+        f"check_finite calls {w.n('check_finite'):.0f}",
+    ]
     if counted is not None:
         a_c, c_c = counted
+
         def ratio(x, y):
             return "-" if not x or y is None or flops.from_counter else f"{y / x:.2f}"
 
-        out.append(f"FlopCounterMode check (one more iteration's update): actors {a_c / 1e9:.2f} GFLOP "
-                   f"(analytic/counted {ratio(a_c, flops.actors)}), critic {c_c / 1e9:.2f} GFLOP "
-                   f"(analytic/counted {ratio(c_c, flops.critic)})")
+        out.append(
+            f"FlopCounterMode check (one more iteration's update): actors {a_c / 1e9:.2f} GFLOP "
+            f"(analytic/counted {ratio(a_c, flops.actors)}), critic {c_c / 1e9:.2f} GFLOP "
+            f"(analytic/counted {ratio(c_c, flops.critic)})"
+        )
     if flops.note:
         out.append(flops.note)
-    out += ["", f"matmul micro-benchmark, same process, {torch.get_num_threads()} thread(s), "
-            f"GFLOP/s (CPU vendor {cpu_vendor()}):",
-            f"{'shape':46} {'fp32':>8} {'fp32 oneDNN':>12} {'bf16':>8}"]
-    out += [f"{label:46} {fmt(r[FP32], '8.1f')} {fmt(r[ONEDNN], '12.1f')} {fmt(r[BF16], '8.1f')}"
-            for label, r in bench]
+    out += [
+        "",
+        f"matmul micro-benchmark, same process, {torch.get_num_threads()} thread(s), "
+        f"GFLOP/s (CPU vendor {cpu_vendor()}):",
+        f"{'shape':46} {'fp32':>8} {'fp32 oneDNN':>12} {'bf16':>8}",
+    ]
+    out += [
+        f"{label:46} {fmt(r[FP32], '8.1f')} {fmt(r[ONEDNN], '12.1f')} {fmt(r[BF16], '8.1f')}"
+        for label, r in bench
+    ]
     if peak[ONEDNN] and peak32 and peak[ONEDNN] > 1.5 * peak32:
-        out.append(f"torch.matmul's fp32 path (MKL) reaches {peak32 / peak[ONEDNN]:.0%} of oneDNN's fp32 "
-                   "rate on this CPU: MKL picks a slower code path here (on AMD CPUs it "
-                   "dispatches by vendor), fp32 headroom is the oneDNN column")
+        out.append(
+            f"torch.matmul's fp32 path (MKL) reaches {peak32 / peak[ONEDNN]:.0%} of oneDNN's fp32 "
+            "rate on this CPU: MKL picks a slower code path here (on AMD CPUs it "
+            "dispatches by vendor), fp32 headroom is the oneDNN column"
+        )
     from harl.models.linear import MIN_ROWS, cpu_matmul
-    out.append(f"this run's linear layers: products of {MIN_ROWS}+ rows through oneDNN (cpu_matmul=onednn)"
-               if cpu_matmul() == "onednn"
-               else f"this run's linear layers: torch's default products (cpu_matmul={cfg.cpu_matmul})")
+
+    out.append(
+        f"this run's linear layers: products of {MIN_ROWS}+ rows through oneDNN (cpu_matmul=onednn)"
+        if cpu_matmul() == "onednn"
+        else f"this run's linear layers: torch's default products (cpu_matmul={cfg.cpu_matmul})"
+    )
     return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- main
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first (off-policy: "
-                        "counted from the first iteration after the random warm-up phase, "
-                        "algo.warmup_steps; default 1)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed iterations first (off-policy: "
+        "counted from the first iteration after the random warm-up phase, "
+        "algo.warmup_steps; default 1)",
+    )
     parser.add_argument("--raw-steps", type=int, default=20_000, help="env steps for the raw rate")
     parser.add_argument("--bench-seconds", type=float, default=0.5, help="per matmul shape and dtype")
     parser.add_argument("--no-flop-check", action="store_true", help="skip the FlopCounterMode check")
-    parser.add_argument("--ops", type=int, default=0, metavar="N", help="also print torch.profiler's "
-                        "N busiest ops of one more update")
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print torch.profiler's N busiest ops of one more update",
+    )
     args, overrides = parser.parse_known_args()
     if args.iterations < 1 or args.warmup < 0:
         parser.error("--iterations must be >= 1 and --warmup >= 0")
@@ -667,15 +752,16 @@ def main() -> None:
     elif kind == "off_policy":
         steps_per_iteration = math.ceil(cfg.algo.train_interval / cfg.n_envs) * cfg.n_envs
         # random warm-up iterations, then the one whose collection was all random (no updates)
-        random_phase = max(math.ceil(max(cfg.algo.warmup_steps, cfg.algo.batch_size)
-                                     / steps_per_iteration), 1)
+        random_phase = max(
+            math.ceil(max(cfg.algo.warmup_steps, cfg.algo.batch_size) / steps_per_iteration), 1
+        )
         skipped = random_phase + args.warmup
     else:
-        raise SystemExit(f"{cfg.algo.name} uses the {kind} runner; this tool profiles the on-policy "
-                         "and off-policy runners")
+        raise SystemExit(
+            f"{cfg.algo.name} uses the {kind} runner; this tool profiles the on-policy and off-policy runners"
+        )
     total_steps = (skipped + args.iterations + 1) * steps_per_iteration
-    run_overrides = [*overrides, f"total_steps={total_steps}", "eval_interval=0",
-                     f"save_interval={10**15}"]
+    run_overrides = [*overrides, f"total_steps={total_steps}", "eval_interval=0", f"save_interval={10**15}"]
 
     raw = raw_rate(cfg, args.raw_steps)
 
@@ -685,8 +771,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as run_dir:
             run(compose_config(*run_overrides), run_dir)
         if len(cap.marks) < skipped + args.iterations + 1:
-            raise SystemExit(f"the run took {len(cap.marks)} iterations, expected "
-                             f"{skipped + args.iterations + 1}")
+            raise SystemExit(
+                f"the run took {len(cap.marks)} iterations, expected {skipped + args.iterations + 1}"
+            )
         w = window(cap.marks[skipped], cap.marks[skipped + args.iterations], args.iterations)
         if kind == "on_policy":
             flops = on_policy_flops(cfg, cap.learner, w, cap)
@@ -706,8 +793,20 @@ def main() -> None:
     rows = flops.rows or cfg.rollout_length * cfg.n_envs
     width = flops.width or max(cfg.algo.hidden_sizes)
     bench = microbench(rows, width, cfg.n_envs, args.bench_seconds)
-    print(report(cfg, kind, w, flops, counted, raw, steps_per_iteration, skipped, bench,
-                 critic_thread=prof.other_threads))
+    print(
+        report(
+            cfg,
+            kind,
+            w,
+            flops,
+            counted,
+            raw,
+            steps_per_iteration,
+            skipped,
+            bench,
+            critic_thread=prof.other_threads,
+        )
+    )
     if ops:
         print(f"\ntorch.profiler, one more update (self CPU time):\n{ops}")
 

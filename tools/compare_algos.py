@@ -24,6 +24,7 @@ std is the sample standard deviation over seeds (ddof=1; none with one seed). Ro
 by final eval return, best first. The table is printed and written to <out>/summary.md and
 <out>/summary.csv.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -144,20 +145,42 @@ def summarize(runs: list[Run]) -> pd.DataFrame:
         done = [r for r in mine if r.status == "finished"]
         final, final_std = mean_std([r.final_eval for r in done])
         best, best_std = mean_std([r.best_eval for r in done])
-        rows.append({
-            "algo": algo, "seeds_finished": len(done), "seeds": len(mine),
-            "final_eval_mean": final, "final_eval_std": final_std,
-            "best_eval_mean": best, "best_eval_std": best_std,
-            "env_steps_per_s": mean_std([r.fps for r in done])[0],
-            "wall_time_s": mean_std([r.wall_time for r in done])[0],
-            "notes": ", ".join(f"seed{r.seed} {r.status}" + (f" ({r.detail})" if r.detail else "")
-                               for r in mine if r.status != "finished"),
-        })
-    table = pd.DataFrame(rows, columns=["algo", "seeds_finished", "seeds", "final_eval_mean",
-                                        "final_eval_std", "best_eval_mean", "best_eval_std",
-                                        "env_steps_per_s", "wall_time_s", "notes"])
-    return table.sort_values(["final_eval_mean", "algo"], ascending=[False, True],
-                             na_position="last", kind="stable").reset_index(drop=True)
+        rows.append(
+            {
+                "algo": algo,
+                "seeds_finished": len(done),
+                "seeds": len(mine),
+                "final_eval_mean": final,
+                "final_eval_std": final_std,
+                "best_eval_mean": best,
+                "best_eval_std": best_std,
+                "env_steps_per_s": mean_std([r.fps for r in done])[0],
+                "wall_time_s": mean_std([r.wall_time for r in done])[0],
+                "notes": ", ".join(
+                    f"seed{r.seed} {r.status}" + (f" ({r.detail})" if r.detail else "")
+                    for r in mine
+                    if r.status != "finished"
+                ),
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "algo",
+            "seeds_finished",
+            "seeds",
+            "final_eval_mean",
+            "final_eval_std",
+            "best_eval_mean",
+            "best_eval_std",
+            "env_steps_per_s",
+            "wall_time_s",
+            "notes",
+        ],
+    )
+    return table.sort_values(
+        ["final_eval_mean", "algo"], ascending=[False, True], na_position="last", kind="stable"
+    ).reset_index(drop=True)
 
 
 def fmt_pm(mean: float, std: float) -> str:
@@ -167,14 +190,19 @@ def fmt_pm(mean: float, std: float) -> str:
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
-    lines = ["| algo | seeds finished | final eval return | best eval return | env-steps/s | "
-             + "wall time per run | notes |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| algo | seeds finished | final eval return | best eval return | env-steps/s | "
+        + "wall time per run | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in summary.itertuples():
         fps = "—" if math.isnan(r.env_steps_per_s) else f"{r.env_steps_per_s:,.0f}"
-        lines.append(f"| {r.algo} | {r.seeds_finished}/{r.seeds} "
-                     f"| {fmt_pm(r.final_eval_mean, r.final_eval_std)} "
-                     f"| {fmt_pm(r.best_eval_mean, r.best_eval_std)} | {fps} "
-                     f"| {fmt_duration(r.wall_time_s)} | {r.notes} |")
+        lines.append(
+            f"| {r.algo} | {r.seeds_finished}/{r.seeds} "
+            f"| {fmt_pm(r.final_eval_mean, r.final_eval_std)} "
+            f"| {fmt_pm(r.best_eval_mean, r.best_eval_std)} | {fps} "
+            f"| {fmt_duration(r.wall_time_s)} | {r.notes} |"
+        )
     return "\n".join(lines)
 
 
@@ -185,13 +213,14 @@ def header(runs: list[Run], steps: int | None, seeds: list[int], overrides: list
     lines = [f"Task: {task} | budget: {budget} | seeds: {', '.join(map(str, seeds))}"]
     if overrides:
         lines.append(f"Overrides: {' '.join(overrides)}")
-    lines.append("final/best eval return: mean ± std over finished seeds (std ddof=1); "
-                 "env-steps/s and wall time: mean per run")
+    lines.append(
+        "final/best eval return: mean ± std over finished seeds (std ddof=1); "
+        "env-steps/s and wall time: mean per run"
+    )
     return "\n".join(lines)
 
 
-def report(out: Path, algos: list[str], seeds: list[int], steps: int | None,
-           overrides: list[str]) -> str:
+def report(out: Path, algos: list[str], seeds: list[int], steps: int | None, overrides: list[str]) -> str:
     """Read every (algo, seed) run dir, write summary.md/summary.csv, return the text."""
     runs = [inspect_run(out, a, s, steps) for a in algos for s in seeds]
     summary = summarize(runs)
@@ -220,8 +249,9 @@ def load_manifest(out: Path) -> dict | None:
         return None
 
 
-def merge_manifest(out: Path, algos: list[str], seeds: list[int], steps: int,
-                   overrides: list[str], force: bool) -> dict:
+def merge_manifest(
+    out: Path, algos: list[str], seeds: list[int], steps: int, overrides: list[str], force: bool
+) -> dict:
     """Record this comparison in <out>/compare.json; refuse to mix budgets or overrides
     with finished runs of an earlier launch (unless --force retrains everything)."""
     old = load_manifest(out)
@@ -232,10 +262,14 @@ def merge_manifest(out: Path, algos: list[str], seeds: list[int], steps: int,
             raise SystemExit(
                 f"{out} holds a comparison with --steps {old.get('steps')} and overrides "
                 f"{' '.join(old.get('overrides', [])) or '(none)'}; use another --out, the same "
-                "settings, or --force to retrain every run")
-    merged = {"algos": list(dict.fromkeys((old or {}).get("algos", []) + algos)),
-              "seeds": sorted(set((old or {}).get("seeds", [])) | set(seeds)),
-              "steps": steps, "overrides": overrides}
+                "settings, or --force to retrain every run"
+            )
+    merged = {
+        "algos": list(dict.fromkeys((old or {}).get("algos", []) + algos)),
+        "seeds": sorted(set((old or {}).get("seeds", [])) | set(seeds)),
+        "steps": steps,
+        "overrides": overrides,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps(merged, indent=2) + "\n")
     return merged
@@ -250,9 +284,16 @@ def hydra_value(value: str) -> str:
 def build_command(algo: str, seed: int, steps: int, path: Path, overrides: list[str]) -> list[str]:
     """`{algo}` in an override is replaced by the run's algorithm (e.g. to pick each
     algorithm's tuned preset: +experiment=mamujoco/halfcheetah_2x3/{algo})."""
-    return [sys.executable, "-m", "harl.train", f"algo={algo}", f"seed={seed}",
-            f"total_steps={steps}", f"hydra.run.dir={hydra_value(str(path.resolve()))}",
-            *(o.replace("{algo}", algo) for o in overrides)]
+    return [
+        sys.executable,
+        "-m",
+        "harl.train",
+        f"algo={algo}",
+        f"seed={seed}",
+        f"total_steps={steps}",
+        f"hydra.run.dir={hydra_value(str(path.resolve()))}",
+        *(o.replace("{algo}", algo) for o in overrides),
+    ]
 
 
 def launch(cmd: list[str], path: Path, label: str) -> int:
@@ -262,16 +303,24 @@ def launch(cmd: list[str], path: Path, label: str) -> int:
     path.mkdir(parents=True)
     say(f"{label}: started, log {path / LOG}")
     rc, wall = run_logged(cmd, path / LOG)
-    (path / STATUS).write_text(json.dumps({"returncode": rc, "wall_s": round(wall, 2),
-                                           "command": cmd}, indent=2) + "\n")
+    (path / STATUS).write_text(
+        json.dumps({"returncode": rc, "wall_s": round(wall, 2), "command": cmd}, indent=2) + "\n"
+    )
     outcome = "finished" if rc == 0 else "FAILED"
     why = "" if rc == 0 else f": {error_line(path / LOG)}"
     say(f"{label}: {outcome} in {fmt_duration(wall)}, exit status {rc}{why}")
     return rc
 
 
-def run_all(out: Path, algos: list[str], seeds: list[int], steps: int, overrides: list[str],
-            jobs: int = 1, force: bool = False) -> dict[tuple[str, int], int | None]:
+def run_all(
+    out: Path,
+    algos: list[str],
+    seeds: list[int],
+    steps: int,
+    overrides: list[str],
+    jobs: int = 1,
+    force: bool = False,
+) -> dict[tuple[str, int], int | None]:
     """Train every (algo, seed) not already finished; exit status per run (None: skipped)."""
     pairs = [(a, s) for a in algos for s in seeds]
     results: dict[tuple[str, int], int | None] = {}
@@ -304,21 +353,28 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     overrides: list[str] = []
     if "--" in argv:
         k = argv.index("--")
-        argv, overrides = argv[:k], argv[k + 1:]
+        argv, overrides = argv[:k], argv[k + 1 :]
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s (--algos A,B --steps N --out DIR [options] [-- overrides...] | --report DIR)")
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s (--algos A,B --steps N --out DIR [options] [-- overrides...] | --report DIR)",
+    )
     parser.add_argument("--algos", help="comma-separated algo names (conf/algo/*.yaml)")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds (default: 1)")
     parser.add_argument("--steps", type=int, help="total_steps (env steps) of every run")
     parser.add_argument("--out", help="comparison dir; runs go to <out>/<algo>/seed<s>")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs at once (default 1: sequential). Parallel runs share the CPU: "
-                             "on a 2-core machine they slow each other down and distort the "
-                             "env-steps/s and wall-time columns")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once (default 1: sequential). Parallel runs share the CPU: "
+        "on a 2-core machine they slow each other down and distort the "
+        "env-steps/s and wall-time columns",
+    )
     parser.add_argument("--force", action="store_true", help="retrain runs that already finished")
-    parser.add_argument("--report", metavar="DIR",
-                        help="train nothing: re-read the runs under DIR and print the table")
+    parser.add_argument(
+        "--report", metavar="DIR", help="train nothing: re-read the runs under DIR and print the table"
+    )
     args = parser.parse_args(argv)
     if args.report:
         if overrides or args.out:

@@ -16,6 +16,7 @@ The last line printed is machine-readable (one line, wrapped here):
     RESULT|<label>|<device>|<n_envs>|<n_workers>|<steady env steps/s>|<overall env steps/s>
           |<iterations measured>|<status>
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def read_rows(path: Path) -> list[tuple[int, float]]:
         return []
     with path.open(newline="") as f:
         try:
-            return [(int(float(r["env_steps"])), float(r["wall_time"])) for r in csv.DictReader(f)
-                    if r.get("env_steps") and r.get("wall_time")]
+            return [
+                (int(float(r["env_steps"])), float(r["wall_time"]))
+                for r in csv.DictReader(f)
+                if r.get("env_steps") and r.get("wall_time")
+            ]
         except (ValueError, KeyError):
             return []  # a row being written (or the header being widened) right now
 
@@ -65,8 +69,9 @@ def measured_iters(rows: list[tuple[int, float]], warmup_steps: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--label", default="", help="name of the config in the RESULT line")
     parser.add_argument("--seconds", type=float, default=20.0, help="train at least this long")
     parser.add_argument("--min-iters", type=int, default=2, help="and at least this many measured iterations")
@@ -74,8 +79,14 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    cfg = compose_config(*overrides, f"total_steps={BIG}", "eval_interval=0", f"save_interval={BIG}",
-                         "log_interval=1", "logger.tensorboard=false")
+    cfg = compose_config(
+        *overrides,
+        f"total_steps={BIG}",
+        "eval_interval=0",
+        f"save_interval={BIG}",
+        "log_interval=1",
+        "logger.tensorboard=false",
+    )
     warmup = int(cfg.algo.get("warmup_steps", 0) or 0)  # off-policy random warm-up (env steps)
     label = args.label or f"{cfg.algo.name} {cfg.env.name}/{cfg.env.task}"
     stop = StopRequest()
@@ -118,11 +129,15 @@ def main() -> None:
         status = "no measured iteration"
     elif status == "ok" and n < args.min_iters:
         status = f"only {n} measured iteration(s)"
-    print(f"{label}: device={cfg.device} n_envs={cfg.n_envs} n_workers={cfg.n_workers} "
-          f"torch_threads={cfg.torch_threads} rows={len(rows)} measured_iters={n} "
-          f"steady={steady:,.0f} overall={overall:,.0f} env steps/s wall={wall:.1f}s status={status}")
-    print(f"RESULT|{label}|{cfg.device}|{cfg.n_envs}|{cfg.n_workers}|{steady:.0f}|{overall:.0f}|{n}|{status}",
-          flush=True)
+    print(
+        f"{label}: device={cfg.device} n_envs={cfg.n_envs} n_workers={cfg.n_workers} "
+        f"torch_threads={cfg.torch_threads} rows={len(rows)} measured_iters={n} "
+        f"steady={steady:,.0f} overall={overall:,.0f} env steps/s wall={wall:.1f}s status={status}"
+    )
+    print(
+        f"RESULT|{label}|{cfg.device}|{cfg.n_envs}|{cfg.n_workers}|{steady:.0f}|{overall:.0f}|{n}|{status}",
+        flush=True,
+    )
     sys.exit(0 if status == "ok" else 1)
 
 

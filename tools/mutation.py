@@ -18,6 +18,7 @@ The mutations are mutmut's, tuned for numerical update rules: added are min <-> 
 (they only rename log columns and reword messages) and string-method swaps. Changing them
 invalidates earlier results: delete `mutants/` first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,37 @@ MUTANTS = ROOT / "mutants"
 EQUIVALENTS_DOC = ROOT / "docs" / "testing.md"
 
 # min <-> max style swaps (identifiers, attributes and keywords such as clamp(min=...))
-MIN_MAX_SWAPS = {"min": "max", "minimum": "maximum", "amin": "amax", "argmin": "argmax",
-                 "clamp_min": "clamp_max"}
+MIN_MAX_SWAPS = {
+    "min": "max",
+    "minimum": "maximum",
+    "amin": "amax",
+    "argmin": "argmax",
+    "clamp_min": "clamp_max",
+}
 MIN_MAX_SWAPS.update({v: k for k, v in MIN_MAX_SWAPS.items()})
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code), folded into what the report counts
-KILLED, TIMEOUT, SURVIVED, NO_TESTS, NOT_RUN, OTHER = ("killed", "timeout", "survived", "no tests",
-                                                      "not run", "other")
-STATUS = {1: KILLED, 3: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS, 36: TIMEOUT, 24: TIMEOUT,
-          -24: TIMEOUT, 152: TIMEOUT, 255: TIMEOUT, None: NOT_RUN}
+KILLED, TIMEOUT, SURVIVED, NO_TESTS, NOT_RUN, OTHER = (
+    "killed",
+    "timeout",
+    "survived",
+    "no tests",
+    "not run",
+    "other",
+)
+STATUS = {
+    1: KILLED,
+    3: KILLED,
+    0: SURVIVED,
+    5: NO_TESTS,
+    33: NO_TESTS,
+    36: TIMEOUT,
+    24: TIMEOUT,
+    -24: TIMEOUT,
+    152: TIMEOUT,
+    255: TIMEOUT,
+    None: NOT_RUN,
+}
 
 
 def tune_operators() -> None:
@@ -60,9 +83,12 @@ def tune_operators() -> None:
         if isinstance(node.operator, cst.Multiply):
             yield node.right
 
-    unwanted = {mutators.operator_string, mutators.operator_dict_arguments,
-                mutators.operator_symmetric_string_methods_swap,
-                mutators.operator_unsymmetrical_string_methods_swap}
+    unwanted = {
+        mutators.operator_string,
+        mutators.operator_dict_arguments,
+        mutators.operator_symmetric_string_methods_swap,
+        mutators.operator_unsymmetrical_string_methods_swap,
+    }
     table = [(t, op) for t, op in mutators.mutation_operators if op not in unwanted]
     table += [(cst.Name, swap_min_max), (cst.BinaryOperation, drop_term)]
     mutators.mutation_operators[:] = table
@@ -97,9 +123,11 @@ def load_results() -> dict[str, dict[str, str]]:
 DEVICE_ARG = re.compile(r",?\s*\bdevice=(None|[\w.]+)|\.to\((None|[\w.]*device)\)")
 # error-message and log-prefix arguments: check_finite(x, quantity, agent), apply_gradients(optim,
 # params, loss, quantity, agent), step_optimizer(optim, module, loss, quantity, agent), q_stats(prefix, q)
-LABEL_CALLS = [(re.compile(r"check_finite\(([^,()]+(?:\([^()]*\))?)\b.*"), r"check_finite(\1"),
-               (re.compile(r"(apply_gradients|step_optimizer)\(([^,]+),([^,]+),([^,]+),.*"), r"\1(\2,\3,\4"),
-               (re.compile(r"q_stats\([^,]+, "), "q_stats(")]
+LABEL_CALLS = [
+    (re.compile(r"check_finite\(([^,()]+(?:\([^()]*\))?)\b.*"), r"check_finite(\1"),
+    (re.compile(r"(apply_gradients|step_optimizer)\(([^,]+),([^,]+),([^,]+),.*"), r"\1(\2,\3,\4"),
+    (re.compile(r"q_stats\([^,]+, "), "q_stats("),
+]
 DIAGNOSTIC_ENTRY = re.compile(r'"[\w/]+":')
 NOT_DIAGNOSTICS = ("stateful", "state_dict")
 
@@ -153,8 +181,9 @@ def report(results: dict[str, dict[str, str]], equivalents: set[str]) -> list[st
     """Print the per-module table; return the unexplained survivors."""
     rows, totals = [], Counter()
     unexplained: list[str] = []
-    survivors = {n: module for module, mutants in results.items() for n, s in mutants.items()
-                 if s == SURVIVED}
+    survivors = {
+        n: module for module, mutants in results.items() for n, s in mutants.items() if s == SURVIVED
+    }
     classes = classify_survivors(survivors)
     equivalents = equivalents | {n for n, c in classes.items() if c is not None}
     for module, mutants in results.items():
@@ -162,14 +191,39 @@ def report(results: dict[str, dict[str, str]], equivalents: set[str]) -> list[st
         equivalent = sum(1 for n, s in mutants.items() if s == SURVIVED and n in equivalents)
         detected = counts[KILLED] + counts[TIMEOUT]
         total = len(mutants)
-        rows.append((module, total, detected, counts[SURVIVED] - equivalent, equivalent,
-                     counts[NO_TESTS], counts[NOT_RUN] + counts[OTHER]))
-        totals.update({"total": total, "detected": detected, "survived": counts[SURVIVED] - equivalent,
-                       "equivalent": equivalent, "no tests": counts[NO_TESTS],
-                       "other": counts[NOT_RUN] + counts[OTHER]})
+        rows.append(
+            (
+                module,
+                total,
+                detected,
+                counts[SURVIVED] - equivalent,
+                equivalent,
+                counts[NO_TESTS],
+                counts[NOT_RUN] + counts[OTHER],
+            )
+        )
+        totals.update(
+            {
+                "total": total,
+                "detected": detected,
+                "survived": counts[SURVIVED] - equivalent,
+                "equivalent": equivalent,
+                "no tests": counts[NO_TESTS],
+                "other": counts[NOT_RUN] + counts[OTHER],
+            }
+        )
         unexplained += [n for n, s in mutants.items() if s == SURVIVED and n not in equivalents]
-    header = ("module", "mutants", "killed", "survived", "equivalent", "no tests", "not run",
-              "killed / mutants", "score")
+    header = (
+        "module",
+        "mutants",
+        "killed",
+        "survived",
+        "equivalent",
+        "no tests",
+        "not run",
+        "killed / mutants",
+        "score",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
 
@@ -183,20 +237,28 @@ def report(results: dict[str, dict[str, str]], equivalents: set[str]) -> list[st
     for module, total, detected, survived, equivalent, no_tests, other in rows:
         if not total:
             continue
-        print(f"| {module} | {total} | {detected} | {survived} | {equivalent} | {no_tests} | {other} | "
-              f"{raw(detected, total)} | {score(detected, total, equivalent)} |")
+        print(
+            f"| {module} | {total} | {detected} | {survived} | {equivalent} | {no_tests} | {other} | "
+            f"{raw(detected, total)} | {score(detected, total, equivalent)} |"
+        )
     t = totals
-    print(f"| **all** | {t['total']} | {t['detected']} | {t['survived']} | {t['equivalent']} | "
-          f"{t['no tests']} | {t['other']} | {raw(t['detected'], t['total'])} | "
-          f"{score(t['detected'], t['total'], t['equivalent'])} |")
+    print(
+        f"| **all** | {t['total']} | {t['detected']} | {t['survived']} | {t['equivalent']} | "
+        f"{t['no tests']} | {t['other']} | {raw(t['detected'], t['total'])} | "
+        f"{score(t['detected'], t['total'], t['equivalent'])} |"
+    )
     by_class = Counter(c for c in classes.values() if c is not None)
-    print("\nscore = killed (incl. timeouts) / (mutants - equivalent mutants); 'no tests': no test "
-          "reaches the function; 'not run': interrupted or suspicious")
-    print("equivalent = listed in docs/testing.md (" +
-          str(sum(1 for n in survivors if n in equivalents and classes.get(n) is None)) +
-          ") or recognised from the diff: " +
-          ", ".join(f"{k} {v}" for k, v in sorted(by_class.items())) +
-          " (see docs/testing.md)")
+    print(
+        "\nscore = killed (incl. timeouts) / (mutants - equivalent mutants); 'no tests': no test "
+        "reaches the function; 'not run': interrupted or suspicious"
+    )
+    print(
+        "equivalent = listed in docs/testing.md ("
+        + str(sum(1 for n in survivors if n in equivalents and classes.get(n) is None))
+        + ") or recognised from the diff: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(by_class.items()))
+        + " (see docs/testing.md)"
+    )
     return unexplained
 
 

@@ -3,6 +3,7 @@ for `python -m harl.plot` (the code and its documentation are in harl/plot.py).
 
     python tools/plot.py results/compare/halfcheetah_2x3 --out curves.png --table results --aggregate agg
 """
+
 from __future__ import annotations
 
 import sys

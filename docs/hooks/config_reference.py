@@ -26,6 +26,7 @@ Where the text comes from:
 tests/test_docs.py checks that every field of every schema, and every launcher key, has a
 described row.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,6 +50,7 @@ def _importable() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
 
+
 MARKER = "<!-- harl-config-reference -->"
 COLUMNS = ("key", "type", "default", "valid values", "description")
 
@@ -63,8 +65,8 @@ class Row:
     type: str
     default: str
     valid: str
-    doc: str                        # its own description ('' if the source has none)
-    note: str = ""                  # the source note above the run of fields it is in
+    doc: str  # its own description ('' if the source has none)
+    note: str = ""  # the source note above the run of fields it is in
 
 
 @dataclass
@@ -80,11 +82,11 @@ class Section:
     sections of its bases, listed in `bases`)."""
 
     cls: type
-    group: str                      # "top level", "logger", "algo" or "env"
-    prefix: str                     # "", "logger.", "algo." or "env."
+    group: str  # "top level", "logger", "algo" or "env"
+    prefix: str  # "", "logger.", "algo." or "env."
     doc: str
     bases: list[type]
-    registered_as: list[str]        # `algo=<name>` / `env=<name>` values using this class
+    registered_as: list[str]  # `algo=<name>` / `env=<name>` values using this class
     items: list[Row | Note] = field(default_factory=list)
 
     @property
@@ -95,8 +97,8 @@ class Section:
 # ---------------------------------------------------------------- source comments
 @dataclass
 class _FieldSource:
-    trailing: str                   # the comment on the field's line(s), with continuations
-    note: str                       # comment lines directly above the field ('' if none)
+    trailing: str  # the comment on the field's line(s), with continuations
+    note: str  # comment lines directly above the field ('' if none)
     # the note of the run of fields it belongs to ('' if none): a note applies to the fields
     # below it until a blank line or the next note
     group_note: str
@@ -109,8 +111,13 @@ def _comments(source: str) -> tuple[dict[int, str], set[int]]:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             comments[tok.start[0]] = tok.string.lstrip("#").strip()
-        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                              tokenize.ENDMARKER):
+        elif tok.type not in (
+            tokenize.NL,
+            tokenize.NEWLINE,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+        ):
             code_lines.update(range(tok.start[0], tok.end[0] + 1))
     return comments, {line for line in comments if line not in code_lines}
 
@@ -127,7 +134,7 @@ def _class_fields(source: str) -> dict[str, dict[str, _FieldSource]]:
         if not isinstance(node, ast.ClassDef):
             continue
         fields: dict[str, _FieldSource] = {}
-        absorbed: set[int] = set()      # comment lines continuing the previous field's comment
+        absorbed: set[int] = set()  # comment lines continuing the previous field's comment
         group_note, previous_end = "", node.lineno
         for stmt in node.body:
             if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
@@ -139,11 +146,14 @@ def _class_fields(source: str) -> dict[str, dict[str, _FieldSource]]:
                 note_lines.insert(0, comments[line])
                 line -= 1
             if any(n not in comments for n in range(previous_end + 1, line + 1)):
-                group_note = ""             # a blank line (or other code) ends a note's run
+                group_note = ""  # a blank line (or other code) ends a note's run
             note = " ".join(note_lines)
             group_note = note or group_note
-            trailing = " ".join(comments[n] for n in range(stmt.lineno, stmt.end_lineno + 1)
-                                if n in comments and n not in comment_only)
+            trailing = " ".join(
+                comments[n]
+                for n in range(stmt.lineno, stmt.end_lineno + 1)
+                if n in comments and n not in comment_only
+            )
             line = stmt.end_lineno + 1
             while trailing and _open_parens(trailing) > 0 and line in comment_only:
                 trailing = f"{trailing} {comments[line]}"
@@ -197,8 +207,10 @@ def _schemas() -> list[tuple[type, str, str, list[str]]]:
     """(class, group, key prefix, names it is registered under), every class once, bases first."""
     from harl.config import ALGO_SCHEMAS, ENV_SCHEMAS, LoggerConfig, TrainConfig
 
-    out: list[tuple[type, str, str, list[str]]] = [(TrainConfig, "top level", "", []),
-                                                   (LoggerConfig, "logger", "logger.", [])]
+    out: list[tuple[type, str, str, list[str]]] = [
+        (TrainConfig, "top level", "", []),
+        (LoggerConfig, "logger", "logger.", []),
+    ]
     for group, table in (("algo", ALGO_SCHEMAS), ("env", ENV_SCHEMAS)):
         seen: list[type] = []
         for cls in table.values():
@@ -233,7 +245,7 @@ def collect() -> list[Section]:
     from harl.config import TrainConfig
 
     schemas = _schemas()
-    sources: dict[str, dict[str, _FieldSource]] = {}      # every class of the schemas' modules
+    sources: dict[str, dict[str, _FieldSource]] = {}  # every class of the schemas' modules
     for module in dict.fromkeys(sys.modules[cls.__module__] for cls, *_ in schemas):
         sources.update(_class_fields(inspect.getsource(module)))
     composed_defaults = _top_level_group_defaults()
@@ -254,19 +266,35 @@ def collect() -> list[Section]:
                 doc = f"which {'algorithm' if group == 'algo' else 'env'} this is: `{group}=<name>` picks it"
             default = _default(f)
             if default is dataclasses.MISSING or default == MISSING:
-                shown = (f"`{composed_defaults[name]}` (conf/config.yaml)" if name in composed_defaults
-                         else "set by each subclass" if name == "name" else "required")
+                shown = (
+                    f"`{composed_defaults[name]}` (conf/config.yaml)"
+                    if name in composed_defaults
+                    else "set by each subclass"
+                    if name == "name"
+                    else "required"
+                )
             elif dataclasses.is_dataclass(default):
                 shown = f"the `{name}.*` defaults"
             else:
                 shown = f"`{_value(default)}`"
                 overridden = _overridden_default(bases, name, default)
                 if overridden is not None and name != "name":
-                    doc = f"{doc} (overrides the `{overridden[0].__name__}` default, " \
-                          f"`{_value(overridden[1])}`)".lstrip()
+                    doc = (
+                        f"{doc} (overrides the `{overridden[0].__name__}` default, "
+                        f"`{_value(overridden[1])}`)".lstrip()
+                    )
             type_name = "group" if cls is TrainConfig and name in composed_defaults else _type_name(f.type)
-            section.items.append(Row(name, prefix + name, type_name, shown,
-                                     _valid_values(prefix + name, cls, name), doc, src.group_note))
+            section.items.append(
+                Row(
+                    name,
+                    prefix + name,
+                    type_name,
+                    shown,
+                    _valid_values(prefix + name, cls, name),
+                    doc,
+                    src.group_note,
+                )
+            )
         sections.append(section)
     return sections
 
@@ -308,9 +336,9 @@ class LauncherSection:
     """One of harl's Hydra launcher configs (conf/hydra/launcher/<name>.yaml): its own keys,
     with the comments the file gives them."""
 
-    name: str                       # hydra/launcher=<name>
-    extends: list[str]              # the launcher plugin's configs it builds on
-    doc: str                        # the file's first comment line (after `# @package`)
+    name: str  # hydra/launcher=<name>
+    extends: list[str]  # the launcher plugin's configs it builds on
+    doc: str  # the file's first comment line (after `# @package`)
     items: list[Row | Note] = field(default_factory=list)
 
     @property
@@ -319,8 +347,10 @@ class LauncherSection:
 
 
 # `key: value  # comment` (a line of a launcher YAML; value empty for a mapping whose keys follow)
-_YAML_KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.-]*):(?P<value>[^#]*?)\s*"
-                       r"(?:#\s*(?P<comment>.*))?$")
+_YAML_KEY = re.compile(
+    r"^(?P<indent> *)(?P<key>[A-Za-z_][\w.-]*):(?P<value>[^#]*?)\s*"
+    r"(?:#\s*(?P<comment>.*))?$"
+)
 
 
 def collect_launchers() -> list[LauncherSection]:
@@ -335,10 +365,14 @@ def collect_launchers() -> list[LauncherSection]:
     for path in sorted((Path(CONF_DIR) / "hydra" / "launcher").glob("*.yaml")):
         text = path.read_text()
         data = yaml.safe_load(text) or {}
-        header = [line.lstrip("#").strip() for line in text.splitlines()
-                  if line.startswith("#") and not line.startswith("# @package")]
-        section = LauncherSection(path.stem, [str(d) for d in data.get("defaults", [])],
-                                  header[0] if header else "")
+        header = [
+            line.lstrip("#").strip()
+            for line in text.splitlines()
+            if line.startswith("#") and not line.startswith("# @package")
+        ]
+        section = LauncherSection(
+            path.stem, [str(d) for d in data.get("defaults", [])], header[0] if header else ""
+        )
         note: list[str] = []
         parents: list[str] = []
         in_header = True
@@ -353,14 +387,14 @@ def collect_launchers() -> list[LauncherSection]:
                 continue
             in_header = False
             match = _YAML_KEY.match(line)
-            if match is None:                    # a list item (the defaults list)
+            if match is None:  # a list item (the defaults list)
                 continue
             depth = len(match["indent"]) // 2
             parents = parents[:depth]
             if match["key"] == "defaults" and depth == 0:
                 parents.append("defaults")
                 continue
-            if not match["value"]:               # a mapping: its keys follow, indented
+            if not match["value"]:  # a mapping: its keys follow, indented
                 parents.append(match["key"])
                 continue
             if parents and parents[0] == "defaults":
@@ -372,9 +406,16 @@ def collect_launchers() -> list[LauncherSection]:
             if note:
                 section.items.append(Note(" ".join(note)))
                 note = []
-            section.items.append(Row(match["key"], f"hydra.launcher.{dotted}",
-                                     "null" if value is None else type(value).__name__,
-                                     f"`{_value(value)}`", "", match["comment"] or ""))
+            section.items.append(
+                Row(
+                    match["key"],
+                    f"hydra.launcher.{dotted}",
+                    "null" if value is None else type(value).__name__,
+                    f"`{_value(value)}`",
+                    "",
+                    match["comment"] or "",
+                )
+            )
         sections.append(section)
     return sections
 
@@ -384,10 +425,15 @@ def _render_launcher(section: LauncherSection) -> list[str]:
     if section.doc:
         lines += [section.doc, ""]
     if section.extends:
-        lines += ["The file is `conf/hydra/launcher/" + section.name + ".yaml`; it extends "
-                  + ", ".join(f"`{e}`" for e in section.extends)
-                  + ", the launcher plugin's own config, whose other options are overrides too "
-                  "(`hydra.launcher.<option>=...`).", ""]
+        lines += [
+            "The file is `conf/hydra/launcher/"
+            + section.name
+            + ".yaml`; it extends "
+            + ", ".join(f"`{e}`" for e in section.extends)
+            + ", the launcher plugin's own config, whose other options are overrides too "
+            "(`hydra.launcher.<option>=...`).",
+            "",
+        ]
     return lines + _table(section.items)
 
 
@@ -398,8 +444,7 @@ _CODE = re.compile(r"`([^`]+)`")
 def _inline(text: str) -> str:
     """Plain text with `code` spans, as HTML (the tables are HTML for their note rows)."""
     parts = _CODE.split(text)
-    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p)
-                   for i, p in enumerate(parts))
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
 
 
 def anchor(cls: type) -> str:
@@ -412,12 +457,15 @@ def _render_section(section: Section, derived: list[type]) -> list[str]:
     if derived:
         lines.append("Base of " + ", ".join(f"[`{d.__name__}`](#{anchor(d)})" for d in derived) + ".")
     if section.registered_as:
-        lines.append("Selected by " + ", ".join(f"`{section.group}={n}`" for n in section.registered_as)
-                     + ".")
+        lines.append(
+            "Selected by " + ", ".join(f"`{section.group}={n}`" for n in section.registered_as) + "."
+        )
     if section.bases:
         base = section.bases[0]
-        lines.append(f"Extends [`{base.__name__}`](#{anchor(base)}): it has all of its keys, and "
-                     "the ones below are its own or change a default.")
+        lines.append(
+            f"Extends [`{base.__name__}`](#{anchor(base)}): it has all of its keys, and "
+            "the ones below are its own or change a default."
+        )
     if section.doc:
         lines += ["", section.doc]
     return lines + [""] + _table(section.items)
@@ -425,26 +473,37 @@ def _render_section(section: Section, derived: list[type]) -> list[str]:
 
 def _table(items: list[Row | Note]) -> list[str]:
     """An HTML table (for the note rows spanning every column) of rows and notes, in order."""
-    lines = ["<table>", "<thead><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr></thead>",
-             "<tbody>"]
+    lines = [
+        "<table>",
+        "<thead><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr></thead>",
+        "<tbody>",
+    ]
     for item in items:
         if isinstance(item, Note):
             lines.append(f'<tr><td colspan="{len(COLUMNS)}"><em>{_inline(item.text)}</em></td></tr>')
         else:
-            cells = [f"<code>{html.escape(item.key)}</code>", html.escape(item.type),
-                     _inline(item.default), _inline(item.valid), _inline(item.doc)]
+            cells = [
+                f"<code>{html.escape(item.key)}</code>",
+                html.escape(item.type),
+                _inline(item.default),
+                _inline(item.valid),
+                _inline(item.doc),
+            ]
             if item.type == "LoggerConfig":
                 cells[1] = '<a href="#loggerconfig">LoggerConfig</a>'
             lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return lines + ["</tbody>", "</table>", ""]
 
 
-GROUP_TITLES = {"top level": "Top-level keys", "logger": "Logging (`logger.*`)",
-                "algo": "Algorithms (`algo.*`)", "env": "Environments (`env.*`)"}
+GROUP_TITLES = {
+    "top level": "Top-level keys",
+    "logger": "Logging (`logger.*`)",
+    "algo": "Algorithms (`algo.*`)",
+    "env": "Environments (`env.*`)",
+}
 
 
-def render(sections: list[Section] | None = None,
-           launchers: list[LauncherSection] | None = None) -> str:
+def render(sections: list[Section] | None = None, launchers: list[LauncherSection] | None = None) -> str:
     """The Markdown that replaces MARKER: a heading per group, a section per schema class, then
     the launcher configs."""
     sections = collect() if sections is None else sections
@@ -457,12 +516,16 @@ def render(sections: list[Section] | None = None,
             lines += [f"## {GROUP_TITLES[group]}", ""]
         derived = [s.cls for s in sections if section.cls in s.bases]
         lines += _render_section(section, derived)
-    lines += ["## Launchers (`hydra.launcher.*`)", "",
-              "Sweeps (`-m`) run through Hydra's launcher; `hydra/launcher=<name>` picks one. The "
-              "joblib launcher (`hydra/launcher=joblib`) is the plugin's own config "
-              "(e.g. `hydra.launcher.n_jobs`); harl's launcher configs are below. "
-              "[Sweeps, stopping and resuming](runs.md#sweeps-and-launchers) and [SLURM](slurm.md) "
-              "describe how they are used.", ""]
+    lines += [
+        "## Launchers (`hydra.launcher.*`)",
+        "",
+        "Sweeps (`-m`) run through Hydra's launcher; `hydra/launcher=<name>` picks one. The "
+        "joblib launcher (`hydra/launcher=joblib`) is the plugin's own config "
+        "(e.g. `hydra.launcher.n_jobs`); harl's launcher configs are below. "
+        "[Sweeps, stopping and resuming](runs.md#sweeps-and-launchers) and [SLURM](slurm.md) "
+        "describe how they are used.",
+        "",
+    ]
     for launcher in launchers:
         lines += _render_launcher(launcher)
     return "\n".join(lines)
@@ -475,5 +538,14 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any, **kwargs
     return markdown.replace(MARKER, render())
 
 
-__all__ = ["MARKER", "LauncherSection", "Note", "Row", "Section", "collect", "collect_launchers",
-           "on_page_markdown", "render"]
+__all__ = [
+    "MARKER",
+    "LauncherSection",
+    "Note",
+    "Row",
+    "Section",
+    "collect",
+    "collect_launchers",
+    "on_page_markdown",
+    "render",
+]

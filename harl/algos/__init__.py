@@ -1,4 +1,5 @@
 """Algorithm registry: name -> learner class."""
+
 from __future__ import annotations
 
 from harl.algos.base import Learner

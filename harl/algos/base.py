@@ -1,4 +1,5 @@
 """What every learner offers the runners."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -21,9 +22,11 @@ def check_finite(value: torch.Tensor, quantity: str, agent: int | str | None = N
     if not torch.isfinite(value).all():
         who = "critic" if agent is None else agent if isinstance(agent, str) else f"agent {agent}"
         first = value.detach().cpu().flatten()[:4].tolist()
-        raise NonFiniteLossError(f"non-finite {quantity} for {who} ({first}); "
-                                 "try a lower learning rate, grad clipping (max_grad_norm) or check "
-                                 "the env's observations/rewards for NaN/inf")
+        raise NonFiniteLossError(
+            f"non-finite {quantity} for {who} ({first}); "
+            "try a lower learning rate, grad clipping (max_grad_norm) or check "
+            "the env's observations/rewards for NaN/inf"
+        )
 
 
 def global_state_dim(state_space: Any, algo: str) -> int:
@@ -31,9 +34,11 @@ def global_state_dim(state_space: Any, algo: str) -> int:
     every agent its own state ([n_agents, dim]), which only the on-policy FP critic takes."""
     shape = tuple(state_space.shape)
     if len(shape) != 1:
-        raise ValueError(f"{algo} needs one global state per env, but the env gives one state per agent "
-                         f"(state shape {shape}, e.g. env=smac env.state_type=FP); use env.state_type=EP, "
-                         "or an on-policy algorithm with algo.state_type=FP")
+        raise ValueError(
+            f"{algo} needs one global state per env, but the env gives one state per agent "
+            f"(state shape {shape}, e.g. env=smac env.state_type=FP); use env.state_type=EP, "
+            "or an on-policy algorithm with algo.state_type=FP"
+        )
     return int(shape[0])
 
 
@@ -43,9 +48,15 @@ class Learner(ABC):
     runner: ClassVar[str]  # name of the runner that drives this learner ("on_policy", ...)
 
     @abstractmethod
-    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
-                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
-                 device: torch.device | str, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        observation_spaces: Sequence[spaces.Box],
+        action_spaces: Sequence[ActionSpace],
+        state_space: spaces.Box,
+        device: torch.device | str,
+        seed: int,
+    ) -> None:
         """The constructor every learner has: harl.train and harl.evaluate build learners by
         name with these arguments (`cfg` is the algorithm's schema dataclass)."""
 

@@ -7,6 +7,7 @@ ratios new/old on the rollout actions, which multiplies the next agent's advanta
 off-policy HA learners (HADDPG, HATD3, HASAC) it is the earlier agents' updated actions, which
 enter the joint action the next agent's loss is evaluated on.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -39,10 +40,14 @@ def aggregate_ratio(log_ratio: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown action_aggregation {how!r}; valid: prod, mean")
 
 
-def factor_sequential_update(order: list[int], sample_shape: tuple[int, ...], device: torch.device,
-                             log_prob: Callable[[int], torch.Tensor],
-                             update_agent: Callable[[int, torch.Tensor], dict[str, float]],
-                             aggregation: str) -> tuple[dict[int, dict[str, float]], torch.Tensor]:
+def factor_sequential_update(
+    order: list[int],
+    sample_shape: tuple[int, ...],
+    device: torch.device,
+    log_prob: Callable[[int], torch.Tensor],
+    update_agent: Callable[[int, torch.Tensor], dict[str, float]],
+    aggregation: str,
+) -> tuple[dict[int, dict[str, float]], torch.Tensor]:
     """Update agents in `order`, threading the factor through.
 
     log_prob(i): agent i's per-dimension log-probs of its rollout actions under its current
@@ -60,10 +65,11 @@ def factor_sequential_update(order: list[int], sample_shape: tuple[int, ...], de
     return infos, factor
 
 
-def action_sequential_update(order: list[int], joint_actions: list[torch.Tensor | None],
-                             update_agent: Callable[[int, list[torch.Tensor | None]],
-                                                    tuple[dict[str, float], torch.Tensor | None]]
-                             ) -> dict[int, dict[str, float]]:
+def action_sequential_update(
+    order: list[int],
+    joint_actions: list[torch.Tensor | None],
+    update_agent: Callable[[int, list[torch.Tensor | None]], tuple[dict[str, float], torch.Tensor | None]],
+) -> dict[int, dict[str, float]]:
     """Update agents in `order` against a joint action that later agents see updated.
 
     update_agent(i, joint): agent i's update, where `joint` holds every agent's (detached)

@@ -11,6 +11,7 @@ The vectorised env auto-resets each env on its own, so episodes are assembled pe
 staging area (`add_step`, one row for every env per vectorised step) and copied into the ring
 when they end. Partial episodes are not part of `state_dict` (a resumed run resets its envs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,21 +29,29 @@ ArrayLike = torch.Tensor | np.ndarray
 class EpisodeBatch:
     """B episodes trimmed to the longest one (L steps): time is axis 1."""
 
-    obs: list[torch.Tensor]      # per agent [B, L + 1, obs_dim_i] float
-    state: torch.Tensor          # [B, L + 1, state_dim] float
-    avail: list[torch.Tensor]    # per agent [B, L + 1, n_actions_i] bool
-    actions: torch.Tensor        # [B, L, n_agents] long
-    reward: torch.Tensor         # [B, L] float (team reward)
-    terminated: torch.Tensor     # [B, L] bool: the episode terminated at this step (no bootstrap)
-    filled: torch.Tensor         # [B, L] bool: a real step of the episode
+    obs: list[torch.Tensor]  # per agent [B, L + 1, obs_dim_i] float
+    state: torch.Tensor  # [B, L + 1, state_dim] float
+    avail: list[torch.Tensor]  # per agent [B, L + 1, n_actions_i] bool
+    actions: torch.Tensor  # [B, L, n_agents] long
+    reward: torch.Tensor  # [B, L] float (team reward)
+    terminated: torch.Tensor  # [B, L] bool: the episode terminated at this step (no bootstrap)
+    filled: torch.Tensor  # [B, L] bool: a real step of the episode
 
     def to(self, device: torch.device) -> EpisodeBatch:
         return move_batch(self, device)
 
 
 class EpisodeBuffer:
-    def __init__(self, obs_dims: list[int], n_actions: list[int], state_dim: int, n_envs: int,
-                 episode_limit: int, capacity: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        obs_dims: list[int],
+        n_actions: list[int],
+        state_dim: int,
+        n_envs: int,
+        episode_limit: int,
+        capacity: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
         if len(obs_dims) != len(n_actions):
             raise ValueError("obs_dims and n_actions need one entry per agent")
         if episode_limit < 1 or capacity < 1:
@@ -51,8 +60,8 @@ class EpisodeBuffer:
         self.episode_limit, self.capacity = episode_limit, capacity
         self.device = torch.device(device)
         self.n_actions = list(n_actions)
-        self.pos = 0    # next slot to write
-        self.size = 0   # stored episodes
+        self.pos = 0  # next slot to write
+        self.size = 0  # stored episodes
         self.episodes_added = 0
         self.store = self._allocate(capacity, obs_dims, state_dim)
         self.stage = self._allocate(n_envs, obs_dims, state_dim)
@@ -61,8 +70,12 @@ class EpisodeBuffer:
     def _allocate(self, rows: int, obs_dims: list[int], state_dim: int) -> dict[str, torch.Tensor]:
         T, dev = self.episode_limit, self.device
         out = {f"obs.{i}": torch.zeros(rows, T + 1, d, device=dev) for i, d in enumerate(obs_dims)}
-        out.update({f"avail.{i}": torch.zeros(rows, T + 1, n, dtype=torch.bool, device=dev)
-                    for i, n in enumerate(self.n_actions)})
+        out.update(
+            {
+                f"avail.{i}": torch.zeros(rows, T + 1, n, dtype=torch.bool, device=dev)
+                for i, n in enumerate(self.n_actions)
+            }
+        )
         out["state"] = torch.zeros(rows, T + 1, state_dim, device=dev)
         out["actions"] = torch.zeros(rows, T, self.n_agents, dtype=torch.long, device=dev)
         out["reward"] = torch.zeros(rows, T, device=dev)
@@ -74,10 +87,19 @@ class EpisodeBuffer:
         return self.size
 
     # ------------------------------------------------------------------ writing
-    def add_step(self, obs: list[ArrayLike], state: ArrayLike, avail: list[ArrayLike | None],
-                 actions: list[ArrayLike], reward: ArrayLike, terminated: ArrayLike,
-                 truncated: ArrayLike, final_obs: list[ArrayLike], final_state: ArrayLike,
-                 final_avail: list[ArrayLike | None] | None = None) -> int:
+    def add_step(
+        self,
+        obs: list[ArrayLike],
+        state: ArrayLike,
+        avail: list[ArrayLike | None],
+        actions: list[ArrayLike],
+        reward: ArrayLike,
+        terminated: ArrayLike,
+        truncated: ArrayLike,
+        final_obs: list[ArrayLike],
+        final_state: ArrayLike,
+        final_avail: list[ArrayLike | None] | None = None,
+    ) -> int:
         """One vectorised step (every array [n_envs, ...]); `final_obs`/`final_state` are the
         observations after the step (the true final ones where an env's episode ended; see
         `VecStep`). `final_avail`: the action masks after the step where known; the vectorised
@@ -87,9 +109,11 @@ class EpisodeBuffer:
         t_np = self.step_of_env
         if (t_np >= self.episode_limit).any():
             env = int(np.argmax(t_np >= self.episode_limit))
-            raise ValueError(f"env {env} ran {self.episode_limit} steps without ending its episode: "
-                             f"the env's episode_limit ({self.episode_limit}) must bound its "
-                             "episodes for the episode buffer")
+            raise ValueError(
+                f"env {env} ran {self.episode_limit} steps without ending its episode: "
+                f"the env's episode_limit ({self.episode_limit}) must bound its "
+                "episodes for the episode buffer"
+            )
         rows = torch.arange(self.n_envs, device=self.device)
         t = torch.as_tensor(t_np, device=self.device)
         s, dev = self.stage, self.device
@@ -112,8 +136,7 @@ class EpisodeBuffer:
             for i in range(self.n_agents):
                 s[f"obs.{i}"][j, end] = as_t(final_obs[i][j], dtype=torch.float32)
                 known = None if final_avail is None else final_avail[i]
-                s[f"avail.{i}"][j, end] = (s[f"avail.{i}"][j, end - 1] if known is None
-                                           else as_t(known[j]) > 0)
+                s[f"avail.{i}"][j, end] = s[f"avail.{i}"][j, end - 1] if known is None else as_t(known[j]) > 0
             s["state"][j, end] = as_t(final_state[j], dtype=torch.float32)
             self._commit(int(j))
         return len(ended)
@@ -130,8 +153,10 @@ class EpisodeBuffer:
 
     def partial_state(self) -> dict[str, Any]:
         """The episodes in progress (one per env), for an exact resume of the envs they come from."""
-        return {"stage": {name: t.cpu().clone() for name, t in self.stage.items()},
-                "step_of_env": self.step_of_env.copy()}
+        return {
+            "stage": {name: t.cpu().clone() for name, t in self.stage.items()},
+            "step_of_env": self.step_of_env.copy(),
+        }
 
     def load_partial_state(self, state: dict[str, Any]) -> None:
         for name, t in self.stage.items():
@@ -154,30 +179,43 @@ class EpisodeBuffer:
         filled = self.store["filled"][idx]
         length = int(filled.sum(1).max())
         get = lambda name, steps: self.store[name][idx, :steps]  # noqa: E731
-        return EpisodeBatch(obs=[get(f"obs.{i}", length + 1) for i in range(self.n_agents)],
-                            state=get("state", length + 1),
-                            avail=[get(f"avail.{i}", length + 1) for i in range(self.n_agents)],
-                            actions=get("actions", length), reward=get("reward", length),
-                            terminated=get("terminated", length), filled=filled[:, :length])
+        return EpisodeBatch(
+            obs=[get(f"obs.{i}", length + 1) for i in range(self.n_agents)],
+            state=get("state", length + 1),
+            avail=[get(f"avail.{i}", length + 1) for i in range(self.n_agents)],
+            actions=get("actions", length),
+            reward=get("reward", length),
+            terminated=get("terminated", length),
+            filled=filled[:, :length],
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self, copy: bool = True) -> dict[str, Any]:
         """The stored episodes (the filled slots only; copies unless `copy=False`) and the ring
         position."""
-        return {"pos": self.pos, "size": self.size, "episodes_added": self.episodes_added,
-                "episode_limit": self.episode_limit,
-                # a slice is cloned even without `copy`: torch.save writes a view's whole storage
-                "store": {name: t if self.size == self.capacity and not copy else t[:self.size].clone()
-                          for name, t in self.store.items()}}
+        return {
+            "pos": self.pos,
+            "size": self.size,
+            "episodes_added": self.episodes_added,
+            "episode_limit": self.episode_limit,
+            # a slice is cloned even without `copy`: torch.save writes a view's whole storage
+            "store": {
+                name: t if self.size == self.capacity and not copy else t[: self.size].clone()
+                for name, t in self.store.items()
+            },
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["episode_limit"] != self.episode_limit:
-            raise ValueError(f"saved episodes are padded to {state['episode_limit']} steps, this "
-                             f"buffer to {self.episode_limit}")
+            raise ValueError(
+                f"saved episodes are padded to {state['episode_limit']} steps, this "
+                f"buffer to {self.episode_limit}"
+            )
         size = int(state["size"])
         if size > self.capacity:
-            raise ValueError(f"saved buffer holds {size} episodes, more than algo.buffer_size="
-                             f"{self.capacity}")
+            raise ValueError(
+                f"saved buffer holds {size} episodes, more than algo.buffer_size={self.capacity}"
+            )
         for name, t in self.store.items():
             if name not in state["store"]:
                 raise ValueError(f"saved episode buffer has no {name!r}")

@@ -10,6 +10,7 @@ the hidden state stored at its first step, so re-evaluating an unchanged network
 rollout's log-probs exactly. Per-sample quantities (advantages, the HA factor, masks) share
 the [C, L] layout.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,22 +29,30 @@ def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
 class AgentBatch:
     """One agent's rollout as chunks [C, L, ...]."""
 
-    obs: torch.Tensor        # [C, L, obs_dim]
-    actions: torch.Tensor    # [C, L, act_width] (float for Box, long for (Multi)Discrete)
-    logp_old: torch.Tensor   # [C, L, n_logp]: per-dimension log-probs at rollout time
+    obs: torch.Tensor  # [C, L, obs_dim]
+    actions: torch.Tensor  # [C, L, act_width] (float for Box, long for (Multi)Discrete)
+    logp_old: torch.Tensor  # [C, L, n_logp]: per-dimension log-probs at rollout time
     avail: torch.Tensor | None  # [C, L, n_actions] for Discrete agents
-    active: torch.Tensor     # [C, L] float 0/1: agent alive at this step
-    resets: torch.Tensor     # [C, L] float 0/1: step starts a new episode
+    active: torch.Tensor  # [C, L] float 0/1: agent alive at this step
+    resets: torch.Tensor  # [C, L] float 0/1: step starts a new episode
     h0: torch.Tensor | None  # [C, layers, H]: recurrent state at each chunk's first step
 
     def index(self, idx: torch.Tensor) -> AgentBatch:
         """The chunks `idx` (a minibatch)."""
-        return AgentBatch(self.obs[idx], self.actions[idx], self.logp_old[idx], _rows(self.avail, idx),
-                          self.active[idx], self.resets[idx], _rows(self.h0, idx))
+        return AgentBatch(
+            self.obs[idx],
+            self.actions[idx],
+            self.logp_old[idx],
+            _rows(self.avail, idx),
+            self.active[idx],
+            self.resets[idx],
+            _rows(self.h0, idx),
+        )
 
     @staticmethod
     def cat(batches: list[AgentBatch]) -> AgentBatch:
         """Chunks of several agents stacked into one batch (shared parameters)."""
+
         def cat(name: str) -> Any:
             parts = [getattr(b, name) for b in batches]
             return None if parts[0] is None else torch.cat(parts)
@@ -63,11 +72,11 @@ class AgentBatch:
 class CriticBatch:
     """The critic's training data as chunks [C, L, ...] over (env, value stream) sequences."""
 
-    state: torch.Tensor           # [C, L, S]
-    old_values: torch.Tensor      # [C, L] rollout predictions (normalised units with ValueNorm)
-    returns: torch.Tensor         # [C, L] value targets (unnormalised)
-    resets: torch.Tensor          # [C, L]
-    h0: torch.Tensor | None       # [C, layers, H]
+    state: torch.Tensor  # [C, L, S]
+    old_values: torch.Tensor  # [C, L] rollout predictions (normalised units with ValueNorm)
+    returns: torch.Tensor  # [C, L] value targets (unnormalised)
+    resets: torch.Tensor  # [C, L]
+    h0: torch.Tensor | None  # [C, layers, H]
 
     @property
     def n_chunks(self) -> int:
@@ -94,15 +103,25 @@ class RolloutBuffer:
     None if feed-forward.
     """
 
-    def __init__(self, observation_spaces: Sequence[spaces.Box], action_spaces: Sequence[spaces.Space],
-                 critic_input_dim: int, rollout_length: int, n_envs: int, device: torch.device,
-                 n_value_streams: int = 1, chunk_length: int = 1,
-                 actor_hidden: list[tuple[int, int] | None] | None = None,
-                 critic_hidden: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        observation_spaces: Sequence[spaces.Box],
+        action_spaces: Sequence[spaces.Space],
+        critic_input_dim: int,
+        rollout_length: int,
+        n_envs: int,
+        device: torch.device,
+        n_value_streams: int = 1,
+        chunk_length: int = 1,
+        actor_hidden: list[tuple[int, int] | None] | None = None,
+        critic_hidden: tuple[int, int] | None = None,
+    ) -> None:
         T, E, K = rollout_length, n_envs, n_value_streams
         if chunk_length < 1 or T % chunk_length:
-            raise ValueError(f"rollout_length={T} must be a multiple of algo.data_chunk_length="
-                             f"{chunk_length} (recurrent training uses whole chunks)")
+            raise ValueError(
+                f"rollout_length={T} must be a multiple of algo.data_chunk_length="
+                f"{chunk_length} (recurrent training uses whole chunks)"
+            )
         self.T, self.E, self.K, self.L, self.device = T, E, K, chunk_length, device
         z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
         self.obs, self.actions, self.logp, self.avail, self.active = [], [], [], [], []
@@ -116,11 +135,11 @@ class RolloutBuffer:
             self.avail.append(z(T, E, int(act_space.n)) if isinstance(act_space, spaces.Discrete) else None)
             self.active.append(z(T, E))
             self.actor_h.append(None if h_shape is None else z(T, E, *h_shape))
-        self.resets = z(T, E)            # 1: step t is the first of a new episode
+        self.resets = z(T, E)  # 1: step t is the first of a new episode
         self.state = z(T + 1, E, K, critic_input_dim)
         self.critic_h = None if critic_hidden is None else z(T + 1, E, K, *critic_hidden)
-        self.values = z(T + 1, E, K)     # critic output (normalised units when ValueNorm is on)
-        self.final_values = z(T, E, K)   # V(true final state) where an episode was truncated
+        self.values = z(T + 1, E, K)  # critic output (normalised units when ValueNorm is on)
+        self.final_values = z(T, E, K)  # V(true final state) where an episode was truncated
         self.rewards = z(T, E, K)
         self.terminated = z(T, E)
         self.truncated = z(T, E)
@@ -134,14 +153,20 @@ class RolloutBuffer:
 
     def chunk_starts(self, x: torch.Tensor) -> torch.Tensor:
         """[T, B, ...] -> [T / L * B, ...]: the entry at each chunk's first step."""
-        return x[::self.L].reshape(-1, *x.shape[2:])
+        return x[:: self.L].reshape(-1, *x.shape[2:])
 
     def agent_batch(self, i: int) -> AgentBatch:
         avail, h = self.avail[i], self.actor_h[i]
         c = self.to_chunks
-        return AgentBatch(c(self.obs[i]), c(self.actions[i]), c(self.logp[i]),
-                          None if avail is None else c(avail), c(self.active[i]), c(self.resets),
-                          None if h is None else self.chunk_starts(h))
+        return AgentBatch(
+            c(self.obs[i]),
+            c(self.actions[i]),
+            c(self.logp[i]),
+            None if avail is None else c(avail),
+            c(self.active[i]),
+            c(self.resets),
+            None if h is None else self.chunk_starts(h),
+        )
 
     def per_agent_chunks(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """A critic-side [T, E, K] quantity as agent i's chunks [C, L] (stream i under FP,
@@ -158,8 +183,10 @@ class RolloutBuffer:
         T, EK = self.T, self.E * self.K
         streams = lambda x: x.reshape(x.shape[0], EK, *x.shape[3:])  # noqa: E731
         resets = self.resets[:, :, None].expand(T, self.E, self.K)
-        return CriticBatch(self.to_chunks(streams(self.state[:T])),
-                           self.to_chunks(streams(self.values[:T])),
-                           self.to_chunks(streams(returns)),
-                           self.to_chunks(streams(resets)),
-                           None if self.critic_h is None else self.chunk_starts(streams(self.critic_h[:T])))
+        return CriticBatch(
+            self.to_chunks(streams(self.state[:T])),
+            self.to_chunks(streams(self.values[:T])),
+            self.to_chunks(streams(returns)),
+            self.to_chunks(streams(resets)),
+            None if self.critic_h is None else self.chunk_starts(streams(self.critic_h[:T])),
+        )

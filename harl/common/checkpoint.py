@@ -1,4 +1,5 @@
 """Atomic checkpoint files and locating them from a run directory."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,13 +32,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run directory (-> its checkpoints/latest.pt)."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise CheckpointError(f"resume path {str(path)!r} does not exist; pass a run directory "
-                              f"(results/<env>/<task>/<algo>/seed<N>-<time>) or a .pt checkpoint")
+        raise CheckpointError(
+            f"resume path {str(path)!r} does not exist; pass a run directory "
+            f"(results/<env>/<task>/<algo>/seed<N>-<time>) or a .pt checkpoint"
+        )
     if p.is_dir():
         candidate = p / CHECKPOINT_DIR / LATEST
         if not candidate.is_file():
-            raise CheckpointError(f"run directory {str(p)!r} has no {CHECKPOINT_DIR}/{LATEST}; "
-                                  f"it was never checkpointed (see save_interval)")
+            raise CheckpointError(
+                f"run directory {str(p)!r} has no {CHECKPOINT_DIR}/{LATEST}; "
+                f"it was never checkpointed (see save_interval)"
+            )
         return candidate
     return p
 
@@ -53,12 +58,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(p, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises several types for truncated/garbled files
-        raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or not a harl checkpoint "
-                              f"({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is corrupt or not a harl checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"checkpoint {str(p)!r} is not a harl checkpoint (no format_version)")
     if payload["format_version"] not in READABLE_VERSIONS:
-        raise CheckpointError(f"checkpoint {str(p)!r} has format_version "
-                              f"{payload['format_version']!r}; this harl reads "
-                              f"{', '.join(map(str, READABLE_VERSIONS))} (a newer harl wrote it?)")
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} has format_version "
+            f"{payload['format_version']!r}; this harl reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (a newer harl wrote it?)"
+        )
     return payload

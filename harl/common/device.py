@@ -1,4 +1,5 @@
 """Choosing the training device and torch's thread count; moving batches between devices."""
+
 from __future__ import annotations
 
 from dataclasses import fields, replace
@@ -20,8 +21,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r} but torch sees no CUDA GPU "
-                             f"(torch {torch.__version__}); use device=cpu or device=auto")
+            raise ValueError(
+                f"device={name!r} but torch sees no CUDA GPU "
+                f"(torch {torch.__version__}); use device=cpu or device=auto"
+            )
         return torch.device(name)
     raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:<index>")
 
@@ -43,5 +46,11 @@ def move_batch(batch: Batch, device: torch.device | str) -> Batch:
     def move(x: torch.Tensor | None) -> torch.Tensor | None:
         return None if x is None else x.to(device, non_blocking=non_blocking)
 
-    return replace(batch, **{f.name: [move(v) for v in value] if isinstance(value, list) else move(value)
-                             for f in fields(batch) for value in [getattr(batch, f.name)]})
+    return replace(
+        batch,
+        **{
+            f.name: [move(v) for v in value] if isinstance(value, list) else move(value)
+            for f in fields(batch)
+            for value in [getattr(batch, f.name)]
+        },
+    )

@@ -1,12 +1,20 @@
 """Generalised advantage estimation with termination and truncation kept apart."""
+
 from __future__ import annotations
 
 import torch
 
 
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, final_values: torch.Tensor,
-                terminated: torch.Tensor, truncated: torch.Tensor, gamma: float, lam: float,
-                truncation_bootstrap: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    final_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    gamma: float,
+    lam: float,
+    truncation_bootstrap: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages and value targets for a rollout of T steps from E envs.
 
     rewards, final_values, terminated, truncated: [T, E]; values: [T + 1, E] (V(s_0..s_T), the

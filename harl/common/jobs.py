@@ -1,6 +1,7 @@
 """Local job running for the tools that train many runs (tools/compare_algos.py, harl.reproduce):
 each job is one `python -m harl.train ...` subprocess with its output in a log file, several
 at once on a thread pool, with one console line per start and end."""
+
 from __future__ import annotations
 
 import math
@@ -39,20 +40,25 @@ def error_line(log: Path) -> str:
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except FileNotFoundError:
         return ""
-    errors = [ln for ln in lines if re.search(r"error|exception|could not", ln, re.IGNORECASE)
-              and "HYDRA_FULL_ERROR" not in ln]
+    errors = [
+        ln
+        for ln in lines
+        if re.search(r"error|exception|could not", ln, re.IGNORECASE) and "HYDRA_FULL_ERROR" not in ln
+    ]
     return (errors or lines or [""])[-1][:200]
 
 
-def run_logged(cmd: Sequence[str], log: Path, append: bool = False,
-               cwd: Path | None = REPO) -> tuple[int, float]:
+def run_logged(
+    cmd: Sequence[str], log: Path, append: bool = False, cwd: Path | None = REPO
+) -> tuple[int, float]:
     """Run `cmd` in `cwd` (default: the repository root; None: this process's directory) with
     stdout and stderr in `log` (appended to with `append`, e.g. when a run is resumed); returns
     (exit status, wall seconds)."""
     start = time.perf_counter()
     with log.open("a" if append else "w") as out:
-        rc = subprocess.run(list(cmd), check=False, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL).returncode
+        rc = subprocess.run(
+            list(cmd), check=False, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        ).returncode
     return rc, time.perf_counter() - start
 
 

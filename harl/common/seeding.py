@@ -1,4 +1,5 @@
 """Seeds and RNG state capture, so a run is reproducible and resumable."""
+
 from __future__ import annotations
 
 import random
@@ -24,8 +25,7 @@ def env_seeds(seed: int, purpose: str, n: int) -> list[int]:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

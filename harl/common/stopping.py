@@ -10,6 +10,7 @@ Clusters: SLURM sends SIGTERM on preemption, `scontrol requeue` and `scancel`, a
 for SIGUSR2 before the time limit. A handler that was installed before ours (submitit's, which
 requeues the job) is called once the checkpoint is saved: see `StopRequest.chain`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,10 +63,16 @@ class StopRequest:
     def request(self, signum: int) -> None:
         """What the handler does on the first signal (also callable directly, e.g. by tests)."""
         self.signum = signum
-        how = ("Ctrl-C again to quit at once without saving" if signum == signal.SIGINT
-               else "send SIGINT to quit at once without saving")
-        log.warning("%s received: finishing the current iteration, then saving a checkpoint and "
-                    "stopping (%s)", signal_name(signum), how)
+        how = (
+            "Ctrl-C again to quit at once without saving"
+            if signum == signal.SIGINT
+            else "send SIGINT to quit at once without saving"
+        )
+        log.warning(
+            "%s received: finishing the current iteration, then saving a checkpoint and stopping (%s)",
+            signal_name(signum),
+            how,
+        )
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
@@ -73,8 +80,9 @@ class StopRequest:
         elif signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: the user wants out now
         else:
-            log.warning("%s received: already stopping (after %s)", signal_name(signum),
-                        signal_name(self.signum))
+            log.warning(
+                "%s received: already stopping (after %s)", signal_name(signum), signal_name(self.signum)
+            )
 
     @contextmanager
     def installed(self) -> Iterator[StopRequest]:

@@ -1,4 +1,5 @@
 """Running normaliser for value targets (the HARL/MAPPO "ValueNorm")."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ class ValueNorm(nn.Module):
     running_mean_sq: torch.Tensor
     debiasing_term: torch.Tensor
 
-    def __init__(self, shape: int = 1, beta: float = 0.99999, epsilon: float = 1e-5,
-                 min_var: float = 1e-2) -> None:
+    def __init__(
+        self, shape: int = 1, beta: float = 0.99999, epsilon: float = 1e-5, min_var: float = 1e-2
+    ) -> None:
         super().__init__()
         self.beta, self.epsilon, self.min_var = beta, epsilon, min_var
         self.register_buffer("running_mean", torch.zeros(shape, dtype=torch.float64))

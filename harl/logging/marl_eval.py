@@ -16,6 +16,7 @@ processing takes a run's last entry for it. Files from several runs merge with m
 The file is rewritten atomically on every update, so it is always a complete, valid record. A
 resumed run keeps the steps its checkpoint had reached and continues their numbering.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,12 +39,15 @@ def seed_key(seed: int) -> str:
     return f"seed_{seed}"
 
 
-def episode_metrics(returns: Sequence[float], lengths: Sequence[int],
-                    won: Sequence[bool] | None = None) -> dict[str, list[float]]:
+def episode_metrics(
+    returns: Sequence[float], lengths: Sequence[int], won: Sequence[bool] | None = None
+) -> dict[str, list[float]]:
     """One evaluation's marl-eval metrics: per-episode "return" and "episode_length", plus
     "win_rate" (percent of episodes won, a one-element list) when the env reports wins."""
-    metrics: dict[str, list[float]] = {"return": [float(r) for r in returns],
-                                       "episode_length": [int(n) for n in lengths]}
+    metrics: dict[str, list[float]] = {
+        "return": [float(r) for r in returns],
+        "episode_length": [int(n) for n in lengths],
+    }
     if won is not None:
         metrics["win_rate"] = [100.0 * sum(bool(w) for w in won) / max(len(won), 1)]
     return metrics
@@ -58,8 +62,9 @@ class MarlEvalLog:
     them too. Entries of other runs in the same file are kept as they are.
     """
 
-    def __init__(self, path: str | Path, env: str, task: str, algo: str, seed: int,
-                 keep_until: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, env: str, task: str, algo: str, seed: int, keep_until: int = 0
+    ) -> None:
         self.path = Path(path)
         self._keys = (str(env), str(task), str(algo), seed_key(seed))
         self._data = self._load()
@@ -68,8 +73,12 @@ class MarlEvalLog:
         self._steps: list[dict[str, Any]] = kept
         n_old = sum(k.startswith(STEP_PREFIX) for k in old)
         if len(kept) < n_old:
-            log.info("%s: dropped %d evaluation step(s) past env step %s (redone from the checkpoint)",
-                     self.path.name, n_old - len(kept), f"{keep_until:,}")
+            log.info(
+                "%s: dropped %d evaluation step(s) past env step %s (redone from the checkpoint)",
+                self.path.name,
+                n_old - len(kept),
+                f"{keep_until:,}",
+            )
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -78,8 +87,10 @@ class MarlEvalLog:
     def record_step(self, step_count: int, metrics: Mapping[str, Sequence[float]]) -> None:
         """Append an evaluation at `step_count` env steps (strictly after the last one)."""
         if self._steps and step_count <= self._steps[-1]["step_count"]:
-            raise ValueError(f"evaluation at env step {step_count} is not after the last recorded "
-                             f"one ({self._steps[-1]['step_count']})")
+            raise ValueError(
+                f"evaluation at env step {step_count} is not after the last recorded "
+                f"one ({self._steps[-1]['step_count']})"
+            )
         self._steps.append({"step_count": int(step_count), **{k: list(v) for k, v in metrics.items()}})
         self._absolute = None  # taken where the run ended before; it goes on past there now
         self._write()
@@ -106,8 +117,9 @@ class MarlEvalLog:
         if problem:
             backup = self.path.with_name(self.path.name + ".unreadable")
             os.replace(self.path, backup)
-            log.warning("%s is unreadable (%s); moved it to %s and started a new one",
-                        self.path, problem, backup.name)
+            log.warning(
+                "%s is unreadable (%s); moved it to %s and started a new one", self.path, problem, backup.name
+            )
             return {}
         return data
 
@@ -124,15 +136,19 @@ class MarlEvalLog:
         write_json_atomic(self._data, self.path)
 
 
-def rewind_entry(entry: Mapping[str, Any], keep_until: int
-                 ) -> tuple[list[dict[str, Any]], dict[str, list[float]] | None]:
+def rewind_entry(
+    entry: Mapping[str, Any], keep_until: int
+) -> tuple[list[dict[str, Any]], dict[str, list[float]] | None]:
     """What a run resumed at `keep_until` env steps keeps of its entry `{"step_<k>": ...,
     "absolute_metrics": ...}`: (its evaluation steps with step_count <= keep_until, by
     step_count; the absolute metrics or None). The absolute metrics are taken after a run's
     last evaluation step, so they are kept only when that step is kept too (a resume at or
     after the end of the run); a resume before it redoes the end and takes them anew."""
-    steps = [(count, v) for k, v in entry.items() if k.startswith(STEP_PREFIX) and isinstance(v, Mapping)
-             and (count := _step_count(v)) is not None]
+    steps = [
+        (count, v)
+        for k, v in entry.items()
+        if k.startswith(STEP_PREFIX) and isinstance(v, Mapping) and (count := _step_count(v)) is not None
+    ]
     kept = [dict(v) for count, v in sorted(steps, key=lambda step: step[0]) if count <= keep_until]
     absolute = entry.get(ABSOLUTE)
     recorded_at = max((count for count, _ in steps), default=None)
@@ -141,8 +157,7 @@ def rewind_entry(entry: Mapping[str, Any], keep_until: int
     return kept, dict(absolute)
 
 
-def build_entry(steps: Sequence[Mapping[str, Any]], absolute: Mapping[str, Any] | None
-                ) -> dict[str, Any]:
+def build_entry(steps: Sequence[Mapping[str, Any]], absolute: Mapping[str, Any] | None) -> dict[str, Any]:
     """A run's entry from its steps (in order) and absolute metrics: step_0, step_1, ...,
     then absolute_metrics last (marl-eval reads a run's final entry as these)."""
     run: dict[str, Any] = {f"{STEP_PREFIX}{i}": dict(step) for i, step in enumerate(steps)}
@@ -163,5 +178,13 @@ def write_json_atomic(data: Any, path: str | Path) -> None:
     atomic_write(path, lambda f: json.dump(data, f, indent=1))
 
 
-__all__ = ["ABSOLUTE", "METRICS_FILE", "MarlEvalLog", "build_entry", "episode_metrics", "rewind_entry",
-           "seed_key", "write_json_atomic"]
+__all__ = [
+    "ABSOLUTE",
+    "METRICS_FILE",
+    "MarlEvalLog",
+    "build_entry",
+    "episode_metrics",
+    "rewind_entry",
+    "seed_key",
+    "write_json_atomic",
+]

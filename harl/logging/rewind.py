@@ -20,6 +20,7 @@ N = 0 without positions is a fresh start in an existing run directory (say, a re
 that died before its first checkpoint): progress.csv, metrics.json and the TensorBoard event
 files are removed, and train.log gets a line saying the run started over.
 """
+
 from __future__ import annotations
 
 import csv
@@ -59,8 +60,7 @@ def log_positions(run_dir: str | Path) -> dict[str, int]:
         return {}
 
 
-def rewind_run_logs(run_dir: str | Path, env_steps: int,
-                    positions: Mapping[str, int] | None) -> None:
+def rewind_run_logs(run_dir: str | Path, env_steps: int, positions: Mapping[str, int] | None) -> None:
     """Cut the logs of `run_dir` back to a checkpoint at `env_steps` whose `log_positions` were
     `positions` (None: a checkpoint without them, or no checkpoint when env_steps is 0). Call it
     on resume before RunLogger and MarlEvalLog open the files, and before this process logs
@@ -73,8 +73,9 @@ def rewind_run_logs(run_dir: str | Path, env_steps: int,
         return
     rewind_progress(run_dir / PROGRESS_FILE, env_steps)
     rewind_metrics(run_dir / METRICS_FILE, env_steps)
-    rewind_train_log(run_dir / TRAIN_LOG, env_steps,
-                     None if positions is None else positions.get(TRAIN_LOG_BYTES))
+    rewind_train_log(
+        run_dir / TRAIN_LOG, env_steps, None if positions is None else positions.get(TRAIN_LOG_BYTES)
+    )
 
 
 # ------------------------------------------------------------------ progress.csv
@@ -107,6 +108,7 @@ def rewind_progress(path: str | Path, env_steps: int) -> int:
         kept.append((step, row))
     dropped = len(body) - len(kept)
     if dropped:
+
         def write(f: Any) -> None:
             writer = csv.writer(f)
             writer.writerow(header)
@@ -156,8 +158,8 @@ def rewind_metrics(path: str | Path, env_steps: int) -> int:
 def _run_levels(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The {seed_<n>: entry} dicts of {env: {task: {algo: {seed_<n>: entry}}}}."""
     for tasks in data.values():
-        for algos in (tasks.values() if isinstance(tasks, dict) else ()):
-            for seeds in (algos.values() if isinstance(algos, dict) else ()):
+        for algos in tasks.values() if isinstance(tasks, dict) else ():
+            for seeds in algos.values() if isinstance(algos, dict) else ():
                 if isinstance(seeds, dict):
                     yield seeds
 
@@ -178,18 +180,24 @@ def rewind_train_log(path: str | Path, env_steps: int, size: int | None) -> None
         return
     steps = f"{env_steps:,}"
     if size is None:
-        note = (f"resumed at {steps} env steps from a checkpoint without log positions: lines "
-                f"above logged after that checkpoint by the killed run were not removed")
+        note = (
+            f"resumed at {steps} env steps from a checkpoint without log positions: lines "
+            f"above logged after that checkpoint by the killed run were not removed"
+        )
     elif current > size:
         dropped_lines = _count_lines(path, size)
         os.truncate(path, size)
         for handler in handlers:
             _seek_to_end(handler)
-        note = (f"resumed at {steps} env steps: dropped the {current - size:,} bytes "
-                f"({dropped_lines:,} lines) the killed run logged after its checkpoint")
+        note = (
+            f"resumed at {steps} env steps: dropped the {current - size:,} bytes "
+            f"({dropped_lines:,} lines) the killed run logged after its checkpoint"
+        )
     elif current < size:
-        note = (f"resumed at {steps} env steps; train.log is shorter ({current:,} bytes) than when "
-                f"the checkpoint was saved ({size:,} bytes): nothing dropped")
+        note = (
+            f"resumed at {steps} env steps; train.log is shorter ({current:,} bytes) than when "
+            f"the checkpoint was saved ({size:,} bytes): nothing dropped"
+        )
     else:
         note = f"resumed at {steps} env steps; nothing logged after the checkpoint to drop"
     _append_note(path, handlers, note)
@@ -239,13 +247,19 @@ def _file_handlers(path: Path) -> list[logging.FileHandler]:
     """This process's FileHandlers writing `path`: on the root logger (Hydra's) or any other."""
     target = os.path.realpath(path)
     loggers: list[Any] = [logging.getLogger()]
-    loggers += [lg for lg in list(logging.Logger.manager.loggerDict.values())
-                if isinstance(lg, logging.Logger) and lg.handlers]
+    loggers += [
+        lg
+        for lg in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(lg, logging.Logger) and lg.handlers
+    ]
     found: list[logging.FileHandler] = []
     for logger in loggers:
         for handler in logger.handlers:
-            if (isinstance(handler, logging.FileHandler) and handler not in found
-                    and os.path.realpath(handler.baseFilename) == target):
+            if (
+                isinstance(handler, logging.FileHandler)
+                and handler not in found
+                and os.path.realpath(handler.baseFilename) == target
+            ):
                 found.append(handler)
     return found
 
@@ -265,11 +279,24 @@ def _clear(run_dir: Path) -> None:
     for handler in handlers:
         handler.flush()
     if path.is_file() and path.stat().st_size > 0:
-        _append_note(path, handlers, "starting at 0 env steps without a checkpoint: lines above from "
-                                     "an earlier attempt that stopped before its first checkpoint "
-                                     "are void; its progress.csv, metrics.json and TensorBoard "
-                                     "events were removed")
+        _append_note(
+            path,
+            handlers,
+            "starting at 0 env steps without a checkpoint: lines above from "
+            "an earlier attempt that stopped before its first checkpoint "
+            "are void; its progress.csv, metrics.json and TensorBoard "
+            "events were removed",
+        )
 
 
-__all__ = ["PROGRESS_FILE", "TB_DIR", "TRAIN_LOG", "TRAIN_LOG_BYTES", "log_positions",
-           "rewind_metrics", "rewind_progress", "rewind_run_logs", "rewind_train_log"]
+__all__ = [
+    "PROGRESS_FILE",
+    "TB_DIR",
+    "TRAIN_LOG",
+    "TRAIN_LOG_BYTES",
+    "log_positions",
+    "rewind_metrics",
+    "rewind_progress",
+    "rewind_run_logs",
+    "rewind_train_log",
+]

@@ -1,5 +1,6 @@
 """One logger that fans a row of scalars out to the console, progress.csv, TensorBoard and,
 optionally, Weights & Biases."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,18 @@ from harl.common.atomic import atomic_write
 log = logging.getLogger("harl")
 
 # Columns every progress.csv starts with, in this order; algorithm diagnostics follow.
-BASE_COLUMNS = ["env_steps", "iteration", "wall_time", "fps", "train_return", "train_length",
-                "train_episodes", "eval_return", "eval_return_std", "eval_length"]
+BASE_COLUMNS = [
+    "env_steps",
+    "iteration",
+    "wall_time",
+    "fps",
+    "train_return",
+    "train_length",
+    "train_episodes",
+    "eval_return",
+    "eval_return_std",
+    "eval_length",
+]
 
 
 def format_duration(seconds: float) -> str:
@@ -31,9 +42,16 @@ class RunLogger:
     back when a resumed run appends); a later row with new keys (e.g. losses once an off-policy
     warm-up ends) widens the header and rewrites the file, older rows left blank there."""
 
-    def __init__(self, run_dir: str | Path, total_steps: int, tag: str,
-                 tensorboard: bool = True, purge_step: int | None = None,
-                 wandb: dict[str, Any] | None = None, resume_step: int | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        total_steps: int,
+        tag: str,
+        tensorboard: bool = True,
+        purge_step: int | None = None,
+        wandb: dict[str, Any] | None = None,
+        resume_step: int | None = None,
+    ) -> None:
         """`resume_step`: the env steps of the checkpoint a resumed run starts from (None: a
         fresh run). TensorBoard then drops the events of the killed run past it (steps >=
         resume_step + 1), keeping the one logged at the checkpoint's own step; progress.csv is
@@ -74,7 +92,8 @@ class RunLogger:
             self._widen(new)
         with self.csv_path.open("a", newline="") as f:
             csv.DictWriter(f, self._columns, extrasaction="ignore").writerow(
-                {k: _fmt(v) for k, v in row.items()})
+                {k: _fmt(v) for k, v in row.items()}
+            )
         if self._tb is not None:
             step = int(row["env_steps"])
             for key, value in row.items():
@@ -104,8 +123,11 @@ class RunLogger:
         warm-up", when the rate so far says nothing about the rest)."""
         steps = int(row["env_steps"])
         eta_text = eta if isinstance(eta, str) else format_duration(eta)
-        parts = [f"[{self.tag}] {steps:,}/{self.total_steps:,} ({100 * steps / self.total_steps:.1f}%)",
-                 f"{row.get('fps', 0):,.0f} fps", f"ETA {eta_text}"]
+        parts = [
+            f"[{self.tag}] {steps:,}/{self.total_steps:,} ({100 * steps / self.total_steps:.1f}%)",
+            f"{row.get('fps', 0):,.0f} fps",
+            f"ETA {eta_text}",
+        ]
         if _has(row, "train_return"):
             parts.append(f"train R {row['train_return']:.2f}")
         if _has(row, "eval_return"):

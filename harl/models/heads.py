@@ -6,6 +6,7 @@ product (joint ratio) or mean. Inputs may carry any leading batch shape ([B] or 
 Every head also exposes its distribution's parameters and the exact KL between two of them
 (for trust-region updates).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,9 @@ class GaussianHead(nn.Module):
     Bounded std (at most y) is the HARL choice; actions are not squashed, the env clips.
     """
 
-    def __init__(self, in_dim: int, act_dim: int, gain: float = 0.01, std_x_coef: float = 1.0,
-                 std_y_coef: float = 0.5) -> None:
+    def __init__(
+        self, in_dim: int, act_dim: int, gain: float = 0.01, std_x_coef: float = 1.0, std_y_coef: float = 0.5
+    ) -> None:
         super().__init__()
         self.mean = orthogonal_init(Linear(in_dim, act_dim), gain)
         self.std_x_coef, self.std_y_coef = std_x_coef, std_y_coef
@@ -42,24 +44,28 @@ class GaussianHead(nn.Module):
     def _log_prob(self, mean: torch.Tensor, std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return -((action - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
 
-    def sample(self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.sample_params(self.mean(features), self.std(), deterministic)
 
-    def sample_params(self, mean: torch.Tensor, std: torch.Tensor, deterministic: bool
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_params(
+        self, mean: torch.Tensor, std: torch.Tensor, deterministic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(action, per-dimension log-prob) from given distribution parameters."""
         action = mean if deterministic else mean + std * torch.randn_like(mean)
         return action, self._log_prob(mean, std, action)
 
-    def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor,
-                         avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob_entropy(
+        self, features: torch.Tensor, action: torch.Tensor, avail: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.mean(features), self.std()
         entropy = (0.5 + _LOG_SQRT_2PI + std.log()).sum(-1).expand(mean.shape[:-1])
         return self._log_prob(mean, std, action), entropy
 
-    def distribution_params(self, features: torch.Tensor, avail: torch.Tensor | None
-                            ) -> dict[str, torch.Tensor]:
+    def distribution_params(
+        self, features: torch.Tensor, avail: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         mean = self.mean(features)
         return {"mean": mean, "std": self.std().expand_as(mean)}
 
@@ -85,8 +91,9 @@ class CategoricalHead(nn.Module):
             logits = logits.masked_fill(avail == 0, MASKED_LOGIT)
         return torch.log_softmax(logits, dim=-1)
 
-    def sample(self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         log_p = self.log_probs(features, avail)
         if deterministic:
             action = log_p.argmax(-1, keepdim=True)
@@ -95,14 +102,16 @@ class CategoricalHead(nn.Module):
             action = action.reshape(*log_p.shape[:-1], 1)
         return action, log_p.gather(-1, action)
 
-    def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor,
-                         avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_prob_entropy(
+        self, features: torch.Tensor, action: torch.Tensor, avail: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         log_p = self.log_probs(features, avail)
         entropy = -(log_p.exp() * log_p).sum(-1)
         return log_p.gather(-1, action.long()), entropy
 
-    def distribution_params(self, features: torch.Tensor, avail: torch.Tensor | None
-                            ) -> dict[str, torch.Tensor]:
+    def distribution_params(
+        self, features: torch.Tensor, avail: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         return {"log_p": self.log_probs(features, avail)}
 
     @staticmethod
@@ -123,26 +132,35 @@ class MultiCategoricalHead(nn.Module):
         super().__init__()
         self.heads = nn.ModuleList(CategoricalHead(in_dim, int(n), gain) for n in nvec)
 
-    def sample(self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = [h.sample(features, None, deterministic) for h in self.categoricals()]
         return torch.cat([a for a, _ in out], -1), torch.cat([lp for _, lp in out], -1)
 
-    def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor,
-                         avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = [h.log_prob_entropy(features, action[..., k:k + 1], None)
-               for k, h in enumerate(self.categoricals())]
+    def log_prob_entropy(
+        self, features: torch.Tensor, action: torch.Tensor, avail: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = [
+            h.log_prob_entropy(features, action[..., k : k + 1], None)
+            for k, h in enumerate(self.categoricals())
+        ]
         return torch.cat([lp for lp, _ in out], -1), torch.stack([e for _, e in out], -1).sum(-1)
 
-    def distribution_params(self, features: torch.Tensor, avail: torch.Tensor | None
-                            ) -> dict[str, torch.Tensor]:
+    def distribution_params(
+        self, features: torch.Tensor, avail: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         return {f"log_p{k}": h.log_probs(features, None) for k, h in enumerate(self.categoricals())}
 
     def kl(self, old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
         # sum() of tensors is a tensor (its int start 0 only types as one)
-        return cast(torch.Tensor,
-                    sum(CategoricalHead.kl({"log_p": old[f"log_p{k}"]}, {"log_p": new[f"log_p{k}"]})
-                        for k in range(len(self.heads))))
+        return cast(
+            torch.Tensor,
+            sum(
+                CategoricalHead.kl({"log_p": old[f"log_p{k}"]}, {"log_p": new[f"log_p{k}"]})
+                for k in range(len(self.heads))
+            ),
+        )
 
     def categoricals(self) -> Iterable[CategoricalHead]:
         """The sub-action heads (the ModuleList holds only CategoricalHeads)."""
@@ -152,8 +170,9 @@ class MultiCategoricalHead(nn.Module):
 ActionHead: TypeAlias = GaussianHead | CategoricalHead | MultiCategoricalHead
 
 
-def make_head(space: spaces.Space, in_dim: int, gain: float, std_x_coef: float,
-              std_y_coef: float) -> ActionHead:
+def make_head(
+    space: spaces.Space, in_dim: int, gain: float, std_x_coef: float, std_y_coef: float
+) -> ActionHead:
     if isinstance(space, spaces.Box):
         if len(space.shape) != 1:
             raise ValueError(f"Box action spaces must be 1-d, got shape {space.shape}")

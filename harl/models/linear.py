@@ -17,6 +17,7 @@ inference over a handful of envs) and single-output layers (value heads).
 bfloat16 (8 significant bits) and accumulates in fp32: about 1.3x the fp32 product rate with the
 conversions, at reduced precision; second-order products stay fp32.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,7 +34,7 @@ def onednn_available() -> bool:
 
 
 _use_onednn = onednn_available()
-_bf16 = False   # onednn_bf16: products in bfloat16 (reduced precision, an option)
+_bf16 = False  # onednn_bf16: products in bfloat16 (reduced precision, an option)
 
 
 def set_cpu_matmul(name: str) -> str:
@@ -58,8 +59,7 @@ def _mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) ->
     operands are rounded to bfloat16 and the product (accumulated in fp32) returned as fp32."""
     if _bf16:
         bias16 = None if bias is None else bias.bfloat16()
-        return torch.ops.mkldnn._linear_pointwise(a.bfloat16(), b.bfloat16(), bias16, "none", [],
-                                                  "").float()
+        return torch.ops.mkldnn._linear_pointwise(a.bfloat16(), b.bfloat16(), bias16, "none", [], "").float()
     return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
 
 
@@ -82,7 +82,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
-        if torch.is_grad_enabled():   # create_graph: a differentiable backward
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
             if ctx.needs_input_grad[0]:
                 grad_x = grad.mm(weight)
             if ctx.needs_input_grad[1]:
@@ -107,9 +107,14 @@ class _OneDNNLinear(torch.autograd.Function):
 
 def onednn_suits(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `linear(x, weight)` would take the oneDNN path."""
-    return (_use_onednn and x.device.type == "cpu" and x.dtype == torch.float32
-            and weight.dtype == torch.float32 and weight.shape[0] > 1
-            and x.numel() >= MIN_ROWS * max(x.shape[-1], 1))
+    return (
+        _use_onednn
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and weight.shape[0] > 1
+        and x.numel() >= MIN_ROWS * max(x.shape[-1], 1)
+    )
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,6 +9,7 @@ matching leading shape, e.g. [T, B]) and return `[...]`.
   activation (ELU) is increasing, so dQ_tot/dQ_i >= 0: the greedy joint action of Q_tot is
   every agent's own greedy action (individual-global-max consistency).
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,14 @@ def _hypernet(in_dim: int, out_dim: int, layers: int, embed: int) -> nn.Module:
 class QMixer(nn.Module):
     """Q_tot = w2(s)^T elu(W1(s)^T q + b1(s)) + V(s), with W1, w2 >= 0 (abs of hypernet outputs)."""
 
-    def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32,
-                 hypernet_layers: int = 2, hypernet_embed: int = 64) -> None:
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int,
+        embed_dim: int = 32,
+        hypernet_layers: int = 2,
+        hypernet_embed: int = 64,
+    ) -> None:
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, embed_dim
         self.hyper_w1 = _hypernet(state_dim, n_agents * embed_dim, hypernet_layers, hypernet_embed)
@@ -45,18 +52,24 @@ class QMixer(nn.Module):
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         lead = agent_qs.shape[:-1]
-        q = agent_qs.reshape(-1, 1, self.n_agents)                      # [N, 1, n]
-        s = state.reshape(q.shape[0], -1)                                # [N, S]
+        q = agent_qs.reshape(-1, 1, self.n_agents)  # [N, 1, n]
+        s = state.reshape(q.shape[0], -1)  # [N, S]
         w1 = self.hyper_w1(s).abs().view(-1, self.n_agents, self.embed_dim)
         b1 = self.hyper_b1(s).view(-1, 1, self.embed_dim)
-        hidden = nn.functional.elu(torch.bmm(q, w1) + b1)               # [N, 1, E]
+        hidden = nn.functional.elu(torch.bmm(q, w1) + b1)  # [N, 1, E]
         w2 = self.hyper_w2(s).abs().view(-1, self.embed_dim, 1)
         out = torch.bmm(hidden, w2).view(-1) + self.value(s).view(-1)
         return out.view(lead)
 
 
-def make_mixer(kind: str, n_agents: int, state_dim: int, embed_dim: int = 32,
-               hypernet_layers: int = 2, hypernet_embed: int = 64) -> nn.Module:
+def make_mixer(
+    kind: str,
+    n_agents: int,
+    state_dim: int,
+    embed_dim: int = 32,
+    hypernet_layers: int = 2,
+    hypernet_embed: int = 64,
+) -> nn.Module:
     if kind == "vdn":
         return VDNMixer()
     if kind == "qmix":

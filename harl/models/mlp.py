@@ -1,4 +1,5 @@
 """The MLP trunk shared by actors and critics (HARL/MAPPO layout)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,7 +11,10 @@ from torch import nn
 from harl.models.linear import Linear
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "selu": nn.SELU,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "selu": nn.SELU,
     "hardswish": nn.Hardswish,
 }
 
@@ -44,8 +48,9 @@ class MLPTrunk(nn.Module):
     different scales usable without a running observation normaliser.
     """
 
-    def __init__(self, in_dim: int, hidden_sizes: Sequence[int], activation: str = "relu",
-                 feature_norm: bool = True) -> None:
+    def __init__(
+        self, in_dim: int, hidden_sizes: Sequence[int], activation: str = "relu", feature_norm: bool = True
+    ) -> None:
         super().__init__()
         act = activation_class(activation)
         gain = init_gain(activation)

@@ -5,6 +5,7 @@ dueling Q network of HAD3QN.
 Off-policy networks follow the reference layout: plain MLPs with PyTorch's default init and no
 LayerNorm (the discrete SAC actor reuses the on-policy trunk, as the reference does).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,13 @@ def activation_layer(name: str) -> nn.Module:
     return cls(inplace=True) if cls in (nn.ReLU, nn.LeakyReLU) else cls()
 
 
-def plain_mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int | None, activation: str,
-              last_hidden_activation: str | None = None) -> nn.Sequential:
+def plain_mlp(
+    in_dim: int,
+    hidden_sizes: Sequence[int],
+    out_dim: int | None,
+    activation: str,
+    last_hidden_activation: str | None = None,
+) -> nn.Sequential:
     """Linear -> activation per hidden layer (the last one may use another activation), then an
     optional linear output layer."""
     layers: list[nn.Module] = []
@@ -53,10 +59,13 @@ def bounded_box(space: spaces.Space, who: str) -> spaces.Box:
     """The agent's Box, checked to be 1-d with finite bounds (actions are rescaled into them)."""
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         raise ValueError(f"{who}: expected a 1-d Box action space, got {space!r}")
-    if not (torch.isfinite(torch.as_tensor(space.low)).all()
-            and torch.isfinite(torch.as_tensor(space.high)).all()):
-        raise ValueError(f"{who}: the action space {space!r} has infinite bounds; off-policy actors "
-                         "squash actions into [low, high] and need finite bounds")
+    if not (
+        torch.isfinite(torch.as_tensor(space.low)).all() and torch.isfinite(torch.as_tensor(space.high)).all()
+    ):
+        raise ValueError(
+            f"{who}: the action space {space!r} has infinite bounds; off-policy actors "
+            "squash actions into [low, high] and need finite bounds"
+        )
     return space
 
 
@@ -87,12 +96,20 @@ class BoxRescale(nn.Module):
 class DeterministicActor(nn.Module):
     """obs -> MLP -> tanh -> affine onto [low, high] (DDPG/TD3)."""
 
-    def __init__(self, obs_dim: int, space: spaces.Box, hidden_sizes: Sequence[int],
-                 activation: str, final_activation: str = "tanh") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        space: spaces.Box,
+        hidden_sizes: Sequence[int],
+        activation: str,
+        final_activation: str = "tanh",
+    ) -> None:
         super().__init__()
         if final_activation != "tanh":
-            raise ValueError(f"unknown final_activation {final_activation!r} for a deterministic "
-                             "actor; valid: tanh (actions are rescaled from [-1, 1] to the bounds)")
+            raise ValueError(
+                f"unknown final_activation {final_activation!r} for a deterministic "
+                "actor; valid: tanh (actions are rescaled from [-1, 1] to the bounds)"
+            )
         self.net = plain_mlp(obs_dim, hidden_sizes, space.shape[0], activation)
         self.rescale = BoxRescale(space)
 
@@ -118,8 +135,14 @@ class SquashedGaussianActor(nn.Module):
 
     log_half_range_sum: torch.Tensor
 
-    def __init__(self, obs_dim: int, space: spaces.Box, hidden_sizes: Sequence[int],
-                 activation: str, final_activation: str = "tanh") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        space: spaces.Box,
+        hidden_sizes: Sequence[int],
+        activation: str,
+        final_activation: str = "tanh",
+    ) -> None:
         super().__init__()
         self.trunk = plain_mlp(obs_dim, hidden_sizes, None, activation, final_activation)
         width = hidden_sizes[-1] if hidden_sizes else obs_dim
@@ -128,8 +151,9 @@ class SquashedGaussianActor(nn.Module):
         self.rescale = BoxRescale(space)
         self.register_buffer("log_half_range_sum", self.rescale.half_range.log().sum())
 
-    def forward(self, obs: torch.Tensor, avail: torch.Tensor | None = None,
-                deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, avail: torch.Tensor | None = None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(env action, critic input (the same action), log pi [B])."""
         features = self.trunk(obs)
         mean = self.mean(features)
@@ -157,19 +181,29 @@ class GumbelCategoricalActor(nn.Module):
     """HASAC's actor for Discrete / MultiDiscrete agents: the on-policy categorical network, with
     straight-through Gumbel one-hot samples so the critic's gradient reaches the logits."""
 
-    def __init__(self, obs_space: spaces.Box, space: spaces.Space, hidden_sizes: Sequence[int],
-                 activation: str, feature_norm: bool, gain: float) -> None:
+    def __init__(
+        self,
+        obs_space: spaces.Box,
+        space: spaces.Space,
+        hidden_sizes: Sequence[int],
+        activation: str,
+        feature_norm: bool,
+        gain: float,
+    ) -> None:
         super().__init__()
         self.policy = StochasticPolicy(obs_space, space, hidden_sizes, activation, feature_norm, gain)
         head = self.policy.head
         if isinstance(head, GaussianHead):
-            raise ValueError(f"a Gumbel-categorical actor needs a Discrete or MultiDiscrete action "
-                             f"space, got {space!r}")
-        self.heads: list[CategoricalHead] = (list(head.categoricals())
-                                             if isinstance(head, MultiCategoricalHead) else [head])
+            raise ValueError(
+                f"a Gumbel-categorical actor needs a Discrete or MultiDiscrete action space, got {space!r}"
+            )
+        self.heads: list[CategoricalHead] = (
+            list(head.categoricals()) if isinstance(head, MultiCategoricalHead) else [head]
+        )
 
-    def forward(self, obs: torch.Tensor, avail: torch.Tensor | None = None,
-                deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, avail: torch.Tensor | None = None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(env action indices [B, n_sub], concatenated one-hots [B, sum n], log pi [B])."""
         features = self.policy.trunk.mlp(obs)
         # action masks exist only for single Discrete agents (see heads.MultiCategoricalHead)
@@ -204,16 +238,23 @@ class EnsembleLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if onednn_suits(x[0], self.weight[0].t()):
             # one oneDNN product per member beats MKL's batched one (see harl.models.linear)
-            return torch.stack([linear(x[k], self.weight[k].t(), self.bias[k, 0])
-                                for k in range(self.weight.shape[0])])
+            return torch.stack(
+                [linear(x[k], self.weight[k].t(), self.bias[k, 0]) for k in range(self.weight.shape[0])]
+            )
         return torch.baddbmm(self.bias, x, self.weight)
 
 
 class JointQCritic(nn.Module):
     """K (1 or twin 2) critics Q_k(state, a_1, ..., a_n) as one ensemble: [B, ...] -> [K, B]."""
 
-    def __init__(self, state_dim: int, joint_action_dim: int, hidden_sizes: Sequence[int],
-                 activation: str, n_critics: int) -> None:
+    def __init__(
+        self,
+        state_dim: int,
+        joint_action_dim: int,
+        hidden_sizes: Sequence[int],
+        activation: str,
+        n_critics: int,
+    ) -> None:
         super().__init__()
         self.n_critics = n_critics
         dims = [state_dim + joint_action_dim, *hidden_sizes]
@@ -234,9 +275,16 @@ class JointQCritic(nn.Module):
 class DuelingQ(nn.Module):
     """Q(x, .) = V(x) + A(x, .) - mean A(x, .) over `n_actions` (HAD3QN's actors and critic)."""
 
-    def __init__(self, in_dim: int, n_actions: int, base_hidden: Sequence[int],
-                 v_hidden: Sequence[int], a_hidden: Sequence[int], activation: str,
-                 dueling_activation: str) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        n_actions: int,
+        base_hidden: Sequence[int],
+        v_hidden: Sequence[int],
+        a_hidden: Sequence[int],
+        activation: str,
+        dueling_activation: str,
+    ) -> None:
         super().__init__()
         self.base = plain_mlp(in_dim, base_hidden, None, activation)
         width = base_hidden[-1] if base_hidden else in_dim

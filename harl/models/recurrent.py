@@ -1,4 +1,5 @@
 """A GRU layer that resets its hidden state where an episode starts, for chunked sequences."""
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,9 @@ class ResettingGRU(nn.Module):
                 nn.init.zeros_(param)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor, resets: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor, resets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [L, B, D], h0 [B, layers, H], resets [L, B] -> (outputs [L, B, H], h_L [B, layers, H])."""
         h = h0.transpose(0, 1).contiguous()
         keep = 1.0 - resets.to(x.dtype)

@@ -12,6 +12,7 @@ in agent order, by the same `GaussianHead.sample_params`, so the random stream i
 per-agent path uses; the means differ from it only by rounding (a batched product and a separate
 LayerNorm affine, instead of one fused per agent).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,9 +29,15 @@ def stack_signature(actor: StochasticPolicy) -> tuple | None:
     """A key equal for policies that can be stacked together; None if this one cannot be."""
     if actor.trunk.rnn is not None or not isinstance(actor.head, GaussianHead):
         return None
-    layers = tuple((type(m).__name__, tuple(p.shape for p in m.parameters()),
-                    getattr(m, "eps", None), getattr(m, "negative_slope", None))
-                   for m in actor.trunk.mlp.net)
+    layers = tuple(
+        (
+            type(m).__name__,
+            tuple(p.shape for p in m.parameters()),
+            getattr(m, "eps", None),
+            getattr(m, "negative_slope", None),
+        )
+        for m in actor.trunk.mlp.net
+    )
     head = actor.head
     return layers, tuple(head.mean.weight.shape), head.std_x_coef, head.std_y_coef
 
@@ -57,6 +64,7 @@ class StackedGaussianPolicies:
 
     def _restack(self) -> None:
         """Stacked copies of every layer's parameters: [n, ...] per tensor."""
+
         def stack(get) -> torch.Tensor:
             return torch.stack([get(a).detach() for a in self.actors])
 
@@ -67,13 +75,24 @@ class StackedGaussianPolicies:
         layers: list[tuple] = []
         for k, module in enumerate(self.actors[0].trunk.mlp.net):
             if isinstance(module, nn.Linear):
-                layers.append(("linear", stack_layer(k, lambda m: m.weight.t()),
-                               stack_layer(k, lambda m: m.bias)[:, None]))
+                layers.append(
+                    (
+                        "linear",
+                        stack_layer(k, lambda m: m.weight.t()),
+                        stack_layer(k, lambda m: m.bias)[:, None],
+                    )
+                )
             elif isinstance(module, nn.LayerNorm):
-                layers.append(("norm", module.normalized_shape, module.eps,
-                               stack_layer(k, lambda m: m.weight)[:, None],
-                               stack_layer(k, lambda m: m.bias)[:, None]))
-            else:   # a stateless activation module, the same for every agent
+                layers.append(
+                    (
+                        "norm",
+                        module.normalized_shape,
+                        module.eps,
+                        stack_layer(k, lambda m: m.weight)[:, None],
+                        stack_layer(k, lambda m: m.bias)[:, None],
+                    )
+                )
+            else:  # a stateless activation module, the same for every agent
                 layers.append(("apply", module))
         self._layers = layers
         self._head_w = stack(lambda a: a.head.mean.weight.t())
@@ -106,7 +125,4 @@ def stack_groups(actors: Sequence[StochasticPolicy]) -> list[list[int]]:
         key = stack_signature(actor)
         if key is not None:
             groups.setdefault(key, []).append(i)
-    return [idx for idx in groups.values()
-            if len(idx) > 1 and len({id(actors[i]) for i in idx}) == len(idx)]
-
-
+    return [idx for idx in groups.values() if len(idx) > 1 and len({id(actors[i]) for i in idx}) == len(idx)]

@@ -19,6 +19,7 @@ The report (`docs/reproduction/<suite>.md`, .csv, -curves.png/.pdf, -aggregate.*
 after training, from whatever runs exist (finished runs give the numbers, unfinished ones are
 listed), and again by --report.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,29 +60,57 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     overrides: list[str] = []
     if "--" in argv:
         k = argv.index("--")
-        argv, overrides = argv[:k], argv[k + 1:]
-    parser = argparse.ArgumentParser(prog="python -m harl.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        argv, overrides = argv[:k], argv[k + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python -m harl.reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("suite", nargs="?", help=f"one of: {', '.join(suite_names())}")
     parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds (default: the suite's)")
-    parser.add_argument("--budget", type=positive_int,
-                        help="env steps per run for every cell (default: the suite's, per algorithm)")
-    parser.add_argument("--only", default="",
-                        help="comma-separated cells to train: task/algo, task or algo, shell wildcards "
-                             "allowed (the report always covers the whole suite)")
-    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
-                        help="runs at once (default: the number of cores, %(default)s here); a run "
-                             "uses torch_threads + n_workers cores")
-    parser.add_argument("--out", type=Path, default=Path("results") / "reproduce",
-                        help="runs go to OUT/<suite>/<task>/<algo>/seed<s> (default: %(default)s)")
-    parser.add_argument("--docs", type=Path, default=Path("docs") / "reproduction",
-                        help="where the report is written (default: %(default)s)")
-    parser.add_argument("--reps", type=positive_int, default=2000,
-                        help="bootstrap replications of the aggregate statistics (default: %(default)s)")
+    parser.add_argument(
+        "--budget",
+        type=positive_int,
+        help="env steps per run for every cell (default: the suite's, per algorithm)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated cells to train: task/algo, task or algo, shell wildcards "
+        "allowed (the report always covers the whole suite)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="runs at once (default: the number of cores, %(default)s here); a run "
+        "uses torch_threads + n_workers cores",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results") / "reproduce",
+        help="runs go to OUT/<suite>/<task>/<algo>/seed<s> (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=Path("docs") / "reproduction",
+        help="where the report is written (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reps",
+        type=positive_int,
+        default=2000,
+        help="bootstrap replications of the aggregate statistics (default: %(default)s)",
+    )
     parser.add_argument("--report", action="store_true", help="train nothing; write the report")
     parser.add_argument("--no-report", action="store_true", help="train; write no report")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print each run's state and command; train nothing, write nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each run's state and command; train nothing, write nothing",
+    )
     parser.add_argument("--list", action="store_true", help="list the suites and their cells")
     args = parser.parse_args(argv)
     if not args.list and not args.suite:
@@ -97,11 +126,15 @@ def list_suites(names: list[str]) -> str:
     lines = []
     for name in names:
         suite = load_suite(name)
-        lines.append(f"{name}: {len(suite.cells)} cells x {len(suite.seeds)} seeds "
-                     f"({', '.join(map(str, suite.seeds))})")
+        lines.append(
+            f"{name}: {len(suite.cells)} cells x {len(suite.seeds)} seeds "
+            f"({', '.join(map(str, suite.seeds))})"
+        )
         for cell in suite.cells:
-            lines.append(f"  {cell.key:45s} {cell.budget:>12,} steps  paper {report.fmt_paper(cell)}"
-                         f"  (+experiment={cell.preset})")
+            lines.append(
+                f"  {cell.key:45s} {cell.budget:>12,} steps  paper {report.fmt_paper(cell)}"
+                f"  (+experiment={cell.preset})"
+            )
     return "\n".join(lines)
 
 
@@ -113,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     suite = load_suite(args.suite)
     if args.budget:
-        suite = dataclasses.replace(suite, cells=tuple(dataclasses.replace(c, budget=args.budget)
-                                                       for c in suite.cells))
+        suite = dataclasses.replace(
+            suite, cells=tuple(dataclasses.replace(c, budget=args.budget) for c in suite.cells)
+        )
     seeds = args.seeds or list(suite.seeds)
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     chosen = select(suite.cells, only)

@@ -1,5 +1,6 @@
 """The report of a reproduction suite: `docs/reproduction/<suite>.md` with our numbers beside the
 paper's, learning curves with the paper's final values marked, and the aggregate statistics."""
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ class CellResult:
 
     cell: Cell
     states: list[RunState]
-    runs: list[plot.Run] = field(default_factory=list)        # finished runs
+    runs: list[plot.Run] = field(default_factory=list)  # finished runs
     unfinished: list[plot.Run] = field(default_factory=list)  # started, not finished
 
     def finals(self, metric: str) -> np.ndarray:
@@ -118,29 +119,44 @@ def results_rows(results: list[CellResult], metric: str) -> list[dict]:
         walls = r.wall_times()
         fps = [s.env_steps / s.wall_time for s in r.states if s.status == "finished" and s.wall_time > 0]
         final_half = plot.mean_and_ci(finals)[1] if len(finals) else math.nan
-        rows.append({
-            "task": r.cell.task, "title": r.cell.title, "algo": r.cell.algo,
-            "seeds_finished": len(r.runs), "seeds": len(r.states), "budget": r.cell.budget,
-            "final_mean": final_mean, "final_ci95": float(final_half),
-            "final": fmt_ci(finals), "best": fmt_ci(bests), "best_checkpoint": fmt_ci(absolutes),
-            "paper_low": None if r.cell.paper_value is None else r.cell.paper_value[0],
-            "paper_high": None if r.cell.paper_value is None else r.cell.paper_value[1],
-            "paper": fmt_paper(r.cell), "vs_paper": vs_paper(final_mean, r.cell),
-            "wall_time_s": float(np.mean(walls)) if len(walls) else math.nan,
-            "env_steps_per_s": float(np.mean(fps)) if fps else math.nan,
-        })
+        rows.append(
+            {
+                "task": r.cell.task,
+                "title": r.cell.title,
+                "algo": r.cell.algo,
+                "seeds_finished": len(r.runs),
+                "seeds": len(r.states),
+                "budget": r.cell.budget,
+                "final_mean": final_mean,
+                "final_ci95": float(final_half),
+                "final": fmt_ci(finals),
+                "best": fmt_ci(bests),
+                "best_checkpoint": fmt_ci(absolutes),
+                "paper_low": None if r.cell.paper_value is None else r.cell.paper_value[0],
+                "paper_high": None if r.cell.paper_value is None else r.cell.paper_value[1],
+                "paper": fmt_paper(r.cell),
+                "vs_paper": vs_paper(final_mean, r.cell),
+                "wall_time_s": float(np.mean(walls)) if len(walls) else math.nan,
+                "env_steps_per_s": float(np.mean(fps)) if fps else math.nan,
+            }
+        )
     return rows
 
 
 def results_markdown(rows: list[dict]) -> str:
-    lines = ["| task | algo | seeds done | budget | final | best | best checkpoint | paper | vs paper "
-             "| wall time per run | env steps/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | algo | seeds done | budget | final | best | best checkpoint | paper | vs paper "
+        "| wall time per run | env steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         fps = "—" if math.isnan(row["env_steps_per_s"]) else f"{row['env_steps_per_s']:,.0f}"
-        lines.append(f"| {md_cell(row['title'])} | {row['algo']} | {row['seeds_finished']}/{row['seeds']} "
-                     f"| {fmt_steps(row['budget'])} | {row['final']} | {row['best']} "
-                     f"| {row['best_checkpoint']} | {row['paper']} | {row['vs_paper']} "
-                     f"| {fmt_duration(row['wall_time_s'])} | {fps} |")
+        lines.append(
+            f"| {md_cell(row['title'])} | {row['algo']} | {row['seeds_finished']}/{row['seeds']} "
+            f"| {fmt_steps(row['budget'])} | {row['final']} | {row['best']} "
+            f"| {row['best_checkpoint']} | {row['paper']} | {row['vs_paper']} "
+            f"| {fmt_duration(row['wall_time_s'])} | {fps} |"
+        )
     return "\n".join(lines)
 
 
@@ -155,8 +171,15 @@ def ordering(results: list[CellResult], metric: str) -> list[dict]:
         both = [a for a in paper if a in ours]
         pairs = [(x, y) for x, y in combinations(both, 2) if paper[x] != paper[y]]
         agree = sum((paper[x] > paper[y]) == (ours[x] > ours[y]) for x, y in pairs)
-        rows.append({"task": mine[0].cell.title, "paper": rank_text(paper), "ours": rank_text(ours),
-                     "pairs": len(pairs), "agree": agree})
+        rows.append(
+            {
+                "task": mine[0].cell.title,
+                "paper": rank_text(paper),
+                "ours": rank_text(ours),
+                "pairs": len(pairs),
+                "agree": agree,
+            }
+        )
     return rows
 
 
@@ -171,8 +194,10 @@ def rank_text(values: dict[str, float]) -> str:
 
 
 def ordering_markdown(rows: list[dict]) -> str:
-    lines = ["| task | paper's order | our order (final mean) | pairs in the paper's order |",
-             "|---|---|---|---|"]
+    lines = [
+        "| task | paper's order | our order (final mean) | pairs in the paper's order |",
+        "|---|---|---|---|",
+    ]
     for row in rows:
         agree = f"{row['agree']} of {row['pairs']}" if row["pairs"] else "—"
         lines.append(f"| {md_cell(row['task'])} | {row['paper']} | {row['ours']} | {agree} |")
@@ -180,8 +205,11 @@ def ordering_markdown(rows: list[dict]) -> str:
 
 
 def runs_markdown(results: list[CellResult], metric: str) -> str:
-    lines = ["| task | algo | seed | status | env steps | final | best | best checkpoint | wall time "
-             "| trained on |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | algo | seed | status | env steps | final | best | best checkpoint | wall time "
+        "| trained on |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         loaded = {run.path: run for run in r.runs + r.unfinished}
         for s in r.states:
@@ -193,7 +221,8 @@ def runs_markdown(results: list[CellResult], metric: str) -> str:
                 f"| {md_cell(r.cell.title)} | {r.cell.algo} | {s.job.seed} | {s.status} "
                 f"| {fmt_steps(s.env_steps)} | {fmt_ci(final)} | {fmt_ci(best)} "
                 f"| {'—' if absolute is None else plot.fmt_number(absolute)} "
-                f"| {fmt_duration(s.wall_time)} | {md_cell(trained_on(s.job.path))} |")
+                f"| {fmt_duration(s.wall_time)} | {md_cell(trained_on(s.job.path))} |"
+            )
     return "\n".join(lines)
 
 
@@ -201,9 +230,12 @@ def trained_on(path: Path) -> str:
     """The machine(s) a run was trained on: from harl.reproduce's launch records, else the host in
     run.json."""
     launches = read_json(path / LAUNCHES).get("launches") or []
-    machines = dict.fromkeys(f"{e.get('host')} ({e.get('cpu')}, {e.get('cores')} cores, "
-                             f"torch {e.get('torch')}, harl {e.get('harl_commit')})"
-                             for e in launches if e.get("host"))
+    machines = dict.fromkeys(
+        f"{e.get('host')} ({e.get('cpu')}, {e.get('cores')} cores, "
+        f"torch {e.get('torch')}, harl {e.get('harl_commit')})"
+        for e in launches
+        if e.get("host")
+    )
     if machines:
         return "; ".join(machines)
     host = read_json(path / "run.json").get("host")
@@ -220,7 +252,7 @@ def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]
     columns = min(3, len(tasks))
     rows = math.ceil(len(tasks) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.2 * rows), squeeze=False)
-    for ax in axes.flat[len(tasks):]:
+    for ax in axes.flat[len(tasks) :]:
         ax.set_visible(False)
     for ax, task in zip(axes.flat, tasks):
         mine = [r for r in results if r.cell.task == task]
@@ -231,20 +263,35 @@ def plot_curves(results: list[CellResult], metric: str, out: Path) -> list[Path]
                 label = r.cell.algo + ("" if r.runs else " (unfinished)")
                 plot.plot_curve(ax, runs, metric, 1, style, label, band="auto", seeds=True)
             else:  # no curve: a legend entry still names the colour of its paper star
-                ax.plot([], [], color=style.color, linestyle=style.linestyle,
-                        label=f"{r.cell.algo} (no runs)")
+                ax.plot(
+                    [], [], color=style.color, linestyle=style.linestyle, label=f"{r.cell.algo} (no runs)"
+                )
             if (mid := paper_mid(r.cell)) is not None:
                 low, high = r.cell.paper_value or (mid, mid)
-                ax.errorbar([r.cell.budget], [mid], yerr=[[mid - low], [high - mid]], marker="*",
-                            markersize=11, color=style.color, capsize=3, linestyle="none")
-        ax.set(title=mine[0].cell.title, xlabel="env steps", ylabel=metric.replace("_", " "),
-               xlim=(0, 1.04 * max(r.cell.budget for r in mine)))
+                ax.errorbar(
+                    [r.cell.budget],
+                    [mid],
+                    yerr=[[mid - low], [high - mid]],
+                    marker="*",
+                    markersize=11,
+                    color=style.color,
+                    capsize=3,
+                    linestyle="none",
+                )
+        ax.set(
+            title=mine[0].cell.title,
+            xlabel="env steps",
+            ylabel=metric.replace("_", " "),
+            xlim=(0, 1.04 * max(r.cell.budget for r in mine)),
+        )
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small")
-    fig.suptitle(f"mean over finished seeds; thin lines: seeds; band: their min-max below "
-                 f"{plot.FEW_SEEDS} seeds, else the 95 % t CI; stars: the paper's final values",
-                 fontsize="small")
+    fig.suptitle(
+        f"mean over finished seeds; thin lines: seeds; band: their min-max below "
+        f"{plot.FEW_SEEDS} seeds, else the 95 % t CI; stars: the paper's final values",
+        fontsize="small",
+    )
     fig.tight_layout()
     return plot.save_figure(fig, out)
 
@@ -284,38 +331,58 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     budgets = sorted({cell.budget for cell in suite.cells} | {j.cell.budget for j in jobs})
     seeds = sorted({j.seed for j in jobs})
     finished = sum(s.status == "finished" for r in results for s in r.states)
-    machines = list(dict.fromkeys(trained_on(s.job.path) for r in results for s in r.states
-                                  if s.status != "missing"))
+    machines = list(
+        dict.fromkeys(trained_on(s.job.path) for r in results for s in r.states if s.status != "missing")
+    )
     lines = [
-        f"# Reproduction: {suite.name}", "", suite.description, "",
+        f"# Reproduction: {suite.name}",
+        "",
+        suite.description,
+        "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m harl.reproduce "
         f"{shlex.join(argv)}`; {finished} of {len(jobs)} runs finished. "
-        "Run it again to continue the unfinished runs and regenerate this page.", "",
+        "Run it again to continue the unfinished runs and regenerate this page.",
+        "",
         f"- **Paper values**: {suite.paper}",
         f"- **Budget**: {', '.join(f'{b:,}' for b in budgets)} env steps per run; **seeds**: "
         f"{', '.join(map(str, seeds))}; **metric**: `{metric}` (the mean return of the run's "
         "deterministic evaluation episodes at each evaluation).",
         f"- **Machines**: {'; '.join(machines) if machines else '—'}.",
-        *(f"- {note}" for note in suite.notes), "",
-        "## Results", "",
+        *(f"- {note}" for note in suite.notes),
+        "",
+        "## Results",
+        "",
         f"Mean ± {plot.CONFIDENCE:.0%} t-based CI half-width over finished seeds (none with one seed). "
         "**final**: each run's last evaluation; **best**: its highest evaluation; **best checkpoint**: "
         "`best.pt` re-evaluated at the end of the run on 10 x eval_episodes episodes (metrics.json); "
         "**vs paper**: final mean / the paper's value (a range: its midpoint), or final mean - the "
         "paper's value where the paper's value is negative; **wall time**: training time per run "
-        "(progress.csv, with periodic evaluations); **env steps/s**: budget / wall time.", "",
-        results_markdown(rows), "",
+        "(progress.csv, with periodic evaluations); **env steps/s**: budget / wall time.",
+        "",
+        results_markdown(rows),
+        "",
     ]
-    started = [f"{md_cell(r.cell.title)} {r.cell.algo} seed {s.job.seed} ({s.status}, {s.detail})"
-               for r in results for s in r.states if s.status in ("unfinished", "failed")]
+    started = [
+        f"{md_cell(r.cell.title)} {r.cell.algo} seed {s.job.seed} ({s.status}, {s.detail})"
+        for r in results
+        for s in r.states
+        if s.status in ("unfinished", "failed")
+    ]
     missing = sum(s.status == "missing" for r in results for s in r.states)
     if started or missing:
-        lines += ["Not finished: " + "; ".join(started + [f"{missing} run(s) not started"] * bool(missing))
-                  + ".", ""]
-    lines += ["## Orderings", "",
-              "Per task, the algorithms ranked by the paper's value and by our final mean; the last "
-              "column counts the pairs the paper separates that we rank the same way.", "",
-              ordering_markdown(ordering(results, metric)), ""]
+        lines += [
+            "Not finished: " + "; ".join(started + [f"{missing} run(s) not started"] * bool(missing)) + ".",
+            "",
+        ]
+    lines += [
+        "## Orderings",
+        "",
+        "Per task, the algorithms ranked by the paper's value and by our final mean; the last "
+        "column counts the pairs the paper separates that we rank the same way.",
+        "",
+        ordering_markdown(ordering(results, metric)),
+        "",
+    ]
     if have_runs:
         lines += ["## Learning curves", "", f"![learning curves]({suite.name}-curves.png)", ""]
     lines += ["## Aggregate statistics", "", aggregate_text, ""]
@@ -325,4 +392,3 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     page = docs / f"{suite.name}.md"
     page.write_text("\n".join(lines))
     return [page, *written]
-

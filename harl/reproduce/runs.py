@@ -1,5 +1,6 @@
 """The runs of a reproduction suite: where each lives, what state it is in, and training the ones
 that are not finished (new runs start, interrupted ones continue from their checkpoint)."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ class RunState:
     job: Job
     status: str
     env_steps: float = math.nan
-    wall_time: float = math.nan   # training seconds (summed over resumes), progress.csv
+    wall_time: float = math.nan  # training seconds (summed over resumes), progress.csv
     detail: str = ""
 
 
@@ -93,8 +94,16 @@ def inspect(job: Job) -> RunState:
 def command(job: Job, overrides: list[str]) -> list[str]:
     """The same command line for a new run and for continuing it: harl started in a run dir
     holding checkpoints/latest.pt continues that run (repeating its settings is accepted)."""
-    return [sys.executable, "-m", "harl.train", f"+experiment={job.cell.preset}", f"seed={job.seed}",
-            f"total_steps={job.cell.budget}", f"hydra.run.dir={job.path.resolve()}", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "harl.train",
+        f"+experiment={job.cell.preset}",
+        f"seed={job.seed}",
+        f"total_steps={job.cell.budget}",
+        f"hydra.run.dir={job.path.resolve()}",
+        *overrides,
+    ]
 
 
 def machine() -> dict:
@@ -108,14 +117,20 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, check=False).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         rev = ""
     import torch  # here, not at import: `--report` alone needs no torch
 
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "harl_commit": rev or "unknown"}
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "harl_commit": rev or "unknown",
+    }
 
 
 def record_launch(path: Path, entry: dict) -> None:
@@ -135,10 +150,18 @@ def train(job: Job, overrides: list[str], position: str) -> int:
     cmd = command(job, overrides)
     rc, wall = run_logged(cmd, job.path / LOG, append=True, cwd=None)  # an installed harl runs anywhere
     after = inspect(job)
-    record_launch(job.path, {"started_at": started, "wall_s": round(wall, 1), "returncode": rc,
-                             "env_steps_before": None if math.isnan(before.env_steps) else before.env_steps,
-                             "env_steps_after": None if math.isnan(after.env_steps) else after.env_steps,
-                             "command": cmd, **machine()})
+    record_launch(
+        job.path,
+        {
+            "started_at": started,
+            "wall_s": round(wall, 1),
+            "returncode": rc,
+            "env_steps_before": None if math.isnan(before.env_steps) else before.env_steps,
+            "env_steps_after": None if math.isnan(after.env_steps) else after.env_steps,
+            "command": cmd,
+            **machine(),
+        },
+    )
     if rc == 0 and after.status == "finished":
         say(f"{position} {job.label}: finished in {fmt_duration(wall)}")
     else:

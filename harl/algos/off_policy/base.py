@@ -4,6 +4,7 @@ the replay buffer's shape, soft target updates, optimiser steps, and checkpointa
 A learner's `train(buffer)` is one gradient iteration (sample a batch, update the critic, then
 the actors when due, then the targets); the runner decides how many to take (`utd_ratio`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -49,8 +50,9 @@ def encode_action(space: ActionSpace, action: torch.Tensor) -> torch.Tensor:
         return action
     if isinstance(space, spaces.Discrete):
         return nn.functional.one_hot(action[..., 0].long(), int(space.n)).float()
-    return torch.cat([nn.functional.one_hot(action[..., k].long(), int(n)).float()
-                      for k, n in enumerate(space.nvec)], -1)
+    return torch.cat(
+        [nn.functional.one_hot(action[..., k].long(), int(n)).float() for k, n in enumerate(space.nvec)], -1
+    )
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
@@ -77,9 +79,15 @@ class OffPolicyLearner(Learner):
     runner = "off_policy"
     supported_spaces: ClassVar[tuple[type, ...]] = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete)
 
-    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
-                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
-                 device: torch.device, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        observation_spaces: Sequence[spaces.Box],
+        action_spaces: Sequence[ActionSpace],
+        state_space: spaces.Box,
+        device: torch.device,
+        seed: int,
+    ) -> None:
         self.cfg, self.device = cfg, device
         self.observation_spaces, self.action_spaces = list(observation_spaces), list(action_spaces)
         self.n_agents = len(self.action_spaces)
@@ -87,8 +95,9 @@ class OffPolicyLearner(Learner):
         for i, space in enumerate(self.action_spaces):
             if not isinstance(space, self.supported_spaces):
                 valid = ", ".join(t.__name__ for t in self.supported_spaces)
-                raise ValueError(f"{cfg.name} cannot act in agent {i}'s action space {space!r}; "
-                                 f"it supports: {valid}")
+                raise ValueError(
+                    f"{cfg.name} cannot act in agent {i}'s action space {space!r}; it supports: {valid}"
+                )
         self._check_config()
         # the learner's own RNGs (agent orders, batch sampling): seed-determined, checkpointed
         self.order_rng = np.random.default_rng([seed, 0x0FF])
@@ -112,31 +121,42 @@ class OffPolicyLearner(Learner):
     # ------------------------------------------------------------------ interface for runners
     def make_buffer(self, n_envs: int) -> ReplayBuffer:
         avail = [int(s.n) if isinstance(s, spaces.Discrete) else None for s in self.action_spaces]
-        return ReplayBuffer([int(o.shape[0]) for o in self.observation_spaces],
-                            [stored_width(s) for s in self.action_spaces], avail, self.state_dim,
-                            n_envs, self.cfg.buffer_size, self.buffer_device)
+        return ReplayBuffer(
+            [int(o.shape[0]) for o in self.observation_spaces],
+            [stored_width(s) for s in self.action_spaces],
+            avail,
+            self.state_dim,
+            n_envs,
+            self.cfg.buffer_size,
+            self.buffer_device,
+        )
 
     def initial_hidden(self, n_envs: int) -> list[Hidden]:
         return [None] * self.n_agents  # off-policy actors are feed-forward
 
-    def act(self, obs: Sequence[torch.Tensor], avail: Sequence[torch.Tensor | None],
-            hidden: Sequence[Hidden] | None = None, resets: torch.Tensor | None = None,
-            deterministic: bool = False) -> tuple[list[torch.Tensor], None, list[Hidden]]:
+    def act(
+        self,
+        obs: Sequence[torch.Tensor],
+        avail: Sequence[torch.Tensor | None],
+        hidden: Sequence[Hidden] | None = None,
+        resets: torch.Tensor | None = None,
+        deterministic: bool = False,
+    ) -> tuple[list[torch.Tensor], None, list[Hidden]]:
         """Per-agent env actions for a batch of envs: exploratory, or greedy/mean when
         `deterministic` (evaluation)."""
         with torch.inference_mode():
             actions = self.select_actions(list(obs), list(avail), deterministic)
         return actions, None, [None] * self.n_agents
 
-    def select_actions(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None],
-                       deterministic: bool) -> list[torch.Tensor]:
+    def select_actions(
+        self, obs: list[torch.Tensor], avail: list[torch.Tensor | None], deterministic: bool
+    ) -> list[torch.Tensor]:
         raise NotImplementedError
 
     def train(self, buffer: ReplayBuffer) -> dict[str, float]:
         """One gradient iteration on a fresh batch; returns diagnostics."""
         c = self.cfg
-        batch = buffer.sample(c.batch_size, c.n_step, c.gamma, self.sample_generator,
-                              c.truncation_bootstrap)
+        batch = buffer.sample(c.batch_size, c.n_step, c.gamma, self.sample_generator, c.truncation_bootstrap)
         batch = self._to_device(batch)
         self.gradient_steps += 1
         return self.update(batch)
@@ -151,8 +171,14 @@ class OffPolicyLearner(Learner):
         return [encode_action(s, a) for s, a in zip(self.action_spaces, actions)]
 
     # ------------------------------------------------------------------ optimisation helpers
-    def apply_gradients(self, optim: torch.optim.Optimizer, params: Sequence[torch.Tensor] | nn.Module,
-             loss: torch.Tensor, quantity: str, agent: int | None) -> float:
+    def apply_gradients(
+        self,
+        optim: torch.optim.Optimizer,
+        params: Sequence[torch.Tensor] | nn.Module,
+        loss: torch.Tensor,
+        quantity: str,
+        agent: int | None,
+    ) -> float:
         """Backward + optional grad clip + step; returns the gradient norm. Stops on non-finite values."""
         check_finite(loss, quantity, agent)
         optim.zero_grad(set_to_none=True)
@@ -170,8 +196,11 @@ class OffPolicyLearner(Learner):
     @staticmethod
     def q_stats(prefix: str, q: torch.Tensor) -> dict[str, float]:
         q = q.detach()
-        return {f"{prefix}_mean": float(q.mean()), f"{prefix}_max": float(q.max()),
-                f"{prefix}_min": float(q.min())}
+        return {
+            f"{prefix}_mean": float(q.mean()),
+            f"{prefix}_max": float(q.max()),
+            f"{prefix}_min": float(q.min()),
+        }
 
     # ------------------------------------------------------------------ state
     def stateful(self) -> dict[str, Any]:
@@ -184,17 +213,20 @@ class OffPolicyLearner(Learner):
                 return [save(o) for o in obj]
             return obj.detach().clone() if isinstance(obj, torch.Tensor) else obj.state_dict()
 
-        return {**{name: save(obj) for name, obj in self.stateful().items()},
-                "order_rng": self.order_rng.bit_generator.state,
-                "sample_generator": self.sample_generator.get_state(),
-                "gradient_steps": self.gradient_steps}
+        return {
+            **{name: save(obj) for name, obj in self.stateful().items()},
+            "order_rng": self.order_rng.bit_generator.state,
+            "sample_generator": self.sample_generator.get_state(),
+            "gradient_steps": self.gradient_steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         def load(obj: Any, saved: Any, name: str) -> None:
             if isinstance(obj, list):
                 if len(saved) != len(obj):
-                    raise ValueError(f"checkpoint has {len(saved)} entries of {name}, this run "
-                                     f"has {len(obj)}")
+                    raise ValueError(
+                        f"checkpoint has {len(saved)} entries of {name}, this run has {len(obj)}"
+                    )
                 for o, s in zip(obj, saved):
                     load(o, s, name)
             elif isinstance(obj, torch.Tensor):

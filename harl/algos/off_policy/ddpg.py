@@ -6,6 +6,7 @@ One gradient iteration: the critic regresses onto y = R + discount * Q'(s', mu'(
 targets are soft-updated. HA: agents in a random order, each seeing the updated actions of the
 agents before it. MA: each agent against the replay actions of the others.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,22 +22,26 @@ from harl.models.off_policy import DeterministicActor, JointQCritic, bounded_box
 
 class DeterministicLearner(OffPolicyLearner):
     supported_spaces = (spaces.Box,)
-    sequential = True        # HA: later agents see earlier agents' updated actions
-    twin_critics = False     # TD3: min of two critics in the target
+    sequential = True  # HA: later agents see earlier agents' updated actions
+    twin_critics = False  # TD3: min of two critics in the target
     target_smoothing = False  # TD3: clipped noise on the target actions
 
     def __init__(self, cfg: Any, observation_spaces, action_spaces, state_space, device, seed) -> None:
         super().__init__(cfg, observation_spaces, action_spaces, state_space, device, seed)
         c = cfg
         self.boxes = [bounded_box(s, f"agent {i}") for i, s in enumerate(self.action_spaces)]
-        self.actors = [DeterministicActor(int(o.shape[0]), box, c.hidden_sizes, c.activation,
-                                          c.final_activation).to(device)
-                       for o, box in zip(self.observation_spaces, self.boxes)]
+        self.actors = [
+            DeterministicActor(int(o.shape[0]), box, c.hidden_sizes, c.activation, c.final_activation).to(
+                device
+            )
+            for o, box in zip(self.observation_spaces, self.boxes)
+        ]
         self.target_actors = [frozen_copy(a) for a in self.actors]
         self.actor_optims = [self.adam(a.parameters(), c.lr) for a in self.actors]
         joint_dim = sum(int(b.shape[0]) for b in self.boxes)
-        self.critic = JointQCritic(self.state_dim, joint_dim, c.hidden_sizes, c.activation,
-                                   2 if self.twin_critics else 1).to(device)
+        self.critic = JointQCritic(
+            self.state_dim, joint_dim, c.hidden_sizes, c.activation, 2 if self.twin_critics else 1
+        ).to(device)
         self.target_critic = frozen_copy(self.critic)
         self.critic_optim = self.adam(self.critic.parameters(), c.critic_lr)
         self.policy_freq = getattr(c, "policy_freq", 1)
@@ -72,7 +77,8 @@ class DeterministicLearner(OffPolicyLearner):
             if self.target_smoothing:
                 scale = target.rescale.half_range
                 noise = (torch.randn_like(a) * self.cfg.policy_noise).clamp(
-                    -self.cfg.noise_clip, self.cfg.noise_clip) * scale
+                    -self.cfg.noise_clip, self.cfg.noise_clip
+                ) * scale
                 a = target.rescale.clip(a + noise)
             actions.append(a)
         return actions
@@ -81,26 +87,34 @@ class DeterministicLearner(OffPolicyLearner):
         with torch.no_grad():
             next_q = self.target_critic(b.next_state, self.target_actions(b.next_obs)).min(0).values
             target = b.reward + b.discount * next_q
-        q = self.critic(b.state, b.actions)                       # [K, B]
-        loss = ((q - target) ** 2).mean(-1).sum()                 # each critic's MSE, summed
+        q = self.critic(b.state, b.actions)  # [K, B]
+        loss = ((q - target) ** 2).mean(-1).sum()  # each critic's MSE, summed
         grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
-        return {"critic/loss": loss.item(), "critic/grad_norm": grad_norm, **self.q_stats("critic/q", q[0]),
-                "critic/target_mean": float(target.mean()), "expl_noise": self.cfg.expl_noise}
+        return {
+            "critic/loss": loss.item(),
+            "critic/grad_norm": grad_norm,
+            **self.q_stats("critic/q", q[0]),
+            "critic/target_mean": float(target.mean()),
+            "expl_noise": self.cfg.expl_noise,
+        }
 
     def update_actors(self, b: ReplaySample) -> dict[str, float]:
         order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order or not self.sequential)
         if self.sequential:  # current actions (the first agent's own is never used)
             with torch.no_grad():
-                joint = [None if i == order[0] else actor(o)
-                         for i, (actor, o) in enumerate(zip(self.actors, b.obs))]
+                joint = [
+                    None if i == order[0] else actor(o)
+                    for i, (actor, o) in enumerate(zip(self.actors, b.obs))
+                ]
         else:
             joint = list(b.actions)
         self.critic.requires_grad_(False)  # actors' losses only need d Q / d action
 
-        def update_agent(i: int, joint: list[torch.Tensor | None]
-                         ) -> tuple[dict[str, float], torch.Tensor | None]:
+        def update_agent(
+            i: int, joint: list[torch.Tensor | None]
+        ) -> tuple[dict[str, float], torch.Tensor | None]:
             action = self.actors[i](b.obs[i])
-            q = self.critic(b.state, [*joint[:i], action, *joint[i + 1:]])[0]
+            q = self.critic(b.state, [*joint[:i], action, *joint[i + 1 :]])[0]
             loss = -q.mean()
             grad_norm = self.apply_gradients(self.actor_optims[i], self.actors[i], loss, "actor loss", i)
             info = {"actor_loss": loss.item(), "grad_norm": grad_norm}
@@ -116,9 +130,14 @@ class DeterministicLearner(OffPolicyLearner):
         return agent_diagnostics(infos, order)
 
     def stateful(self) -> dict[str, Any]:
-        return {"actors": self.actors, "target_actors": self.target_actors,
-                "actor_optims": self.actor_optims, "critic": self.critic,
-                "target_critic": self.target_critic, "critic_optim": self.critic_optim}
+        return {
+            "actors": self.actors,
+            "target_actors": self.target_actors,
+            "actor_optims": self.actor_optims,
+            "critic": self.critic,
+            "target_critic": self.target_critic,
+            "critic_optim": self.critic_optim,
+        }
 
 
 class HADDPG(DeterministicLearner):

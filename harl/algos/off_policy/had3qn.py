@@ -7,6 +7,7 @@ then, in a random order, agent i regresses Q_i(o_i, a_i) onto the critic's value
 joint action and moves a_i to its best response in the critic given the others' actions.
 Exploration is epsilon-greedy, drawn per env, among available actions.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,16 +38,27 @@ class HAD3QN(OffPolicyLearner):
         self.n_actions = [int(cast(spaces.Discrete, s).n) for s in self.action_spaces]
         n_joint = math.prod(self.n_actions)
         if n_joint > c.max_joint_actions:
-            raise ValueError("had3qn's critic scores every joint action: "
-                             f"{' x '.join(map(str, self.n_actions))}"
-                             f" = {n_joint:,} joint actions exceeds algo.max_joint_actions="
-                             f"{c.max_joint_actions:,}; use hasac or happo for this team")
+            raise ValueError(
+                "had3qn's critic scores every joint action: "
+                f"{' x '.join(map(str, self.n_actions))}"
+                f" = {n_joint:,} joint actions exceeds algo.max_joint_actions="
+                f"{c.max_joint_actions:,}; use hasac or happo for this team"
+            )
         # place value of each agent in the mixed-radix joint index (agent 0 least significant)
-        self.radix = torch.tensor([math.prod(self.n_actions[:i]) for i in range(self.n_agents)],
-                                  device=device)
+        self.radix = torch.tensor(
+            [math.prod(self.n_actions[:i]) for i in range(self.n_agents)], device=device
+        )
+
         def net(in_dim: int, n: int) -> DuelingQ:
-            return DuelingQ(in_dim, n, c.base_hidden_sizes, c.dueling_v_hidden_sizes,
-                            c.dueling_a_hidden_sizes, c.activation, c.dueling_activation).to(device)
+            return DuelingQ(
+                in_dim,
+                n,
+                c.base_hidden_sizes,
+                c.dueling_v_hidden_sizes,
+                c.dueling_a_hidden_sizes,
+                c.activation,
+                c.dueling_activation,
+            ).to(device)
 
         self.actors = [net(int(o.shape[0]), n) for o, n in zip(self.observation_spaces, self.n_actions)]
         self.target_actors = [frozen_copy(a) for a in self.actors]
@@ -85,22 +97,28 @@ class HAD3QN(OffPolicyLearner):
 
     def update_critic(self, b: ReplaySample) -> dict[str, float]:
         with torch.no_grad():
-            next_actions = [masked_argmax(t(o), m) for t, o, m in
-                            zip(self.target_actors, b.next_obs, b.next_avail)]
-            next_q = self.target_critic(b.next_state).gather(
-                -1, self.joint_index(next_actions)[:, None])[:, 0]
+            next_actions = [
+                masked_argmax(t(o), m) for t, o, m in zip(self.target_actors, b.next_obs, b.next_avail)
+            ]
+            next_q = self.target_critic(b.next_state).gather(-1, self.joint_index(next_actions)[:, None])[
+                :, 0
+            ]
             target = b.reward + b.discount * next_q
         replay_joint = self.joint_index([a[:, 0] for a in b.actions])
         q = self.critic(b.state).gather(-1, replay_joint[:, None])[:, 0]
         loss = ((q - target) ** 2).mean()
         grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
-        return {"critic/loss": loss.item(), "critic/grad_norm": grad_norm,
-                **self.q_stats("critic/q", q.detach()), "epsilon": self.cfg.epsilon}
+        return {
+            "critic/loss": loss.item(),
+            "critic/grad_norm": grad_norm,
+            **self.q_stats("critic/q", q.detach()),
+            "epsilon": self.cfg.epsilon,
+        }
 
     def update_actors(self, b: ReplaySample) -> dict[str, float]:
         with torch.no_grad():
             current = [masked_argmax(a(o), m) for a, o, m in zip(self.actors, b.obs, b.avail)]
-            joint_q = self.critic(b.state)                      # [B, n_joint]
+            joint_q = self.critic(b.state)  # [B, n_joint]
         order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order)
         infos: dict[int, dict[str, float]] = {}
         for i in order:
@@ -116,6 +134,11 @@ class HAD3QN(OffPolicyLearner):
         return agent_diagnostics(infos, order)
 
     def stateful(self) -> dict[str, Any]:
-        return {"actors": self.actors, "target_actors": self.target_actors,
-                "actor_optims": self.actor_optims, "critic": self.critic,
-                "target_critic": self.target_critic, "critic_optim": self.critic_optim}
+        return {
+            "actors": self.actors,
+            "target_actors": self.target_actors,
+            "actor_optims": self.actor_optims,
+            "critic": self.critic,
+            "target_critic": self.target_critic,
+            "critic_optim": self.critic_optim,
+        }

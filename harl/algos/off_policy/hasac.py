@@ -11,6 +11,7 @@ does, so `target_entropy_scale` means what the reference's presets assume.
 With ValueNorm the critic learns normalised targets, and the actor loss denormalises Q so that
 Q and alpha * log pi are in the same units (the reference mixes them).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,17 +46,24 @@ class HASAC(OffPolicyLearner):
         super().__init__(cfg, observation_spaces, action_spaces, state_space, device, seed)
         c = cfg
         if c.alpha <= 0:
-            raise ValueError("algo.alpha must be > 0 (it is also the initial auto-tuned value), "
-                             f"got {c.alpha}")
+            raise ValueError(
+                f"algo.alpha must be > 0 (it is also the initial auto-tuned value), got {c.alpha}"
+            )
         self.actors: list[SquashedGaussianActor | GumbelCategoricalActor] = []
         for i, (o, s) in enumerate(zip(self.observation_spaces, self.action_spaces)):
             actor: SquashedGaussianActor | GumbelCategoricalActor
             if isinstance(s, spaces.Box):
-                actor = SquashedGaussianActor(int(o.shape[0]), bounded_box(s, f"agent {i}"),
-                                              c.hidden_sizes, c.activation, c.final_activation)
+                actor = SquashedGaussianActor(
+                    int(o.shape[0]),
+                    bounded_box(s, f"agent {i}"),
+                    c.hidden_sizes,
+                    c.activation,
+                    c.final_activation,
+                )
             else:
-                actor = GumbelCategoricalActor(o, s, c.hidden_sizes, c.activation, c.feature_norm,
-                                               c.output_gain)
+                actor = GumbelCategoricalActor(
+                    o, s, c.hidden_sizes, c.activation, c.feature_norm, c.output_gain
+                )
             self.actors.append(actor.to(device))
         self.actor_optims = [self.adam(a.parameters(), c.lr) for a in self.actors]
         joint_dim = sum(action_width(s) for s in self.action_spaces)
@@ -66,10 +74,10 @@ class HASAC(OffPolicyLearner):
         # temperatures: one per agent, and one for the critic's joint entropy term
         self.target_entropies = [target_entropy(s, c) for s in self.action_spaces]
         init = math.log(c.alpha)
-        self.log_alphas = [torch.tensor(init, device=device, requires_grad=c.auto_alpha)
-                           for _ in range(self.n_agents + 1)]
-        self.alpha_optims = ([self.adam([la], c.alpha_lr) for la in self.log_alphas]
-                             if c.auto_alpha else [])
+        self.log_alphas = [
+            torch.tensor(init, device=device, requires_grad=c.auto_alpha) for _ in range(self.n_agents + 1)
+        ]
+        self.alpha_optims = [self.adam([la], c.alpha_lr) for la in self.log_alphas] if c.auto_alpha else []
 
     def alpha(self, i: int | None) -> torch.Tensor:
         """Agent i's temperature; None: the critic's."""
@@ -79,8 +87,9 @@ class HASAC(OffPolicyLearner):
     def select_actions(self, obs, avail, deterministic):
         return [actor(o, a, deterministic)[0] for actor, o, a in zip(self.actors, obs, avail)]
 
-    def sample_joint(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None]
-                     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def sample_joint(
+        self, obs: list[torch.Tensor], avail: list[torch.Tensor | None]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per agent (critic input action, log pi [B]) sampled from the current policies."""
         out = [actor(o, a)[1:] for actor, o, a in zip(self.actors, obs, avail)]
         return [a for a, _ in out], [lp for _, lp in out]
@@ -105,38 +114,47 @@ class HASAC(OffPolicyLearner):
             if self.value_norm is not None:
                 self.value_norm.update(target)
                 target = self.value_norm.normalize(target)
-        q = self.critic(b.state, self.encoded_actions(b.actions))   # [2, B]
+        q = self.critic(b.state, self.encoded_actions(b.actions))  # [2, B]
         err = target - q
         loss = (huber(err, c.huber_delta) if c.use_huber_loss else err**2).mean(-1).sum()
         grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
-        return {"critic/loss": loss.item(), "critic/grad_norm": grad_norm,
-                **self.q_stats("critic/q", self._denorm(q[0].detach())),
-                "critic/alpha": float(self.alpha(None))}
+        return {
+            "critic/loss": loss.item(),
+            "critic/grad_norm": grad_norm,
+            **self.q_stats("critic/q", self._denorm(q[0].detach())),
+            "critic/alpha": float(self.alpha(None)),
+        }
 
     def update_actors(self, b: ReplaySample) -> dict[str, float]:
         c = self.cfg
         order = agent_order(self.n_agents, self.order_rng, c.fixed_order)
         with torch.no_grad():  # pre-update samples (the first agent's own is never used)
-            joint = [None if i == order[0] else self.actors[i](b.obs[i], b.avail[i])[1]
-                     for i in range(self.n_agents)]
+            joint = [
+                None if i == order[0] else self.actors[i](b.obs[i], b.avail[i])[1]
+                for i in range(self.n_agents)
+            ]
         squashed_logps: list[torch.Tensor] = []
         self.critic.requires_grad_(False)
 
-        def update_agent(i: int, joint: list[torch.Tensor | None]
-                         ) -> tuple[dict[str, float], torch.Tensor | None]:
+        def update_agent(
+            i: int, joint: list[torch.Tensor | None]
+        ) -> tuple[dict[str, float], torch.Tensor | None]:
             actor, mask = self.actors[i], b.active[:, i] if c.use_policy_active_masks else None
             _, action, logp = actor(b.obs[i], b.avail[i])
-            q = self._denorm(self.critic(b.state, [*joint[:i], action, *joint[i + 1:]]).min(0).values)
+            q = self._denorm(self.critic(b.state, [*joint[:i], action, *joint[i + 1 :]]).min(0).values)
             loss = -masked_mean(q - self.alpha(i) * logp, mask)
             grad_norm = self.apply_gradients(self.actor_optims[i], actor, loss, "actor loss", i)
             logp = logp.detach()
             # the temperature compares the tanh-space entropy with its target (see target_entropy)
             squashed_logp = actor.squashed_log_prob(logp)
             squashed_logps.append(squashed_logp)
-            info = {"actor_loss": loss.item(), "grad_norm": grad_norm,
-                    "entropy": -float(masked_mean(squashed_logp, mask)),
-                    "action_entropy": -float(masked_mean(logp, mask)),
-                    "alpha": float(self.alpha(i))}
+            info = {
+                "actor_loss": loss.item(),
+                "grad_norm": grad_norm,
+                "entropy": -float(masked_mean(squashed_logp, mask)),
+                "action_entropy": -float(masked_mean(logp, mask)),
+                "alpha": float(self.alpha(i)),
+            }
             if c.auto_alpha:
                 la = self.log_alphas[i]
                 alpha_loss = -masked_mean(la * (squashed_logp + self.target_entropies[i]), mask)
@@ -157,10 +175,15 @@ class HASAC(OffPolicyLearner):
         return agent_diagnostics(infos, order)
 
     def stateful(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"actors": self.actors, "actor_optims": self.actor_optims,
-                                 "critic": self.critic, "target_critic": self.target_critic,
-                                 "critic_optim": self.critic_optim, "log_alphas": self.log_alphas,
-                                 "alpha_optims": self.alpha_optims}
+        state: dict[str, Any] = {
+            "actors": self.actors,
+            "actor_optims": self.actor_optims,
+            "critic": self.critic,
+            "target_critic": self.target_critic,
+            "critic_optim": self.critic_optim,
+            "log_alphas": self.log_alphas,
+            "alpha_optims": self.alpha_optims,
+        }
         if self.value_norm is not None:
             state["value_norm"] = self.value_norm
         return state

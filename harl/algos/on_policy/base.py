@@ -2,6 +2,7 @@
 with ValueNorm (on one global state, EP, or on agent-specific states, FP), optional GRU
 recurrence, GAE, advantage normalisation, the policy-gradient epoch loop, acting, and
 checkpointable state."""
+
 from __future__ import annotations
 
 import logging
@@ -53,13 +54,16 @@ def normalise_advantages(adv: torch.Tensor, active: torch.Tensor) -> torch.Tenso
 log = logging.getLogger("harl")
 
 
-def minibatches(n: int, n_minibatch: int, device: torch.device,
-                generator: torch.Generator | None = None) -> list[torch.Tensor]:
+def minibatches(
+    n: int, n_minibatch: int, device: torch.device, generator: torch.Generator | None = None
+) -> list[torch.Tensor]:
     """A random split of range(n) (samples or chunks) into exactly `n_minibatch` parts, drawn
     from torch's global RNG (or `generator`, which must live on `device`'s type)."""
     if not 1 <= n_minibatch <= n:
-        raise ValueError(f"cannot split {n} training chunks into {n_minibatch} minibatches; "
-                         "lower algo.actor_num_mini_batch / algo.critic_num_mini_batch")
+        raise ValueError(
+            f"cannot split {n} training chunks into {n_minibatch} minibatches; "
+            "lower algo.actor_num_mini_batch / algo.critic_num_mini_batch"
+        )
     return list(torch.randperm(n, device=device, generator=generator).tensor_split(n_minibatch))
 
 
@@ -79,9 +83,15 @@ def _seq(x: torch.Tensor | None) -> torch.Tensor | None:
 class OnPolicyLearner(Learner):
     runner = "on_policy"
 
-    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
-                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
-                 device: torch.device, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        observation_spaces: Sequence[spaces.Box],
+        action_spaces: Sequence[ActionSpace],
+        state_space: spaces.Box,
+        device: torch.device,
+        seed: int,
+    ) -> None:
         if cfg.state_type not in STATE_TYPES:
             raise ValueError(f"unknown algo.state_type {cfg.state_type!r}; valid: {', '.join(STATE_TYPES)}")
         self.cfg, self.device = cfg, device
@@ -100,18 +110,23 @@ class OnPolicyLearner(Learner):
         self._max_obs = max(int(o.shape[0]) for o in self.observation_spaces)
         if self.env_agent_states:
             if tuple(state_space.shape[:1]) != (self.n_agents,):
-                raise ValueError(f"agent-specific states of shape {tuple(state_space.shape)} for "
-                                 f"{self.n_agents} agents: expected [{self.n_agents}, state_dim]")
+                raise ValueError(
+                    f"agent-specific states of shape {tuple(state_space.shape)} for "
+                    f"{self.n_agents} agents: expected [{self.n_agents}, state_dim]"
+                )
             if not self.fp:
-                raise ValueError("the env gives one critic state per agent (e.g. env=smac "
-                                 "env.state_type=FP), which needs algo.state_type=FP; with "
-                                 "algo.state_type=EP use env.state_type=EP")
+                raise ValueError(
+                    "the env gives one critic state per agent (e.g. env=smac "
+                    "env.state_type=FP), which needs algo.state_type=FP; with "
+                    "algo.state_type=EP use env.state_type=EP"
+                )
             self.critic_input_dim = int(state_space.shape[1])
         else:
             state_dim = int(state_space.shape[0])
             self.critic_input_dim = state_dim + (self._max_obs + self.n_agents if self.fp else 0)
-        self.critic = VCritic(self.critic_input_dim, cfg.hidden_sizes, cfg.activation,
-                              cfg.feature_norm, self.recurrent_n).to(device)
+        self.critic = VCritic(
+            self.critic_input_dim, cfg.hidden_sizes, cfg.activation, cfg.feature_norm, self.recurrent_n
+        ).to(device)
         self.critic_optim = self._adam(self.critic.parameters(), cfg.critic_lr)
         self.value_norm = ValueNorm().to(device) if cfg.use_valuenorm else None
         # the learner's own RNG for agent orders: seed-determined and saved with checkpoints
@@ -125,13 +140,20 @@ class OnPolicyLearner(Learner):
 
     def _make_actor(self, obs_space: spaces.Box, action_space: ActionSpace) -> StochasticPolicy:
         c = self.cfg
-        return StochasticPolicy(obs_space, action_space, c.hidden_sizes, c.activation,
-                                c.feature_norm, c.output_gain, c.std_x_coef, c.std_y_coef,
-                                self.recurrent_n).to(self.device)
+        return StochasticPolicy(
+            obs_space,
+            action_space,
+            c.hidden_sizes,
+            c.activation,
+            c.feature_norm,
+            c.output_gain,
+            c.std_x_coef,
+            c.std_y_coef,
+            self.recurrent_n,
+        ).to(self.device)
 
     def _adam(self, params, lr: float) -> torch.optim.Adam:
-        return torch.optim.Adam(params, lr=lr, eps=self.cfg.opti_eps,
-                                weight_decay=self.cfg.weight_decay)
+        return torch.optim.Adam(params, lr=lr, eps=self.cfg.opti_eps, weight_decay=self.cfg.weight_decay)
 
     def unique_actors(self) -> list[tuple[StochasticPolicy, torch.optim.Optimizer]]:
         """Each distinct (network, optimiser) once, even when agents share one."""
@@ -152,9 +174,18 @@ class OnPolicyLearner(Learner):
 
     def make_buffer(self, rollout_length: int, n_envs: int) -> RolloutBuffer:
         """A rollout buffer shaped for this learner's networks and critic inputs."""
-        return RolloutBuffer(self.observation_spaces, self.action_spaces, self.critic_input_dim,
-                             rollout_length, n_envs, self.device, self.n_value_streams,
-                             self.chunk_length, self.actor_hidden_shapes, self.critic_hidden_shape)
+        return RolloutBuffer(
+            self.observation_spaces,
+            self.action_spaces,
+            self.critic_input_dim,
+            rollout_length,
+            n_envs,
+            self.device,
+            self.n_value_streams,
+            self.chunk_length,
+            self.actor_hidden_shapes,
+            self.critic_hidden_shape,
+        )
 
     def initial_hidden(self, n_envs: int) -> list[Hidden]:
         return [actor.initial_state(n_envs, self.device) for actor in self.actors]
@@ -165,17 +196,21 @@ class OnPolicyLearner(Learner):
 
     # ------------------------------------------------------------------ acting
     @torch.inference_mode()
-    def act(self, obs: Sequence[torch.Tensor], avail: Sequence[torch.Tensor | None],
-            hidden: Sequence[Hidden] | None = None, resets: torch.Tensor | None = None,
-            deterministic: bool = False
-            ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[Hidden]]:
+    def act(
+        self,
+        obs: Sequence[torch.Tensor],
+        avail: Sequence[torch.Tensor | None],
+        hidden: Sequence[Hidden] | None = None,
+        resets: torch.Tensor | None = None,
+        deterministic: bool = False,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[Hidden]]:
         """Per-agent (actions, per-dimension log-probs, next hidden states) for a batch of envs.
         `resets[e] = 1` where env e starts a new episode (recurrent policies forget)."""
         hidden = hidden if hidden is not None else [None] * self.n_agents
         stacked = self._stacked_means(obs)
         out: list[tuple[torch.Tensor, torch.Tensor, Hidden]] = []
         for i, (actor, o, a, h) in enumerate(zip(self.actors, obs, avail, hidden)):
-            if i in stacked:   # noise still drawn here, in agent order (the per-agent stream)
+            if i in stacked:  # noise still drawn here, in agent order (the per-agent stream)
                 out.append((*gaussian_head(actor).sample_params(*stacked[i], deterministic), None))
             else:
                 out.append(actor.act(o, a, deterministic, h, resets))
@@ -185,8 +220,7 @@ class OnPolicyLearner(Learner):
         """Agent -> (action mean, std) from the stacked groups (`algo.stack_inference`)."""
         if self._stacks is None:
             groups = stack_groups(self.actors) if self.cfg.stack_inference else []
-            self._stacks = [(idx, StackedGaussianPolicies([self.actors[i] for i in idx]))
-                            for idx in groups]
+            self._stacks = [(idx, StackedGaussianPolicies([self.actors[i] for i in idx])) for idx in groups]
         out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for idx, stack in self._stacks:
             means, std = stack.means_and_std([obs[i] for i in idx])
@@ -197,21 +231,28 @@ class OnPolicyLearner(Learner):
         """The critic's input per env and value stream: [E, K, critic_input_dim]."""
         if not self.fp:
             return state[:, None]
-        if self.env_agent_states:   # [E, n_agents, dim] from the env
+        if self.env_agent_states:  # [E, n_agents, dim] from the env
             return state
         E = state.shape[0]
         ids = torch.eye(self.n_agents, device=state.device)
-        return torch.stack([torch.cat([state, nn.functional.pad(o, (0, self._max_obs - o.shape[-1])),
-                                       ids[i].expand(E, -1)], -1)
-                            for i, o in enumerate(obs)], 1)
+        return torch.stack(
+            [
+                torch.cat(
+                    [state, nn.functional.pad(o, (0, self._max_obs - o.shape[-1])), ids[i].expand(E, -1)], -1
+                )
+                for i, o in enumerate(obs)
+            ],
+            1,
+        )
 
     def critic_rewards(self, rewards: torch.Tensor) -> torch.Tensor:
         """Per-agent rewards [E, n] -> the critic's reward streams [E, K] (EP: the team mean)."""
         return rewards if self.fp else rewards.mean(-1, keepdim=True)
 
     @torch.inference_mode()
-    def values(self, critic_in: torch.Tensor, hidden: Hidden = None,
-               resets: torch.Tensor | None = None) -> tuple[torch.Tensor, Hidden]:
+    def values(
+        self, critic_in: torch.Tensor, hidden: Hidden = None, resets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Hidden]:
         """Critic output [E, K] (normalised units when ValueNorm is on) and next hidden."""
         E, K = critic_in.shape[:2]
         flat_h = None if hidden is None else hidden.reshape(E * K, *hidden.shape[2:])
@@ -231,8 +272,7 @@ class OnPolicyLearner(Learner):
             group["lr"] = self.cfg.critic_lr * scale
 
     # ------------------------------------------------------------------ evaluation on chunks
-    def evaluate_actions(self, actor: StochasticPolicy, b: AgentBatch
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate_actions(self, actor: StochasticPolicy, b: AgentBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-dimension log-probs [C, L, d], entropy [C, L]) of the batch's actions."""
         logp, entropy = actor.evaluate(_seq(b.obs), _seq(b.actions), _seq(b.avail), b.h0, _seq(b.resets))
         return _seq(logp), _seq(entropy)
@@ -253,22 +293,29 @@ class OnPolicyLearner(Learner):
     def compute_returns(self, buf: RolloutBuffer) -> tuple[torch.Tensor, torch.Tensor]:
         """(advantages, value targets), each [T, E, K], in unnormalised units."""
         c = self.cfg
-        return compute_gae(buf.rewards, self._denorm(buf.values), self._denorm(buf.final_values),
-                           buf.terminated[..., None], buf.truncated[..., None], c.gamma,
-                           c.gae_lambda, c.truncation_bootstrap)
+        return compute_gae(
+            buf.rewards,
+            self._denorm(buf.values),
+            self._denorm(buf.final_values),
+            buf.terminated[..., None],
+            buf.truncated[..., None],
+            c.gamma,
+            c.gae_lambda,
+            c.truncation_bootstrap,
+        )
 
     def train(self, buf: RolloutBuffer) -> dict[str, float]:
         advantages, returns = self.compute_returns(buf)
         batches = [buf.agent_batch(i) for i in range(self.n_agents)]
         agent_adv = self.normalised_advantages(
-            [buf.per_agent_chunks(advantages, i) for i in range(self.n_agents)], batches)
+            [buf.per_agent_chunks(advantages, i) for i in range(self.n_agents)], batches
+        )
         for actor, _ in self.unique_actors():
             actor.train()
         # the critic in a second thread (CPU; where the actors announce their draws)
         draws = self.actor_draws(batches) if self.cfg.critic_in_parallel else None
         if draws is not None and self.device.type == "cpu":
-            info = self._update_actors_and_critic_concurrently(buf, returns, batches, agent_adv,
-                                                               draws)
+            info = self._update_actors_and_critic_concurrently(buf, returns, batches, agent_adv, draws)
         else:
             info = self.update_actors(batches, agent_adv)
             info.update(self.update_critic(buf, returns))
@@ -282,10 +329,14 @@ class OnPolicyLearner(Learner):
         RNG stream where it would be after the actors' draws (see `critic_in_parallel`)."""
         return None
 
-    def _update_actors_and_critic_concurrently(self, buf: RolloutBuffer, returns: torch.Tensor,
-                                               batches: list[AgentBatch],
-                                               agent_adv: list[torch.Tensor],
-                                               draws: list[tuple[int, int]]) -> dict[str, float]:
+    def _update_actors_and_critic_concurrently(
+        self,
+        buf: RolloutBuffer,
+        returns: torch.Tensor,
+        batches: list[AgentBatch],
+        agent_adv: list[torch.Tensor],
+        draws: list[tuple[int, int]],
+    ) -> dict[str, float]:
         """The critic's epochs in a second thread while the actors update: they do not depend on
         each other within an iteration (the advantages are computed already). With torch
         releasing the GIL inside its kernels, that puts the critic on a second core.
@@ -300,8 +351,10 @@ class OnPolicyLearner(Learner):
         for n, k in draws:
             minibatches(n, k, self.device, ahead)
         after_actors = ahead.get_state()
-        plan = [minibatches(buf.n_critic_chunks, self.cfg.critic_num_mini_batch, self.device,
-                            ahead) for _ in range(self.cfg.critic_epoch)]
+        plan = [
+            minibatches(buf.n_critic_chunks, self.cfg.critic_num_mini_batch, self.device, ahead)
+            for _ in range(self.cfg.critic_epoch)
+        ]
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harl-critic") as pool:
             critic = pool.submit(self.update_critic, buf, returns, plan)
             try:
@@ -309,9 +362,11 @@ class OnPolicyLearner(Learner):
             finally:
                 critic_info = critic.result()  # waits; re-raises the critic's error, if any
         if not torch.equal(torch.get_rng_state(), after_actors):
-            log.warning("the actors drew other minibatches than announced (%s.actor_draws): the "
-                        "critic's minibatches differ from the serial order's (still valid)",
-                        type(self).__name__)
+            log.warning(
+                "the actors drew other minibatches than announced (%s.actor_draws): the "
+                "critic's minibatches differ from the serial order's (still valid)",
+                type(self).__name__,
+            )
         torch.set_rng_state(ahead.get_state())
         info.update(critic_info)
         return info
@@ -322,23 +377,31 @@ class OnPolicyLearner(Learner):
         parameters) instead of per agent over its own (EP, as the reference code does)."""
         return self.fp
 
-    def normalised_advantages(self, advantages: list[torch.Tensor], batches: list[AgentBatch]
-                              ) -> list[torch.Tensor]:
+    def normalised_advantages(
+        self, advantages: list[torch.Tensor], batches: list[AgentBatch]
+    ) -> list[torch.Tensor]:
         if not self.joint_advantage_norm:
             return [normalise_advantages(a, b.active) for a, b in zip(advantages, batches)]
         joint = normalise_advantages(torch.stack(advantages), torch.stack([b.active for b in batches]))
         return list(joint.unbind(0))
 
     @abstractmethod
-    def update_actors(self, batches: list[AgentBatch], advantages: list[torch.Tensor]
-                      ) -> dict[str, float]:
+    def update_actors(self, batches: list[AgentBatch], advantages: list[torch.Tensor]) -> dict[str, float]:
         """The algorithm's actor update rule, given every agent's chunks and its normalised
         advantages [C, L]."""
 
-    def policy_gradient_epochs(self, actor: StochasticPolicy, optim: torch.optim.Optimizer,
-                               batch: AgentBatch, advantages: torch.Tensor, factor: torch.Tensor,
-                               epochs: int, n_minibatch: int, surrogate: Surrogate,
-                               who: int | str) -> dict[str, float]:
+    def policy_gradient_epochs(
+        self,
+        actor: StochasticPolicy,
+        optim: torch.optim.Optimizer,
+        batch: AgentBatch,
+        advantages: torch.Tensor,
+        factor: torch.Tensor,
+        epochs: int,
+        n_minibatch: int,
+        surrogate: Surrogate,
+        who: int | str,
+    ) -> dict[str, float]:
         """`epochs` passes of minibatch gradient steps on
         -masked_mean(factor * surrogate(ratio, A)) - entropy_coef * entropy.
         (factor = 1 for simultaneous learners; ratio = new / rollout probability.)"""
@@ -363,8 +426,14 @@ class OnPolicyLearner(Learner):
                 n_updates += 1
         return {k: v / max(n_updates, 1) for k, v in totals.items()}
 
-    def step_optimizer(self, optim: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor,
-                       quantity: str, agent: int | str | None) -> float:
+    def step_optimizer(
+        self,
+        optim: torch.optim.Optimizer,
+        module: nn.Module,
+        loss: torch.Tensor,
+        quantity: str,
+        agent: int | str | None,
+    ) -> float:
         """Backward + grad clip + step; returns the gradient norm. Stops on non-finite values."""
         check_finite(loss, quantity, agent)
         optim.zero_grad(set_to_none=True)
@@ -375,8 +444,9 @@ class OnPolicyLearner(Learner):
         optim.step()
         return float(grad_norm)
 
-    def update_critic(self, buf: RolloutBuffer, returns: torch.Tensor,
-                      plan: list[list[torch.Tensor]] | None = None) -> dict[str, float]:
+    def update_critic(
+        self, buf: RolloutBuffer, returns: torch.Tensor, plan: list[list[torch.Tensor]] | None = None
+    ) -> dict[str, float]:
         """`critic_epoch` passes over the value targets; `plan`: each epoch's minibatch
         indices, drawn in advance (else drawn here from torch's RNG)."""
         c = self.cfg
@@ -384,8 +454,11 @@ class OnPolicyLearner(Learner):
         totals = {"critic/value_loss": 0.0, "critic/grad_norm": 0.0}
         n_updates = 0
         for epoch in range(c.critic_epoch):
-            split = plan[epoch] if plan is not None else minibatches(
-                cb.n_chunks, c.critic_num_mini_batch, self.device)
+            split = (
+                plan[epoch]
+                if plan is not None
+                else minibatches(cb.n_chunks, c.critic_num_mini_batch, self.device)
+            )
             for idx in split:
                 target = cb.returns[idx]
                 if self.value_norm is not None:
@@ -400,8 +473,9 @@ class OnPolicyLearner(Learner):
                 n_updates += 1
         return {k: v / max(n_updates, 1) for k, v in totals.items()}
 
-    def value_loss(self, values: torch.Tensor, old_values: torch.Tensor,
-                   target: torch.Tensor) -> torch.Tensor:
+    def value_loss(
+        self, values: torch.Tensor, old_values: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         """Clipped (around the rollout prediction) Huber or squared error, mean over the batch."""
         c = self.cfg
         err = lambda e: huber(e, c.huber_delta) if c.use_huber_loss else 0.5 * e**2  # noqa: E731
@@ -424,8 +498,9 @@ class OnPolicyLearner(Learner):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["actors"]) != self.n_agents:
-            raise ValueError(f"checkpoint has {len(state['actors'])} actors, this run has "
-                             f"{self.n_agents} agents")
+            raise ValueError(
+                f"checkpoint has {len(state['actors'])} actors, this run has {self.n_agents} agents"
+            )
         for actor, s in zip(self.actors, state["actors"]):
             actor.load_state_dict(s)
         for optim, s in zip(self.actor_optims, state["actor_optims"]):

@@ -3,6 +3,7 @@
 The importance ratio to the rollout policy stays in the loss because each batch is reused for
 `a2c_epoch` passes; `clip_param` only clips the critic's value update.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,9 +21,18 @@ class HAA2C(HASequentialLearner):
     def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]]:
         return self.epoch_draws(batches, self.cfg.a2c_epoch)
 
-    def update_agent(self, i: int, batch: AgentBatch, advantages: torch.Tensor,
-                     factor: torch.Tensor) -> dict[str, float]:
+    def update_agent(
+        self, i: int, batch: AgentBatch, advantages: torch.Tensor, factor: torch.Tensor
+    ) -> dict[str, float]:
         c = self.cfg
-        return self.policy_gradient_epochs(self.actors[i], self.actor_optims[i], batch, advantages,
-                                           factor, c.a2c_epoch, c.actor_num_mini_batch,
-                                           importance_weighted, i)
+        return self.policy_gradient_epochs(
+            self.actors[i],
+            self.actor_optims[i],
+            batch,
+            advantages,
+            factor,
+            c.a2c_epoch,
+            c.actor_num_mini_batch,
+            importance_weighted,
+            i,
+        )

@@ -1,5 +1,6 @@
 """HATRPO: the HA sequential scheme where each agent takes one trust-region step on the
 factor-weighted surrogate (no epochs, no minibatches, no entropy bonus)."""
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,9 @@ class HATRPO(HASequentialLearner):
     def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]]:
         return []  # one full-batch step per agent: no minibatches
 
-    def update_agent(self, i: int, batch: AgentBatch, advantages: torch.Tensor,
-                     factor: torch.Tensor) -> dict[str, float]:
+    def update_agent(
+        self, i: int, batch: AgentBatch, advantages: torch.Tensor, factor: torch.Tensor
+    ) -> dict[str, float]:
         c, actor = self.cfg, self.actors[i]
         params = [p for p in actor.parameters() if p.requires_grad]
         # samples of dead agents count neither in the surrogate nor in the KL (a deliberate
@@ -61,13 +63,33 @@ class HATRPO(HASequentialLearner):
         def evaluate() -> tuple[float, float]:
             return float(surrogate()[0]), float(mean_kl())
 
-        result = backtracking_line_search(params, full_step, expected, evaluate, objective.item(),
-                                          c.kl_threshold, c.accept_ratio, c.backtrack_coeff,
-                                          c.ls_step)
+        result = backtracking_line_search(
+            params,
+            full_step,
+            expected,
+            evaluate,
+            objective.item(),
+            c.kl_threshold,
+            c.accept_ratio,
+            c.backtrack_coeff,
+            c.ls_step,
+        )
         if not result.accepted:
-            log.debug("HATRPO agent %d: no step accepted in %d tries (last KL %.3g, improvement "
-                      "%.3g); parameters restored", i, c.ls_step, result.kl, result.improvement)
-        return {"kl": result.kl if result.accepted else 0.0, "loss_improve": result.improvement,
-                "expected_improve": expected, "step_accepted": float(result.accepted),
-                "step_fraction": result.fraction, "entropy": masked_mean(entropy, mask).item(),
-                "ratio": ratio.mean().item(), "grad_norm": float(grad.norm())}
+            log.debug(
+                "HATRPO agent %d: no step accepted in %d tries (last KL %.3g, improvement "
+                "%.3g); parameters restored",
+                i,
+                c.ls_step,
+                result.kl,
+                result.improvement,
+            )
+        return {
+            "kl": result.kl if result.accepted else 0.0,
+            "loss_improve": result.improvement,
+            "expected_improve": expected,
+            "step_accepted": float(result.accepted),
+            "step_fraction": result.fraction,
+            "entropy": masked_mean(entropy, mask).item(),
+            "ratio": ratio.mean().item(),
+            "grad_norm": float(grad.norm()),
+        }

@@ -1,4 +1,5 @@
 """The PPO clipped surrogate, in one place for every PPO-style learner."""
+
 from __future__ import annotations
 
 import torch

@@ -19,6 +19,7 @@ whose chosen-action values are mixed into a team value Q_tot trained by TD on th
 - Targets: a hard copy every `target_update_interval` training steps, or a soft (polyak)
   update after every training step.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -79,16 +80,24 @@ class QMIX(Learner):
 
     runner = "episodic"
 
-    def __init__(self, cfg: Any, observation_spaces: Sequence[spaces.Box],
-                 action_spaces: Sequence[ActionSpace], state_space: spaces.Box,
-                 device: torch.device, seed: int) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        observation_spaces: Sequence[spaces.Box],
+        action_spaces: Sequence[ActionSpace],
+        state_space: spaces.Box,
+        device: torch.device,
+        seed: int,
+    ) -> None:
         self.cfg, self.device = cfg, device
         self.observation_spaces, self.action_spaces = list(observation_spaces), list(action_spaces)
         for i, space in enumerate(self.action_spaces):
             if not isinstance(space, spaces.Discrete):
-                raise ValueError(f"{cfg.name} needs Discrete actions, but agent {i}'s action space is "
-                                 f"{space!r}; for continuous or MultiDiscrete actions use happo "
-                                 "(or mappo) or hasac")
+                raise ValueError(
+                    f"{cfg.name} needs Discrete actions, but agent {i}'s action space is "
+                    f"{space!r}; for continuous or MultiDiscrete actions use happo "
+                    "(or mappo) or hasac"
+                )
         self._check_config()
         c = cfg
         self.n_agents = len(self.action_spaces)
@@ -98,8 +107,9 @@ class QMIX(Learner):
         self.max_obs, self.max_actions = max(self.obs_dims), max(self.n_actions)
         self.shared = bool(c.share_param)
         # width of the previous-action one-hot in the inputs and in the carried hidden state
-        self.last_widths = [(self.max_actions if self.shared else n) if c.obs_last_action else 0
-                            for n in self.n_actions]
+        self.last_widths = [
+            (self.max_actions if self.shared else n) if c.obs_last_action else 0 for n in self.n_actions
+        ]
         self.rnn_dim = c.hidden_dim if c.use_rnn else 0
         # [n, A] True for each agent's own actions (padding beyond them is never available)
         self.real_actions = torch.zeros(self.n_agents, self.max_actions, dtype=torch.bool, device=device)
@@ -109,11 +119,14 @@ class QMIX(Learner):
             in_dim = self.max_obs + self.last_widths[0] + (self.n_agents if c.obs_agent_id else 0)
             nets = [AgentQNet(in_dim, c.hidden_dim, self.max_actions, c.use_rnn)]
         else:
-            nets = [AgentQNet(d + w, c.hidden_dim, n, c.use_rnn)
-                    for d, w, n in zip(self.obs_dims, self.last_widths, self.n_actions)]
+            nets = [
+                AgentQNet(d + w, c.hidden_dim, n, c.use_rnn)
+                for d, w, n in zip(self.obs_dims, self.last_widths, self.n_actions)
+            ]
         self.nets = [net.to(device) for net in nets]
-        self.mixer = make_mixer(c.mixer, self.n_agents, self.state_dim, c.mixing_embed_dim,
-                                c.hypernet_layers, c.hypernet_embed).to(device)
+        self.mixer = make_mixer(
+            c.mixer, self.n_agents, self.state_dim, c.mixing_embed_dim, c.hypernet_layers, c.hypernet_embed
+        ).to(device)
         self.target_nets = [frozen_copy(net) for net in self.nets]
         self.target_mixer = frozen_copy(self.mixer)
         self.params = [p for net in self.nets for p in net.parameters()] + list(self.mixer.parameters())
@@ -127,18 +140,29 @@ class QMIX(Learner):
 
     def _check_config(self) -> None:
         c = self.cfg
-        choices = {"mixer": ("qmix", "vdn"), "target_update": ("hard", "soft"),
-                   "optimizer": ("adam", "rmsprop")}
+        choices = {
+            "mixer": ("qmix", "vdn"),
+            "target_update": ("hard", "soft"),
+            "optimizer": ("adam", "rmsprop"),
+        }
         for key, valid in choices.items():
             if getattr(c, key) not in valid:
                 raise ValueError(f"algo.{key} must be one of {', '.join(valid)}, got {getattr(c, key)!r}")
-        for key in ("batch_size", "buffer_size", "hidden_dim", "target_update_interval",
-                    "train_interval", "updates_per_train"):
+        for key in (
+            "batch_size",
+            "buffer_size",
+            "hidden_dim",
+            "target_update_interval",
+            "train_interval",
+            "updates_per_train",
+        ):
             if getattr(c, key) < 1:
                 raise ValueError(f"algo.{key} must be >= 1, got {getattr(c, key)}")
         if c.buffer_size < c.batch_size:
-            raise ValueError(f"algo.buffer_size ({c.buffer_size} episodes) must hold at least "
-                             f"algo.batch_size ({c.batch_size}) episodes")
+            raise ValueError(
+                f"algo.buffer_size ({c.buffer_size} episodes) must hold at least "
+                f"algo.batch_size ({c.batch_size}) episodes"
+            )
         if not 0.0 < c.polyak <= 1.0:
             raise ValueError(f"algo.polyak must be in (0, 1], got {c.polyak}")
         for key in ("epsilon_start", "epsilon_finish"):
@@ -151,8 +175,15 @@ class QMIX(Learner):
 
     # ------------------------------------------------------------------ interface for runners
     def make_buffer(self, n_envs: int, episode_limit: int) -> EpisodeBuffer:
-        return EpisodeBuffer(self.obs_dims, self.n_actions, self.state_dim, n_envs, episode_limit,
-                             self.cfg.buffer_size, self.buffer_device)
+        return EpisodeBuffer(
+            self.obs_dims,
+            self.n_actions,
+            self.state_dim,
+            n_envs,
+            episode_limit,
+            self.cfg.buffer_size,
+            self.buffer_device,
+        )
 
     def set_env_steps(self, env_steps: int) -> None:
         self.env_steps = int(env_steps)
@@ -163,12 +194,19 @@ class QMIX(Learner):
         return linear_epsilon(self.env_steps, c.epsilon_start, c.epsilon_finish, c.epsilon_anneal_steps)
 
     def initial_hidden(self, n_envs: int) -> list[Hidden]:
-        return [None if self.rnn_dim + w == 0 else torch.zeros(n_envs, self.rnn_dim + w, device=self.device)
-                for w in self.last_widths]
+        return [
+            None if self.rnn_dim + w == 0 else torch.zeros(n_envs, self.rnn_dim + w, device=self.device)
+            for w in self.last_widths
+        ]
 
-    def act(self, obs: Sequence[torch.Tensor], avail: Sequence[torch.Tensor | None],
-            hidden: Sequence[Hidden] | None = None, resets: torch.Tensor | None = None,
-            deterministic: bool = False) -> tuple[list[torch.Tensor], None, list[Hidden]]:
+    def act(
+        self,
+        obs: Sequence[torch.Tensor],
+        avail: Sequence[torch.Tensor | None],
+        hidden: Sequence[Hidden] | None = None,
+        resets: torch.Tensor | None = None,
+        deterministic: bool = False,
+    ) -> tuple[list[torch.Tensor], None, list[Hidden]]:
         """Per-agent actions [n_envs, 1] for one step: greedy among the available actions when
         `deterministic`, else epsilon-greedy (drawn per env and agent)."""
         with torch.inference_mode():
@@ -184,13 +222,13 @@ class QMIX(Learner):
                 if keep is not None:
                     packed = packed * keep
                 if self.rnn_dim:
-                    h0.append(packed[:, :self.rnn_dim])
-                last.append(None if self.last_widths[i] == 0 else packed[:, self.rnn_dim:])
+                    h0.append(packed[:, : self.rnn_dim])
+                last.append(None if self.last_widths[i] == 0 else packed[:, self.rnn_dim :])
             x = self._inputs([o[None].float() for o in obs], [None if w is None else w[None] for w in last])
             q, h = self._q_values(self.nets, x, None if self.rnn_dim == 0 else torch.stack(h0, 1))
-            q = q[0]                                                   # [E, n, A]
+            q = q[0]  # [E, n, A]
             mask = self._stack_avail([None if a is None else a > 0 for a in avail], n_envs)
-            actions = masked_argmax(q, mask)                           # [E, n]
+            actions = masked_argmax(q, mask)  # [E, n]
             if not deterministic:
                 weights = mask.float().view(-1, self.max_actions)
                 random = torch.multinomial(weights, 1).view(n_envs, self.n_agents)
@@ -199,9 +237,10 @@ class QMIX(Learner):
             new_hidden: list[Hidden] = []
             for i, w in enumerate(self.last_widths):
                 parts = ([h[:, i]] if h is not None else []) + (
-                    [nn.functional.one_hot(actions[:, i], w).float()] if w else [])
+                    [nn.functional.one_hot(actions[:, i], w).float()] if w else []
+                )
                 new_hidden.append(torch.cat(parts, -1) if parts else None)
-        return [actions[:, i:i + 1] for i in range(self.n_agents)], None, new_hidden
+        return [actions[:, i : i + 1] for i in range(self.n_agents)], None, new_hidden
 
     # ------------------------------------------------------------------ networks
     def _stack_avail(self, avail: Sequence[torch.Tensor | None], batch: int, *lead: int) -> torch.Tensor:
@@ -212,12 +251,13 @@ class QMIX(Learner):
         out = self.real_actions.expand(*shape, self.n_agents, self.max_actions).clone()
         for i, a in enumerate(avail):
             if a is not None:
-                out[..., i, :self.n_actions[i]] = a
+                out[..., i, : self.n_actions[i]] = a
         none = ~out.any(-1, keepdim=True)
         return torch.where(none, self.real_actions, out)
 
-    def _inputs(self, obs: Sequence[torch.Tensor], last: Sequence[torch.Tensor | None]
-                ) -> torch.Tensor | list[torch.Tensor]:
+    def _inputs(
+        self, obs: Sequence[torch.Tensor], last: Sequence[torch.Tensor | None]
+    ) -> torch.Tensor | list[torch.Tensor]:
         """Network inputs from per-agent obs [L, B, d_i] and previous-action one-hots [L, B, w_i]:
         shared -> [L, B, n, D]; per-agent networks -> a list of [L, B, D_i]."""
         if not self.shared:
@@ -230,13 +270,17 @@ class QMIX(Learner):
             if previous is not None:
                 parts.append(previous)
             if self.cfg.obs_agent_id:
-                parts.append(nn.functional.one_hot(torch.tensor(i, device=o.device),
-                                                   self.n_agents).float().expand(*lead, -1))
+                parts.append(
+                    nn.functional.one_hot(torch.tensor(i, device=o.device), self.n_agents)
+                    .float()
+                    .expand(*lead, -1)
+                )
             per_agent.append(torch.cat(parts, -1))
         return torch.stack(per_agent, -2)
 
-    def _q_values(self, nets: list[AgentQNet], x: torch.Tensor | list[torch.Tensor], h0: Hidden
-                  ) -> tuple[torch.Tensor, Hidden]:
+    def _q_values(
+        self, nets: list[AgentQNet], x: torch.Tensor | list[torch.Tensor], h0: Hidden
+    ) -> tuple[torch.Tensor, Hidden]:
         """Q values [L, B, n, A] (padded actions: 0 for per-agent networks, arbitrary when shared)
         and the last hidden state [B, n, H] from inputs (see `_inputs`) and h0 [B, n, H]."""
         if isinstance(x, torch.Tensor):  # shared network: one input tensor (see `_inputs`)
@@ -252,7 +296,7 @@ class QMIX(Learner):
 
     def _sequence_inputs(self, b: EpisodeBatch) -> torch.Tensor | list[torch.Tensor]:
         """Inputs for every step 0..L of a batch (time first)."""
-        obs = [o.transpose(0, 1) for o in b.obs]                       # [L+1, B, d_i]
+        obs = [o.transpose(0, 1) for o in b.obs]  # [L+1, B, d_i]
         last: list[torch.Tensor | None] = []
         for i, w in enumerate(self.last_widths):
             if w == 0:
@@ -277,8 +321,9 @@ class QMIX(Learner):
         L, B = b.reward.shape[1], b.reward.shape[0]
         with torch.no_grad():
             next_avail = self._stack_avail([a.transpose(0, 1)[1:] for a in b.avail], B, L)
-            h0 = (None if self.rnn_dim == 0
-                  else torch.zeros(B, self.n_agents, self.rnn_dim, device=self.device))
+            h0 = (
+                None if self.rnn_dim == 0 else torch.zeros(B, self.n_agents, self.rnn_dim, device=self.device)
+            )
             q_target = self._q_values(self.target_nets, x, h0)[0][1:]  # [L, B, n, A]
             if c.double_q:
                 best = masked_argmax(q_online[1:].detach(), next_avail)
@@ -294,15 +339,15 @@ class QMIX(Learner):
         B, L = b.reward.shape
         x = self._sequence_inputs(b)
         h0 = None if self.rnn_dim == 0 else torch.zeros(B, self.n_agents, self.rnn_dim, device=self.device)
-        q, _ = self._q_values(self.nets, x, h0)                        # [L+1, B, n, A]
-        actions = b.actions.transpose(0, 1)                            # [L, B, n]
-        q_taken = q[:L].gather(-1, actions[..., None])[..., 0]         # [L, B, n]
-        q_tot = self.mixer(q_taken, b.state.transpose(0, 1)[:L])       # [L, B]
+        q, _ = self._q_values(self.nets, x, h0)  # [L+1, B, n, A]
+        actions = b.actions.transpose(0, 1)  # [L, B, n]
+        q_taken = q[:L].gather(-1, actions[..., None])[..., 0]  # [L, B, n]
+        q_tot = self.mixer(q_taken, b.state.transpose(0, 1)[:L])  # [L, B]
         target = self.td_targets(b, q, x)
         mask = b.filled.transpose(0, 1)
         n_real = mask.sum().clamp(min=1)
         td = torch.where(mask, q_tot - target, 0.0)
-        loss = (td ** 2).sum() / n_real
+        loss = (td**2).sum() / n_real
         check_finite(loss, "td loss", "the value-decomposition network")
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -313,10 +358,15 @@ class QMIX(Learner):
         self.train_steps += 1
         self._update_targets()
         real = lambda v: float(v.detach()[mask].mean()) if mask.any() else float("nan")  # noqa: E731
-        return {"td_loss": loss.item(), "td_error_abs": float(td.detach().abs().sum() / n_real),
-                "q_taken_mean": real(q_taken.mean(-1)), "q_tot_mean": real(q_tot),
-                "target_mean": real(target), "grad_norm": float(grad_norm),
-                "train_steps": float(self.train_steps)}
+        return {
+            "td_loss": loss.item(),
+            "td_error_abs": float(td.detach().abs().sum() / n_real),
+            "q_taken_mean": real(q_taken.mean(-1)),
+            "q_tot_mean": real(q_tot),
+            "target_mean": real(target),
+            "grad_norm": float(grad_norm),
+            "train_steps": float(self.train_steps),
+        }
 
     def _update_targets(self) -> None:
         c = self.cfg
@@ -330,14 +380,21 @@ class QMIX(Learner):
 
     # ------------------------------------------------------------------ state
     def stateful(self) -> dict[str, Any]:
-        return {"nets": self.nets, "target_nets": self.target_nets, "mixer": self.mixer,
-                "target_mixer": self.target_mixer, "optim": self.optim}
+        return {
+            "nets": self.nets,
+            "target_nets": self.target_nets,
+            "mixer": self.mixer,
+            "target_mixer": self.target_mixer,
+            "optim": self.optim,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         save = lambda obj: [o.state_dict() for o in obj] if isinstance(obj, list) else obj.state_dict()  # noqa: E731
-        return {**{name: save(obj) for name, obj in self.stateful().items()},
-                "sample_generator": self.sample_generator.get_state(),
-                "train_steps": self.train_steps}
+        return {
+            **{name: save(obj) for name, obj in self.stateful().items()},
+            "sample_generator": self.sample_generator.get_state(),
+            "train_steps": self.train_steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, obj in self.stateful().items():
@@ -346,8 +403,10 @@ class QMIX(Learner):
             saved = state[name]
             if isinstance(obj, list):
                 if len(saved) != len(obj):
-                    raise ValueError(f"checkpoint has {len(saved)} entries of {name}, this run has "
-                                     f"{len(obj)} (share_param differs?)")
+                    raise ValueError(
+                        f"checkpoint has {len(saved)} entries of {name}, this run has "
+                        f"{len(obj)} (share_param differs?)"
+                    )
                 for o, s in zip(obj, saved):
                     o.load_state_dict(s)
             else:
