@@ -18,6 +18,7 @@ import yaml
 
 from harl.reproduce import cli, report, runs, suites
 from harl.reproduce.suites import Cell, Suite
+from tests.conftest import TINY as CONFTEST_TINY
 
 REPO = Path(__file__).resolve().parents[1]
 NAN = math.nan
@@ -281,18 +282,7 @@ def test_absolute_return_reads_the_best_checkpoint_evaluation(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end
-TINY = [
-    "n_envs=2",
-    "rollout_length=20",
-    "log_interval=40",
-    "eval_interval=40",
-    "eval_episodes=2",
-    "n_eval_envs=2",
-    "save_interval=40",
-    "algo.hidden_sizes=[16,16]",
-    "algo.critic_epoch=2",
-    "algo.ppo_epoch=2",
-]
+TINY = [o for o in CONFTEST_TINY if not o.startswith("total_steps=")]  # harl.reproduce sets the budget
 
 
 def reproduce(tmp_path: Path, *args: str, overrides: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
