@@ -321,8 +321,8 @@ def _cases():
 @pytest.mark.parametrize("algo,env", list(_cases()))
 def test_every_off_policy_algorithm_trains_and_resumes(tmp_path, algo, env):
     overrides = [f"algo={algo}", *TINY_OFF, *ENVS[env]]
-    if algo == "had3qn":
-        overrides += [
+    if algo == "had3qn":  # its networks' sizes have their own keys (algo.hidden_sizes is refused)
+        overrides = [o for o in overrides if not o.startswith("algo.hidden_sizes=")] + [
             "algo.base_hidden_sizes=[16]",
             "algo.dueling_v_hidden_sizes=[8]",
             "algo.dueling_a_hidden_sizes=[8]",
