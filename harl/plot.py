@@ -1107,9 +1107,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def command_name() -> str:
+    """How the user started this: `harl-plot` (the installed command) or `python -m harl.plot`."""
+    return "harl-plot" if Path(sys.argv[0]).name == "harl-plot" else "python -m harl.plot"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m harl.plot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=command_name(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("paths", nargs="+", help="run directories or folders containing them")
     parser.add_argument(

@@ -516,3 +516,14 @@ def test_command_line_options_for_groups_and_bands(tmp_path, short_seed_runs):
     assert plot.parse_args([str(tmp_path), "--seeds"]).seeds is True
     with pytest.raises(SystemExit):
         plot.parse_args([str(tmp_path), "--band", "wide"])
+
+
+@pytest.mark.parametrize(
+    "argv0, usage",
+    [("/venv/bin/harl-plot", "usage: harl-plot"), ("/repo/harl/plot.py", "usage: python -m harl.plot")],
+)
+def test_usage_names_the_command_the_user_ran(monkeypatch, capsys, argv0, usage):
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    with pytest.raises(SystemExit):
+        plot.parse_args(["--help"])
+    assert capsys.readouterr().out.startswith(usage)
