@@ -14,9 +14,7 @@ are checked value by value on a hand-built battle written out from the reference
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,15 +25,20 @@ from gymnasium import spaces
 from omegaconf import OmegaConf
 
 import envs.smac as smac_adapter
-import envs.starcraft as starcraft
-from envs import ENVS, make_env, make_vec_env
+from envs import ENVS, make_vec_env
 from envs.smac import MAPS, SMACEnv, SMACUnavailable
 from envs.smac_states import agent_state, agent_state_size, agent_states, global_state, global_state_size
 from harl.config import ConfigError, SMACConfig, compose_config
+from tests import starcraft_stand_in as stand_in
+from tests.starcraft_stand_in import (
+    FakePackageEnv,
+    alive_actions,
+    factory_of,
+    restore_protobuf_choice,  # noqa: F401 - an autouse fixture
+)
 
-NO_OP, STOP = 0, 1
-
-# Per map used here: (ally race, enemy race, unit_type_bits, map_type), as the package's registry.
+# Per map used here: (ally race, enemy race, unit_type_bits, map_type), as the package's registry;
+# other maps (only the map table test builds them) as 3m.
 FAKE_MAPS = {
     "3m": ("T", "T", 0, "marines"),
     "2s3z": ("P", "P", 2, "stalkers_and_zealots"),
@@ -58,50 +61,36 @@ def unit(x, y, health, health_max, unit_type=MIN_UNIT_TYPE, shield=0.0, cooldown
     )
 
 
-class FakeStarCraft2Env:
-    """Stands in for smac's `StarCraft2Env(**kwargs)`; does not run StarCraft.
+class FakeStarCraft2Env(FakePackageEnv):
+    """Stands in for smac's `StarCraft2Env(**kwargs)`; does not run StarCraft (the package's
+    interface and the scripted battles: tests/starcraft_stand_in.py, `FakePackageEnv`).
 
-    Actions as in the package: 0 no-op (dead units only), 1 stop, 2-5 move, 6 + e attack enemy e.
-    `script`: {"deaths": {step: [agent ids]}, "end": (step, 1 won | -1 lost), "crash": step};
-    without an end the battle runs into the episode limit (`episode_limit`, else the map's).
+    The map's units and episode limit (`episode_limit` replaces it) are those of `MAPS`, unless
+    `units` gives (allies, enemies).
     """
 
-    def __init__(self, script: dict | None = None, episode_limit: int | None = None, **kwargs) -> None:
-        self.kwargs = kwargs
+    def __init__(
+        self,
+        script: dict | None = None,
+        episode_limit: int | None = None,
+        units: tuple[int, int] | None = None,
+        **kwargs,
+    ) -> None:
         self.map_name = kwargs["map_name"]
-        a_race, b_race, self.unit_type_bits, self.map_type = FAKE_MAPS[self.map_name]
-        self.n_agents, self.n_enemies, limit = MAPS[self.map_name]
-        self.episode_limit = episode_limit or limit
+        a_race, b_race, self.unit_type_bits, self.map_type = FAKE_MAPS.get(self.map_name, FAKE_MAPS["3m"])
+        n_agents, n_enemies, limit = MAPS[self.map_name]
+        if units is not None:
+            n_agents, n_enemies = units
+        obs_size = 4 + 5 * n_enemies + 5 * (n_agents - 1) + 1
+        super().__init__(kwargs, script, n_agents, n_enemies, obs_size, 7, episode_limit or limit)
         self.shield_bits_ally, self.shield_bits_enemy = int(a_race == "P"), int(b_race == "P")
         self.n_actions_no_attack, self.n_actions_move = 6, 4
-        self.n_actions = 6 + self.n_enemies
         self.medivac_id = MIN_UNIT_TYPE + 2 if self.map_type == "MMM" else 0
-        self.obs_size = 4 + 5 * self.n_enemies + 5 * (self.n_agents - 1) + 1
-        self.script = script or {}
-        self.resets, self.steps_taken, self.closed = 0, [], False
-        self.episode_count, self.games_running, self.games_launched = 0, 0, 0
         self.map_x = self.map_y = 32
         self.max_distance_x, self.max_distance_y = 24.0, 16.0
-        self._episode_steps, self.dead = 0, set()
         self.agents, self.enemies = {}, {}
-        self.last_action = np.zeros((self.n_agents, self.n_actions))
 
-    # ---- the package's interface
-    def get_env_info(self) -> dict:
-        return {
-            "state_shape": 7,
-            "obs_shape": self.obs_size,
-            "n_actions": self.n_actions,
-            "n_agents": self.n_agents,
-            "episode_limit": self.episode_limit,
-        }
-
-    def reset(self):
-        self.resets += 1
-        if self.episode_count == 0:
-            self.games_running += 1
-            self.games_launched += 1
-        self._episode_steps, self.dead = 0, set()
+    def _new_battle(self) -> None:
         types = max(self.unit_type_bits, 1)
         self.agents = {
             i: unit(
@@ -121,65 +110,14 @@ class FakeStarCraft2Env:
             e: unit(14 + 1.5 * e, 17, 45, 45, 48 + e % types, shield=20 * self.shield_bits_enemy, tag=100 + e)
             for e in range(self.n_enemies)
         }
-        self.last_action = np.zeros((self.n_agents, self.n_actions))
-        return self.get_obs(), self.get_state()
 
-    def step(self, actions):
-        actions = [int(a) for a in actions]
-        for i, a in enumerate(actions):
-            assert self.get_avail_agent_actions(i)[a] == 1, f"Agent {i} cannot perform action {a}"
-        self.steps_taken.append(actions)
-        self.last_action = np.eye(self.n_actions)[np.array(actions)]
-        self._episode_steps += 1
-        t = self._episode_steps
-        if self.script.get("crash") == t:
-            return 0, True, {}  # the package's answer after restarting a crashed game
-        for i in self.script.get("deaths", {}).get(t, []):
-            self.dead.add(i)
+    def _move_units(self) -> None:
+        for i in self.dead:
             self.agents[i].health = 0.0
             self.agents[i].shield = 0.0
         for e in self.enemies.values():
             e.health -= 1.0
             e.pos.x -= 0.5
-        reward = 0.25 * t
-        info = {"battle_won": False, "dead_allies": len(self.dead), "dead_enemies": 0}
-        terminated = False
-        end_step, code = self.script.get("end", (None, None))
-        if end_step == t:
-            terminated = True
-            info["battle_won"] = code == 1
-        elif t >= self.episode_limit:
-            terminated = True
-            if self.kwargs["continuing_episode"]:
-                info["episode_limit"] = True
-        self.episode_count += terminated
-        return reward, terminated, info
-
-    def get_obs(self):
-        t = self._episode_steps
-        return [
-            np.zeros(self.obs_size, np.float32)
-            if i in self.dead
-            else np.full(self.obs_size, i + 1 + t / 100, np.float32)
-            for i in range(self.n_agents)
-        ]
-
-    def get_state(self):
-        return np.full(7, self._episode_steps, np.float32)
-
-    def get_avail_agent_actions(self, agent_id):
-        if agent_id in self.dead:
-            return [1] + [0] * (self.n_actions - 1)
-        avail = [0, 1, 1, 1, 1, 1] + [0] * self.n_enemies
-        avail[6 + agent_id % self.n_enemies] = 1  # one enemy in range
-        return avail
-
-    def get_avail_actions(self):
-        return [self.get_avail_agent_actions(i) for i in range(self.n_agents)]
-
-    def close(self):
-        self.closed = True
-        self.games_running = 0
 
     # ---- what the reference's state builders read
     def get_unit_by_id(self, a_id):
@@ -204,73 +142,73 @@ class FakeStarCraft2Env:
         return [u.pos.y / 32] * 9
 
 
-def fake_factory(script: dict | None = None, episode_limit: int | None = None):
+def fake_factory(
+    script: dict | None = None, episode_limit: int | None = None, units: tuple[int, int] | None = None
+):
     """An `_env_factory` building FakeStarCraft2Envs; `.made` lists them in order."""
-    made: list[FakeStarCraft2Env] = []
-
-    def factory(**kwargs):
-        made.append(FakeStarCraft2Env(script, episode_limit, **kwargs))
-        return made[-1]
-
-    factory.made = made
-    return factory
-
-
-def alive_actions(info: dict) -> list[int]:
-    """Stop for living agents, the no-op for dead ones."""
-    return [STOP if alive else NO_OP for alive in info["alive"]]
-
-
-@pytest.fixture(autouse=True)
-def _restore_protobuf_choice(monkeypatch):
-    # The adapter may choose protobuf's implementation through the environment; undo it.
-    monkeypatch.delenv("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", raising=False)
+    return factory_of(FakeStarCraft2Env, script, episode_limit, units)
 
 
 # ---------------------------------------------------------------- maps and registry
 
+# The SMAC maps (the package's list of challenges, docs/smac.md in github.com/oxwhirl/smac). A map's
+# name counts its units: "3s5z_vs_3s6z", 3 + 5 allies against 3 + 6 enemies; "25m", 25 on each
+# side. These five do not; their units as that list gives them (allies, enemies):
+UNITS_OF_MAPS_NAMED_OTHERWISE = {
+    "MMM": ("1 Medivac, 2 Marauders & 7 Marines", "1 Medivac, 2 Marauders & 7 Marines"),
+    "MMM2": ("1 Medivac, 2 Marauders & 7 Marines", "1 Medivac, 3 Marauders & 8 Marines"),
+    "corridor": ("6 Zealots", "24 Zerglings"),
+    "bane_vs_bane": ("20 Zerglings & 4 Banelings", "20 Zerglings & 4 Banelings"),
+    "so_many_baneling": ("7 Zealots", "32 Banelings"),
+}
+SMAC_MAPS = (
+    "3m 8m 25m 2s3z 3s5z MMM 5m_vs_6m 8m_vs_9m 10m_vs_11m 27m_vs_30m 3s5z_vs_3s6z MMM2 2m_vs_1z "
+    "2s_vs_1sc 3s_vs_3z 3s_vs_4z 3s_vs_5z 6h_vs_8z corridor bane_vs_bane so_many_baneling "
+    "2c_vs_64zg 1c3s5z"
+).split()
 
-def test_map_table_matches_the_package_registry():
-    # smac/env/starcraft2/maps/smac_maps.py: n_agents, n_enemies, limit of every map
-    registry = {
-        "3m": (3, 3, 60),
-        "8m": (8, 8, 120),
-        "25m": (25, 25, 150),
-        "5m_vs_6m": (5, 6, 70),
-        "8m_vs_9m": (8, 9, 120),
-        "10m_vs_11m": (10, 11, 150),
-        "27m_vs_30m": (27, 30, 180),
-        "MMM": (10, 10, 150),
-        "MMM2": (10, 12, 180),
-        "2s3z": (5, 5, 120),
-        "3s5z": (8, 8, 150),
-        "3s5z_vs_3s6z": (8, 9, 170),
-        "3s_vs_3z": (3, 3, 150),
-        "3s_vs_4z": (3, 4, 200),
-        "3s_vs_5z": (3, 5, 250),
-        "1c3s5z": (9, 9, 180),
-        "2m_vs_1z": (2, 1, 150),
-        "corridor": (6, 24, 400),
-        "6h_vs_8z": (6, 8, 150),
-        "2s_vs_1sc": (2, 1, 300),
-        "so_many_baneling": (7, 32, 100),
-        "bane_vs_bane": (24, 24, 200),
-        "2c_vs_64zg": (2, 64, 400),
-    }
-    assert MAPS == registry
+
+def units_of(map_name: str) -> tuple[int, int]:
+    """(allies, enemies) of a SMAC map, counted from its name or its listed units."""
+    if map_name in UNITS_OF_MAPS_NAMED_OTHERWISE:
+        allies, enemies = UNITS_OF_MAPS_NAMED_OTHERWISE[map_name]
+    else:
+        allies, _, enemies = map_name.partition("_vs_")
+    return sum(map(int, re.findall(r"\d+", allies))), sum(map(int, re.findall(r"\d+", enemies or allies)))
+
+
+def test_the_map_table_holds_the_smac_maps_and_their_units():
+    # The adapter expects a map's allies (the next test); its enemies only size the stand-in.
+    assert sorted(MAPS) == sorted(SMAC_MAPS)
+    assert {name: MAPS[name][:2] for name in MAPS} == {name: units_of(name) for name in SMAC_MAPS}
+
+
+@pytest.mark.parametrize("map_name", SMAC_MAPS)
+def test_every_map_expects_the_allies_its_name_counts(map_name):
+    allies, enemies = units_of(map_name)
+    env = SMACEnv(map_name, _env_factory=fake_factory(units=(allies, enemies)))
+    assert env.spec.task == map_name and env.spec.n_agents == allies
+    assert env.spec.action_spaces[0] == spaces.Discrete(6 + enemies)
+    with pytest.raises(
+        RuntimeError, match=f"smac built {allies + 1} agents for {map_name}, expected {allies}$"
+    ):
+        SMACEnv(map_name, _env_factory=fake_factory(units=(allies + 1, enemies)))
+
+
+def test_the_map_table_matches_the_installed_package_registry(monkeypatch):
+    # Runs where requirements-smac.txt is installed: the only check of the episode limits, which
+    # harl does not read (the adapter takes the package's; the stand-in sizes its battles by them).
+    monkeypatch.setenv("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")  # as the adapter chooses
+    maps = pytest.importorskip(
+        "smac.env.starcraft2.maps.smac_maps", reason="the smac package is not installed"
+    )
+    registry = maps.get_smac_map_registry()
+    assert MAPS == {name: (p["n_agents"], p["n_enemies"], p["limit"]) for name, p in registry.items()}
 
 
 def test_registered_and_imported_lazily():
     assert ENVS["smac"] is SMACEnv
-    code = (
-        "import envs, sys; print(sorted(m for m in ('smac', 'smacv2', 'pysc2', 'google.protobuf') "
-        "if m in sys.modules))"
-    )
-    repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root
-    )
-    assert out.stdout.strip() == "[]"
+    assert stand_in.modules_imported_by_envs("smac", "smacv2", "pysc2", "google.protobuf") == "[]"
 
 
 @pytest.mark.parametrize(
@@ -283,14 +221,7 @@ def test_registered_and_imported_lazily():
     ],
 )
 def test_bad_choices_raise_listing_valid_ones(kwargs, bad, expected):
-    # Checked before the package is looked for: no factory, and no package needed.
-    with pytest.raises(ValueError) as info:
-        make_env("smac", **kwargs)
-    message = str(info.value)
-    assert not isinstance(info.value, SMACUnavailable)
-    assert "\n" not in message and repr(bad) in message
-    for valid in expected:
-        assert valid in message
+    stand_in.assert_refused_listing_valid_ones("smac", kwargs, bad, expected, SMACUnavailable)
 
 
 # ---------------------------------------------------------------- the reference's states, by hand
@@ -525,43 +456,21 @@ def test_available_actions_pass_through_and_dead_agents_take_the_no_op():
 
 @pytest.mark.parametrize("code, won", [(1, True), (-1, False)])
 def test_a_decided_battle_terminates_and_says_who_won(code, won):
-    env = SMACEnv("3m", _env_factory=fake_factory({"end": (3, code)}))
-    _, _, info = env.reset()
-    for _ in range(2):
-        res = env.step(alive_actions(info))
-        assert not (res.terminated or res.truncated) and res.info["battle_won"] is False
-        info = res.info
-    res = env.step(alive_actions(info))
-    assert res.terminated and not res.truncated and res.info["battle_won"] is won
-    with pytest.raises(RuntimeError, match="before reset"):
-        env.step(alive_actions(res.info))
+    stand_in.assert_a_decided_battle_terminates(
+        SMACEnv("3m", _env_factory=fake_factory({"end": (3, code)})), won
+    )
 
 
 def test_the_episode_limit_and_a_restarted_game_truncate():
-    env = SMACEnv("3m", _env_factory=fake_factory(episode_limit=4))
-    assert env.spec.episode_limit == 4
-    _, _, info = env.reset()
-    for _ in range(4):
-        res = env.step(alive_actions(info))
-        info = res.info
-    assert res.truncated and not res.terminated and res.info["battle_won"] is False
-    env = SMACEnv("3m", _env_factory=fake_factory({"crash": 2}))
-    _, _, info = env.reset()
-    env.step(alive_actions(info))
-    res = env.step(alive_actions(info))
-    assert res.truncated and res.info["sc2_restarted"] is True
+    stand_in.assert_the_episode_limit_truncates(SMACEnv("3m", _env_factory=fake_factory(episode_limit=4)))
+    stand_in.assert_a_restarted_game_truncates(SMACEnv("3m", _env_factory=fake_factory({"crash": 2})))
 
 
 def test_seeds_reach_the_package_when_the_game_launches():
     factory = fake_factory()
-    env = SMACEnv("3m", _env_factory=factory)
-    env.reset(seed=5)
-    assert [f.kwargs["seed"] for f in factory.made] == [None, 5]
-    assert factory.made[0].closed and factory.made[1].resets == 1
-    env.reset(seed=5)
-    assert [f.kwargs["seed"] for f in factory.made] == [None, 5, 5]
-    env.close()
-    assert factory.made[2].closed
+    stand_in.assert_seeds_reach_the_package_when_the_game_launches(
+        SMACEnv("3m", _env_factory=factory), factory
+    )
 
 
 @pytest.mark.parametrize("state_type", ["EP", "FP"])
@@ -662,15 +571,10 @@ def test_bad_settings_fail_before_anything_is_built(tmp_path, overrides, message
 @pytest.fixture
 def fake_package(monkeypatch):
     """Make env=smac build FakeStarCraft2Envs (battles won at step 5) through the real config path."""
-    made: list[FakeStarCraft2Env] = []
-
-    def build(**kwargs):
-        made.append(FakeStarCraft2Env({"deaths": {2: [1]}, "end": (5, 1)}, None, **kwargs))
-        return made[-1]
-
+    build = fake_factory({"deaths": {2: [1]}, "end": (5, 1)})
     monkeypatch.setattr(smac_adapter, "ensure_available", lambda map_name: None)
     monkeypatch.setattr(smac_adapter, "_package_env", build)
-    return made
+    return build.made
 
 
 TINY_SMAC = [
@@ -753,34 +657,14 @@ def test_training_runs_and_reports_the_win_rate(tmp_path, fake_package, algo):
 # ---------------------------------------------------------------- without the package or the game
 
 
-def _without_package(monkeypatch):
-    """Make `import smac` fail, whether or not it is installed, and refuse to build envs."""
-    monkeypatch.setitem(sys.modules, "smac", None)
-
-    def no_build(**kwargs):
-        raise AssertionError("an env was built")
-
-    monkeypatch.setattr(smac_adapter, "_package_env", no_build)
-
-
 def test_without_the_package_env_smac_fails_at_once_saying_what_to_install(monkeypatch, tmp_path):
-    _without_package(monkeypatch)
-    monkeypatch.delenv("SC2PATH", raising=False)
-    monkeypatch.setattr(starcraft, "default_sc2_dir", lambda: tmp_path / "StarCraftII")
-    with pytest.raises(SMACUnavailable) as info:
-        make_vec_env("smac", {"map_name": "3s5z"}, n_envs=2)
-    message = str(info.value)
-    assert isinstance(info.value, ValueError)  # harl.train reports it as a config error
-    assert message.startswith("env=smac needs the smac package and StarCraft II with the SMAC maps")
-    assert "pip install --no-deps -r requirements-smac.txt" in message
-    assert "smac package: cannot be imported (" in message
-    assert "StarCraft II 4.10" in message and "SMAC_Maps" in message
-    assert f"SC2PATH is unset, so pysc2 looks in its default {str(tmp_path / 'StarCraftII')!r}" in message
-    assert "export SC2PATH=" in message
+    stand_in.assert_fails_at_once_saying_what_to_install(
+        monkeypatch, tmp_path, smac_adapter, "smac", {"map_name": "3s5z"}, SMACUnavailable
+    )
 
 
 def test_the_message_names_the_missing_map(monkeypatch, tmp_path):
-    _without_package(monkeypatch)
+    stand_in.without_package(monkeypatch, smac_adapter, "smac")
     game = tmp_path / "StarCraftII"
     (game / "Versions").mkdir(parents=True)
     (game / "Maps" / "SMAC_Maps").mkdir(parents=True)
@@ -795,12 +679,6 @@ def test_the_message_names_the_missing_map(monkeypatch, tmp_path):
 
 
 def test_train_stops_before_building_any_env(monkeypatch, tmp_path):
-    from harl.train import run
-
-    _without_package(monkeypatch)
-    monkeypatch.setenv("SC2PATH", str(tmp_path / "StarCraftII"))
-    cfg = compose_config(
-        "env=smac", "env.map_name=corridor", "n_envs=2", "n_workers=1", f"results_dir={tmp_path}"
+    stand_in.assert_train_stops_before_building_any_env(
+        monkeypatch, tmp_path, smac_adapter, "smac", "env.map_name=corridor", SMACUnavailable
     )
-    with pytest.raises(SMACUnavailable, match="requirements-smac.txt"):
-        run(cfg, tmp_path / "run")

@@ -12,8 +12,6 @@ package and the game `env=smacv2` stops at once with what to install.
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,128 +21,41 @@ from omegaconf import OmegaConf
 
 import envs.smacv2 as smacv2_adapter
 import envs.starcraft as starcraft
-from envs import ENVS, make_env, make_vec_env
+from envs import ENVS, make_vec_env
 from envs.smacv2 import SCENARIOS, SMACv2Env, SMACv2Unavailable
 from harl.config import SMACv2Config, compose_config
+from tests import starcraft_stand_in as stand_in
+from tests.starcraft_stand_in import (
+    FakePackageEnv,
+    alive_actions,
+    factory_of,
+    restore_protobuf_choice,  # noqa: F401 - an autouse fixture
+)
 
-NO_OP = 0
 
-
-class FakeSMACv2:
-    """Stands in for `StarCraftCapabilityEnvWrapper(**kwargs)`; does not run StarCraft.
-
-    Actions as in the package: 0 no-op (dead units only), 1 stop, 2-5 move, 6 + e attack enemy e.
-    `script`: {"deaths": {step: [agent ids]}, "end": (step, 1 won | -1 lost), "crash": step};
-    without an end the battle runs into the package's episode limit.
+class FakeSMACv2(FakePackageEnv):
+    """Stands in for `StarCraftCapabilityEnvWrapper(**kwargs)`; does not run StarCraft (the
+    package's interface and the scripted battles: tests/starcraft_stand_in.py, `FakePackageEnv`).
+    Its units are the capability config's, its episode limit `episode_limit`.
     """
 
-    def __init__(self, script: dict, episode_limit: int, **kwargs) -> None:
-        self.kwargs = kwargs
+    def __init__(self, script: dict | None, episode_limit: int, **kwargs) -> None:
         capability = kwargs["capability_config"]
         # The package's wrapper writes these into each distribution's config.
         for key, config in capability.items():
             if key not in ("n_units", "n_enemies"):
                 config.update(env_key=key, n_units=capability["n_units"], n_enemies=capability["n_enemies"])
-        self.n_agents, self.n_enemies = capability["n_units"], capability["n_enemies"]
-        self.n_actions = 6 + self.n_enemies
-        self.obs_size = 3 * self.n_agents + self.n_enemies
-        self.state_size = 2 * (self.n_agents + self.n_enemies) + 1
-        self.episode_limit = episode_limit
-        self.script = script
-        self.resets, self.steps_taken, self.closed = 0, [], False
-        self.t, self.dead = 0, set()
-        # The package launches StarCraft II on a reset before any episode has ended (it counts
-        # ended episodes, not restarted ones), without closing a game it launched before.
-        self.episode_count, self.games_running, self.games_launched = 0, 0, 0
+        n_agents, n_enemies = capability["n_units"], capability["n_enemies"]
+        obs_size, state_size = 3 * n_agents + n_enemies, 2 * (n_agents + n_enemies) + 1
+        super().__init__(kwargs, script, n_agents, n_enemies, obs_size, state_size, episode_limit)
 
     def get_env_info(self) -> dict:
-        return {
-            "state_shape": self.state_size,
-            "obs_shape": self.obs_size,
-            "cap_shape": 3,
-            "n_actions": self.n_actions,
-            "n_agents": self.n_agents,
-            "episode_limit": self.episode_limit,
-        }
-
-    def reset(self):
-        self.resets += 1
-        if self.episode_count == 0:
-            self.games_running += 1
-            self.games_launched += 1
-        self.t, self.dead = 0, set()
-        return self.get_obs(), self.get_state()
-
-    def step(self, actions):
-        actions = [int(a) for a in actions]
-        for i, a in enumerate(actions):
-            assert self.get_avail_agent_actions(i)[a] == 1, f"Agent {i} cannot perform action {a}"
-        self.steps_taken.append(actions)
-        self.t += 1
-        if self.script.get("crash") == self.t:
-            return 0, True, {}  # the package's answer after restarting a crashed game
-        self.dead |= set(self.script.get("deaths", {}).get(self.t, []))
-        reward = 0.25 * self.t
-        info = {"battle_won": False, "dead_allies": len(self.dead), "dead_enemies": 0}
-        terminated = False
-        end_step, code = self.script.get("end", (None, None))
-        if end_step == self.t:
-            terminated = True
-            info["battle_won"] = code == 1
-        elif self.t >= self.episode_limit:
-            terminated = True
-            if self.kwargs["continuing_episode"]:
-                info["episode_limit"] = True
-        self.episode_count += terminated
-        return reward, terminated, info
-
-    def get_obs(self):
-        return [
-            np.zeros(self.obs_size, np.float32)
-            if i in self.dead
-            else np.full(self.obs_size, i + 1 + self.t / 100, np.float32)
-            for i in range(self.n_agents)
-        ]
-
-    def get_state(self):
-        return np.full(self.state_size, self.t, np.float32)
-
-    def get_avail_agent_actions(self, agent_id):
-        if agent_id in self.dead:
-            return [1] + [0] * (self.n_actions - 1)
-        avail = [0, 1, 1, 1, 1, 1] + [0] * self.n_enemies
-        avail[6 + agent_id % self.n_enemies] = 1  # one enemy in range
-        return avail
-
-    def get_avail_actions(self):
-        return [self.get_avail_agent_actions(i) for i in range(self.n_agents)]
-
-    def close(self):
-        self.closed = True
-        self.games_running = 0
+        return {**super().get_env_info(), "cap_shape": 3}
 
 
 def fake_factory(script: dict | None = None, episode_limit: int = 200):
     """An `_env_factory` building FakeSMACv2s; `.made` lists them in order."""
-    made: list[FakeSMACv2] = []
-
-    def factory(**kwargs):
-        made.append(FakeSMACv2(script or {}, episode_limit, **kwargs))
-        return made[-1]
-
-    factory.made = made
-    return factory
-
-
-def alive_actions(env: SMACv2Env, info: dict) -> list[int]:
-    """Stop for living agents, the no-op for dead ones."""
-    return [NO_OP if not alive else 1 for alive in info["alive"]]
-
-
-@pytest.fixture(autouse=True)
-def _restore_protobuf_choice(monkeypatch):
-    # The adapter may choose protobuf's implementation through the environment; undo it.
-    monkeypatch.delenv("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", raising=False)
+    return factory_of(FakeSMACv2, script, episode_limit)
 
 
 # ---------------------------------------------------------------- scenarios and registry
@@ -191,15 +102,7 @@ def test_scenario_table_matches_the_smacv2_configs():
 
 def test_registered_and_imported_lazily():
     assert ENVS["smacv2"] is SMACv2Env
-    code = (
-        "import envs, sys; "
-        "print(sorted(m for m in ('smacv2', 'pysc2', 'google.protobuf') if m in sys.modules))"
-    )
-    repo_root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root
-    )
-    assert out.stdout.strip() == "[]"
+    assert stand_in.modules_imported_by_envs("smacv2", "pysc2", "google.protobuf") == "[]"
 
 
 @pytest.mark.parametrize(
@@ -214,14 +117,7 @@ def test_registered_and_imported_lazily():
     ],
 )
 def test_bad_choices_raise_listing_valid_ones(kwargs, bad, expected):
-    # Checked before the package is looked for: no factory, and no package needed.
-    with pytest.raises(ValueError) as info:
-        make_env("smacv2", **kwargs)
-    message = str(info.value)
-    assert not isinstance(info.value, SMACv2Unavailable)
-    assert "\n" not in message and repr(bad) in message
-    for valid in expected:
-        assert valid in message
+    stand_in.assert_refused_listing_valid_ones("smacv2", kwargs, bad, expected, SMACv2Unavailable)
 
 
 # ---------------------------------------------------------------- translation (fake package)
@@ -282,7 +178,7 @@ def test_dead_agents_are_reported_and_must_take_the_no_op():
     factory = fake_factory({"deaths": {1: [2], 2: [0]}})
     env = SMACv2Env("zerg_5_vs_5", _env_factory=factory)
     _, _, info = env.reset()
-    res = env.step(alive_actions(env, info))
+    res = env.step(alive_actions(info))
     assert res.info["alive"].tolist() == [True, True, False, True, True]
     assert res.info["dead_allies"] == 1
     np.testing.assert_array_equal(res.info["avail_actions"][2], np.eye(11, dtype=np.float32)[0])
@@ -296,58 +192,33 @@ def test_dead_agents_are_reported_and_must_take_the_no_op():
     with pytest.raises(ValueError, match="expected 5 actions"):
         env.step([1, 1, 0])
     assert len(factory.made[0].steps_taken) == 1
-    res = env.step(alive_actions(env, res.info))
+    res = env.step(alive_actions(res.info))
     assert res.info["alive"].tolist() == [False, True, False, True, True]
 
 
 @pytest.mark.parametrize("code, won", [(1, True), (-1, False)])
 def test_a_decided_battle_terminates_and_says_who_won(code, won):
     env = SMACv2Env("protoss_10_vs_10", _env_factory=fake_factory({"end": (3, code)}))
-    _, _, info = env.reset()
-    for _ in range(2):
-        res = env.step(alive_actions(env, info))
-        assert not (res.terminated or res.truncated) and res.info["battle_won"] is False
-        info = res.info
-    res = env.step(alive_actions(env, info))
-    assert res.terminated and not res.truncated
-    assert res.info["battle_won"] is won
-    with pytest.raises(RuntimeError, match="before reset"):
-        env.step(alive_actions(env, res.info))
+    stand_in.assert_a_decided_battle_terminates(env, won)
 
 
 def test_the_episode_limit_truncates():
-    env = SMACv2Env("terran_5_vs_5", _env_factory=fake_factory(episode_limit=4))
-    assert env.spec.episode_limit == 4
-    _, _, info = env.reset()
-    for _ in range(4):
-        res = env.step(alive_actions(env, info))
-        info = res.info
-    assert res.truncated and not res.terminated
-    assert res.info["battle_won"] is False and "episode_limit" not in res.info
+    stand_in.assert_the_episode_limit_truncates(
+        SMACv2Env("terran_5_vs_5", _env_factory=fake_factory(episode_limit=4))
+    )
 
 
 def test_a_restarted_game_truncates():
-    env = SMACv2Env("terran_5_vs_5", _env_factory=fake_factory({"crash": 2}))
-    _, _, info = env.reset()
-    env.step(alive_actions(env, info))
-    res = env.step(alive_actions(env, info))
-    assert res.truncated and not res.terminated
-    assert res.info["sc2_restarted"] is True and res.info["battle_won"] is False
+    stand_in.assert_a_restarted_game_truncates(
+        SMACv2Env("terran_5_vs_5", _env_factory=fake_factory({"crash": 2}))
+    )
 
 
 def test_seeds_reach_the_package_when_the_game_launches():
     factory = fake_factory()
-    env = SMACv2Env("protoss_5_vs_5", _env_factory=factory)
-    env.reset(seed=5)  # the game is not running yet: a package env built with the seed
-    assert [f.kwargs["seed"] for f in factory.made] == [None, 5]
-    assert factory.made[0].closed and factory.made[1].resets == 1
-    env.reset()  # continues in the same game
-    assert len(factory.made) == 2 and factory.made[1].resets == 2
-    env.reset(seed=5)  # a seeded reset of a running game launches a new one
-    assert [f.kwargs["seed"] for f in factory.made] == [None, 5, 5]
-    assert factory.made[1].closed and factory.made[2].resets == 1
-    env.close()
-    assert factory.made[2].closed
+    stand_in.assert_seeds_reach_the_package_when_the_game_launches(
+        SMACv2Env("protoss_5_vs_5", _env_factory=factory), factory
+    )
 
 
 def test_resets_before_any_episode_ended_leave_one_game_running():
@@ -358,12 +229,12 @@ def test_resets_before_any_episode_ended_leave_one_game_running():
     env.reset()  # mid-episode, none ended yet: the package launches again
     assert (fake.games_launched, fake.games_running) == (2, 1)
     _, _, info = env.reset()
-    assert env.step(alive_actions(env, info)).truncated  # a restart: the package still counts 0
+    assert env.step(alive_actions(info)).truncated  # a restart: the package still counts 0
     _, _, info = env.reset()
     assert (fake.games_launched, fake.games_running) == (4, 1)
     fake.script = {}
     for _ in range(3):
-        res = env.step(alive_actions(env, info))
+        res = env.step(alive_actions(info))
         info = res.info
     assert res.truncated and fake.episode_count == 1
     env.reset()
@@ -397,34 +268,14 @@ def test_vectorised_env_reports_alive_and_battle_won_per_episode():
 # ---------------------------------------------------------------- without the package or the game
 
 
-def _without_package(monkeypatch):
-    """Make `import smacv2` fail, whether or not it is installed, and refuse to build envs."""
-    monkeypatch.setitem(sys.modules, "smacv2", None)
-
-    def no_build(**kwargs):
-        raise AssertionError("an env was built")
-
-    monkeypatch.setattr(smacv2_adapter, "_package_env", no_build)
-
-
 def test_without_the_package_env_smacv2_fails_at_once_saying_what_to_install(monkeypatch, tmp_path):
-    _without_package(monkeypatch)
-    monkeypatch.delenv("SC2PATH", raising=False)
-    monkeypatch.setattr(starcraft, "default_sc2_dir", lambda: tmp_path / "StarCraftII")
-    with pytest.raises(SMACv2Unavailable) as info:
-        make_vec_env("smacv2", {"scenario": "zerg_5_vs_5"}, n_envs=2)
-    message = str(info.value)
-    assert isinstance(info.value, ValueError)  # harl.train reports it as a config error
-    assert "pip install --no-deps -r requirements-smacv2.txt" in message
-    assert "smacv2 package: cannot be imported (" in message
-    assert "StarCraft II 4.10" in message and "SMAC_Maps" in message
-    assert f"SC2PATH is unset, so pysc2 looks in its default {str(tmp_path / 'StarCraftII')!r}" in message
-    assert "that directory does not exist" in message
-    assert "export SC2PATH=" in message
+    stand_in.assert_fails_at_once_saying_what_to_install(
+        monkeypatch, tmp_path, smacv2_adapter, "smacv2", {"scenario": "zerg_5_vs_5"}, SMACv2Unavailable
+    )
 
 
 def test_the_message_reports_sc2path_and_what_the_directory_holds(monkeypatch, tmp_path):
-    _without_package(monkeypatch)
+    stand_in.without_package(monkeypatch, smacv2_adapter, "smacv2")
 
     def message_for(path: Path) -> str:
         monkeypatch.setenv("SC2PATH", str(path))
@@ -446,15 +297,9 @@ def test_the_message_reports_sc2path_and_what_the_directory_holds(monkeypatch, t
 
 
 def test_train_stops_before_building_any_env(monkeypatch, tmp_path):
-    from harl.train import run
-
-    _without_package(monkeypatch)
-    monkeypatch.setenv("SC2PATH", str(tmp_path / "StarCraftII"))
-    cfg = compose_config(
-        "env=smacv2", "env.scenario=zerg_10_vs_11", "n_envs=2", "n_workers=1", f"results_dir={tmp_path}"
+    stand_in.assert_train_stops_before_building_any_env(
+        monkeypatch, tmp_path, smacv2_adapter, "smacv2", "env.scenario=zerg_10_vs_11", SMACv2Unavailable
     )
-    with pytest.raises(SMACv2Unavailable, match="requirements-smacv2.txt"):
-        run(cfg, tmp_path / "run")
 
 
 def test_protobuf_implementation_is_chosen_only_when_unset(monkeypatch):
