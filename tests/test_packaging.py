@@ -25,6 +25,7 @@ COMMANDS = {
     "harl-train": "harl.train:main",
     "harl-evaluate": "harl.evaluate:main",
     "harl-plot": "harl.plot:main",
+    "harl-reproduce": "harl.reproduce.cli:main",
 }
 # a console script started as `harl-train --cfg job env=mpe`: the entry point's function called from
 # a plain `__main__` script, as the wrapper pip writes does

@@ -62,7 +62,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         k = argv.index("--")
         argv, overrides = argv[:k], argv[k + 1 :]
     parser = argparse.ArgumentParser(
-        prog="python -m harl.reproduce",
+        prog="harl-reproduce" if Path(sys.argv[0]).name == "harl-reproduce" else "python -m harl.reproduce",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
