@@ -177,7 +177,10 @@ def train_all(jobs: list[Job], overrides: list[str], parallel: int) -> dict[Job,
     for job in jobs:
         if job not in todo:
             say(f"{job.label}: finished already ({job.cell.budget:,} env steps), skipped")
-    say(f"{len(todo)} of {len(jobs)} runs to train, {min(parallel, max(1, len(todo)))} at a time")
+    say(
+        f"{len(todo)} of {len(jobs)} runs to train"
+        + (f", {min(parallel, len(todo))} at a time" if todo else "")
+    )
     numbered = [(f"[{k}/{len(todo)}]", job) for k, job in enumerate(todo, 1)]
     statuses = run_pool(numbered, lambda item: train(item[1], overrides, item[0]), parallel)
     exits: dict[Job, int | None] = {job: None for job in jobs if job not in todo}
