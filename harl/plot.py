@@ -100,6 +100,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from harl.common.cli import command_name, positive_int  # noqa: E402
 from harl.config import RESUMABLE_OVERRIDES, path_safe  # noqa: E402
 
 HA_ALGOS = ("happo", "hatrpo", "haa2c", "haddpg", "hatd3", "hasac", "had3qn")
@@ -1100,21 +1101,11 @@ def write_aggregate(result: Aggregate, metric: str, reps: int, prefix: str | Pat
 
 
 # ----------------------------------------------------------------------------- CLI
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
-
-
-def command_name() -> str:
-    """How the user started this: `harl-plot` (the installed command) or `python -m harl.plot`."""
-    return "harl-plot" if Path(sys.argv[0]).name == "harl-plot" else "python -m harl.plot"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=command_name(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=command_name("harl-plot", "harl.plot"),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", help="run directories or folders containing them")
     parser.add_argument(

@@ -40,6 +40,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harl.common.cli import reserved_overrides, split_overrides  # noqa: E402
 from harl.common.jobs import error_line, fmt_duration, run_logged, run_pool, say  # noqa: E402
 
 MANIFEST = "compare.json"
@@ -350,10 +351,7 @@ def split_list(text: str, kind: type = str) -> list:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Options before `--`, Hydra overrides for every run after it."""
-    overrides: list[str] = []
-    if "--" in argv:
-        k = argv.index("--")
-        argv, overrides = argv[:k], argv[k + 1 :]
+    argv, overrides = split_overrides(argv)
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -384,7 +382,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.error("--algos, --steps and --out are required (or --report DIR)")
     if args.steps <= 0 or args.jobs <= 0:
         parser.error("--steps and --jobs must be positive")
-    if bad := [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in RESERVED]:
+    if bad := reserved_overrides(overrides, RESERVED):
         parser.error(f"set by this tool, not as an override: {' '.join(bad)}")
     return args, overrides
 

@@ -28,21 +28,12 @@ import os
 import sys
 from pathlib import Path
 
+from harl.common.cli import command_name, positive_int, reserved_overrides, split_overrides
 from harl.common.jobs import say
 from harl.reproduce import report, runs
 from harl.reproduce.suites import load_suite, select, suite_names
 
 RESERVED = ("seed", "total_steps", "hydra.run.dir", "resume", "experiment")  # set by this tool
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def seed_list(text: str) -> list[int]:
@@ -57,12 +48,9 @@ def seed_list(text: str) -> list[int]:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """Options before `--`, Hydra overrides for every run after it."""
-    overrides: list[str] = []
-    if "--" in argv:
-        k = argv.index("--")
-        argv, overrides = argv[:k], argv[k + 1 :]
+    argv, overrides = split_overrides(argv)
     parser = argparse.ArgumentParser(
-        prog="harl-reproduce" if Path(sys.argv[0]).name == "harl-reproduce" else "python -m harl.reproduce",
+        prog=command_name("harl-reproduce", "harl.reproduce"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -117,7 +105,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.error(f"name a suite ({', '.join(suite_names())}) or use --list")
     if args.report and args.no_report:
         parser.error("--report and --no-report exclude each other")
-    if bad := [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in RESERVED]:
+    if bad := reserved_overrides(overrides, RESERVED):
         parser.error(f"set by this tool, not as an override: {' '.join(bad)}")
     return args, overrides
 
