@@ -109,6 +109,9 @@ class HATRPOConfig(HAOnPolicyConfig):
     cg_iters: int = 10  # conjugate-gradient iterations
     cg_residual_tol: float = 1e-10  # conjugate gradient stops once the residual is below this
     fvp_damping: float = 0.1  # Fisher-vector product damping (F + damping * I)
+    # how Fisher-vector products are computed: gauss_newton (J^T M J v: a forward-mode and a
+    # backward pass, 2-3x faster) or double_backward (the reference's; the same product, to rounding)
+    fisher_product: str = "gauss_newton"
 
 
 @dataclass

@@ -30,6 +30,7 @@ from envs.smac import MAPS as SMAC_MAPS
 from envs.smac_states import STATE_TYPES as ENV_STATE_TYPES
 from envs.starcraft import DIFFICULTIES
 from harl.algos.on_policy.base import STATE_TYPES
+from harl.algos.on_policy.trpo import FISHER_PRODUCTS
 from harl.config import ALGO_SCHEMAS, ConfigError, schema_for
 from harl.logging.wandb_sink import WANDB_MODES
 from harl.models.linear import CPU_MATMULS
@@ -220,6 +221,7 @@ CHOICES: dict[str, Collection[str]] = {
     "cpu_matmul": CPU_MATMULS,
     "algo.activation": ACTIVATIONS,
     "algo.dueling_activation": ACTIVATIONS,
+    "algo.fisher_product": FISHER_PRODUCTS,
     "algo.state_type": STATE_TYPES,
     "logger.wandb_mode": WANDB_MODES,
     "env.obs_mode": OBS_MODES,

@@ -70,6 +70,27 @@ def test_onednn_matches_f_linear_to_rounding_with_double_backward(shape, in_dim,
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.detach().abs().max()))
 
 
+@pytest.mark.parametrize("tangents", ["x", "weight", "bias", "weight+bias", "all"])
+def test_onednn_forward_mode_matches_f_linear(tangents, onednn_calls):
+    """HATRPO's Gauss-Newton products push tangents through the layers in forward mode."""
+    import torch.autograd.forward_ad as fwAD
+
+    g = torch.Generator().manual_seed(0)
+    primals = [torch.randn(300, 7, generator=g), torch.randn(5, 7, generator=g), torch.randn(5, generator=g)]
+    names = ["x", "weight", "bias"]
+    wanted = names if tangents == "all" else tangents.split("+")
+    seeds = {n: torch.randn(p.shape, generator=g) for n, p in zip(names, primals)}
+
+    def tangent_of(fn):
+        with fwAD.dual_level():
+            args = [fwAD.make_dual(p, seeds[n]) if n in wanted else p for n, p in zip(names, primals)]
+            return fwAD.unpack_dual(fn(*args)).tangent
+
+    ours = tangent_of(linear)
+    assert onednn_calls, "the oneDNN path was not taken"
+    torch.testing.assert_close(ours, tangent_of(F.linear), rtol=1e-5, atol=1e-5)
+
+
 def test_small_batches_single_outputs_and_float64_stay_on_the_default_product(onednn_calls):
     set_cpu_matmul("onednn")
     linear(torch.randn(lin.MIN_ROWS - 1, 8), torch.randn(4, 8))  # rollout-sized batch

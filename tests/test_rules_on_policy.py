@@ -24,7 +24,7 @@ from harl.algos.on_policy.happo import HAPPO
 from harl.algos.on_policy.hatrpo import HATRPO
 from harl.algos.on_policy.mappo import MAPPO
 from harl.algos.on_policy.ppo import clipped_surrogate
-from harl.algos.on_policy.trpo import backtracking_line_search, conjugate_gradient, fisher_vector_product
+from harl.algos.on_policy.trpo import backtracking_line_search, conjugate_gradient, double_backward_fvp
 from harl.algos.sequential import aggregate_ratio, factor_sequential_update
 from harl.buffers.rollout import AgentBatch
 from harl.common.gae import compute_gae
@@ -523,7 +523,10 @@ class LinearGaussian(nn.Module):
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(2))
-        self.head = SimpleNamespace(kl=lambda old, new: (0.5 * (old["mean"] - new["mean"]) ** 2).sum(-1))
+        self.head = SimpleNamespace(
+            kl=lambda old, new: (0.5 * (old["mean"] - new["mean"]) ** 2).sum(-1),
+            kl_curvature=lambda params: {"mean": torch.ones_like(params["mean"])},
+        )
 
     def _mean(self, obs):
         return (obs * self.w).sum(-1, keepdim=True)
@@ -574,9 +577,16 @@ def trpo_update(factor=TF, **overrides):
     return info, actor.w.detach().numpy()
 
 
+@pytest.mark.parametrize("fisher_product", ["gauss_newton", "double_backward"])
 @pytest.mark.parametrize("masks,factor", [(True, TF), (True, np.ones(4)), (False, TF)])
-def test_hatrpo_step_is_sqrt_2delta_over_sFs_along_the_damped_natural_gradient(masks, factor):
-    info, w = trpo_update(factor, kl_threshold=0.01, fvp_damping=0.1, use_policy_active_masks=masks)
+def test_hatrpo_step_is_sqrt_2delta_over_sFs_along_the_damped_natural_gradient(masks, factor, fisher_product):
+    info, w = trpo_update(
+        factor,
+        kl_threshold=0.01,
+        fvp_damping=0.1,
+        use_policy_active_masks=masks,
+        fisher_product=fisher_product,
+    )
     full, expected, H = trpo_full_step(factor, TM if masks else np.ones(4), 0.01, 0.1)
     # (by numpy: surrogate improvement / expected is ~.95 at the full step: accepted)
     assert info["step_accepted"] == 1.0 and info["step_fraction"] == 1.0
@@ -600,7 +610,7 @@ def test_hatrpo_backtracks_with_the_configured_coefficient_ratio_and_tries(accep
 def test_fisher_vector_product_is_the_kl_hessian_at_the_current_parameters_plus_damping():
     p = nn.Parameter(torch.tensor([1.0, 2.0]))
     # KL = sum(p^4) / 12 -> Hessian diag(p^2) = diag(1, 4) at p = (1, 2)
-    fvp = fisher_vector_product(lambda: (p**4).sum() / 12, [p], damping=0.1)
+    fvp = double_backward_fvp(lambda: (p**4).sum() / 12, [p], damping=0.1)
     torch.testing.assert_close(fvp(t(1.0, 1.0)), t(1.1, 4.1))
     torch.testing.assert_close(fvp(t(2.0, -1.0)), t(2.2, -4.1))  # reusable, linear in v
 

@@ -238,7 +238,7 @@ def instrument(prof: Profiler, cap: Captured) -> None:
         prof.patch(torch.Tensor, attr, "sync", count_only=True)
 
     # HATRPO: count Fisher-vector products and line-search tries (its FLOPs depend on them)
-    fvp_factory, line_search = hatrpo.fisher_vector_product, hatrpo.backtracking_line_search
+    fvp_factory, line_search = hatrpo.HATRPO.fisher_vector_product, hatrpo.backtracking_line_search
 
     def counting_fvp(*args: Any, **kwargs: Any) -> Callable:
         fvp = fvp_factory(*args, **kwargs)
@@ -257,10 +257,10 @@ def instrument(prof: Profiler, cap: Captured) -> None:
         return result
 
     prof._undo += [
-        (hatrpo, "fisher_vector_product", fvp_factory, True),
+        (hatrpo.HATRPO, "fisher_vector_product", fvp_factory, True),
         (hatrpo, "backtracking_line_search", line_search, True),
     ]
-    hatrpo.fisher_vector_product = counting_fvp
+    hatrpo.HATRPO.fisher_vector_product = counting_fvp  # type: ignore[method-assign]
     hatrpo.backtracking_line_search = counting_line_search
 
     make_runner = runners.make_runner
@@ -368,13 +368,20 @@ def on_policy_flops(cfg: Any, learner: Any, w: Window, cap: Captured) -> Flops:
         fvp = cap.hatrpo["fvp"] / agents
         tries = cap.hatrpo["ls_tries"] / agents
         # per agent, in forward passes F = 2*n*macs: old distribution 1, surrogate + its
-        # gradient 3, KL + its differentiable gradient 3, each Fisher-vector product ~6 (the
-        # double backward differentiates both operands of every backward matmul, 4, and runs
-        # back through the forward, 2), each line-search try (surrogate + KL forwards) 2
-        actors = sum(FWD * n * m * (1 + 3 + 3 + 6 * fvp + 2 * tries) for m in m_actor) + log_prob_passes
+        # gradient 3, each line-search try (surrogate + KL forwards) 2, and the Fisher-vector
+        # products: gauss_newton builds a forward graph once (1) and each product is a
+        # forward-mode pass (primal 1 + tangent 2) and a backward pass (2), ~5;
+        # double_backward builds KL + its differentiable gradient once (3) and each product
+        # is ~6 (it differentiates both operands of every backward matmul, 4, and runs back
+        # through the forward, 2)
+        gauss_newton = a.fisher_product == "gauss_newton"
+        graph, per_fvp = (1, 5) if gauss_newton else (3, 6)
+        actors = (
+            sum(FWD * n * m * (1 + 3 + graph + per_fvp * fvp + 2 * tries) for m in m_actor) + log_prob_passes
+        )
         note = (
-            f"HATRPO FLOPs approximate: {fvp:.1f} Fisher-vector products (~6 forward passes "
-            f"each) and {tries:.1f} line-search tries per agent update"
+            f"HATRPO FLOPs approximate: {fvp:.1f} Fisher-vector products ({a.fisher_product}, "
+            f"~{per_fvp} forward passes each) and {tries:.1f} line-search tries per agent update"
         )
         rows = n
     elif a.name in ("happo", "haa2c", "mappo"):

@@ -77,6 +77,13 @@ class GaussianHead(nn.Module):
         kl = torch.log(s1 / s0) + (s0**2 + (m0 - m1) ** 2) / (2 * s1**2) - 0.5
         return kl.sum(-1)
 
+    @staticmethod
+    def kl_curvature(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The Hessian of `kl(params, new)` in new's parameters at new = params, per entry (it is
+        diagonal): 1 / std^2 for each mean, 2 / std^2 for each std."""
+        inv_var = params["std"] ** -2
+        return {"mean": inv_var, "std": 2 * inv_var}
+
 
 class CategoricalHead(nn.Module):
     """Categorical over `n` actions; unavailable actions get a -1e10 logit (never sampled)."""
@@ -122,6 +129,13 @@ class CategoricalHead(nn.Module):
         terms = torch.where(p0 > 0, p0 * (old["log_p"] - new["log_p"]), torch.zeros_like(p0))
         return terms.sum(-1)
 
+    @staticmethod
+    def kl_curvature(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The Hessian of `kl(params, new)` at new = params, in new's log-probabilities: p per
+        entry. (The KL is linear in log p; its curvature in the logits, diag(p) - p p^T, is what
+        this weight gives through log-softmax's Jacobian, since sum(p) = 1.)"""
+        return {"log_p": params["log_p"].exp()}
+
 
 class MultiCategoricalHead(nn.Module):
     """One independent Categorical per sub-action of a MultiDiscrete space; the log-prob has
@@ -161,6 +175,10 @@ class MultiCategoricalHead(nn.Module):
                 for k in range(len(self.heads))
             ),
         )
+
+    def kl_curvature(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each sub-action's `CategoricalHead.kl_curvature` (the KL is their sum)."""
+        return {f"log_p{k}": params[f"log_p{k}"].exp() for k in range(len(self.heads))}
 
     def categoricals(self) -> Iterable[CategoricalHead]:
         """The sub-action heads (the ModuleList holds only CategoricalHeads)."""

@@ -75,8 +75,16 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """x [N, in] (2-d: an output that is a view could not be modified in place later)."""
         ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
         ctx.has_bias = bias is not None
         return _mm_t(x, weight, bias)
+
+    @staticmethod
+    def jvp(ctx, x_t: torch.Tensor, weight_t: torch.Tensor, bias_t: torch.Tensor | None) -> torch.Tensor:
+        """Forward mode (HATRPO's Gauss-Newton Fisher products): x_t W^T + x weight_t^T + bias_t.
+        torch passes zeros for the inputs that carry no tangent (bias_t is None without a bias)."""
+        x, weight = ctx.saved_tensors
+        return _mm_t(x_t, weight) + _mm_t(x, weight_t, bias_t)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -12,13 +13,16 @@ from harl.algos.base import check_finite
 from harl.algos.on_policy.base import masked_mean
 from harl.algos.on_policy.happo import HASequentialLearner
 from harl.algos.on_policy.trpo import (
+    FISHER_PRODUCTS,
     backtracking_line_search,
     conjugate_gradient,
-    fisher_vector_product,
+    double_backward_fvp,
     flat_grad,
+    gauss_newton_fvp,
 )
 from harl.algos.sequential import aggregate_ratio
 from harl.buffers.rollout import AgentBatch
+from harl.models.policy import StochasticPolicy
 
 log = logging.getLogger("harl")
 
@@ -26,6 +30,37 @@ log = logging.getLogger("harl")
 class HATRPO(HASequentialLearner):
     def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]]:
         return []  # one full-batch step per agent: no minibatches
+
+    def fisher_vector_product(
+        self,
+        actor: StochasticPolicy,
+        batch: AgentBatch,
+        mask: torch.Tensor | None,
+        mean_kl: Callable[[], torch.Tensor],
+        params: list[torch.nn.Parameter],
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """v -> (F + damping I) v, F the Hessian of `mean_kl` at the current parameters."""
+        c = self.cfg
+        if c.fisher_product == "double_backward":
+            return double_backward_fvp(mean_kl, params, c.fvp_damping)
+        if c.fisher_product != "gauss_newton":
+            raise ValueError(
+                f"unknown algo.fisher_product {c.fisher_product!r}; valid: {', '.join(FISHER_PRODUCTS)}"
+            )
+
+        # mean_kl's weight of each sample (as masked_mean weighs them) [C, L, 1]
+        sample_weight = (
+            torch.full_like(batch.active, 1.0 / batch.active.numel())
+            if mask is None
+            else mask / mask.sum().clamp(min=1.0)
+        )[..., None]
+
+        def curvature(dist: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: w * sample_weight for k, w in actor.head.kl_curvature(dist).items()}
+
+        return gauss_newton_fvp(
+            actor, lambda: self.distribution(actor, batch), curvature, params, c.fvp_damping
+        )
 
     def update_agent(
         self, i: int, batch: AgentBatch, advantages: torch.Tensor, factor: torch.Tensor
@@ -51,7 +86,7 @@ class HATRPO(HASequentialLearner):
         ratio, entropy = ratio.detach(), entropy.detach()
         check_finite(objective, "surrogate", i)
         grad = flat_grad(objective, params)
-        fvp = fisher_vector_product(mean_kl, params, c.fvp_damping)
+        fvp = self.fisher_vector_product(actor, batch, mask, mean_kl, params)
         direction = conjugate_gradient(fvp, grad, c.cg_iters, c.cg_residual_tol)
         curvature = direction @ fvp(direction)
         check_finite(curvature, "trust-region curvature (s^T F s)", i)

@@ -1,5 +1,5 @@
-"""Trust-region maths in one place: conjugate gradient, Fisher-vector products by double
-backward, and the backtracking line search with the TRPO acceptance rule."""
+"""Trust-region maths in one place: conjugate gradient, Fisher-vector products (Gauss-Newton
+form, or double backward), and the backtracking line search with the TRPO acceptance rule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
+
+FISHER_PRODUCTS = ("gauss_newton", "double_backward")
 
 
 def flat_grad(
@@ -46,7 +49,7 @@ def conjugate_gradient(
     return x
 
 
-def fisher_vector_product(
+def double_backward_fvp(
     kl_fn: Callable[[], torch.Tensor], params: Sequence[nn.Parameter], damping: float
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """v -> (H_KL + damping * I) v, H_KL the Hessian of the mean KL at the current parameters
@@ -56,6 +59,74 @@ def fisher_vector_product(
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
         return flat_grad(grad_kl @ v, params, retain_graph=True) + damping * v
+
+    return fvp
+
+
+class _Bound(nn.Module):
+    """A module's method as a module's forward, so torch.func.functional_call can swap the
+    parameters it reads (under the prefix "module.")."""
+
+    def __init__(self, module: nn.Module, method: Callable[[], dict[str, torch.Tensor]]) -> None:
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self) -> dict[str, torch.Tensor]:
+        return self.method()
+
+
+def gauss_newton_fvp(
+    module: nn.Module,
+    distribution: Callable[[], dict[str, torch.Tensor]],
+    curvature: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+    params: Sequence[nn.Parameter],
+    damping: float,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (J^T M J + damping * I) v, the same product as `double_backward_fvp` without
+    second derivatives.
+
+    J is the Jacobian of the distribution's parameters (`distribution()`, computed by `module`
+    from `params`) and M the Hessian of the mean KL(old || new) in those parameters at
+    new = old, which `curvature(parameters)` gives as per-entry weights (a diagonal; sample
+    weights included). At the current parameters, where new = old, this is the KL's Hessian
+    exactly: its other term carries the KL's gradient in the distribution parameters, which is
+    zero there. J v comes from one forward-mode pass, J^T (M J v) from one backward pass through
+    the graph of the first forward, which is built once and reused for every product: all
+    first-order work, on the fast products, with no second-order graph through LayerNorm.
+    """
+    names = {id(p): name for name, p in module.named_parameters()}
+    try:
+        keys = ["module." + names[id(p)] for p in params]
+    except KeyError:
+        raise ValueError("gauss_newton_fvp: every parameter must belong to `module`") from None
+    outputs = distribution()
+    weights = curvature({k: v.detach() for k, v in outputs.items()})
+    bound = _Bound(module, distribution)
+
+    def fvp(v: torch.Tensor) -> torch.Tensor:
+        tangents = torch.split(v, [p.numel() for p in params])
+        with fwAD.dual_level():
+            duals = {
+                key: fwAD.make_dual(p.detach(), t.view_as(p)) for key, p, t in zip(keys, params, tangents)
+            }
+            jv = {
+                k: fwAD.unpack_dual(out).tangent
+                for k, out in torch.func.functional_call(bound, duals, ()).items()
+            }
+        names_out = [k for k in outputs if jv[k] is not None]
+        if not names_out:  # nothing depends on params
+            return damping * v
+        grads = torch.autograd.grad(
+            [outputs[k] for k in names_out],
+            params,
+            [weights[k] * jv[k] for k in names_out],
+            retain_graph=True,
+            allow_unused=True,
+        )
+        flat = torch.cat(
+            [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)]
+        )
+        return flat + damping * v
 
     return fvp
 
