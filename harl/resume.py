@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -23,7 +24,9 @@ from harl.common.atomic import atomic_write
 from harl.common.checkpoint import CHECKPOINT_DIR, LATEST, resolve_checkpoint, run_dir_of
 from harl.config import RESUMABLE_OVERRIDES, ConfigError, compose_config, schema_for
 
+log = logging.getLogger("harl")
 RUN_INFO = "run.json"
+_ABSENT = object()
 # Keys of the command line that never describe the run itself.
 IGNORED_OVERRIDES = ("resume", "results_dir")
 # Hydra groups whose choice is recorded in the config as `<group>.name`.
@@ -57,9 +60,11 @@ def keys_set_by(overrides: list[str], cfg: DictConfig) -> list[str]:
         else:
             keys.append(key)
     if presets:
-        without = _compose(
-            [o for o in overrides if o not in presets and override_key(o) not in IGNORED_OVERRIDES]
-        )
+        # the same algorithm and env without the presets, so that the keys of that algorithm
+        # and env exist (`algo.kl_threshold=...` next to a HATRPO preset, say)
+        rest = [o for o in overrides if o not in presets and override_key(o) not in IGNORED_OVERRIDES]
+        groups = [f"{g}={cfg[g].name}" for g in NAMED_GROUPS if g not in [override_key(o) for o in rest]]
+        without = _compose(groups + rest)
         keys += [k for k in _differing_keys(cfg, without) if k not in keys]
     return keys
 
@@ -73,10 +78,17 @@ def resume_config(cfg: DictConfig, overrides: list[str], source: str | Path) -> 
     if not saved_path.is_file():
         raise ConfigError(f"cannot resume: {str(saved_path)!r} is missing (not a harl run dir?)")
     saved = OmegaConf.load(saved_path)
+    # the saved run's own schema (not today's defaults, which may name another algo/env)
+    schema = schema_for(saved.algo.name, saved.env.name)
     for key in keys_set_by(overrides, cfg):
         path = f"{key}.name" if key in NAMED_GROUPS else key
-        new, old = _plain(OmegaConf.select(cfg, path)), _plain(OmegaConf.select(saved, path))
+        new, saved_value = _plain(OmegaConf.select(cfg, path)), OmegaConf.select(saved, path, default=_ABSENT)
+        old = None if saved_value is _ABSENT else _plain(saved_value)
         if new == old:
+            continue
+        if saved_value is _ABSENT and new == _plain(OmegaConf.select(schema, path)):
+            # a key harl gained after this run started: the command line (a preset, say) gives
+            # its default, which the merge below fills in anyway
             continue
         if key not in RESUMABLE_OVERRIDES:
             raise ConfigError(
@@ -86,9 +98,25 @@ def resume_config(cfg: DictConfig, overrides: list[str], source: str | Path) -> 
             )
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
     saved.resume = str(checkpoint)
-    # the saved run's own schema (not today's defaults, which may name another algo/env)
-    merged = OmegaConf.merge(schema_for(saved.algo.name, saved.env.name), saved)
+    missing = [k for k in _leaf_keys(schema) if OmegaConf.select(saved, k, default=_ABSENT) is _ABSENT]
+    if missing:
+        log.warning(
+            "this run was started by an older harl: the keys it has no value for take today's defaults: %s",
+            ", ".join(f"{k}={_plain(OmegaConf.select(schema, k))}" for k in missing),
+        )
+    merged = OmegaConf.merge(schema, saved)
     return cast(DictConfig, merged), run_dir, checkpoint  # a merge of DictConfigs is one
+
+
+def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    out = []
+    for key in cfg:
+        if OmegaConf.is_missing(cfg, key):
+            continue
+        value = cfg.get(key)
+        path = f"{prefix}{key}"
+        out += _leaf_keys(value, path + ".") if isinstance(value, DictConfig) else [path]
+    return out
 
 
 def _plain(value: Any) -> Any:

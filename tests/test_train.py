@@ -1,5 +1,6 @@
 """End to end through the real config path: tiny HAPPO runs, resume, and bad input."""
 
+import logging
 import shlex
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 
 from harl.algos.base import NonFiniteLossError
 from harl.common.checkpoint import CheckpointError, load_checkpoint
@@ -286,3 +288,43 @@ def test_a_stop_signal_finishes_the_iteration_then_saves_and_stops(tmp_path, mon
     assert stopped.value.env_steps == 120 and stopped.value.exit_code == 143
     assert load_checkpoint(tmp_path)["counters"]["env_steps"] == 120  # three full iterations
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_resume_of_a_run_from_an_older_harl_takes_todays_defaults_for_new_keys(tmp_path, caplog):
+    # a run saved before algo.fisher_product existed: resuming it, with its preset on the command
+    # line or the new key at its default, continues and says which keys were filled in
+    preset = ["+experiment=mpe/simple_spread_continuous/hatrpo", "n_envs=2", "rollout_length=20"]
+    tiny = [*preset, "eval_interval=0", "log_interval=40", "algo.hidden_sizes=[8]"]
+    _run(tmp_path, *tiny, "total_steps=40")
+    config = tmp_path / "config.yaml"
+
+    def forget_the_key():
+        saved = OmegaConf.load(config)
+        del saved.algo["fisher_product"]
+        OmegaConf.save(saved, config)
+
+    for steps, extra in [(80, []), (120, ["algo.fisher_product=gauss_newton"])]:
+        forget_the_key()
+        overrides = [*tiny, f"total_steps={steps}", *extra]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="harl"):
+            run(compose_config(*overrides), tmp_path, overrides=overrides)
+        assert "take today's defaults: algo.fisher_product=gauss_newton" in caplog.text
+        assert OmegaConf.load(config).algo.fisher_product == "gauss_newton"  # recorded now
+    assert pd.read_csv(tmp_path / "progress.csv")["env_steps"].tolist() == [40, 80, 120]
+    # a value other than the default is refused: the run never trained with it
+    forget_the_key()
+    overrides = [*tiny, "total_steps=160", "algo.fisher_product=double_backward"]
+    with pytest.raises(ConfigError, match="cannot change 'algo.fisher_product'.*trained with None"):
+        run(compose_config(*overrides), tmp_path, overrides=overrides)
+
+
+def test_resume_with_a_preset_and_an_algorithm_specific_key(tmp_path):
+    # the keys a preset sets are found by composing without it: for the same algorithm, so
+    # that its own keys (kl_threshold is HATRPO's) exist there
+    tiny = ["+experiment=mpe/simple_spread_continuous/hatrpo", "n_envs=2", "rollout_length=20"]
+    tiny += ["eval_interval=0", "log_interval=40", "algo.hidden_sizes=[8]", "algo.kl_threshold=0.02"]
+    _run(tmp_path, *tiny, "total_steps=40")
+    overrides = [*tiny, "total_steps=80"]
+    run(compose_config(*overrides), tmp_path, overrides=overrides)
+    assert pd.read_csv(tmp_path / "progress.csv")["env_steps"].tolist() == [40, 80]
