@@ -109,12 +109,13 @@ def resume_config(cfg: DictConfig, overrides: list[str], source: str | Path) -> 
 
 
 def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of the leaves that have a value."""
     out = []
     for key in cfg:
         if OmegaConf.is_missing(cfg, key):
             continue
         value = cfg.get(key)
-        path = f"{prefix}{key}"
+        path = f"{prefix}{key!s}"
         out += _leaf_keys(value, path + ".") if isinstance(value, DictConfig) else [path]
     return out
 
