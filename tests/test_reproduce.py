@@ -371,3 +371,28 @@ def test_fmt_helpers():
     assert report.vs_paper(300.0, c) == "0.50x" and report.vs_paper(NAN, c) == "—"
     assert report.fmt_steps(10_000_000) == "10M" and report.fmt_steps(1500) == "1,500"
     assert np.isnan(report.CellResult(c, []).wall_times()).all()
+
+
+def test_a_launch_records_the_code_it_started_with(tmp_path, monkeypatch):
+    # the commit is read before the run starts: a commit made while it trains is not its code
+    events = []
+    monkeypatch.setattr(
+        runs, "machine", lambda: events.append("machine") or {"harl_commit": f"c{len(events)}"}
+    )
+    monkeypatch.setattr(runs, "run_logged", lambda *a, **k: events.append("run") or (1, 0.5))
+    cell = [c for c in suites.load_suite("mpe").cells if c.key == "simple_spread_continuous/happo"][0]
+    job = runs.jobs_for(tmp_path, "mpe", [cell], [1])[0]
+    runs.train(job, [], "[1/1]")
+    assert events == ["machine", "run"]
+    launch = json.loads((job.path / runs.LAUNCHES).read_text())["launches"][0]
+    assert launch["harl_commit"] == "c1" and launch["returncode"] == 1
+
+
+def test_the_recorded_commit_says_when_the_checkout_had_uncommitted_changes():
+    commit = runs.machine()["harl_commit"]
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+    ).stdout
+    if commit == "unknown":
+        pytest.skip("not a git checkout")
+    assert commit.endswith("-dirty") == bool(status.strip())

@@ -117,8 +117,13 @@ def machine() -> dict:
     except OSError:
         pass
     try:
+        # "-dirty" when the checkout has uncommitted changes to tracked files
         rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout.strip()
     except OSError:
         rev = ""
@@ -147,6 +152,7 @@ def train(job: Job, overrides: list[str], position: str) -> int:
     verb = "continuing" if before.status in ("unfinished", "failed") and before.env_steps > 0 else "starting"
     say(f"{position} {job.label}: {verb} ({before.detail or 'new'}), log {job.path / LOG}")
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    where = machine()  # before the run: the code it starts with
     cmd = command(job, overrides)
     rc, wall = run_logged(cmd, job.path / LOG, append=True, cwd=None)  # an installed harl runs anywhere
     after = inspect(job)
@@ -159,7 +165,7 @@ def train(job: Job, overrides: list[str], position: str) -> int:
             "env_steps_before": None if math.isnan(before.env_steps) else before.env_steps,
             "env_steps_after": None if math.isnan(after.env_steps) else after.env_steps,
             "command": cmd,
-            **machine(),
+            **where,
         },
     )
     if rc == 0 and after.status == "finished":
