@@ -8,10 +8,12 @@ import torch
 from gymnasium import spaces
 
 from harl.algos.on_policy.hatrpo import HATRPO
-from harl.algos.on_policy.trpo import double_backward_fvp, gauss_newton_fvp
+from harl.algos.on_policy.trpo import double_backward_fvp, forward_mode_jvp, gauss_newton_fvp
 from harl.buffers.rollout import AgentBatch
 from harl.config import HATRPOConfig
 from harl.models.heads import CategoricalHead, GaussianHead, MultiCategoricalHead
+from harl.models.policy import StochasticPolicy
+from harl.models.tangents import Linearized
 
 CPU = torch.device("cpu")
 OBS = 5
@@ -116,15 +118,17 @@ def test_gauss_newton_fvp_on_a_hand_computed_linear_model():
         model.weight.copy_(torch.tensor([[0.5, -0.5]]))
     x = torch.tensor([[1.0, 2.0], [3.0, -1.0]])
     curvature = lambda d: {"mean": torch.tensor([[2.0], [1.0]])}  # noqa: E731
-    fvp = gauss_newton_fvp(model, lambda: {"mean": model(x)}, curvature, [model.weight], damping=0.5)
+    outputs, jvp = forward_mode_jvp(model, lambda: {"mean": model(x)})
+    fvp = gauss_newton_fvp(outputs, jvp, curvature, [model.weight], damping=0.5)
     torch.testing.assert_close(fvp(torch.tensor([1.0, 0.0])), torch.tensor([11.5, 1.0]))
     torch.testing.assert_close(fvp(torch.tensor([0.0, 2.0])), torch.tensor([2.0, 19.0]))
 
 
-def test_gauss_newton_fvp_refuses_parameters_outside_the_module():
+def test_forward_mode_jvp_refuses_parameters_outside_the_module():
     model, stray = torch.nn.Linear(2, 1), torch.nn.Parameter(torch.zeros(1))
+    _, jvp = forward_mode_jvp(model, lambda: {"mean": model(torch.ones(1, 2))})
     with pytest.raises(ValueError, match="must belong"):
-        gauss_newton_fvp(model, lambda: {"mean": model(torch.ones(1, 2))}, dict, [stray], 0.1)
+        jvp({stray: torch.ones(1)})
 
 
 def test_the_two_products_agree_on_a_function_of_distribution_parameters():
@@ -134,7 +138,9 @@ def test_the_two_products_agree_on_a_function_of_distribution_parameters():
     c = torch.tensor([[2.0], [1.0]])
     old = model(x).detach()
     db = double_backward_fvp(lambda: (c * (model(x) - old) ** 2).sum() / 2, [model.weight], 0.5)
-    gn = gauss_newton_fvp(model, lambda: {"mean": model(x)}, lambda d: {"mean": c}, [model.weight], 0.5)
+    gn = gauss_newton_fvp(
+        *forward_mode_jvp(model, lambda: {"mean": model(x)}), lambda d: {"mean": c}, [model.weight], 0.5
+    )
     v = torch.tensor([0.3, -1.2])
     torch.testing.assert_close(gn(v), db(v))
 
@@ -217,3 +223,65 @@ def test_an_unknown_fisher_product_is_refused_by_name():
     b = batch(SPACES["box"])
     with pytest.raises(ValueError, match="fisher_product 'exact'.*gauss_newton, double_backward"):
         lrn.update_agent(0, b, torch.ones(6, 1), torch.ones(6, 1))
+
+
+# ---------------------------------------------------------------- recorded-forward tangents
+def _policy(space, activation="relu", feature_norm=True, recurrent_n=0):
+    torch.manual_seed(5)
+    policy = StochasticPolicy(
+        spaces.Box(-1, 1, (OBS,)),
+        space,
+        [12, 12],
+        activation,
+        feature_norm,
+        std_x_coef=1.5,  # not 1: its place in the std's derivative shows
+        std_y_coef=0.7,
+        recurrent_n=recurrent_n,
+    )
+    with torch.no_grad():
+        for p in policy.parameters():  # away from the initialisation (zero biases, small gains)
+            p.add_(0.3 * torch.randn(p.shape))
+    return policy
+
+
+@pytest.mark.parametrize("kind", list(SPACES))
+@pytest.mark.parametrize("activation", ["relu", "tanh", "leaky_relu", "selu", "hardswish"])
+@pytest.mark.parametrize("feature_norm", [True, False])
+def test_recorded_tangents_equal_torch_forward_mode(kind, activation, feature_norm):
+    policy = _policy(SPACES[kind], activation, feature_norm)
+    b = batch(SPACES[kind], chunks=7)
+    obs, avail = b.obs.transpose(0, 1), None if b.avail is None else b.avail.transpose(0, 1)
+    assert Linearized.supports(policy)
+    ours = Linearized(policy, lambda: policy.distribution(obs, avail), view=lambda x: x.transpose(0, 1))
+    outputs, torch_jvp = forward_mode_jvp(policy, lambda: policy.distribution(obs, avail))
+    g = torch.Generator().manual_seed(6)
+    params = list(policy.parameters())
+    for subset in (params, params[::2], params[-1:]):  # all weights, some, the last only
+        tangents = {p: torch.randn(p.shape, generator=g) for p in subset}
+        expected = {k: v.transpose(0, 1) for k, v in torch_jvp(tangents).items()}
+        got = ours.jvp(tangents)
+        assert set(got) == set(expected) == set(ours.outputs)
+        for k in got:
+            assert got[k].shape == ours.outputs[k].shape
+            torch.testing.assert_close(got[k], expected[k], rtol=1e-4, atol=1e-5)
+    for k, v in outputs.items():  # the recorded forward is the policy's own
+        torch.testing.assert_close(ours.outputs[k], v.transpose(0, 1))
+
+
+def test_recorded_log_probability_tangents_have_a_zero_p_weighted_sum():
+    # sum(p) = 1 stays 1: sum(p (log p)_t) = 0 (masked actions, p = 0, included)
+    policy = _policy(SPACES["discrete"])
+    b = batch(SPACES["discrete"])
+    obs, avail = b.obs.transpose(0, 1), b.avail.transpose(0, 1)
+    ours = Linearized(policy, lambda: policy.distribution(obs, avail))
+    tangents = {p: torch.ones_like(p) for p in policy.parameters()}
+    log_p_t = ours.jvp(tangents)["log_p"]
+    p = ours.outputs["log_p"].detach().exp()
+    torch.testing.assert_close((p * log_p_t).sum(-1), torch.zeros(p.shape[:-1]), atol=1e-5, rtol=0)
+    assert log_p_t.abs().max() > 0.1
+
+
+def test_recurrent_policies_go_through_torch_forward_mode():
+    assert not Linearized.supports(_policy(SPACES["box"], recurrent_n=1))
+    with pytest.raises(ValueError, match="unsupported policy"):
+        Linearized(_policy(SPACES["box"], recurrent_n=1), dict)

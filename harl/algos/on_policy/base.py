@@ -22,6 +22,7 @@ from harl.common.gae import compute_gae
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy import Hidden, StochasticPolicy, VCritic
 from harl.models.stacked import StackedGaussianPolicies, gaussian_head, stack_groups
+from harl.models.tangents import Linearized
 
 if TYPE_CHECKING:
     from envs.base import ActionSpace
@@ -281,6 +282,13 @@ class OnPolicyLearner(Learner):
         """The action distribution's parameters on every sample, each [C, L, ...]."""
         params = actor.distribution(_seq(b.obs), _seq(b.avail), b.h0, _seq(b.resets))
         return {k: _seq(v) for k, v in params.items()}
+
+    def linearized_distribution(self, actor: StochasticPolicy, b: AgentBatch) -> Linearized:
+        """`distribution` at the actor's current weights (`.outputs`, laid out alike) with its
+        forward-mode derivatives (`.jvp`), for feed-forward actors (`Linearized.supports`)."""
+        return Linearized(
+            actor, lambda: actor.distribution(_seq(b.obs), _seq(b.avail), b.h0, _seq(b.resets)), view=_seq
+        )
 
     def log_prob(self, i: int, batch: AgentBatch) -> torch.Tensor:
         with torch.no_grad():

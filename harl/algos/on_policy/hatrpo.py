@@ -14,15 +14,18 @@ from harl.algos.on_policy.base import masked_mean
 from harl.algos.on_policy.happo import HASequentialLearner
 from harl.algos.on_policy.trpo import (
     FISHER_PRODUCTS,
+    Jvp,
     backtracking_line_search,
     conjugate_gradient,
     double_backward_fvp,
     flat_grad,
+    forward_mode_jvp,
     gauss_newton_fvp,
 )
 from harl.algos.sequential import aggregate_ratio
 from harl.buffers.rollout import AgentBatch
 from harl.models.policy import StochasticPolicy
+from harl.models.tangents import Linearized
 
 log = logging.getLogger("harl")
 
@@ -58,9 +61,15 @@ class HATRPO(HASequentialLearner):
         def curvature(dist: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return {k: w * sample_weight for k, w in actor.head.kl_curvature(dist).items()}
 
-        return gauss_newton_fvp(
-            actor, lambda: self.distribution(actor, batch), curvature, params, c.fvp_damping
-        )
+        # feed-forward policies: tangents from one recorded forward pass (harl.models.tangents);
+        # others (recurrent) through torch's forward mode
+        jvp: Jvp
+        if Linearized.supports(actor):
+            linearized = self.linearized_distribution(actor, batch)
+            outputs, jvp = linearized.outputs, linearized.jvp
+        else:
+            outputs, jvp = forward_mode_jvp(actor, lambda: self.distribution(actor, batch))
+        return gauss_newton_fvp(outputs, jvp, curvature, params, c.fvp_damping)
 
     def update_agent(
         self, i: int, batch: AgentBatch, advantages: torch.Tensor, factor: torch.Tensor

@@ -63,6 +63,9 @@ def double_backward_fvp(
     return fvp
 
 
+Jvp = Callable[[dict[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]
+
+
 class _Bound(nn.Module):
     """A module's method as a module's forward, so torch.func.functional_call can swap the
     parameters it reads (under the prefix "module.")."""
@@ -75,9 +78,33 @@ class _Bound(nn.Module):
         return self.method()
 
 
+def forward_mode_jvp(
+    module: nn.Module, distribution: Callable[[], dict[str, torch.Tensor]]
+) -> tuple[dict[str, torch.Tensor], Jvp]:
+    """(`distribution()` with its graph, weight tangents -> its tangents) by torch's forward-mode
+    AD, for any module made of ops that have forward-mode rules."""
+    names: dict[torch.Tensor, str] = {p: name for name, p in module.named_parameters()}
+    outputs = distribution()
+    bound = _Bound(module, distribution)
+
+    def jvp(tangents: dict[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for p in tangents:
+            if p not in names:
+                raise ValueError("forward_mode_jvp: every parameter must belong to `module`")
+        with fwAD.dual_level():
+            duals = {"module." + names[p]: fwAD.make_dual(p.detach(), t) for p, t in tangents.items()}
+            out = torch.func.functional_call(bound, duals, ())
+            return {
+                k: torch.zeros_like(o) if (tangent := fwAD.unpack_dual(o).tangent) is None else tangent
+                for k, o in out.items()
+            }
+
+    return outputs, jvp
+
+
 def gauss_newton_fvp(
-    module: nn.Module,
-    distribution: Callable[[], dict[str, torch.Tensor]],
+    outputs: dict[str, torch.Tensor],
+    jvp: Jvp,
     curvature: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
     params: Sequence[nn.Parameter],
     damping: float,
@@ -85,41 +112,28 @@ def gauss_newton_fvp(
     """v -> (J^T M J + damping * I) v, the same product as `double_backward_fvp` without
     second derivatives.
 
-    J is the Jacobian of the distribution's parameters (`distribution()`, computed by `module`
-    from `params`) and M the Hessian of the mean KL(old || new) in those parameters at
-    new = old, which `curvature(parameters)` gives as per-entry weights (a diagonal; sample
-    weights included). At the current parameters, where new = old, this is the KL's Hessian
-    exactly: its other term carries the KL's gradient in the distribution parameters, which is
-    zero there. J v comes from one forward-mode pass, J^T (M J v) from one backward pass through
-    the graph of the first forward, which is built once and reused for every product: all
-    first-order work, on the fast products, with no second-order graph through LayerNorm.
+    J is the Jacobian of the distribution's parameters (`outputs`, computed from `params` with
+    their graph; `jvp` maps weight tangents to their tangents, J v) and M the Hessian of the
+    mean KL(old || new) in those parameters at new = old, which `curvature(parameters)` gives as
+    per-entry weights (a diagonal; sample weights included). At the current parameters, where
+    new = old, this is the KL's Hessian exactly: its other term carries the KL's gradient in the
+    distribution parameters, which is zero there. J^T (M J v) is one backward pass through the
+    graph of `outputs`, built once and reused for every product: all first-order work, on the
+    fast products, with no second-order graph through LayerNorm.
     """
-    names = {id(p): name for name, p in module.named_parameters()}
-    try:
-        keys = ["module." + names[id(p)] for p in params]
-    except KeyError:
-        raise ValueError("gauss_newton_fvp: every parameter must belong to `module`") from None
-    outputs = distribution()
     weights = curvature({k: v.detach() for k, v in outputs.items()})
-    bound = _Bound(module, distribution)
+    keys = [k for k, v in outputs.items() if v.requires_grad]
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
-        tangents = torch.split(v, [p.numel() for p in params])
-        with fwAD.dual_level():
-            duals = {
-                key: fwAD.make_dual(p.detach(), t.view_as(p)) for key, p, t in zip(keys, params, tangents)
-            }
-            jv = {
-                k: fwAD.unpack_dual(out).tangent
-                for k, out in torch.func.functional_call(bound, duals, ()).items()
-            }
-        names_out = [k for k in outputs if jv[k] is not None]
-        if not names_out:  # nothing depends on params
+        split = torch.split(v, [p.numel() for p in params])
+        tangents: dict[torch.Tensor, torch.Tensor] = {p: t.view_as(p) for p, t in zip(params, split)}
+        jv = jvp(tangents)
+        if not keys:  # nothing depends on params
             return damping * v
         grads = torch.autograd.grad(
-            [outputs[k] for k in names_out],
+            [outputs[k] for k in keys],
             params,
-            [weights[k] * jv[k] for k in names_out],
+            [weights[k] * jv[k] for k in keys],
             retain_graph=True,
             allow_unused=True,
         )
