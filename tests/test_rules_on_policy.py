@@ -752,3 +752,16 @@ def test_valuenorm_is_updated_once_per_critic_minibatch():
     buf = rollouts.fill_buffer(learner, 2, 2, 2, seed=0)
     learner.update_critic(buf, torch.ones(2, 2, 1))
     assert learner.value_norm.debiasing_term.item() == pytest.approx(1 - 0.99999**6, rel=1e-9)
+
+
+def test_trust_region_steps_write_the_weights_in_place():
+    # in place: the same storage, a new version (caches of the weights see the change)
+    from harl.algos.on_policy.trpo import assign_parameters
+
+    a, b = nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(3))
+    pointers, versions = [a.data_ptr(), b.data_ptr()], [a._version, b._version]
+    assign_parameters(torch.arange(7.0), [a, b])
+    torch.testing.assert_close(a.detach(), torch.tensor([[0.0, 1.0], [2.0, 3.0]]))
+    torch.testing.assert_close(b.detach(), torch.tensor([4.0, 5.0, 6.0]))
+    assert [a.data_ptr(), b.data_ptr()] == pointers
+    assert a._version > versions[0] and b._version > versions[1]

@@ -79,3 +79,57 @@ def test_recurrent_and_shared_policies_are_not_stacked():
     shared = _learner(True, [OBS_A, OBS_A], [BOX_A, BOX_A], cls=MAPPO, share_param=True)
     shared.act(obs, [None, None])
     assert shared._stacks == []
+
+
+def test_stacked_weights_follow_a_data_assignment():
+    # `.data =` keeps a parameter's version (torch's vector_to_parameters does this)
+    stacked, plain = _learner(True, *MIXED), _learner(False, *MIXED)
+    obs = [torch.randn(5, s.shape[0]) for s in MIXED[0]]
+    _act(stacked, obs)
+    for p in stacked.actors[2].parameters():
+        version = p._version
+        p.data = p.data + 0.3
+        assert p._version == version
+    plain.load_state_dict(stacked.state_dict())
+    for x, y in zip(_act(stacked, obs, True)[0], _act(plain, obs, True)[0]):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_a_hatrpo_step_reaches_the_stacked_rollout():
+    # HATRPO moves its actors by a line search, not an optimiser: the next rollout must act
+    # with the new weights (it did not, and HATRPO learned nothing, before 2026-11-30)
+    from harl.algos.on_policy.hatrpo import HATRPO
+    from harl.buffers.rollout import AgentBatch
+    from harl.config import HATRPOConfig
+
+    torch.manual_seed(0)
+    learner = HATRPO(
+        HATRPOConfig(hidden_sizes=[16, 16], stack_inference=True),
+        [OBS_A, OBS_A],
+        [BOX_A, BOX_A],
+        STATE,
+        torch.device("cpu"),
+        1,
+    )
+    obs = [torch.randn(5, 6), torch.randn(5, 6)]
+    before = _act(learner, obs, True)[0]
+    g = torch.Generator().manual_seed(3)
+    b = AgentBatch(
+        torch.randn(64, 1, 6, generator=g),
+        torch.randn(64, 1, 2, generator=g),
+        torch.zeros(64, 1, 2),
+        None,
+        torch.ones(64, 1),
+        torch.zeros(64, 1),
+        None,
+    )
+    with torch.no_grad():
+        b.logp_old = learner.evaluate_actions(learner.actors[0], b)[0]
+    assert (
+        learner.update_agent(0, b, torch.randn(64, 1, generator=g), torch.ones(64, 1))["step_accepted"] == 1
+    )
+    after = _act(learner, obs, True)[0]
+    own = learner.actors[0].head.mean(learner.actors[0].trunk.mlp(obs[0]))
+    assert (after[0] - before[0]).abs().max() > 1e-4  # agent 0 moved
+    torch.testing.assert_close(after[0], own, rtol=1e-5, atol=1e-6)  # as its own network says
+    torch.testing.assert_close(after[1], before[1])  # agent 1 did not

@@ -6,8 +6,9 @@ layers of [20 x 128]-sized products, where Python and op overhead dwarf the math
 hidden sizes, activation, feature norm; feed-forward, Gaussian head) are stacked: one `baddbmm`
 per layer computes every agent's output.
 
-The stacked weights are a copy, rebuilt whenever a parameter changed (torch bumps a tensor's
-version on every in-place update: optimiser steps, `load_state_dict`). Noise is drawn per agent,
+The stacked weights are a copy, rebuilt whenever a parameter changed: torch bumps a tensor's
+version on every in-place update (optimiser steps, `load_state_dict`, HATRPO's step), and a
+`.data` assignment, which keeps the version, changes the storage; both are checked. Noise is drawn per agent,
 in agent order, by the same `GaussianHead.sample_params`, so the random stream is the one the
 per-agent path uses; the means differ from it only by rounding (a batched product and a separate
 LayerNorm affine, instead of one fused per agent).
@@ -56,7 +57,7 @@ class StackedGaussianPolicies:
         if len(signatures) != 1 or None in signatures:
             raise ValueError("StackedGaussianPolicies needs feed-forward Gaussian policies of one layout")
         self.actors = list(actors)
-        self._versions: tuple[int, ...] | None = None
+        self._versions: tuple[tuple[int, int], ...] | None = None
         self._layers: list[tuple] = []
 
     def _params(self) -> list[torch.Tensor]:
@@ -98,12 +99,17 @@ class StackedGaussianPolicies:
         self._head_w = stack(lambda a: a.head.mean.weight.t())
         self._head_b = stack(lambda a: a.head.mean.bias)[:, None]
         self._std = torch.stack([gaussian_head(a).std().detach() for a in self.actors])[:, None]
-        self._versions = tuple(p._version for p in self._params())
+        self._versions = self._state()
+
+    def _state(self) -> tuple[tuple[int, int], ...]:
+        """Each weight's version and storage: an in-place update bumps the version, and a
+        `.data` assignment (which keeps the version) changes the storage."""
+        return tuple((p._version, p.data_ptr()) for p in self._params())
 
     @torch.no_grad()
     def means_and_std(self, obs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Action means [n, B, act] and stds [n, 1, act] of the group's agents."""
-        if self._versions != tuple(p._version for p in self._params()):
+        if self._versions != self._state():
             self._restack()
         x = torch.stack(list(obs))
         for layer in self._layers:

@@ -145,6 +145,15 @@ def gauss_newton_fvp(
     return fvp
 
 
+def assign_parameters(vector: torch.Tensor, params: Sequence[nn.Parameter]) -> None:
+    """Copy a flat vector into the parameters, in place. (torch's vector_to_parameters swaps
+    each parameter's `.data`, which leaves its version counter as it was: caches keyed on it,
+    such as the stacked rollout inference's weights, would go on serving the old values.)"""
+    with torch.no_grad():
+        for p, chunk in zip(params, torch.split(vector, [p.numel() for p in params])):
+            p.copy_(chunk.view_as(p))
+
+
 @dataclass
 class LineSearchResult:
     accepted: bool
@@ -174,12 +183,12 @@ def backtracking_line_search(
     kl = improvement = float("nan")
     for k in range(max_tries):
         fraction = backtrack_coeff**k
-        nn.utils.vector_to_parameters(old + fraction * full_step, params)
+        assign_parameters(old + fraction * full_step, params)
         with torch.no_grad():
             objective, kl = evaluate()
         improvement = objective - old_objective
         expected = expected_improve * fraction
         if kl < max_kl and improvement > 0 and expected > 0 and improvement / expected > accept_ratio:
             return LineSearchResult(True, fraction, k + 1, kl, improvement, expected_improve)
-    nn.utils.vector_to_parameters(old, params)
+    assign_parameters(old, params)
     return LineSearchResult(False, 0.0, max_tries, kl, improvement, expected_improve)
