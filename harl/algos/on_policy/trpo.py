@@ -125,11 +125,11 @@ def gauss_newton_fvp(
     keys = [k for k, v in outputs.items() if v.requires_grad]
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
+        if not keys:  # nothing depends on params
+            return damping * v
         split = torch.split(v, [p.numel() for p in params])
         tangents: dict[torch.Tensor, torch.Tensor] = {p: t.view_as(p) for p, t in zip(params, split)}
         jv = jvp(tangents)
-        if not keys:  # nothing depends on params
-            return damping * v
         grads = torch.autograd.grad(
             [outputs[k] for k in keys],
             params,
