@@ -1,11 +1,20 @@
 """Local job running for the tools that train many runs (tools/compare_algos.py, harl.reproduce):
 each job is one `python -m harl.train ...` subprocess with its output in a log file, several
-at once on a thread pool, with one console line per start and end."""
+at once on a thread pool, with one console line per start and end.
+
+Stopping: on SIGINT or SIGTERM no new job starts and the running ones are waited for, then
+KeyboardInterrupt is raised for the tool to report. SIGTERM is passed on to the running jobs
+(harl.train saves and exits); SIGINT is not, because a terminal's Ctrl-C reaches them by itself
+and a second one makes them quit at once: a SIGINT sent to the tool alone lets its running jobs
+finish. The handlers are the tool's own, so this holds also where the shell started it with
+SIGINT ignored (`nohup ... &` in a script).
+"""
 
 from __future__ import annotations
 
 import math
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -16,6 +25,8 @@ from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 _print_lock = threading.Lock()
+_running: set[subprocess.Popen] = set()  # the jobs' processes, for passing SIGTERM on
+_running_lock = threading.Lock()
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -56,18 +67,55 @@ def run_logged(
     (exit status, wall seconds)."""
     start = time.perf_counter()
     with log.open("a" if append else "w") as out:
-        rc = subprocess.run(
-            list(cmd), check=False, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        ).returncode
+        proc = subprocess.Popen(
+            list(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        with _running_lock:
+            _running.add(proc)
+        try:
+            rc = proc.wait()
+        finally:
+            with _running_lock:
+                _running.discard(proc)
     return rc, time.perf_counter() - start
 
 
+def _pass_on(signum: int) -> None:
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:  # it just ended
+            pass
+
+
 def run_pool(items: Sequence[Item], job: Callable[[Item], Result], jobs: int) -> list[Result]:
-    """job(item) for every item, `jobs` at a time, results in the items' order. On Ctrl-C
-    nothing new starts and the running jobs are waited for (they got the SIGINT too and save)."""
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    futures = [pool.submit(job, item) for item in items]
+    """job(item) for every item, `jobs` at a time, results in the items' order. On SIGINT or
+    SIGTERM nothing new starts, the running jobs are waited for (see the module's docstring),
+    and KeyboardInterrupt is raised."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if not stopping.is_set():
+            say(f"{signal.Signals(signum).name}: no new runs start; waiting for the running ones to save")
+        stopping.set()
+        if signum == signal.SIGTERM:
+            _pass_on(signum)
+
+    def guarded(item: Item) -> Result | None:
+        return None if stopping.is_set() else job(item)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    main = threading.current_thread() is threading.main_thread()  # handlers live in the main thread
+    previous = {s: signal.signal(s, on_signal) for s in handled} if main else {}
     try:
-        return [future.result() for future in futures]
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(guarded, item) for item in items]
+            results = [future.result() for future in futures]
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if stopping.is_set():
+        raise KeyboardInterrupt
+    return results  # type: ignore[return-value]  # None only for jobs skipped after a stop

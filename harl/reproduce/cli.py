@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             exits = runs.train_all(todo, overrides, args.jobs)
         except KeyboardInterrupt:
-            say("interrupted: every running run saved a checkpoint; run the same command again to continue")
+            say(
+                "interrupted: no new run started, and the runs that were running saved a checkpoint "
+                "or finished; run the same command again to continue"
+            )
             return 130
         if failed := [job.label for job, rc in exits.items() if rc not in (None, 0)]:
             say(f"{len(failed)} run(s) stopped early: {', '.join(failed)} (see their stdout.log)")
