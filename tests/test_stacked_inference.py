@@ -133,3 +133,25 @@ def test_a_hatrpo_step_reaches_the_stacked_rollout():
     assert (after[0] - before[0]).abs().max() > 1e-4  # agent 0 moved
     torch.testing.assert_close(after[0], own, rtol=1e-5, atol=1e-6)  # as its own network says
     torch.testing.assert_close(after[1], before[1])  # agent 1 did not
+
+
+@pytest.mark.parametrize("algo", ["happo", "haa2c", "hatrpo", "mappo"])
+def test_after_a_training_iteration_every_learner_acts_with_its_new_weights(algo):
+    # whatever way a learner writes its actors' weights, the stacked rollout must see them
+    from harl.algos import learner_class
+    from harl.config import ALGO_SCHEMAS
+    from tests import rollouts
+
+    torch.manual_seed(0)
+    extra = {"share_param": False} if algo == "mappo" else {}  # shared actors are not stacked
+    config = ALGO_SCHEMAS[algo](hidden_sizes=[16, 16], stack_inference=True, **extra)
+    learner = learner_class(algo)(config, [OBS_A] * 3, [BOX_A] * 3, STATE, torch.device("cpu"), 1)
+    obs = [torch.randn(5, 6) for _ in range(3)]
+    before = _act(learner, obs, True)[0]
+    assert [idx for idx, _ in learner._stacks] == [[0, 1, 2]]
+    learner.train(rollouts.fill_buffer(learner, STATE.shape[0], T=8, E=4))
+    after = _act(learner, obs, True)[0]
+    for i, actor in enumerate(learner.actors):
+        own = actor.head.mean(actor.trunk.mlp(obs[i]))
+        torch.testing.assert_close(after[i], own, rtol=1e-5, atol=1e-6)
+    assert max((a - b).abs().max() for a, b in zip(after, before)) > 1e-4  # they did move
