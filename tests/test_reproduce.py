@@ -219,6 +219,13 @@ def test_run_states(fake_suite):
     assert runs.inspect(states[("a|b", "mappo", 2)].job).status == "failed"
     runs.record_launch(path, {"returncode": 0})  # the last launch decides
     assert runs.inspect(states[("a|b", "mappo", 2)].job).status == "unfinished"
+    # stopped by a signal (harl.train saved): unfinished, not failed
+    for code, name in [(130, "SIGINT"), (143, "SIGTERM"), (140, "SIGUSR2")]:
+        runs.record_launch(path, {"returncode": code})
+        stopped = runs.inspect(states[("a|b", "mappo", 2)].job)
+        assert (stopped.status, stopped.detail) == ("unfinished", f"400/1,000 steps, stopped by {name}")
+    runs.record_launch(path, {"returncode": 137})  # SIGKILL: harl.train saved nothing at the end
+    assert runs.inspect(states[("a|b", "mappo", 2)].job).status == "failed"
 
 
 def test_report_numbers(fake_suite):

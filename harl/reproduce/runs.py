@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from harl.common.jobs import REPO, error_line, fmt_duration, run_logged, run_pool, say
+from harl.common.stopping import STOP_SIGNALS
 from harl.logging.marl_eval import write_json_atomic
 from harl.reproduce.suites import Cell
 
@@ -46,6 +48,10 @@ class RunState:
     detail: str = ""
 
 
+# harl.train's exit status after a stop signal (128 + the signal): saved, resumable
+STOPPED_EXITS = {128 + int(s) for s in STOP_SIGNALS}
+
+
 def run_dir(out: Path, suite: str, cell: Cell, seed: int) -> Path:
     return out / suite / cell.task / cell.algo / f"seed{seed}"
 
@@ -72,7 +78,8 @@ def last_progress(path: Path) -> pd.Series | None:
 
 def inspect(job: Job) -> RunState:
     """A run is finished once its progress.csv reaches the cell's budget; a run whose last launch
-    failed is `failed`; any other existing run dir is `unfinished` (it continues when run)."""
+    failed is `failed`; any other existing run dir is `unfinished` (it continues when run), also
+    one whose last launch was stopped by a signal (harl.train saved its checkpoint)."""
     if not job.path.is_dir():
         return RunState(job, "missing", detail="not started")
     state = RunState(job, "unfinished")
@@ -85,9 +92,12 @@ def inspect(job: Job) -> RunState:
     launches = read_json(job.path / LAUNCHES).get("launches") or []
     done = 0 if math.isnan(state.env_steps) else int(state.env_steps)
     state.detail = f"{done:,}/{job.cell.budget:,} steps"
-    if launches and launches[-1].get("returncode") not in (None, 0):
+    returncode = launches[-1].get("returncode") if launches else None
+    if returncode in STOPPED_EXITS:  # harl.train saved and stopped on a signal: it continues
+        state.detail += f", stopped by {signal.Signals(returncode - 128).name}"
+    elif returncode not in (None, 0):
         state.status = "failed"
-        state.detail += f", last launch exit {launches[-1]['returncode']}"
+        state.detail += f", last launch exit {returncode}"
     return state
 
 
