@@ -155,3 +155,32 @@ def test_after_a_training_iteration_every_learner_acts_with_its_new_weights(algo
         own = actor.head.mean(actor.trunk.mlp(obs[i]))
         torch.testing.assert_close(after[i], own, rtol=1e-5, atol=1e-6)
     assert max((a - b).abs().max() for a, b in zip(after, before)) > 1e-4  # they did move
+
+
+@pytest.mark.parametrize("algo", ["happo", "haa2c", "hatrpo", "mappo"])
+@pytest.mark.parametrize("env", ["mpe", "mamujoco"])
+def test_every_rollout_is_on_policy(tmp_path, monkeypatch, algo, env):
+    # through the real runner: at each update the actors, not yet changed, give the rollout's
+    # actions the log-probabilities recorded while acting (a stale acting path would not)
+    from harl.algos import learner_class
+    from harl.config import compose_config
+    from harl.train import run
+    from tests.conftest import TINY_MAMUJOCO, TINY_MPE
+
+    gaps: list[float] = []
+    cls = learner_class(algo)
+    original = cls.update_actors
+
+    def checked(self, batches, advantages):
+        with torch.no_grad():
+            for actor, b in zip(self.actors, batches):
+                logp = self.evaluate_actions(actor, b)[0]
+                gaps.append(float((logp - b.logp_old).abs().max()))
+        return original(self, batches, advantages)
+
+    monkeypatch.setattr(cls, "update_actors", checked)
+    tiny = [o for o in (TINY_MPE if env == "mpe" else TINY_MAMUJOCO) if "ppo_epoch" not in o]
+    extra = ["algo.share_param=false"] if algo == "mappo" else []
+    run(compose_config(*tiny, f"algo={algo}", "total_steps=120", "eval_interval=0", *extra), tmp_path)
+    assert len(gaps) >= 3 * 2  # three iterations, every agent
+    assert max(gaps) < 1e-3, gaps
