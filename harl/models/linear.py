@@ -15,7 +15,8 @@ inference over a handful of envs) and single-output layers (value heads).
 
 `cpu_matmul=onednn_bf16` (an option, off by default) rounds the same products' operands to
 bfloat16 (8 significant bits) and accumulates in fp32: about 1.3x the fp32 product rate with the
-conversions, at reduced precision; second-order products stay fp32.
+conversions, at reduced precision; second-order products stay fp32 (HATRPO's Gauss-Newton
+Fisher products are first-order and do run in bfloat16 then).
 """
 
 from __future__ import annotations
