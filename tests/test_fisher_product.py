@@ -285,3 +285,12 @@ def test_recurrent_policies_go_through_torch_forward_mode():
     assert not Linearized.supports(_policy(SPACES["box"], recurrent_n=1))
     with pytest.raises(ValueError, match="unsupported policy"):
         Linearized(_policy(SPACES["box"], recurrent_n=1), dict)
+
+
+def test_gauss_newton_fvp_of_outputs_that_do_not_depend_on_the_weights_is_the_damping():
+    w = torch.nn.Parameter(torch.ones(2))
+    outputs = {"mean": torch.ones(3, 1)}  # a constant: no graph to the weights
+    fvp = gauss_newton_fvp(
+        outputs, lambda t: {"mean": torch.zeros(3, 1)}, lambda d: {"mean": d["mean"]}, [w], 0.25
+    )
+    torch.testing.assert_close(fvp(torch.tensor([2.0, -4.0])), torch.tensor([0.5, -1.0]))
