@@ -294,3 +294,49 @@ def test_gauss_newton_fvp_of_outputs_that_do_not_depend_on_the_weights_is_the_da
         outputs, lambda t: {"mean": torch.zeros(3, 1)}, lambda d: {"mean": d["mean"]}, [w], 0.25
     )
     torch.testing.assert_close(fvp(torch.tensor([2.0, -4.0])), torch.tensor([0.5, -1.0]))
+
+
+def test_gauss_newton_fvp_gives_zero_curvature_to_weights_the_outputs_do_not_use():
+    used, unused = torch.nn.Parameter(torch.tensor([1.0])), torch.nn.Parameter(torch.tensor([3.0]))
+    x = torch.tensor([[2.0]])
+    outputs = {"mean": x * used}  # d mean / d used = 2: F = 2 * c * 2 with c = 1.5
+    fvp = gauss_newton_fvp(
+        outputs,
+        lambda t: {"mean": x * t[used]},
+        lambda d: {"mean": torch.full_like(d["mean"], 1.5)},
+        [used, unused],
+        0.5,
+    )
+    torch.testing.assert_close(fvp(torch.tensor([1.0, 1.0])), torch.tensor([6.5, 0.5]))
+
+
+def test_one_active_sample_weighs_as_mean_kl_does():
+    # masked_mean divides by max(active count, 1): a batch with one live sample
+    out = {}
+    for kind in ("gauss_newton", "double_backward"):
+        lrn = learner(SPACES["box"], fisher_product=kind, fvp_damping=0.0)
+        b = batch(SPACES["box"], chunks=4, dead=False)
+        b.active = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+        actor, params = lrn.actors[0], list(lrn.actors[0].parameters())
+        with torch.no_grad():
+            old = lrn.distribution(actor, b)
+
+        def mean_kl(lrn=lrn, actor=actor, b=b, old=old):
+            kl = actor.head.kl(old, lrn.distribution(actor, b))
+            return (kl * b.active).sum() / b.active.sum().clamp(min=1.0)
+
+        fvp = lrn.fisher_vector_product(actor, b, b.active, mean_kl, params)
+        out[kind] = fvp(torch.ones(sum(p.numel() for p in params)))[None]
+    assert_same_products(out)
+
+
+def test_feed_forward_actors_take_the_recorded_tangents(monkeypatch):
+    import harl.algos.on_policy.hatrpo as hatrpo
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch's forward mode used for a feed-forward actor")
+
+    monkeypatch.setattr(hatrpo, "forward_mode_jvp", refuse)
+    products(SPACES["box"])  # feed-forward: fine without it
+    with pytest.raises(AssertionError, match="forward mode used"):
+        products(SPACES["box"], recurrent_n=1, length=3)  # recurrent: needs it
