@@ -82,12 +82,17 @@ def test_all_jobs_run_when_nothing_stops_them(tmp_path):
     assert all((tmp_path / str(k) / "done").exists() for k in range(4))
 
 
+def signal_during_the_first_job(tmp_path: Path, signum: int, ticks: int, ignore_sigint: bool) -> str:
+    """Start the driver, send `signum` once its first job runs; the driver's output."""
+    driver = start_driver(tmp_path, ticks=ticks, ignore_sigint=ignore_sigint)
+    wait_for(tmp_path / "0" / "started")
+    driver.send_signal(signum)
+    return driver.communicate(timeout=60)[0]
+
+
 @pytest.mark.parametrize("ignore_sigint", [False, True])
 def test_sigterm_stops_the_running_job_and_starts_no_other(tmp_path, ignore_sigint):
-    driver = start_driver(tmp_path, ticks=300, ignore_sigint=ignore_sigint)
-    wait_for(tmp_path / "0" / "started")
-    driver.send_signal(signal.SIGTERM)
-    out, _ = driver.communicate(timeout=60)
+    out = signal_during_the_first_job(tmp_path, signal.SIGTERM, 300, ignore_sigint)
     assert "interrupted" in out
     assert (tmp_path / "0" / "term").exists()  # passed on: the job saved and exited
     assert not (tmp_path / "1").exists()  # nothing new started
@@ -95,10 +100,7 @@ def test_sigterm_stops_the_running_job_and_starts_no_other(tmp_path, ignore_sigi
 
 @pytest.mark.parametrize("ignore_sigint", [False, True])
 def test_sigint_to_the_tool_alone_lets_the_running_job_finish_and_starts_no_other(tmp_path, ignore_sigint):
-    driver = start_driver(tmp_path, ticks=20, ignore_sigint=ignore_sigint)
-    wait_for(tmp_path / "0" / "started")
-    driver.send_signal(signal.SIGINT)
-    out, _ = driver.communicate(timeout=60)
+    out = signal_during_the_first_job(tmp_path, signal.SIGINT, 20, ignore_sigint)
     assert "interrupted" in out
     assert (tmp_path / "0" / "done").exists() and not (tmp_path / "0" / "term").exists()
     assert not (tmp_path / "1").exists()
