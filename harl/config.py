@@ -160,6 +160,10 @@ class OffPolicyConfig:
     save_replay_buffer: bool = False  # also checkpoint the replay buffer (large) for exact resume
     # agent order of the sequential actor update (the MA variants update simultaneously)
     fixed_order: bool = False  # false: a fresh random permutation for every actor update
+    # speed (CPU): the critic's targets and the actors' pre-update actions (no gradients, and
+    # nothing the critic's step changes) in a second thread beside the critic's forward pass;
+    # results are bit-identical to the serial order
+    targets_in_parallel: bool = True
 
 
 @dataclass
@@ -519,6 +523,8 @@ RESUMABLE_OVERRIDES = (
     "n_eval_envs",
     "save_interval",
     "algo.save_replay_buffer",
+    "algo.critic_in_parallel",  # scheduling only: bit-identical results either way
+    "algo.targets_in_parallel",
     "logger.tensorboard",
     "logger.wandb",
     "logger.wandb_project",

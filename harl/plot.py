@@ -13,13 +13,14 @@ Groups
     whose config.yaml differ in anything but the run-only keys (seed, resume, results_dir,
     logger.*, and what a resume may change: total_steps, device, torch_threads, cpu_matmul,
     n_workers, trainer_block, the eval/log/save intervals, eval_episodes, n_eval_envs,
-    algo.save_replay_buffer) are separate groups; keys a config.yaml lacks count as their
-    schema default. One config per algorithm and task: the label is the algorithm. Several:
-    each label says what differs, `happo [preset]` for a run started from the task's own
-    `+experiment=` preset (from run.json or .hydra/overrides.yaml; `[preset walker2d_6x1]`
-    for another task's), then the keys whose values differ among the groups with the same
-    preset (or none), e.g. `happo (algo.lr=0.001)`; past 3 keys `+N more`, the full list
-    printed to stderr. Labels are decided per task. --merge-configs: task and algorithm only.
+    algo.save_replay_buffer, algo.critic_in_parallel, algo.targets_in_parallel) are separate
+    groups; keys a config.yaml lacks count as their schema default. One config per algorithm and
+    task: the label is the algorithm. Several: each label says what differs, `happo [preset]`
+    for a run started from the task's own `+experiment=` preset (from run.json or
+    .hydra/overrides.yaml; `[preset walker2d_6x1]` for another task's), then the keys whose
+    values differ among the groups with the same preset (or none), e.g. `happo (algo.lr=0.001)`;
+    past 3 keys `+N more`, the full list printed to stderr. Labels are decided per task.
+    --merge-configs: task and algorithm only.
 
 Learning curves (--out PATH: PATH.png and PATH.pdf; default curves.png)
     One panel per task, x = env steps, y = --metric (default eval_return); --per-task also

@@ -16,7 +16,8 @@ own process only, the methods whose wall time it accumulates:
   actors               on-policy: learner.update_actors (HA: every agent's epochs and the
                        factor's log-prob passes); off-policy: learner.update_actors
   critic               on-policy: learner.update_critic (its epoch loop); off-policy:
-                       learner.update_critic (target computation + the critic's step)
+                       learner.update_critic (the critic's step, and the target: computed
+                       there, or waited for with `algo.targets_in_parallel`)
   other                the rest of the iteration: buffer writes and tensor conversions during
                        collection, GAE / batch assembly (on-policy), replay sampling and
                        target soft-updates (off-policy), logging and the loop
@@ -91,7 +92,7 @@ class Profiler:
     def __init__(self) -> None:
         self.time: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self.other_threads = False  # a wrapped call ran outside the main thread
+        self.critic_in_thread = False  # the critic's update ran outside the main thread
         self._main_stack: list[str] = []
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -117,7 +118,6 @@ class Profiler:
 
             def under_parent(*a: Any, **k: Any) -> Any:
                 profiler._local.stack = list(parent)
-                profiler.other_threads = True
                 return fn(*a, **k)
 
             return original(pool, under_parent, *args, **kwargs)
@@ -128,6 +128,8 @@ class Profiler:
     def _timed(self, name: str, fn: Callable) -> Callable:
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if name == "critic" and threading.current_thread() is not threading.main_thread():
+                self.critic_in_thread = True  # on-policy `critic_in_parallel`
             self._stack.append(name)
             key = "/".join(self._stack)
             t0 = time.perf_counter()
@@ -811,7 +813,7 @@ def main() -> None:
             steps_per_iteration,
             skipped,
             bench,
-            critic_thread=prof.other_threads,
+            critic_thread=prof.critic_in_thread,
         )
     )
     if ops:

@@ -7,7 +7,9 @@ the actors when due, then the targets); the runner decides how many to take (`ut
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import concurrent.futures
+import functools
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from envs.base import ActionSpace
 
 M = TypeVar("M", bound=nn.Module)
+T = TypeVar("T")
 
 
 def action_width(space: spaces.Space) -> int:
@@ -53,6 +56,12 @@ def encode_action(space: ActionSpace, action: torch.Tensor) -> torch.Tensor:
     return torch.cat(
         [nn.functional.one_hot(action[..., k].long(), int(n)).float() for k, n in enumerate(space.nvec)], -1
     )
+
+
+@functools.cache
+def _targets_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The one helper thread of `OffPolicyLearner.beside`, started on first use."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harl-targets")
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
@@ -166,6 +175,21 @@ class OffPolicyLearner(Learner):
 
     def _to_device(self, b: ReplaySample) -> ReplaySample:
         return b if self.buffer_device == self.device else move_batch(b, self.device)
+
+    def beside(self, work: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Start `work` in a second thread (CPU, `algo.targets_in_parallel`), or run it now.
+
+        For the no-gradient part of an update that reads only what the critic's step leaves
+        alone (targets, the actors' current actions): with torch releasing the GIL inside its
+        kernels, it runs on a second core beside the critic's step. Calls run one after another
+        in the order they were made; between them they must make every random draw of the
+        update that comes before the actors' losses, and the caller none until it has their
+        results, so that the draws keep their serial order."""
+        if self.cfg.targets_in_parallel and self.device.type == "cpu":
+            return _targets_thread().submit(work)
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        done.set_result(work())
+        return done
 
     def encoded_actions(self, actions: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [encode_action(s, a) for s, a in zip(self.action_spaces, actions)]

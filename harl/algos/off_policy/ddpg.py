@@ -9,6 +9,7 @@ agents before it. MA: each agent against the replay actions of the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -61,13 +62,21 @@ class DeterministicLearner(OffPolicyLearner):
 
     # ------------------------------------------------------------------ training
     def update(self, b: ReplaySample) -> dict[str, float]:
-        info = self.update_critic(b)
-        if self.gradient_steps % self.policy_freq == 0:
-            info.update(self.update_actors(b))
+        actors_due = self.gradient_steps % self.policy_freq == 0
+        order = self.actor_order() if actors_due else []
+        # both read only the actors and the targets, which the critic's step leaves alone
+        pending_target = self.beside(lambda: self.critic_target(b))
+        joint = self.beside(lambda: self.current_actions(b, order)) if actors_due else None
+        info = self.update_critic(b, pending_target.result)
+        if joint is not None:
+            info.update(self.update_actors(b, order, joint.result()))
             for actor, target in zip(self.actors, self.target_actors):
                 soft_update(target, actor, self.cfg.polyak)
             soft_update(self.target_critic, self.critic, self.cfg.polyak)
         return info
+
+    def actor_order(self) -> list[int]:
+        return agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order or not self.sequential)
 
     def target_actions(self, next_obs: list[torch.Tensor]) -> list[torch.Tensor]:
         """mu'(o'), with TD3's clipped Gaussian smoothing noise (in each agent's bound units)."""
@@ -83,31 +92,46 @@ class DeterministicLearner(OffPolicyLearner):
             actions.append(a)
         return actions
 
-    def update_critic(self, b: ReplaySample) -> dict[str, float]:
+    def critic_target(self, b: ReplaySample) -> torch.Tensor:
+        """y = R + discount * min_k Q'_k(s', mu'(o'))."""
         with torch.no_grad():
             next_q = self.target_critic(b.next_state, self.target_actions(b.next_obs)).min(0).values
-            target = b.reward + b.discount * next_q
+            return b.reward + b.discount * next_q
+
+    def current_actions(self, b: ReplaySample, order: list[int]) -> list[torch.Tensor | None]:
+        """The joint action the actors are updated against: HA, every agent's current action
+        (None for the first in `order`, whose own nobody reads); MA, the replay actions."""
+        if not self.sequential:
+            return list(b.actions)
+        with torch.no_grad():
+            return [
+                None if i == order[0] else actor(o) for i, (actor, o) in enumerate(zip(self.actors, b.obs))
+            ]
+
+    def update_critic(
+        self, b: ReplaySample, target: Callable[[], torch.Tensor] | None = None
+    ) -> dict[str, float]:
+        """One critic step; `target` gives the regression target (default: computed here)."""
         q = self.critic(b.state, b.actions)  # [K, B]
-        loss = ((q - target) ** 2).mean(-1).sum()  # each critic's MSE, summed
+        y = self.critic_target(b) if target is None else target()
+        loss = ((q - y) ** 2).mean(-1).sum()  # each critic's MSE, summed
         grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
         return {
             "critic/loss": loss.item(),
             "critic/grad_norm": grad_norm,
             **self.q_stats("critic/q", q[0]),
-            "critic/target_mean": float(target.mean()),
+            "critic/target_mean": float(y.mean()),
             "expl_noise": self.cfg.expl_noise,
         }
 
-    def update_actors(self, b: ReplaySample) -> dict[str, float]:
-        order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order or not self.sequential)
-        if self.sequential:  # current actions (the first agent's own is never used)
-            with torch.no_grad():
-                joint = [
-                    None if i == order[0] else actor(o)
-                    for i, (actor, o) in enumerate(zip(self.actors, b.obs))
-                ]
-        else:
-            joint = list(b.actions)
+    def update_actors(
+        self, b: ReplaySample, order: list[int] | None = None, joint: list[torch.Tensor | None] | None = None
+    ) -> dict[str, float]:
+        """Every actor's step in `order` (default: drawn here) against `joint` (default:
+        `current_actions`)."""
+        order = self.actor_order() if order is None else order
+        if joint is None:
+            joint = self.current_actions(b, order)
         self.critic.requires_grad_(False)  # actors' losses only need d Q / d action
 
         def update_agent(

@@ -11,6 +11,7 @@ Exploration is epsilon-greedy, drawn per env, among available actions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -88,14 +89,18 @@ class HAD3QN(OffPolicyLearner):
 
     # ------------------------------------------------------------------ training
     def update(self, b: ReplaySample) -> dict[str, float]:
-        info = self.update_critic(b)
-        info.update(self.update_actors(b))
+        # both read only the actors and the targets, which the critic's step leaves alone
+        pending_target = self.beside(lambda: self.critic_target(b))
+        current = self.beside(lambda: self.current_actions(b))  # during the critic's backward
+        info = self.update_critic(b, pending_target.result)
+        info.update(self.update_actors(b, current.result()))
         for actor, target in zip(self.actors, self.target_actors):
             soft_update(target, actor, self.cfg.polyak)
         soft_update(self.target_critic, self.critic, self.cfg.polyak)
         return info
 
-    def update_critic(self, b: ReplaySample) -> dict[str, float]:
+    def critic_target(self, b: ReplaySample) -> torch.Tensor:
+        """R + discount * Q'(s', the target actors' greedy joint action)."""
         with torch.no_grad():
             next_actions = [
                 masked_argmax(t(o), m) for t, o, m in zip(self.target_actors, b.next_obs, b.next_avail)
@@ -103,10 +108,20 @@ class HAD3QN(OffPolicyLearner):
             next_q = self.target_critic(b.next_state).gather(-1, self.joint_index(next_actions)[:, None])[
                 :, 0
             ]
-            target = b.reward + b.discount * next_q
+            return b.reward + b.discount * next_q
+
+    def current_actions(self, b: ReplaySample) -> list[torch.Tensor]:
+        """Every agent's greedy action under its current Q network (available actions only)."""
+        with torch.no_grad():
+            return [masked_argmax(a(o), m) for a, o, m in zip(self.actors, b.obs, b.avail)]
+
+    def update_critic(
+        self, b: ReplaySample, target: Callable[[], torch.Tensor] | None = None
+    ) -> dict[str, float]:
+        """One critic step; `target` gives the regression target (default: computed here)."""
         replay_joint = self.joint_index([a[:, 0] for a in b.actions])
         q = self.critic(b.state).gather(-1, replay_joint[:, None])[:, 0]
-        loss = ((q - target) ** 2).mean()
+        loss = ((q - (self.critic_target(b) if target is None else target())) ** 2).mean()
         grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
         return {
             "critic/loss": loss.item(),
@@ -115,9 +130,11 @@ class HAD3QN(OffPolicyLearner):
             "epsilon": self.cfg.epsilon,
         }
 
-    def update_actors(self, b: ReplaySample) -> dict[str, float]:
+    def update_actors(self, b: ReplaySample, current: list[torch.Tensor] | None = None) -> dict[str, float]:
+        """In a random order, each agent regresses onto the critic's value of the joint action
+        `current` (default: `current_actions`) and moves its entry to its best response."""
+        current = self.current_actions(b) if current is None else list(current)
         with torch.no_grad():
-            current = [masked_argmax(a(o), m) for a, o, m in zip(self.actors, b.obs, b.avail)]
             joint_q = self.critic(b.state)  # [B, n_joint]
         order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order)
         infos: dict[int, dict[str, float]] = {}

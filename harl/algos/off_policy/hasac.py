@@ -15,6 +15,7 @@ Q and alpha * log pi are in the same units (the reference mixes them).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -96,16 +97,20 @@ class HASAC(OffPolicyLearner):
 
     # ------------------------------------------------------------------ training
     def update(self, b: ReplaySample) -> dict[str, float]:
-        info = self.update_critic(b)
-        info.update(self.update_actors(b))
+        order = agent_order(self.n_agents, self.order_rng, self.cfg.fixed_order)
+        # both read only the actors and the target critic, which the critic's step leaves alone
+        pending_target = self.beside(lambda: self.critic_target(b))
+        joint = self.beside(lambda: self.current_actions(b, order))  # during the critic's backward
+        info = self.update_critic(b, pending_target.result)
+        info.update(self.update_actors(b, order, joint.result()))
         soft_update(self.target_critic, self.critic, self.cfg.polyak)
         return info
 
     def _denorm(self, q: torch.Tensor) -> torch.Tensor:
         return q if self.value_norm is None else self.value_norm.denormalize(q)
 
-    def update_critic(self, b: ReplaySample) -> dict[str, float]:
-        c = self.cfg
+    def critic_target(self, b: ReplaySample) -> torch.Tensor:
+        """The critic's regression target (normalised, and the normaliser updated, with ValueNorm)."""
         with torch.no_grad():
             next_actions, next_logp = self.sample_joint(b.next_obs, b.next_avail)
             next_q = self._denorm(self.target_critic(b.next_state, next_actions).min(0).values)
@@ -114,8 +119,24 @@ class HASAC(OffPolicyLearner):
             if self.value_norm is not None:
                 self.value_norm.update(target)
                 target = self.value_norm.normalize(target)
+        return target
+
+    def current_actions(self, b: ReplaySample, order: list[int]) -> list[torch.Tensor | None]:
+        """Every agent's action sampled from its current policy (None for the first in `order`,
+        whose pre-update action nobody reads)."""
+        with torch.no_grad():
+            return [
+                None if i == order[0] else self.actors[i](b.obs[i], b.avail[i])[1]
+                for i in range(self.n_agents)
+            ]
+
+    def update_critic(
+        self, b: ReplaySample, target: Callable[[], torch.Tensor] | None = None
+    ) -> dict[str, float]:
+        """One critic step; `target` gives the regression target (default: computed here)."""
+        c = self.cfg
         q = self.critic(b.state, self.encoded_actions(b.actions))  # [2, B]
-        err = target - q
+        err = (self.critic_target(b) if target is None else target()) - q
         loss = (huber(err, c.huber_delta) if c.use_huber_loss else err**2).mean(-1).sum()
         grad_norm = self.apply_gradients(self.critic_optim, self.critic, loss, "critic loss", None)
         return {
@@ -125,14 +146,16 @@ class HASAC(OffPolicyLearner):
             "critic/alpha": float(self.alpha(None)),
         }
 
-    def update_actors(self, b: ReplaySample) -> dict[str, float]:
+    def update_actors(
+        self, b: ReplaySample, order: list[int] | None = None, joint: list[torch.Tensor | None] | None = None
+    ) -> dict[str, float]:
+        """The sequential actor update in `order` (default: drawn here), from the joint action
+        `joint` (default: `current_actions`), then the temperatures."""
         c = self.cfg
-        order = agent_order(self.n_agents, self.order_rng, c.fixed_order)
-        with torch.no_grad():  # pre-update samples (the first agent's own is never used)
-            joint = [
-                None if i == order[0] else self.actors[i](b.obs[i], b.avail[i])[1]
-                for i in range(self.n_agents)
-            ]
+        if order is None:
+            order = agent_order(self.n_agents, self.order_rng, c.fixed_order)
+        if joint is None:
+            joint = self.current_actions(b, order)
         squashed_logps: list[torch.Tensor] = []
         self.critic.requires_grad_(False)
 

@@ -1,0 +1,107 @@
+"""The off-policy learners' targets and pre-update actions in a second thread
+(`algo.targets_in_parallel`, on by default) give bit-identical results to the serial order: the
+same weights, the same logged values, and torch's RNG left where the serial order leaves it, for
+every off-policy learner."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+import torch
+
+from harl.common.checkpoint import load_checkpoint
+from harl.config import compose_config
+from harl.train import run
+from tests.test_exact_resume import _assert_same_tensors
+
+OFF_POLICY = [
+    "n_envs=2",
+    "log_interval=40",
+    "eval_interval=1000000",
+    "save_interval=1000000",
+    "algo.batch_size=16",
+    "algo.buffer_size=400",
+    "algo.warmup_steps=40",
+    "algo.train_interval=20",
+    "algo.utd_ratio=0.25",
+    "total_steps=120",
+]
+MPE = ["env=mpe", "env.max_cycles=15"]
+SMALL = ["algo.hidden_sizes=[16,16]"]
+CASES = {
+    "hasac": ["algo=hasac", *MPE, *SMALL, "algo.auto_alpha=true"],
+    "hasac-discrete": ["algo=hasac", *MPE, *SMALL, "env.continuous=false"],
+    "hatd3": ["algo=hatd3", "env=mamujoco", "env.max_episode_steps=15", *SMALL],  # policy_freq 2
+    "haddpg": ["algo=haddpg", *MPE, *SMALL],
+    "matd3": ["algo=matd3", *MPE, *SMALL],
+    "maddpg": ["algo=maddpg", *MPE, *SMALL],
+    "had3qn": ["algo=had3qn", *MPE, "env.continuous=false", "algo.base_hidden_sizes=[16]"],
+}
+
+
+def _train(tmp_path, case: str, parallel: bool):
+    cli = [*OFF_POLICY, *CASES[case], f"algo.targets_in_parallel={str(parallel).lower()}"]
+    run_dir = tmp_path / ("parallel" if parallel else "serial")
+    torch.manual_seed(0)
+    run(compose_config(*cli), run_dir, cli)
+    return run_dir, torch.get_rng_state()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_parallel_targets_are_bit_identical_to_the_serial_order(tmp_path, case, monkeypatch):
+    from harl.algos.off_policy.base import OffPolicyLearner
+
+    threads: dict[bool, set[str]] = {True: set(), False: set()}
+    beside = OffPolicyLearner.beside
+
+    def recording(self, work):  # which thread computes the targets, per mode
+        def recorded():
+            threads[self.cfg.targets_in_parallel].add(threading.current_thread().name)
+            return work()
+
+        return beside(self, recorded)
+
+    monkeypatch.setattr(OffPolicyLearner, "beside", recording)
+    serial, rng_serial = _train(tmp_path, case, False)
+    parallel, rng_parallel = _train(tmp_path, case, True)
+    assert threads[False] == {threading.current_thread().name}
+    assert len(threads[True]) == 1 and next(iter(threads[True])).startswith("harl-targets")
+    _assert_same_tensors(load_checkpoint(parallel)["learner"], load_checkpoint(serial)["learner"])
+    columns = lambda d: pd.read_csv(d / "progress.csv").drop(columns=["wall_time", "fps"])  # noqa: E731
+    pd.testing.assert_frame_equal(columns(parallel), columns(serial))
+    assert torch.equal(rng_parallel, rng_serial)
+
+
+def test_an_error_in_the_targets_thread_reaches_the_caller(tmp_path, monkeypatch):
+    from harl.algos.base import NonFiniteLossError
+    from harl.algos.off_policy.hasac import HASAC
+
+    def broken(self, b):
+        raise NonFiniteLossError("non-finite target (test)")
+
+    monkeypatch.setattr(HASAC, "critic_target", broken)
+    with pytest.raises(NonFiniteLossError, match="non-finite target"):
+        _train(tmp_path, "hasac", True)
+
+
+@pytest.mark.parametrize(
+    ("algo", "key"), [("hasac", "algo.targets_in_parallel"), ("happo", "algo.critic_in_parallel")]
+)
+def test_the_scheduling_options_may_change_on_resume(tmp_path, algo, key):
+    """They change where work runs, not what is computed: a run resumed with the option flipped
+    ends where an uninterrupted run ends."""
+    cli = {
+        "hasac": [*OFF_POLICY, *CASES["hasac"], "algo.save_replay_buffer=true"],
+        "happo": [*OFF_POLICY[:4], "total_steps=120", "rollout_length=20", "algo=happo", *MPE, *SMALL],
+    }[algo]
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    torch.manual_seed(0)
+    run(compose_config(*cli), straight, cli)
+    first = [*cli, "total_steps=80", f"{key}=true"]
+    torch.manual_seed(0)
+    run(compose_config(*first), halves, first)
+    second = [*cli, f"resume={halves}", "total_steps=120", f"{key}=false"]
+    run(compose_config(*second), tmp_path / "ignored", second)
+    _assert_same_tensors(load_checkpoint(halves)["learner"], load_checkpoint(straight)["learner"])
