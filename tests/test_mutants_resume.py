@@ -40,6 +40,8 @@ def test_a_stop_request_records_the_first_signal_only():
 def test_installed_handlers_are_restored_and_chain_calls_only_a_python_handler():
     seen = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: seen.append(signum))
+    # Python's own SIGINT handler, also where the suite was started with SIGINT ignored (nohup &)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stop = StopRequest()
         with stop.installed():
@@ -53,6 +55,7 @@ def test_installed_handlers_are_restored_and_chain_calls_only_a_python_handler()
         stop.chain()
     finally:
         signal.signal(signal.SIGUSR2, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def test_chain_without_installed_handlers_does_nothing():
