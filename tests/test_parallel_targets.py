@@ -105,3 +105,21 @@ def test_the_scheduling_options_may_change_on_resume(tmp_path, algo, key):
     second = [*cli, f"resume={halves}", "total_steps=120", f"{key}=false"]
     run(compose_config(*second), tmp_path / "ignored", second)
     _assert_same_tensors(load_checkpoint(halves)["learner"], load_checkpoint(straight)["learner"])
+
+
+def test_a_forked_child_starts_its_own_helper_thread():
+    """A process forked after the helper started (mutation testing forks warm test processes)
+    must not queue work for the parent's thread, which it does not have."""
+    import os
+
+    from harl.algos.off_policy.base import _targets_thread
+
+    assert _targets_thread().submit(lambda: 1).result() == 1  # started in this process
+    pid = os.fork()
+    if pid == 0:  # child: exit 0 only if the helper answers within a few seconds
+        try:
+            os._exit(0 if _targets_thread().submit(lambda: 2).result(timeout=5) == 2 else 1)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

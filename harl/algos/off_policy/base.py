@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -62,6 +63,11 @@ def encode_action(space: ActionSpace, action: torch.Tensor) -> torch.Tensor:
 def _targets_thread() -> concurrent.futures.ThreadPoolExecutor:
     """The one helper thread of `OffPolicyLearner.beside`, started on first use."""
     return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harl-targets")
+
+
+# a forked child has no threads: it starts its own helper on first use (an executor copied
+# from the parent would queue work that no thread runs)
+os.register_at_fork(after_in_child=_targets_thread.cache_clear)
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
