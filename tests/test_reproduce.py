@@ -261,6 +261,12 @@ def test_orderings_count_the_pairs_in_the_papers_order(fake_suite, tmp_path):
 
 def test_report_page(fake_suite, tmp_path):
     suite, jobs = fake_suite
+    where = {"host": "vm", "cpu": "EPYC", "cores": 2, "torch": "2.13.0"}
+    # two runs with launch records: one started, stopped and continued on a later commit
+    (jobs[0].path / runs.LAUNCHES).write_text(
+        json.dumps({"launches": [{**where, "harl_commit": "aaa"}, {**where, "harl_commit": "bbb"}]})
+    )
+    (jobs[1].path / runs.LAUNCHES).write_text(json.dumps({"launches": [{**where, "harl_commit": "bbb"}]}))
     written = report.write_report(suite, jobs, tmp_path / "docs", ["fake", "--report"], reps=50)
     page = (tmp_path / "docs" / "fake.md").read_text()
     assert {p.name for p in written} >= {
@@ -274,7 +280,14 @@ def test_report_page(fake_suite, tmp_path):
     assert "`python -m harl.reproduce fake --report`" in page
     assert "| A\\|B | happo | 3/3 | 1,000 |" in page  # the task's `|` escaped in the table
     assert "A\\|B mappo seed 2 (unfinished, 400/1,000 steps)" in page and "3 run(s) not started" in page
-    assert "a note" in page and "- **Machines**: testhost." in page
+    # each machine once, the commits once each in launch order; per run, its own launches
+    assert (
+        "a note" in page
+        and "- **Machines**: vm (EPYC, 2 cores, torch 2.13.0); testhost; **harl commits**: aaa, bbb (" in page
+    )
+    assert (
+        "| vm (EPYC, 2 cores, torch 2.13.0, harl aaa); vm (EPYC, 2 cores, torch 2.13.0, harl bbb) |" in page
+    )
     table = pd.read_csv(tmp_path / "docs" / "fake.csv")
     assert list(table.algo) == ["happo", "mappo", "happo", "mappo"]
     aggregate = (tmp_path / "docs" / "fake-aggregate.md").read_text()

@@ -217,29 +217,36 @@ def runs_markdown(results: list[CellResult], metric: str) -> str:
             final = plot.final_values([run], metric) if run else np.array([])
             best = plot.best_values([run], metric) if run else np.array([])
             absolute = absolute_return(s.job.path) if s.status == "finished" else None
+            where = "; ".join(trained_on(s.job.path)) or "—"
             lines.append(
                 f"| {md_cell(r.cell.title)} | {r.cell.algo} | {s.job.seed} | {s.status} "
                 f"| {fmt_steps(s.env_steps)} | {fmt_ci(final)} | {fmt_ci(best)} "
                 f"| {'—' if absolute is None else plot.fmt_number(absolute)} "
-                f"| {fmt_duration(s.wall_time)} | {md_cell(trained_on(s.job.path))} |"
+                f"| {fmt_duration(s.wall_time)} | {md_cell(where)} |"
             )
     return "\n".join(lines)
 
 
-def trained_on(path: Path) -> str:
-    """The machine(s) a run was trained on: from harl.reproduce's launch records, else the host in
-    run.json."""
+def trained_on(path: Path, with_commit: bool = True) -> list[str]:
+    """The machine(s) a run was trained on, in launch order: from harl.reproduce's launch
+    records (with the harl commit of each launch), else the host in run.json."""
     launches = read_json(path / LAUNCHES).get("launches") or []
     machines = dict.fromkeys(
-        f"{e.get('host')} ({e.get('cpu')}, {e.get('cores')} cores, "
-        f"torch {e.get('torch')}, harl {e.get('harl_commit')})"
+        f"{e.get('host')} ({e.get('cpu')}, {e.get('cores')} cores, torch {e.get('torch')}"
+        + (f", harl {e.get('harl_commit')})" if with_commit else ")")
         for e in launches
         if e.get("host")
     )
     if machines:
-        return "; ".join(machines)
+        return list(machines)
     host = read_json(path / "run.json").get("host")
-    return str(host) if host else "—"
+    return [str(host)] if host else []
+
+
+def harl_commits(path: Path) -> list[str]:
+    """The harl commits a run's launches started with, in launch order."""
+    launches = read_json(path / LAUNCHES).get("launches") or []
+    return list(dict.fromkeys(str(e["harl_commit"]) for e in launches if e.get("harl_commit")))
 
 
 # ----------------------------------------------------------------------------- figures
@@ -331,9 +338,9 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     budgets = sorted({cell.budget for cell in suite.cells} | {j.cell.budget for j in jobs})
     seeds = sorted({j.seed for j in jobs})
     finished = sum(s.status == "finished" for r in results for s in r.states)
-    machines = list(
-        dict.fromkeys(trained_on(s.job.path) for r in results for s in r.states if s.status != "missing")
-    )
+    trained = [s.job.path for r in results for s in r.states if s.status != "missing"]
+    machines = list(dict.fromkeys(m for path in trained for m in trained_on(path, with_commit=False)))
+    commits = list(dict.fromkeys(c for path in trained for c in harl_commits(path)))
     lines = [
         f"# Reproduction: {suite.name}",
         "",
@@ -347,7 +354,8 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
         f"- **Budget**: {', '.join(f'{b:,}' for b in budgets)} env steps per run; **seeds**: "
         f"{', '.join(map(str, seeds))}; **metric**: `{metric}` (the mean return of the run's "
         "deterministic evaluation episodes at each evaluation).",
-        f"- **Machines**: {'; '.join(machines) if machines else '—'}.",
+        f"- **Machines**: {'; '.join(machines) if machines else '—'}; **harl commits**: "
+        f"{', '.join(commits) if commits else '—'} (each run's launches: the table of runs below).",
         *(f"- {note}" for note in suite.notes),
         "",
         "## Results",
