@@ -128,6 +128,16 @@ def test_jobs_are_seed_major_and_laid_out_by_suite_task_algo_seed(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("suite", ["mamujoco-offpolicy", "mpe"])
+def test_runs_with_a_replay_buffer_keep_it_in_their_checkpoints(tmp_path, suite):
+    """An interrupted off-policy (or QMIX) run continues with the buffer it had, not an empty one."""
+    for job in runs.jobs_for(tmp_path, "s", suites.load_suite(suite).cells, [1]):
+        cmd = runs.command(job, ["algo.save_replay_buffer=false"])  # the command line still wins
+        keeps_replay = job.cell.algo not in ("happo", "hatrpo", "haa2c", "mappo")
+        assert ("algo.save_replay_buffer=true" in cmd) == keeps_replay, job.cell.algo
+        assert cmd[-1] == "algo.save_replay_buffer=false"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -8,12 +8,13 @@
     python -m harl.reproduce --list                                # suites, cells, budgets, paper values
 
 Each run is `python -m harl.train +experiment=<preset> seed=<s> total_steps=<budget>
-hydra.run.dir=<out>/<suite>/<task>/<algo>/seed<s> [overrides after --]`, its console output
-appended to stdout.log in its run dir. A run that reached its budget is skipped; any other run
-dir is continued: harl started in a run dir with checkpoints/latest.pt resumes that run, so
-running the same command again after an interruption (Ctrl-C, a reboot, a kill) picks up every
-run where its last checkpoint left it, and a larger --budget extends finished runs. Runs whose
-dir has logs but no checkpoint start over.
+hydra.run.dir=<out>/<suite>/<task>/<algo>/seed<s> [overrides after --]` (plus
+algo.save_replay_buffer=true for learners with a replay buffer, so that a continued run has its
+buffer), its console output appended to stdout.log in its run dir. A run that reached its budget
+is skipped; any other run dir is continued: harl started in a run dir with checkpoints/latest.pt
+resumes that run, so running the same command again after an interruption (Ctrl-C, a reboot, a
+kill) picks up every run where its last checkpoint left it, and a larger --budget extends
+finished runs. Runs whose dir has logs but no checkpoint start over.
 
 The report (`docs/reproduction/<suite>.md`, .csv, -curves.png/.pdf, -aggregate.*) is written
 after training, from whatever runs exist (finished runs give the numbers, unfinished ones are

@@ -3,6 +3,7 @@ that are not finished (new runs start, interrupted ones continue from their chec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import pandas as pd
 
 from harl.common.jobs import REPO, error_line, fmt_duration, run_logged, run_pool, say
 from harl.common.stopping import STOP_SIGNALS
+from harl.config import ALGO_SCHEMAS
 from harl.logging.marl_eval import write_json_atomic
 from harl.reproduce.suites import Cell
 
@@ -101,6 +103,14 @@ def inspect(job: Job) -> RunState:
     return state
 
 
+def exact_resume_overrides(algo: str) -> list[str]:
+    """What a run needs to continue exactly where a stop left it: learners with a replay buffer
+    keep it in the checkpoint (else a continued run would learn from an empty buffer)."""
+    schema = ALGO_SCHEMAS.get(algo)
+    keys = {f.name for f in dataclasses.fields(schema)} if schema is not None else set()
+    return ["algo.save_replay_buffer=true"] if "save_replay_buffer" in keys else []
+
+
 def command(job: Job, overrides: list[str]) -> list[str]:
     """The same command line for a new run and for continuing it: harl started in a run dir
     holding checkpoints/latest.pt continues that run (repeating its settings is accepted)."""
@@ -112,6 +122,7 @@ def command(job: Job, overrides: list[str]) -> list[str]:
         f"seed={job.seed}",
         f"total_steps={job.cell.budget}",
         f"hydra.run.dir={job.path.resolve()}",
+        *exact_resume_overrides(job.cell.algo),
         *overrides,
     ]
 
