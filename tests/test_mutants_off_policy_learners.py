@@ -238,12 +238,29 @@ def test_actor_update_does_not_compute_critic_gradients(cls):
     assert all(p.requires_grad for p in learner.critic.parameters())
 
 
-def test_hasac_fixed_order_is_respected():
+@pytest.mark.parametrize("whole_update", [False, True])
+def test_hasac_fixed_order_is_respected(whole_update):
+    """By the actors' update alone and by the whole update (which draws the order up front)."""
     for fixed, expected in [(True, {0.0}), (False, {0.0, 1.0, 2.0})]:
         learner = make(HASAC, [spaces.Box(-1, 1, (2,))] * 3, [spaces.Box(-1, 1, (1,))] * 3, fixed_order=fixed)
         b = make_batch(learner)
-        firsts = {learner.update_actors(b)["first_agent"] for _ in range(12)}
+        step = learner.update if whole_update else learner.update_actors
+        firsts = {step(b)["first_agent"] for _ in range(12)}
         assert firsts == expected
+
+
+def test_td3_draws_an_agent_order_only_when_the_actors_update():
+    """policy_freq 2: a critic-only step leaves the order RNG alone (its stream decides every
+    later actor update's order)."""
+    learner = make(HATD3, [spaces.Box(-1, 1, (2,))] * 3, [spaces.Box(-1, 1, (1,))] * 3)
+    b = make_batch(learner)
+    before = learner.order_rng.bit_generator.state
+    learner.gradient_steps = 1  # 1 % policy_freq != 0: the critic only
+    assert "first_agent" not in learner.update(b)
+    assert learner.order_rng.bit_generator.state == before
+    learner.gradient_steps = 2
+    assert "first_agent" in learner.update(b)
+    assert learner.order_rng.bit_generator.state != before
 
 
 @pytest.mark.parametrize("use_masks", [False, True])

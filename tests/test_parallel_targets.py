@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
+from harl.algos.off_policy.ddpg import DeterministicLearner
+from harl.algos.off_policy.had3qn import HAD3QN
+from harl.algos.off_policy.hasac import HASAC
 from harl.common.checkpoint import load_checkpoint
 from harl.config import compose_config
 from harl.train import run
@@ -41,6 +44,14 @@ CASES = {
 }
 
 
+def _recorded(method, computed: dict[bool, set[str]]):
+    def recorded(self, *args):
+        computed[self.cfg.targets_in_parallel].add(threading.current_thread().name)
+        return method(self, *args)
+
+    return recorded
+
+
 def _train(tmp_path, case: str, parallel: bool):
     cli = [*OFF_POLICY, *CASES[case], f"algo.targets_in_parallel={str(parallel).lower()}"]
     run_dir = tmp_path / ("parallel" if parallel else "serial")
@@ -64,10 +75,17 @@ def test_parallel_targets_are_bit_identical_to_the_serial_order(tmp_path, case, 
         return beside(self, recorded)
 
     monkeypatch.setattr(OffPolicyLearner, "beside", recording)
+    # where the no-gradient work itself runs: in the helper only, never also on the main thread
+    computed: dict[bool, set[str]] = {True: set(), False: set()}
+    for cls in (HASAC, DeterministicLearner, HAD3QN):
+        for name in ("critic_target", "current_actions"):
+            monkeypatch.setattr(cls, name, _recorded(getattr(cls, name), computed))
     serial, rng_serial = _train(tmp_path, case, False)
     parallel, rng_parallel = _train(tmp_path, case, True)
-    assert threads[False] == {threading.current_thread().name}
+    main = threading.current_thread().name
+    assert threads[False] == {main} and computed[False] == {main}
     assert len(threads[True]) == 1 and next(iter(threads[True])).startswith("harl-targets")
+    assert computed[True] == threads[True]
     _assert_same_tensors(load_checkpoint(parallel)["learner"], load_checkpoint(serial)["learner"])
     columns = lambda d: pd.read_csv(d / "progress.csv").drop(columns=["wall_time", "fps"])  # noqa: E731
     pd.testing.assert_frame_equal(columns(parallel), columns(serial))
@@ -76,7 +94,6 @@ def test_parallel_targets_are_bit_identical_to_the_serial_order(tmp_path, case, 
 
 def test_an_error_in_the_targets_thread_reaches_the_caller(tmp_path, monkeypatch):
     from harl.algos.base import NonFiniteLossError
-    from harl.algos.off_policy.hasac import HASAC
 
     def broken(self, b):
         raise NonFiniteLossError("non-finite target (test)")
