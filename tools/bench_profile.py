@@ -225,8 +225,7 @@ class Captured:
 def instrument(prof: Profiler, cap: Captured) -> None:
     """Patch what every run shares (classes and module functions) and, once harl.train builds
     the runner, the runner's and learner's own methods."""
-    import harl.algos.off_policy.base as off_base
-    import harl.algos.on_policy.base as on_base
+    import harl.algos.base as algos_base
     import harl.algos.on_policy.hatrpo as hatrpo
 
     prof.follow_thread_pools()
@@ -234,7 +233,7 @@ def instrument(prof: Profiler, cap: Captured) -> None:
     prof.patch(torch.Tensor, "backward", "backward")
     prof.patch(torch.autograd, "grad", "backward")
     prof.patch(torch.nn.utils, "clip_grad_norm_", "clip")
-    for module in (on_base, off_base):
+    for module in (algos_base, hatrpo):  # gradient_step's checks, and HATRPO's own
         prof.patch(module, "check_finite", "check_finite")
     for attr in ("item", "__float__", "__bool__"):
         prof.patch(torch.Tensor, attr, "sync", count_only=True)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from gymnasium import spaces
+from torch import nn
 
 if TYPE_CHECKING:
     from envs.base import ActionSpace
@@ -27,6 +28,35 @@ def check_finite(value: torch.Tensor, quantity: str, agent: int | str | None = N
             "try a lower learning rate, grad clipping (max_grad_norm) or check "
             "the env's observations/rewards for NaN/inf"
         )
+
+
+def adam(params: Any, lr: float, **kwargs: Any) -> torch.optim.Adam:
+    """torch's Adam on its multi-tensor ("foreach") path, also on a CPU, where torch would pick
+    the per-parameter loop: the same operations, bit for bit (tests/test_optim.py), in a few
+    calls over all parameters instead of a few per parameter (HASAC's MPE preset trains 7 %
+    faster, HAPPO's HalfCheetah preset 4 %; docs/performance.md)."""
+    return torch.optim.Adam(params, lr=lr, foreach=True, **kwargs)
+
+
+def gradient_step(
+    optim: torch.optim.Optimizer,
+    params: Sequence[torch.Tensor] | nn.Module,
+    loss: torch.Tensor,
+    max_grad_norm: float | None,
+    quantity: str,
+    agent: int | str | None,
+) -> float:
+    """Backward + gradient clipping (none when `max_grad_norm` is None) + step; returns the
+    gradient norm. Stops on a non-finite loss or gradient, naming `quantity` and `agent`."""
+    check_finite(loss, quantity, agent)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    params = list(params.parameters()) if isinstance(params, nn.Module) else list(params)
+    max_norm = max_grad_norm if max_grad_norm is not None else float("inf")
+    grad_norm = nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    check_finite(grad_norm, f"{quantity} gradient norm", agent)
+    optim.step()
+    return float(grad_norm)
 
 
 def global_state_dim(state_space: Any, algo: str) -> int:

@@ -18,7 +18,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from harl.algos.base import Learner, check_finite, global_state_dim
+from harl.algos.base import Learner, adam, global_state_dim, gradient_step
 from harl.buffers.replay import ReplayBuffer, ReplaySample
 from harl.common.device import move_batch, resolve_device
 from harl.models.policy import Hidden
@@ -210,18 +210,10 @@ class OffPolicyLearner(Learner):
         agent: int | None,
     ) -> float:
         """Backward + optional grad clip + step; returns the gradient norm. Stops on non-finite values."""
-        check_finite(loss, quantity, agent)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        params = list(params.parameters()) if isinstance(params, nn.Module) else list(params)
-        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
-        grad_norm = nn.utils.clip_grad_norm_(params, max_norm)
-        check_finite(grad_norm, f"{quantity} gradient norm", agent)
-        optim.step()
-        return float(grad_norm)
+        return gradient_step(optim, params, loss, self.cfg.max_grad_norm, quantity, agent)
 
     def adam(self, params: Any, lr: float) -> torch.optim.Adam:
-        return torch.optim.Adam(params, lr=lr)
+        return adam(params, lr)
 
     @staticmethod
     def q_stats(prefix: str, q: torch.Tensor) -> dict[str, float]:

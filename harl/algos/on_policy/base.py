@@ -15,7 +15,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from harl.algos.base import Learner, check_finite
+from harl.algos.base import Learner, adam, gradient_step
 from harl.algos.sequential import aggregate_ratio
 from harl.buffers.rollout import AgentBatch, RolloutBuffer
 from harl.common.gae import compute_gae
@@ -154,7 +154,7 @@ class OnPolicyLearner(Learner):
         ).to(self.device)
 
     def _adam(self, params, lr: float) -> torch.optim.Adam:
-        return torch.optim.Adam(params, lr=lr, eps=self.cfg.opti_eps, weight_decay=self.cfg.weight_decay)
+        return adam(params, lr, eps=self.cfg.opti_eps, weight_decay=self.cfg.weight_decay)
 
     def unique_actors(self) -> list[tuple[StochasticPolicy, torch.optim.Optimizer]]:
         """Each distinct (network, optimiser) once, even when agents share one."""
@@ -443,14 +443,7 @@ class OnPolicyLearner(Learner):
         agent: int | str | None,
     ) -> float:
         """Backward + grad clip + step; returns the gradient norm. Stops on non-finite values."""
-        check_finite(loss, quantity, agent)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
-        grad_norm = nn.utils.clip_grad_norm_(module.parameters(), max_norm)
-        check_finite(grad_norm, f"{quantity} gradient norm", agent)
-        optim.step()
-        return float(grad_norm)
+        return gradient_step(optim, module, loss, self.cfg.max_grad_norm, quantity, agent)
 
     def update_critic(
         self, buf: RolloutBuffer, returns: torch.Tensor, plan: list[list[torch.Tensor]] | None = None

@@ -29,7 +29,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from harl.algos.base import Learner, check_finite, global_state_dim
+from harl.algos.base import Learner, adam, global_state_dim, gradient_step
 from harl.algos.off_policy.base import frozen_copy, soft_update
 from harl.buffers.episode import EpisodeBatch, EpisodeBuffer
 from harl.common.device import resolve_device
@@ -131,7 +131,7 @@ class QMIX(Learner):
         self.target_mixer = frozen_copy(self.mixer)
         self.params = [p for net in self.nets for p in net.parameters()] + list(self.mixer.parameters())
         if c.optimizer == "adam":
-            self.optim: torch.optim.Optimizer = torch.optim.Adam(self.params, lr=c.lr, eps=c.optim_eps)
+            self.optim: torch.optim.Optimizer = adam(self.params, c.lr, eps=c.optim_eps)
         else:
             self.optim = torch.optim.RMSprop(self.params, lr=c.lr, alpha=c.optim_alpha, eps=c.optim_eps)
         self.sample_generator = torch.Generator(device=self.buffer_device).manual_seed(seed)
@@ -348,13 +348,9 @@ class QMIX(Learner):
         n_real = mask.sum().clamp(min=1)
         td = torch.where(mask, q_tot - target, 0.0)
         loss = (td**2).sum() / n_real
-        check_finite(loss, "td loss", "the value-decomposition network")
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = c.max_grad_norm if c.max_grad_norm is not None else float("inf")
-        grad_norm = nn.utils.clip_grad_norm_(self.params, max_norm)
-        check_finite(grad_norm, "td loss gradient norm", "the value-decomposition network")
-        self.optim.step()
+        grad_norm = gradient_step(
+            self.optim, self.params, loss, c.max_grad_norm, "td loss", "the value-decomposition network"
+        )
         self.train_steps += 1
         self._update_targets()
         real = lambda v: float(v.detach()[mask].mean()) if mask.any() else float("nan")  # noqa: E731
