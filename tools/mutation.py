@@ -122,10 +122,12 @@ def load_results() -> dict[str, dict[str, str]]:
 # class is documented in docs/testing.md; the report counts them apart from the score.
 DEVICE_ARG = re.compile(r",?\s*\bdevice=(None|[\w.]+)|\.to\((None|[\w.]*device)\)")
 # error-message and log-prefix arguments: check_finite(x, quantity, agent), apply_gradients(optim,
-# params, loss, quantity, agent), step_optimizer(optim, module, loss, quantity, agent), q_stats(prefix, q)
+# params, loss, quantity, agent), step_optimizer(optim, module, loss, quantity, agent),
+# gradient_step(optim, params, loss, max_grad_norm, quantity, agent), q_stats(prefix, q)
 LABEL_CALLS = [
     (re.compile(r"check_finite\(([^,()]+(?:\([^()]*\))?)\b.*"), r"check_finite(\1"),
     (re.compile(r"(apply_gradients|step_optimizer)\(([^,]+),([^,]+),([^,]+),.*"), r"\1(\2,\3,\4"),
+    (re.compile(r"gradient_step\(([^,]+),([^,]+),([^,]+),([^,]+),.*"), r"gradient_step(\1,\2,\3,\4"),
     (re.compile(r"q_stats\([^,]+, "), "q_stats("),
 ]
 DIAGNOSTIC_ENTRY = re.compile(r'"[\w/]+":')

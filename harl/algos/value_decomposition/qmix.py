@@ -348,9 +348,7 @@ class QMIX(Learner):
         n_real = mask.sum().clamp(min=1)
         td = torch.where(mask, q_tot - target, 0.0)
         loss = (td**2).sum() / n_real
-        grad_norm = gradient_step(
-            self.optim, self.params, loss, c.max_grad_norm, "td loss", "the value-decomposition network"
-        )
+        grad_norm = gradient_step(self.optim, self.params, loss, c.max_grad_norm, "td loss", "the Q networks")
         self.train_steps += 1
         self._update_targets()
         real = lambda v: float(v.detach()[mask].mean()) if mask.any() else float("nan")  # noqa: E731
