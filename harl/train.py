@@ -96,6 +96,7 @@ def _train(
 ) -> dict[str, float]:
     from envs import make_vec_env
     from harl.algos import learner_class
+    from harl.common import allocator
     from harl.common.device import configure_threads, resolve_device
     from harl.common.seeding import env_seeds, seed_everything
     from harl.common.stopping import TrainingStopped
@@ -112,6 +113,7 @@ def _train(
     OmegaConf.save(OmegaConf.create(config_dict), run_dir / "config.yaml")
 
     device = resolve_device(cfg.device)
+    allocator.keep_freed_memory()
     configure_threads(cfg.torch_threads)
     set_cpu_matmul(cfg.cpu_matmul)
     seed_everything(cfg.seed)
