@@ -33,8 +33,8 @@ def check_finite(value: torch.Tensor, quantity: str, agent: int | str | None = N
 def adam(params: Any, lr: float, **kwargs: Any) -> torch.optim.Adam:
     """torch's Adam on its multi-tensor ("foreach") path, also on a CPU, where torch would pick
     the per-parameter loop: the same operations, bit for bit (tests/test_optim.py), in a few
-    calls over all parameters instead of a few per parameter (HASAC's MPE preset trains 7 %
-    faster, HAPPO's HalfCheetah preset 4 %; docs/performance.md)."""
+    calls over all parameters instead of a few per parameter (HASAC's MPE preset trained 7 %
+    faster with other runs on the CPU; docs/performance.md)."""
     return torch.optim.Adam(params, lr=lr, foreach=True, **kwargs)
 
 
