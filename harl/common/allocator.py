@@ -45,8 +45,7 @@ def keep_freed_memory() -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    # mallopt returns 1 on success; the mmap threshold first, as the trim threshold's meaning
-    # depends on it
+    # mallopt returns 1 on success; either call alone makes page faults worse (module docstring)
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
