@@ -1,0 +1,86 @@
+"""tools/posture.py: the torso's pitch of planar MaMuJoCo robots, read from the state."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from envs import make_env
+from harl.config import compose_config
+from harl.train import run
+from tests.conftest import TINY_MAMUJOCO, TINY_MPE
+from tools import posture as tool
+
+
+def test_pitch_summary_by_hand():
+    # cos: 1, -1, 0.99500, -0.70711, 0.26750 (nose up, not over); the hinge angle is not wrapped
+    share, mean_cos = tool.pitch_summary([0.0, math.pi, 2 * math.pi + 0.1, -0.75 * math.pi, 1.3])
+    assert share == pytest.approx(2 / 5)
+    assert mean_cos == pytest.approx((1 - 1 + math.cos(0.1) - math.sqrt(0.5) + math.cos(1.3)) / 5)
+    with pytest.raises(ValueError, match="no pitch"):
+        tool.pitch_summary([])
+
+
+def _rooty(env) -> float:
+    """The root hinge `rooty` from MuJoCo's qpos, found by name."""
+    model, data = env._mujoco.model, env._mujoco.data
+    return float(data.qpos[model.jnt_qposadr[model.joint("rooty").id]])
+
+
+@pytest.mark.parametrize(
+    ("scenario", "agent_conf"), [("HalfCheetah", "2x3"), ("Hopper", "3x1"), ("Walker2d", "2x3")]
+)
+def test_the_state_holds_the_root_pitch_where_the_tool_reads_it(scenario, agent_conf):
+    assert scenario in tool.PLANAR_SCENARIOS
+    env = make_env("mamujoco", scenario=scenario, agent_conf=agent_conf)
+    try:
+        recorder = tool.PitchRecorder(env, 2)
+        # turned onto its back: the next state says so
+        recorder.reset(seed=3)
+        env._mujoco.data.qpos[env._mujoco.model.jnt_qposadr[env._mujoco.model.joint("rooty").id]] = math.pi
+        recorder.step([np.zeros(s.shape, np.float32) for s in env.spec.action_spaces])
+        assert tool.pitch_summary(recorder.pitches[-1:])[0] == 1.0
+        recorder.pitches.clear()
+        recorder.reset(seed=3)
+        rng = np.random.default_rng(0)
+        pitches = [_rooty(env)]
+        for _ in range(40):
+            result = recorder.step(
+                [rng.uniform(-1, 1, s.shape).astype(np.float32) for s in env.spec.action_spaces]
+            )
+            pitches.append(_rooty(env))
+            if result.terminated or result.truncated:
+                break
+        assert recorder.pitches == pytest.approx(pitches, abs=1e-6)
+        assert np.ptp(pitches) > 1e-3  # the torso moved, so the match is not a constant's
+    finally:
+        recorder.close()
+
+
+@pytest.fixture(scope="module")
+def cheetah_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cheetah")
+    run(compose_config(*TINY_MAMUJOCO), run_dir)
+    return run_dir
+
+
+def test_the_tool_plays_the_checkpoint_and_records_every_step(cheetah_run, capsys):
+    r = tool.posture(cheetah_run, "latest", episodes=2, seed=None)
+    assert r["checkpoint"].endswith("latest.pt") and r["env_steps"] == 80
+    # two 30-step episodes: a reset and 30 steps each
+    assert len(r["pitches"]) == 2 * (1 + 30)
+    assert (r["upside_down"], r["mean_cos_pitch"]) == tool.pitch_summary(r["pitches"])
+    assert tool.main([str(cheetah_run), "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| return | upside down | mean cos(pitch) |" in out and f"| {cheetah_run} | best.pt | " in out
+
+
+def test_refuses_runs_of_other_envs(tmp_path, capsys):
+    run(compose_config(*TINY_MPE), tmp_path)
+    assert tool.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "mpe/simple_spread" in err and "planar MaMuJoCo robots only: HalfCheetah, Hopper, Walker2d" in err
+    with pytest.raises(SystemExit):
+        tool.parse_args([str(tmp_path), "--episodes", "0"])
