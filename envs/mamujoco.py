@@ -34,6 +34,12 @@ class MaMuJoCoEnv(MultiAgentEnv):
     (as in the HARL papers); "local": the package's k-hop partial observation (`agent_obsk`).
     The state is always the full single-agent observation.
 
+    `zscore_obs=True`: every observation (one-hot included) and the state are z-scored across
+    their own entries at every step, as the HARL reference's MaMuJoCo wrapper does
+    (`zscore_rows`). The papers' networks saw these; harl's on-policy presets start with a
+    LayerNorm (`feature_norm`), to which the z-score makes no difference, and its off-policy
+    presets, whose MLPs take the raw values, set it.
+
     Both modes step the single-agent MuJoCo env directly; the package env only supplies the
     partition, the neighbourhoods and the observation categories (its own step() rebuilds every
     local observation in Python loops, at about 60 % of the physics rate).
@@ -54,6 +60,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         agent_obsk: int = 1,
         max_episode_steps: int = 1000,
         render_mode: str | None = None,
+        zscore_obs: bool = False,
     ) -> None:
         """Raise ValueError (naming the valid choices) for bad arguments, without building."""
         check_scenario_and_partition(scenario, agent_conf)
@@ -64,6 +71,8 @@ class MaMuJoCoEnv(MultiAgentEnv):
             raise ValueError(f"agent_obsk must be an int >= 0, got {agent_obsk!r}")
         if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
+        if not isinstance(zscore_obs, bool):
+            raise ValueError(f"zscore_obs must be true or false, got {zscore_obs!r}")
 
     def __init__(
         self,
@@ -73,8 +82,11 @@ class MaMuJoCoEnv(MultiAgentEnv):
         agent_obsk: int = 1,
         max_episode_steps: int = 1000,
         render_mode: str | None = None,
+        zscore_obs: bool = False,
     ) -> None:
-        self.check_config(scenario, agent_conf, obs_mode, agent_obsk, max_episode_steps, render_mode)
+        self.check_config(
+            scenario, agent_conf, obs_mode, agent_obsk, max_episode_steps, render_mode, zscore_obs
+        )
 
         from envs.mujoco_setup import filter_mujoco_warnings, load_mamujoco
 
@@ -124,7 +136,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         ]
 
         state_dim = int(self._single.observation_space.shape[0])
-        self._outputs = _StepOutputs(self._ma, self._mujoco.data, state_dim, obs_mode == "global")
+        self._outputs = _StepOutputs(self._ma, self._mujoco.data, state_dim, obs_mode == "global", zscore_obs)
         obs_dims = self._outputs.obs_dims
         if obs_mode == "local":
             package_dims = [int(self._ma.observation_space(name).shape[0]) for name in self._names]
@@ -169,6 +181,12 @@ class MaMuJoCoEnv(MultiAgentEnv):
         truncated = (bool(truncated) or self._t >= self._max_steps) and not terminated
         self._needs_reset = terminated or truncated
         return StepResult(obs, state, rewards, terminated, truncated, info)  # info: a fresh dict
+
+    def joint_position(self, joint: str) -> float:
+        """The named joint's position in MuJoCo's qpos (its first entry for a free/ball joint),
+        whatever the observations show: e.g. the torso's pitch `rooty` of the planar robots."""
+        model = self._mujoco.model
+        return float(self._mujoco.data.qpos[model.jnt_qposadr[model.joint(joint).id]])
 
     def get_state(self) -> dict:
         """The MuJoCo state, the reset RNG and the step counter (see `_save_mjdata`)."""
@@ -235,7 +253,7 @@ class _StepOutputs:
     (the one-hot gathered from the constants 0 and 1); local ones are laid out by `_local_layout`.
     """
 
-    def __init__(self, ma, data, state_dim: int, global_obs: bool) -> None:
+    def __init__(self, ma, data, state_dim: int, global_obs: bool, zscore: bool = False) -> None:
         n_agents = len(ma.possible_agents)
         reward, zero, one, first_data = state_dim, state_dim + 1, state_dim + 2, state_dim + 3
         if global_obs:
@@ -273,6 +291,9 @@ class _StepOutputs:
         self.obs_dims = [len(a) for a in agents]
         ends = (unclipped + np.cumsum(self.obs_dims)).tolist()
         self._bounds = list(zip([unclipped] + ends[:-1], ends))
+        self._zscore = zscore
+        # observations of equal length z-score as the rows of one [n_agents, dim] view
+        self._obs_rows = (n_agents, self.obs_dims[0]) if len(set(self.obs_dims)) == 1 else None
 
     def __call__(
         self, single_obs: np.ndarray, reward: float
@@ -288,7 +309,23 @@ class _StepOutputs:
         if self._clips:  # np.clip gives the same, at several times the cost of these two
             np.maximum(out, self._low, out=out)
             np.minimum(out, self._high, out=out)
+        if self._zscore:
+            zscore_rows(out[:d])
+            if self._obs_rows is not None:
+                zscore_rows(out[d + self._n_agents :].reshape(self._obs_rows))
+            else:
+                for a, b in self._bounds:
+                    zscore_rows(out[a:b])
         return out[:d], out[d : d + self._n_agents], [out[a:b] for a, b in self._bounds]
+
+
+def zscore_rows(rows: np.ndarray) -> None:
+    """In place: each row (the last axis) minus its mean, over its standard deviation (ddof 0),
+    as the HARL reference's MaMuJoCo wrapper treats every observation and the state. A constant
+    row is only centred."""
+    rows -= rows.mean(-1, keepdims=True)
+    std = np.sqrt(np.square(rows).mean(-1, keepdims=True))
+    rows /= np.where(std > 0, std, 1)
 
 
 # ---------------------------------------------------------------- saved MuJoCo state

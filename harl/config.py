@@ -318,6 +318,9 @@ class MaMuJoCoConfig:
     obs_mode: str = "global"  # global: full obs + one-hot id (papers); local: agent_obsk
     agent_obsk: int = 1  # local obs: joints up to k hops away (0: the agent's own)
     max_episode_steps: int = 1000  # time limit (a truncation)
+    # z-score every observation and the state across their own entries at each step, as the
+    # HARL reference's wrapper does (its papers' networks saw these); the off-policy presets set it
+    zscore_obs: bool = False
     task: str = "${.scenario}-${.agent_conf}"  # derived; names the run directory
 
 

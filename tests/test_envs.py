@@ -155,6 +155,63 @@ def test_halfcheetah_local_obs_match_the_package():
         assert np.all(res.rewards == np.float32(ref_rew["agent_0"]))
 
 
+def test_zscore_rows_by_hand():
+    from envs.mamujoco import zscore_rows
+
+    rows = np.array([[1.0, 2.0, 3.0, 6.0], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+    zscore_rows(rows)
+    # mean 3, deviations -2 -1 0 3, variance (4 + 1 + 0 + 9) / 4 = 3.5; a constant row: centred
+    np.testing.assert_allclose(rows[0], np.array([-2, -1, 0, 3]) / np.sqrt(3.5), rtol=1e-6)
+    np.testing.assert_array_equal(rows[1], np.zeros(4))
+
+
+def _zscored(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return (x - x.mean()) / x.std()
+
+
+@pytest.mark.parametrize(
+    "scenario, agent_conf, obs_mode",
+    [("HalfCheetah", "2x3", "global"), ("HalfCheetah", "6x1", "local"), ("Ant", "4x2", "local")],
+)
+def test_zscore_obs_scores_every_observation_and_the_state_as_the_reference(scenario, agent_conf, obs_mode):
+    """Each observation (one-hot included) and the state, z-scored across their own entries,
+    whatever their lengths (HalfCheetah 6x1's local observations: 9 and 8); rewards untouched."""
+    kwargs = dict(scenario=scenario, agent_conf=agent_conf, obs_mode=obs_mode)
+    raw, scored = make_env("mamujoco", **kwargs), make_env("mamujoco", **kwargs, zscore_obs=True)
+    assert scored.spec.observation_spaces == raw.spec.observation_spaces
+    results = [(raw.reset(seed=2)[:2], scored.reset(seed=2)[:2])]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        actions = random_actions(raw.spec, rng)
+        a, b = raw.step(actions), scored.step(actions)
+        np.testing.assert_array_equal(a.rewards, b.rewards)
+        results.append(((a.obs, a.state), (b.obs, b.state)))
+    for (obs, state), (z_obs, z_state) in results:
+        np.testing.assert_allclose(z_state, _zscored(state), rtol=1e-5, atol=1e-5)
+        assert len(z_obs) == len(obs)
+        for o, z in zip(obs, z_obs):
+            np.testing.assert_allclose(z, _zscored(o), rtol=1e-5, atol=1e-5)
+            assert (
+                z.dtype == np.float32
+                and abs(float(z.mean())) < 1e-5
+                and z.std() == pytest.approx(1, abs=1e-5)
+            )
+    raw.close()
+    scored.close()
+
+
+def test_joint_position_reads_qpos_by_joint_name():
+    env = make_env("mamujoco", scenario="Walker2d", agent_conf="2x3")
+    _, state, _ = env.reset(seed=4)
+    res = env.step(random_actions(env.spec, np.random.default_rng(0)))
+    # Walker2d's qpos: rootx, rootz, rooty, ...; its observation leaves out rootx
+    assert env.joint_position("rootz") == pytest.approx(float(res.state[0]), abs=1e-6)
+    assert env.joint_position("rooty") == pytest.approx(float(res.state[1]), abs=1e-6)
+    with pytest.raises(KeyError):
+        env.joint_position("no_such_joint")
+
+
 def test_humanoid_17x1_drives_one_actuator_per_agent():
     env = make_env("mamujoco", scenario="Humanoid", agent_conf="17x1")
     assert env.spec.n_agents == 17 and env.spec.task == "Humanoid-17x1"

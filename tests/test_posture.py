@@ -23,40 +23,42 @@ def test_pitch_summary_by_hand():
         tool.pitch_summary([])
 
 
-def _rooty(env) -> float:
-    """The root hinge `rooty` from MuJoCo's qpos, found by name."""
+def _set_pitch(env, angle: float) -> None:
     model, data = env._mujoco.model, env._mujoco.data
-    return float(data.qpos[model.jnt_qposadr[model.joint("rooty").id]])
+    data.qpos[model.jnt_qposadr[model.joint("rooty").id]] = angle
 
 
 @pytest.mark.parametrize(
     ("scenario", "agent_conf"), [("HalfCheetah", "2x3"), ("Hopper", "3x1"), ("Walker2d", "2x3")]
 )
-def test_the_state_holds_the_root_pitch_where_the_tool_reads_it(scenario, agent_conf):
+def test_the_recorder_keeps_the_raw_pitch_whatever_the_observations_show(scenario, agent_conf):
+    """The pitch is the state's entry 1 (Gymnasium's observation leaves out x), also with
+    z-scored observations, where the state no longer shows it."""
     assert scenario in tool.PLANAR_SCENARIOS
-    env = make_env("mamujoco", scenario=scenario, agent_conf=agent_conf)
+    raw = make_env("mamujoco", scenario=scenario, agent_conf=agent_conf)
+    scored = make_env("mamujoco", scenario=scenario, agent_conf=agent_conf, zscore_obs=True)
+    recorder = tool.PitchRecorder(scored, 2)
     try:
-        recorder = tool.PitchRecorder(env, 2)
-        # turned onto its back: the next state says so
+        # turned onto its back: the next pitch says so
         recorder.reset(seed=3)
-        env._mujoco.data.qpos[env._mujoco.model.jnt_qposadr[env._mujoco.model.joint("rooty").id]] = math.pi
-        recorder.step([np.zeros(s.shape, np.float32) for s in env.spec.action_spaces])
+        _set_pitch(scored, math.pi)
+        recorder.step([np.zeros(s.shape, np.float32) for s in scored.spec.action_spaces])
         assert tool.pitch_summary(recorder.pitches[-1:])[0] == 1.0
         recorder.pitches.clear()
         recorder.reset(seed=3)
+        pitches = [float(raw.reset(seed=3)[1][1])]
         rng = np.random.default_rng(0)
-        pitches = [_rooty(env)]
         for _ in range(40):
-            result = recorder.step(
-                [rng.uniform(-1, 1, s.shape).astype(np.float32) for s in env.spec.action_spaces]
-            )
-            pitches.append(_rooty(env))
+            actions = [rng.uniform(-1, 1, s.shape).astype(np.float32) for s in raw.spec.action_spaces]
+            result = recorder.step(actions)
+            pitches.append(float(raw.step(actions).state[1]))
             if result.terminated or result.truncated:
                 break
         assert recorder.pitches == pytest.approx(pitches, abs=1e-6)
         assert np.ptp(pitches) > 1e-3  # the torso moved, so the match is not a constant's
     finally:
         recorder.close()
+        raw.close()
 
 
 @pytest.fixture(scope="module")

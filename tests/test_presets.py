@@ -77,6 +77,18 @@ def test_expected_presets_exist():
     assert not missing, f"missing presets: {sorted(missing)}"
 
 
+@pytest.mark.parametrize("name", [p for p in PRESETS if p.startswith("mamujoco/")])
+def test_mamujoco_presets_see_the_references_observations(name):
+    """The reference z-scores every MaMuJoCo observation and state. The off-policy networks take
+    raw inputs, so their presets z-score too; the on-policy ones start with a LayerNorm on both
+    networks, which makes the z-score no difference, and keep Gymnasium's values."""
+    cfg = compose_config(f"+experiment={name}")
+    if cfg.algo.name in ON_POLICY:
+        assert cfg.algo.feature_norm is True and cfg.env.zscore_obs is False
+    else:
+        assert cfg.algo.name in OFF_POLICY and cfg.env.zscore_obs is True
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_composes(name):
     env, task, algo = name.split("/")  # layout: <env>/<task>/<algo>.yaml

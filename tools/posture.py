@@ -10,9 +10,8 @@ prints their mean return and the torso's pitch over every step: the share of ste
 upside down (cos(pitch) < 0) and the mean of cos(pitch) (1: upright throughout, -1: on its back
 throughout).
 
-The pitch is the root hinge `rooty` (qpos[2]). These robots' state is Gymnasium's single-agent
-observation, which leaves out the x position, so the pitch is its entry 1
-(tests/test_posture.py checks that against MuJoCo's qpos).
+The pitch is the root hinge `rooty`, read from MuJoCo's qpos (`MaMuJoCoEnv.joint_position`),
+so it does not depend on what the observations show (`env.zscore_obs`).
 """
 
 from __future__ import annotations
@@ -27,30 +26,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from envs.base import MultiAgentEnv, StepResult  # noqa: E402
+from envs.mamujoco import MaMuJoCoEnv  # noqa: E402
 
 PLANAR_SCENARIOS = ("HalfCheetah", "Hopper", "Walker2d")
-PITCH_INDEX = 1  # rooty in the state (qpos[1:] then qvel; x is left out)
+PITCH_JOINT = "rooty"  # the torso's hinge about the y axis in all three
 
 
 class PitchRecorder(MultiAgentEnv):
     """Passes one env through and keeps the torso's pitch after the reset and after every step of
     its first `n_episodes` episodes (the vectorised env resets once more after the last)."""
 
-    def __init__(self, env: MultiAgentEnv, n_episodes: int) -> None:
+    def __init__(self, env: MaMuJoCoEnv, n_episodes: int) -> None:
         self.env, self.spec = env, env.spec
         self.pitches: list[float] = []
         self._left = n_episodes
 
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
-        obs, state, info = self.env.reset(seed)
+        out = self.env.reset(seed)
         if self._left > 0:
-            self.pitches.append(float(state[PITCH_INDEX]))
-        return obs, state, info
+            self.pitches.append(self.env.joint_position(PITCH_JOINT))
+        return out
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         result = self.env.step(actions)
         if self._left > 0:
-            self.pitches.append(float(result.state[PITCH_INDEX]))
+            self.pitches.append(self.env.joint_position(PITCH_JOINT))
             self._left -= int(result.terminated or result.truncated)
         return result
 
@@ -91,7 +91,9 @@ def posture(run_dir: Path, checkpoint: str | None, episodes: int, seed: int | No
     path, _ = checkpoint_path(run_dir, checkpoint)
     configure_threads(cfg.torch_threads)
     set_cpu_matmul(cfg.cpu_matmul)
-    recorder = PitchRecorder(make_env(cfg.env.name, **env_kwargs(cfg.env)), episodes)
+    env = make_env(cfg.env.name, **env_kwargs(cfg.env))
+    assert isinstance(env, MaMuJoCoEnv)
+    recorder = PitchRecorder(env, episodes)
     envs = VecEnv(lambda: recorder, 1, 0, env_seeds(cfg.seed if seed is None else seed, "eval", 1))
     try:
         device = torch.device("cpu")
