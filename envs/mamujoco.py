@@ -24,6 +24,7 @@ from envs.mamujoco_parts import (
 from envs.validation import check_choice
 
 OBS_MODES = ("global", "local")
+_TINY = np.float32(np.finfo(np.float32).tiny)  # a constant row's deviation: divided by this, stays 0
 RENDER_MODES = ("rgb_array",)  # or None: no rendering
 
 
@@ -291,7 +292,7 @@ class _StepOutputs:
         self.obs_dims = [len(a) for a in agents]
         ends = (unclipped + np.cumsum(self.obs_dims)).tolist()
         self._bounds = list(zip([unclipped] + ends[:-1], ends))
-        self._zscore = zscore
+        self._zscore, self._global = zscore, global_obs
         # observations of equal length z-score as the rows of one [n_agents, dim] view
         self._obs_rows = (n_agents, self.obs_dims[0]) if len(set(self.obs_dims)) == 1 else None
 
@@ -312,20 +313,22 @@ class _StepOutputs:
         if self._zscore:
             zscore_rows(out[:d])
             if self._obs_rows is not None:
-                zscore_rows(out[d + self._n_agents :].reshape(self._obs_rows))
+                zscore_rows(out[d + self._n_agents :].reshape(self._obs_rows), self._global)
             else:
                 for a, b in self._bounds:
                     zscore_rows(out[a:b])
         return out[:d], out[d : d + self._n_agents], [out[a:b] for a, b in self._bounds]
 
 
-def zscore_rows(rows: np.ndarray) -> None:
+def zscore_rows(rows: np.ndarray, same_entries: bool = False) -> None:
     """In place: each row (the last axis) minus its mean, over its standard deviation (ddof 0),
     as the HARL reference's MaMuJoCo wrapper treats every observation and the state. A constant
-    row is only centred."""
-    rows -= rows.mean(-1, keepdims=True)
-    std = np.sqrt(np.square(rows).mean(-1, keepdims=True))
-    rows /= np.where(std > 0, std, 1)
+    row is only centred. `same_entries`: the rows hold the same values in other orders (global
+    observations: the state and a one-hot), so the first row's statistics serve them all."""
+    first = rows[:1] if same_entries else rows  # a view: centred with the rows
+    rows -= first.mean(-1, keepdims=True)
+    std = np.sqrt(np.einsum("...i,...i->...", first, first) / rows.shape[-1])
+    rows /= np.maximum(std, _TINY)[..., None]
 
 
 # ---------------------------------------------------------------- saved MuJoCo state
