@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
 import numpy as np
 import pytest
 
 from envs import make_env
+from harl import posture as tool
 from harl.config import compose_config
+from harl.reproduce import report, runs
+from harl.reproduce.suites import Cell
 from harl.train import run
 from tests.conftest import TINY_MAMUJOCO, TINY_MPE
-from tools import posture as tool
 
 
 def test_pitch_summary_by_hand():
@@ -86,3 +90,48 @@ def test_refuses_runs_of_other_envs(tmp_path, capsys):
     assert "mpe/simple_spread" in err and "planar MaMuJoCo robots only: HalfCheetah, Hopper, Walker2d" in err
     with pytest.raises(SystemExit):
         tool.parse_args([str(tmp_path), "--episodes", "0"])
+
+
+def test_run_posture_is_kept_until_the_checkpoint_changes(cheetah_run, monkeypatch):
+    first = tool.run_posture(cheetah_run)
+    assert first is not None and (cheetah_run / tool.CACHE_FILE).is_file()
+    assert first["env_steps"] == 80 and 0.0 <= first["upside_down"] <= 1.0
+    measured = tool.posture
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("measured again although the checkpoint did not change")
+
+    monkeypatch.setattr(tool, "posture", must_not_run)
+    assert tool.run_posture(cheetah_run) == first
+    latest = cheetah_run / "checkpoints" / "latest.pt"
+    stat = latest.stat()
+    os.utime(latest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a new checkpoint
+    with pytest.raises(AssertionError, match="measured again"):
+        tool.run_posture(cheetah_run)
+    monkeypatch.setattr(tool, "posture", measured)
+    assert tool.run_posture(cheetah_run)["upside_down"] == first["upside_down"]  # same episodes
+
+
+def test_run_posture_leaves_other_runs_alone(tmp_path):
+    run(compose_config(*TINY_MPE), tmp_path)
+    assert tool.run_posture(tmp_path) is None and not (tmp_path / tool.CACHE_FILE).exists()
+    assert tool.run_posture(tmp_path / "nothing") is None
+
+
+def test_the_reproduction_report_shows_which_way_up_each_run_ran(tmp_path):
+    cheetah = Cell("halfcheetah_2x3", "HalfCheetah 2x3", "happo", "mamujoco/halfcheetah_2x3/happo", 80, None)
+    spread = Cell("spread", "Spread", "happo", "mpe/simple_spread_continuous/happo", 80, None)
+    jobs = runs.jobs_for(tmp_path / "runs", "fake", [cheetah, spread], [1])
+    run(compose_config(*TINY_MAMUJOCO), jobs[0].path)
+    run(compose_config(*TINY_MPE), jobs[1].path)
+    measured = tool.run_posture(jobs[0].path)
+    assert measured is not None
+    # the report shows the kept measurement (a made-up share, so that it cannot match by chance)
+    cache = jobs[0].path / tool.CACHE_FILE
+    cache.write_text(json.dumps({**measured, "upside_down": 0.37}))
+    results = report.collect(jobs)
+    table = report.runs_markdown(results, "eval_return").splitlines()
+    assert table[0].endswith("| upside down |") and table[1].count("---") == 11
+    assert table[2].endswith("| 37% |") and table[3].endswith("| — |")
+    # a suite without planar robots has no such column
+    assert "upside down" not in report.runs_markdown(results[1:], "eval_return")

@@ -1,153 +1,17 @@
-"""Which way up a planar MaMuJoCo robot (HalfCheetah, Hopper, Walker2d) moves under a run's policy.
+"""Which way up a planar MaMuJoCo robot runs under a run's checkpoint: a wrapper for
+`python -m harl.posture` (the code and its documentation are in harl/posture.py).
 
-    python tools/posture.py RUN_DIR [RUN_DIR ...] [--checkpoint best|latest|FILE] [--episodes 3] [--seed N]
-
-HalfCheetah has a well-known poor local optimum: the robot turns onto its back and moves upside
-down, for a fraction of the return of running upright. A run that plateaus far below its peers
-is worth this check before a hunt for a bug. For each run dir the tool plays deterministic
-episodes of a checkpoint (the run's own evaluation, as `python -m harl.evaluate` plays them) and
-prints their mean return and the torso's pitch over every step: the share of steps with the torso
-upside down (cos(pitch) < 0) and the mean of cos(pitch) (1: upright throughout, -1: on its back
-throughout).
-
-The pitch is the root hinge `rooty`, read from MuJoCo's qpos (`MaMuJoCoEnv.joint_position`),
-so it does not depend on what the observations show (`env.zscore_obs`).
+    python tools/posture.py results/reproduce/mamujoco-offpolicy/halfcheetah_2x3/hasac/seed1
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from envs.base import MultiAgentEnv, StepResult  # noqa: E402
-from envs.mamujoco import MaMuJoCoEnv  # noqa: E402
 
-PLANAR_SCENARIOS = ("HalfCheetah", "Hopper", "Walker2d")
-PITCH_JOINT = "rooty"  # the torso's hinge about the y axis in all three
-
-
-class PitchRecorder(MultiAgentEnv):
-    """Passes one env through and keeps the torso's pitch after the reset and after every step of
-    its first `n_episodes` episodes (the vectorised env resets once more after the last)."""
-
-    def __init__(self, env: MaMuJoCoEnv, n_episodes: int) -> None:
-        self.env, self.spec = env, env.spec
-        self.pitches: list[float] = []
-        self._left = n_episodes
-
-    def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
-        out = self.env.reset(seed)
-        if self._left > 0:
-            self.pitches.append(self.env.joint_position(PITCH_JOINT))
-        return out
-
-    def step(self, actions: list[np.ndarray]) -> StepResult:
-        result = self.env.step(actions)
-        if self._left > 0:
-            self.pitches.append(self.env.joint_position(PITCH_JOINT))
-            self._left -= int(result.terminated or result.truncated)
-        return result
-
-    def close(self) -> None:
-        self.env.close()
-
-
-def pitch_summary(pitches: Sequence[float]) -> tuple[float, float]:
-    """(share of upside-down steps, mean cos(pitch)) of hinge angles in radians (any number of
-    turns: the hinge angle is not wrapped)."""
-    if not pitches:
-        raise ValueError("no pitch recorded")
-    cos = np.cos(np.asarray(pitches, dtype=np.float64))
-    return float((cos < 0).mean()), float(cos.mean())
-
-
-def posture(run_dir: Path, checkpoint: str | None, episodes: int, seed: int | None) -> dict[str, Any]:
-    """Play `episodes` deterministic episodes of a run's checkpoint; return its return, the pitch
-    summary and every recorded pitch."""
-    import torch
-
-    from envs import make_env
-    from envs.vector import VecEnv
-    from harl.common.device import configure_threads
-    from harl.common.seeding import env_seeds
-    from harl.evaluate import EvaluateError, checkpoint_path, load_policy, load_run_config
-    from harl.models.linear import set_cpu_matmul
-    from harl.train import env_kwargs
-    from runners.base import evaluate
-
-    cfg = load_run_config(run_dir)
-    scenario = str(cfg.env.get("scenario", ""))
-    if cfg.env.name != "mamujoco" or scenario not in PLANAR_SCENARIOS:
-        raise EvaluateError(
-            f"{str(run_dir)!r} trained on {cfg.env.name}/{cfg.env.task}; the pitch is read for the "
-            f"planar MaMuJoCo robots only: {', '.join(PLANAR_SCENARIOS)}"
-        )
-    path, _ = checkpoint_path(run_dir, checkpoint)
-    configure_threads(cfg.torch_threads)
-    set_cpu_matmul(cfg.cpu_matmul)
-    env = make_env(cfg.env.name, **env_kwargs(cfg.env))
-    assert isinstance(env, MaMuJoCoEnv)
-    recorder = PitchRecorder(env, episodes)
-    envs = VecEnv(lambda: recorder, 1, 0, env_seeds(cfg.seed if seed is None else seed, "eval", 1))
-    try:
-        device = torch.device("cpu")
-        learner, counters = load_policy(cfg, run_dir, path, envs.spec, device)
-        result = evaluate(learner, envs, episodes, device)
-    finally:
-        envs.close()
-    assert result is not None  # evaluate() stops early only when asked to
-    upside_down, mean_cos = pitch_summary(recorder.pitches)
-    return {
-        "run_dir": str(run_dir),
-        "checkpoint": str(path),
-        "env_steps": counters.get("env_steps"),
-        "eval_return": result["eval_return"],
-        "upside_down": upside_down,
-        "mean_cos_pitch": mean_cos,
-        "pitches": recorder.pitches,
-    }
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dirs", nargs="+", type=Path, help="run directories (planar MaMuJoCo robots)")
-    p.add_argument(
-        "--checkpoint", default=None, help="best (default when the run has one), latest or a .pt file"
-    )
-    p.add_argument("--episodes", type=int, default=3, help="deterministic episodes per run (default 3)")
-    p.add_argument("--seed", type=int, default=None, help="the episodes' seed (default: the run's)")
-    args = p.parse_args(argv)
-    if args.episodes < 1:
-        p.error(f"--episodes must be >= 1, got {args.episodes}")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from harl.common.checkpoint import CheckpointError
-    from harl.evaluate import EvaluateError
-
-    args = parse_args(argv)
-    print("| run | checkpoint | env steps | return | upside down | mean cos(pitch) |")
-    print("|---|---|---|---|---|---|")
-    for run_dir in args.run_dirs:
-        try:
-            r = posture(run_dir.expanduser(), args.checkpoint, args.episodes, args.seed)
-        except (EvaluateError, CheckpointError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        steps = "?" if r["env_steps"] is None else f"{r['env_steps']:,}"
-        print(
-            f"| {run_dir} | {Path(r['checkpoint']).name} | {steps} | {r['eval_return']:,.0f} "
-            f"| {r['upside_down']:.0%} | {r['mean_cos_pitch']:+.2f} |"
-        )
-    return 0
-
+from harl.posture import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

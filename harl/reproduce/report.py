@@ -204,11 +204,33 @@ def ordering_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def postures(results: list[CellResult]) -> dict[Path, str]:
+    """Run dir -> its latest checkpoint's share of upside-down steps (`harl.posture`), for the
+    runs of planar MaMuJoCo robots; a run it cannot measure says why."""
+    from harl.posture import run_posture
+
+    shown: dict[Path, str] = {}
+    for r in results:
+        for s in r.states:
+            if s.status == "missing":
+                continue
+            try:
+                measured = run_posture(s.job.path)
+            except Exception as exc:  # a report lists what it could not measure and goes on
+                shown[s.job.path] = f"not measured ({type(exc).__name__})"
+                continue
+            if measured is not None:
+                shown[s.job.path] = f"{measured['upside_down']:.0%}"
+    return shown
+
+
 def runs_markdown(results: list[CellResult], metric: str) -> str:
+    upside_down = postures(results)
+    extra = " upside down |" if upside_down else ""
     lines = [
         "| task | algo | seed | status | env steps | final | best | best checkpoint | wall time "
-        "| trained on |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| trained on |" + extra,
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * bool(upside_down),
     ]
     for r in results:
         loaded = {run.path: run for run in r.runs + r.unfinished}
@@ -223,6 +245,7 @@ def runs_markdown(results: list[CellResult], metric: str) -> str:
                 f"| {fmt_steps(s.env_steps)} | {fmt_ci(final)} | {fmt_ci(best)} "
                 f"| {'—' if absolute is None else plot.fmt_number(absolute)} "
                 f"| {fmt_duration(s.wall_time)} | {md_cell(where)} |"
+                + (f" {upside_down.get(s.job.path, '—')} |" if upside_down else "")
             )
     return "\n".join(lines)
 
@@ -396,7 +419,17 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     lines += ["## Aggregate statistics", "", aggregate_text, ""]
     if aggregate_files:
         lines += [f"![aggregate]({suite.name}-aggregate.png)", ""]
-    lines += ["## Runs", "", runs_markdown(results, metric), ""]
+    runs_table = runs_markdown(results, metric)
+    lines += ["## Runs", ""]
+    if "upside down |" in runs_table.splitlines()[0]:
+        lines += [
+            "**upside down**: the share of steps the robot's torso spends upside down in 3 "
+            "deterministic episodes of the run's latest checkpoint (`python -m harl.posture`). "
+            "A HalfCheetah on its back is a known poor local optimum: such a run's return is a "
+            "fraction of an upright one's.",
+            "",
+        ]
+    lines += [runs_table, ""]
     page = docs / f"{suite.name}.md"
     page.write_text("\n".join(lines))
     return [page, *written]
