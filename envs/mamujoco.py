@@ -24,8 +24,8 @@ from envs.mamujoco_parts import (
 from envs.validation import check_choice
 
 OBS_MODES = ("global", "local")
-_TINY = np.float32(np.finfo(np.float32).tiny)  # a constant row's deviation: divided by this, stays 0
 RENDER_MODES = ("rgb_array",)  # or None: no rendering
+_TINY = np.float32(np.finfo(np.float32).tiny)  # a constant row's deviation: divided by this, stays 0
 
 
 class MaMuJoCoEnv(MultiAgentEnv):
