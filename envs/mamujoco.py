@@ -25,6 +25,9 @@ from envs.validation import check_choice
 
 OBS_MODES = ("global", "local")
 RENDER_MODES = ("rgb_array",)  # or None: no rendering
+# the robots that move in a plane: the torso's pitch is the root hinge PITCH_JOINT (harl.posture)
+PLANAR_SCENARIOS = ("HalfCheetah", "Hopper", "Walker2d")
+PITCH_JOINT = "rooty"
 _TINY = np.float32(np.finfo(np.float32).tiny)  # a constant row's deviation: divided by this, stays 0
 
 

@@ -265,12 +265,14 @@ def evaluate_run(
     seed: int | None = None,
     out: Callable[[str], None] = say,
     progress_every: int = 100,
+    watch: Callable[[MultiAgentEnv], MultiAgentEnv] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's checkpoint on `episodes` deterministic episodes; print and return the
     summary (eval_return, eval_return_std, eval_length), the per-episode `returns` and
     `lengths`, the checkpoint and its env steps, and the video path with render. Rendering
     prints its progress: where the video goes, then every `progress_every` frames of an
-    episode and at its end."""
+    episode and at its end. `watch`: the episodes run one after another in a single env passed
+    through `watch(env)`, a wrapper that sees every reset and step (harl.posture's)."""
     from envs import make_env, make_vec_env
     from envs.vector import VecEnv
     from harl.common.device import configure_threads, resolve_device
@@ -283,6 +285,8 @@ def evaluate_run(
     cfg = load_run_config(run_dir)
     path, label = checkpoint_path(run_dir, checkpoint)
     render = render or video is not None
+    if render and watch is not None:
+        raise ValueError("evaluate_run: render and watch cannot be combined")
     n_episodes = episodes if episodes is not None else (1 if render else max(int(cfg.eval_episodes), 1))
     seed = cfg.seed if seed is None else seed
     torch_device = resolve_device(device)
@@ -310,6 +314,9 @@ def evaluate_run(
         )
         recorder = FrameRecorder(single, writer, n_episodes, out, progress_every)
         envs = VecEnv(lambda: recorder, 1, 0, env_seeds(seed, "eval", 1))
+    elif watch is not None:
+        watched = watch(make_env(cfg.env.name, **kwargs))
+        envs = VecEnv(lambda: watched, 1, 0, env_seeds(seed, "eval", 1))
     else:
         n_envs = max(1, min(int(cfg.n_eval_envs), n_episodes))
         envs = make_vec_env(

@@ -29,10 +29,8 @@ from typing import Any
 import numpy as np
 
 from envs.base import MultiAgentEnv, StepResult
-from envs.mamujoco import MaMuJoCoEnv
+from envs.mamujoco import PITCH_JOINT, PLANAR_SCENARIOS, MaMuJoCoEnv
 
-PLANAR_SCENARIOS = ("HalfCheetah", "Hopper", "Walker2d")
-PITCH_JOINT = "rooty"  # the torso's hinge about the y axis in all three
 CACHE_FILE = "posture.json"  # run_posture's result, in the run dir
 
 
@@ -77,18 +75,9 @@ def is_planar(cfg: Any) -> bool:
 
 
 def posture(run_dir: Path, checkpoint: str | None, episodes: int, seed: int | None) -> dict[str, Any]:
-    """Play `episodes` deterministic episodes of a run's checkpoint; return its return, the pitch
-    summary and every recorded pitch."""
-    import torch
-
-    from envs import make_env
-    from envs.vector import VecEnv
-    from harl.common.device import configure_threads
-    from harl.common.seeding import env_seeds
-    from harl.evaluate import EvaluateError, checkpoint_path, load_policy, load_run_config
-    from harl.models.linear import set_cpu_matmul
-    from harl.train import env_kwargs
-    from runners.base import evaluate
+    """Play `episodes` deterministic episodes of a run's checkpoint (`harl.evaluate.evaluate_run`,
+    one env); return its return, the pitch summary and every recorded pitch."""
+    from harl.evaluate import EvaluateError, evaluate_run, load_run_config
 
     cfg = load_run_config(run_dir)
     if not is_planar(cfg):
@@ -96,29 +85,23 @@ def posture(run_dir: Path, checkpoint: str | None, episodes: int, seed: int | No
             f"{str(run_dir)!r} trained on {cfg.env.name}/{cfg.env.task}; the pitch is read for the "
             f"planar MaMuJoCo robots only: {', '.join(PLANAR_SCENARIOS)}"
         )
-    path, _ = checkpoint_path(run_dir, checkpoint)
-    configure_threads(cfg.torch_threads)
-    set_cpu_matmul(cfg.cpu_matmul)
-    env = make_env(cfg.env.name, **env_kwargs(cfg.env))
-    assert isinstance(env, MaMuJoCoEnv)
-    recorder = PitchRecorder(env, episodes)
-    envs = VecEnv(lambda: recorder, 1, 0, env_seeds(cfg.seed if seed is None else seed, "eval", 1))
-    try:
-        device = torch.device("cpu")
-        learner, counters = load_policy(cfg, run_dir, path, envs.spec, device)
-        result = evaluate(learner, envs, episodes, device)
-    finally:
-        envs.close()
-    assert result is not None  # evaluate() stops early only when asked to
-    upside_down, mean_cos = pitch_summary(recorder.pitches)
+    recorders: list[PitchRecorder] = []
+
+    def watch(env: MultiAgentEnv) -> MultiAgentEnv:
+        assert isinstance(env, MaMuJoCoEnv)
+        recorders.append(PitchRecorder(env, episodes))
+        return recorders[-1]
+
+    metrics = evaluate_run(run_dir, checkpoint, episodes, seed=seed, out=lambda _: None, watch=watch)
+    upside_down, mean_cos = pitch_summary(recorders[0].pitches)
     return {
         "run_dir": str(run_dir),
-        "checkpoint": str(path),
-        "env_steps": counters.get("env_steps"),
-        "eval_return": result["eval_return"],
+        "checkpoint": metrics["checkpoint"],
+        "env_steps": metrics["env_steps"],
+        "eval_return": metrics["eval_return"],
         "upside_down": upside_down,
         "mean_cos_pitch": mean_cos,
-        "pitches": recorder.pitches,
+        "pitches": recorders[0].pitches,
     }
 
 

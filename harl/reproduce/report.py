@@ -224,8 +224,10 @@ def postures(results: list[CellResult]) -> dict[Path, str]:
     return shown
 
 
-def runs_markdown(results: list[CellResult], metric: str) -> str:
-    upside_down = postures(results)
+def runs_markdown(results: list[CellResult], metric: str, upside_down: dict[Path, str] | None = None) -> str:
+    """Every run's row; an "upside down" column where `upside_down` (default: `postures`) has any."""
+    if upside_down is None:
+        upside_down = postures(results)
     extra = " upside down |" if upside_down else ""
     lines = [
         "| task | algo | seed | status | env steps | final | best | best checkpoint | wall time "
@@ -419,9 +421,9 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     lines += ["## Aggregate statistics", "", aggregate_text, ""]
     if aggregate_files:
         lines += [f"![aggregate]({suite.name}-aggregate.png)", ""]
-    runs_table = runs_markdown(results, metric)
+    upside_down = postures(results)
     lines += ["## Runs", ""]
-    if "upside down |" in runs_table.splitlines()[0]:
+    if upside_down:
         lines += [
             "**upside down**: the share of steps the robot's torso spends upside down in 3 "
             "deterministic episodes of the run's latest checkpoint (`python -m harl.posture`). "
@@ -429,7 +431,7 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
             "fraction of an upright one's.",
             "",
         ]
-    lines += [runs_table, ""]
+    lines += [runs_markdown(results, metric, upside_down), ""]
     page = docs / f"{suite.name}.md"
     page.write_text("\n".join(lines))
     return [page, *written]
