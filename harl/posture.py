@@ -105,27 +105,33 @@ def posture(run_dir: Path, checkpoint: str | None, episodes: int, seed: int | No
     }
 
 
+def _read_cache(cache: Path) -> dict[str, Any] | None:
+    try:
+        saved = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None  # none yet, or unreadable: measure again
+    return saved if isinstance(saved, dict) else None
+
+
 def run_posture(run_dir: Path, episodes: int = 3) -> dict[str, Any] | None:
     """`posture` of a run's latest checkpoint (env_steps, eval_return, upside_down,
     mean_cos_pitch), for runs of a planar robot; None for other runs and runs without a
-    checkpoint. Kept in the run dir's posture.json until the checkpoint changes."""
+    checkpoint. Kept in the run dir's posture.json until the checkpoint changes; a run dir without
+    its checkpoints (a run's record kept by harl.reproduce) gives the posture.json it has."""
     from harl.common.checkpoint import CHECKPOINT_DIR, LATEST
     from harl.evaluate import load_run_config
 
     latest = run_dir / CHECKPOINT_DIR / LATEST
-    if not (latest.is_file() and (run_dir / "config.yaml").is_file()):
-        return None
-    if not is_planar(load_run_config(run_dir)):
+    cache = run_dir / CACHE_FILE
+    saved = _read_cache(cache)
+    if not latest.is_file():
+        return saved if saved is not None and "upside_down" in saved else None
+    if not (run_dir / "config.yaml").is_file() or not is_planar(load_run_config(run_dir)):
         return None
     info = latest.stat()
     stamp = {"checkpoint": LATEST, "mtime_ns": info.st_mtime_ns, "size": info.st_size, "episodes": episodes}
-    cache = run_dir / CACHE_FILE
-    try:
-        saved = json.loads(cache.read_text())
-        if isinstance(saved, dict) and saved.get("stamp") == stamp:
-            return saved
-    except (OSError, ValueError):
-        pass  # none yet, or unreadable: measure again
+    if saved is not None and saved.get("stamp") == stamp:
+        return saved
     result = posture(run_dir, LATEST.removesuffix(".pt"), episodes, None)
     keep = {k: result[k] for k in ("env_steps", "eval_return", "upside_down", "mean_cos_pitch")}
     out = {"stamp": stamp, **keep}

@@ -4,9 +4,11 @@ budget, a failing run)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -304,6 +306,52 @@ def test_report_page(fake_suite, tmp_path):
     assert "2 tasks: a|b, neg" in aggregate
 
 
+def test_a_report_keeps_run_records_and_rebuilds_from_them_on_another_machine(fake_suite, tmp_path, capsys):
+    suite, jobs = fake_suite
+    docs = tmp_path / "docs"
+    kept = [
+        dataclasses.replace(j, record=docs / "runs" / j.path.relative_to(tmp_path / "runs")) for j in jobs
+    ]
+    first_run = kept[0].path
+    (first_run / "posture.json").write_text(json.dumps({"upside_down": 0.5}))
+    (first_run / "checkpoints").mkdir()
+    (first_run / "checkpoints" / "latest.pt").write_bytes(b"not a record")
+    report.write_report(suite, kept, docs, ["fake", "--report"], reps=20)
+    page = (docs / "fake.md").read_text()
+    table = (docs / "fake.csv").read_text()
+    assert "| a\\|b | happo | 1 | finished | 1,000 | 90.0 |" in page.replace("A\\|B", "a\\|b")
+    assert sorted(p.name for p in kept[0].record.iterdir()) == sorted(
+        n for n in runs.RECORD_FILES if n != runs.LAUNCHES
+    )  # the record files the run dir has; no checkpoints
+    assert not any(j.record.exists() for j in kept if not j.path.exists())  # nothing for missing runs
+    assert "read from their records" not in page
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: no run dirs, only the kept records
+    report.write_report(suite, kept, docs, ["fake", "--report"], reps=20)
+    again = (docs / "fake.md").read_text()
+    assert (docs / "fake.csv").read_text() == table  # the same numbers
+    assert "9 run(s) above were read from their records" in again
+    assert "| A\\|B | happo | 1 | finished |" in again and " 50% |" in again  # kept posture
+    assert "A\\|B mappo seed 2 (unfinished, 400/1,000 steps)" in again
+
+    # training skips a run whose record says it finished (no run dir here), not one unfinished
+    exits = runs.train_all([kept[0]], [], parallel=1)
+    assert exits == {kept[0]: None}
+    assert "finished already (1,000 env steps on another machine" in capsys.readouterr().out
+    unfinished = next(j for j in kept if (j.cell.algo, j.seed) == ("mappo", 2) and j.cell.task == "a|b")
+    assert runs.inspect(runs.readable(unfinished)).status == "unfinished"
+    assert runs.inspect(unfinished).status == "missing"  # so it trains in its run dir from the start
+
+
+def test_posture_of_a_run_without_checkpoints_is_its_kept_one(tmp_path):
+    from harl.posture import CACHE_FILE, run_posture
+
+    assert CACHE_FILE in runs.RECORD_FILES
+    assert run_posture(tmp_path) is None
+    (tmp_path / CACHE_FILE).write_text(json.dumps({"upside_down": 0.25, "env_steps": 10}))
+    assert run_posture(tmp_path) == {"upside_down": 0.25, "env_steps": 10}
+
+
 def test_absolute_return_reads_the_best_checkpoint_evaluation(tmp_path):
     write_run(tmp_path / "r", "t", "happo", 1, [(10, 1.0, 5.0)], absolute=[1.0, 2.0, 6.0])
     assert report.absolute_return(tmp_path / "r") == pytest.approx(3.0)
@@ -349,6 +397,8 @@ def test_the_command_trains_skips_and_continues_runs(tmp_path):
     assert pd.read_csv(seed1 / "progress.csv").env_steps.iloc[-1] == 80
     page = (tmp_path / "docs" / "mpe.md").read_text()
     assert "| simple_spread, continuous | happo | 2/2 | 80 |" in page
+    record = tmp_path / "docs" / "runs" / "mpe" / "simple_spread_continuous" / "happo" / "seed1"
+    assert (record / "progress.csv").read_text() == (seed1 / "progress.csv").read_text()
 
     again = reproduce(tmp_path, "--budget", "80")
     assert again.returncode == 0 and "0 of 2 runs to train" in again.stdout

@@ -18,7 +18,11 @@ finished runs. Runs whose dir has logs but no checkpoint start over.
 
 The report (`docs/reproduction/<suite>.md`, .csv, -curves.png/.pdf, -aggregate.*) is written
 after training, from whatever runs exist (finished runs give the numbers, unfinished ones are
-listed), and again by --report.
+listed), and again by --report. It keeps each run's record (progress.csv, config.yaml,
+metrics.json, run.json, reproduce.json, posture.json: no checkpoints) in
+docs/reproduction/runs/<suite>/<task>/<algo>/seed<s>; a run whose run dir is not on this machine
+(trained on another one, a fresh clone) is read from its record, and is skipped by training when
+its record says it finished.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from harl.reproduce import report, runs
 from harl.reproduce.suites import load_suite, select, suite_names
 
 RESERVED = ("seed", "total_steps", "hydra.run.dir", "resume", "experiment")  # set by this tool
+RECORDS = "runs"  # the runs' kept records: <docs>/runs/<suite>/<task>/<algo>/seed<s>
 
 
 def seed_list(text: str) -> list[int]:
@@ -142,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     chosen = select(suite.cells, only)
     out = args.out.resolve()
-    everything = runs.jobs_for(out, suite.name, list(suite.cells), seeds)
-    todo = runs.jobs_for(out, suite.name, chosen, seeds)
+    records = args.docs.resolve() / RECORDS
+    everything = runs.jobs_for(out, suite.name, list(suite.cells), seeds, records)
+    todo = runs.jobs_for(out, suite.name, chosen, seeds, records)
     if args.dry_run:
         for job in todo:
             state = runs.inspect(job)

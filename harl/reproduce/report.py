@@ -17,7 +17,7 @@ import pandas as pd
 from harl import plot
 from harl.common.jobs import fmt_duration
 from harl.logging.marl_eval import ABSOLUTE, METRICS_FILE
-from harl.reproduce.runs import LAUNCHES, Job, RunState, inspect, read_json
+from harl.reproduce.runs import LAUNCHES, Job, RunState, inspect, keep_record, read_json, readable
 from harl.reproduce.suites import Cell, Suite
 
 
@@ -349,6 +349,7 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     """`docs/<suite>.md`, `<suite>.csv`, `<suite>-curves.{png,pdf}` and `<suite>-aggregate.*`;
     returns them."""
     docs.mkdir(parents=True, exist_ok=True)
+    jobs = [readable(job) for job in jobs]  # runs trained elsewhere: from their kept records
     results = collect(jobs)
     metric = suite.metric
     rows = results_rows(results, metric)
@@ -432,6 +433,21 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
             "",
         ]
     lines += [runs_markdown(results, metric, upside_down), ""]
+    elsewhere = sum(job.from_record for job in jobs)
+    kept = [job for job in jobs if keep_record(job)]  # after postures: their posture.json too
+    if kept or elsewhere:
+        lines += [
+            f"Each run's record (progress.csv, config.yaml, metrics.json, run.json, {LAUNCHES}, "
+            f"posture.json; no checkpoints) is kept in `runs/`, beside this page, so that the "
+            "report can be regenerated on another machine. "
+            + (
+                f"{elsewhere} run(s) above were read from their records: their run directories "
+                "(with checkpoints) are not on the machine that wrote this page."
+                if elsewhere
+                else ""
+            ),
+            "",
+        ]
     page = docs / f"{suite.name}.md"
     page.write_text("\n".join(lines))
     return [page, *written]

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,17 +26,27 @@ from harl.reproduce.suites import Cell
 
 LOG = "stdout.log"
 LAUNCHES = "reproduce.json"  # written into a run dir by harl.reproduce: one entry per launch
+# A run's record: the small files a report reads (no checkpoints, logs or TensorBoard files). The
+# report copies them from each run dir to `<docs>/runs/...`, so that a report regenerated on
+# another machine (a fresh clone) still has the runs trained elsewhere.
+RECORD_FILES = ("progress.csv", "config.yaml", "metrics.json", "run.json", LAUNCHES, "posture.json")
 
 
 @dataclass(frozen=True)
 class Job:
     cell: Cell
     seed: int
-    path: Path
+    path: Path  # the run dir: where the run trains
+    record: Path | None = None  # where its record is kept (None: nowhere)
 
     @property
     def label(self) -> str:
         return f"{self.cell.key} seed {self.seed}"
+
+    @property
+    def from_record(self) -> bool:
+        """Whether this job reads its kept record: its run dir is not on this machine."""
+        return self.record is not None and self.path == self.record
 
 
 @dataclass
@@ -58,9 +69,46 @@ def run_dir(out: Path, suite: str, cell: Cell, seed: int) -> Path:
     return out / suite / cell.task / cell.algo / f"seed{seed}"
 
 
-def jobs_for(out: Path, suite: str, cells: list[Cell], seeds: list[int]) -> list[Job]:
-    """Seed-major order, so that every cell has a first seed before any has a second."""
-    return [Job(cell, seed, run_dir(out, suite, cell, seed)) for seed in seeds for cell in cells]
+def jobs_for(
+    out: Path, suite: str, cells: list[Cell], seeds: list[int], records: Path | None = None
+) -> list[Job]:
+    """Seed-major order, so that every cell has a first seed before any has a second. `records`:
+    where the runs' records are kept (laid out as `out`)."""
+    return [
+        Job(
+            cell,
+            seed,
+            run_dir(out, suite, cell, seed),
+            None if records is None else run_dir(records, suite, cell, seed),
+        )
+        for seed in seeds
+        for cell in cells
+    ]
+
+
+def readable(job: Job) -> Job:
+    """The job to read a run from: its run dir when it is on this machine, else its kept record
+    (a run trained on another machine), else the (missing) run dir."""
+    if job.record is None or job.path.is_dir() or not job.record.is_dir():
+        return job
+    return dataclasses.replace(job, path=job.record)
+
+
+def keep_record(job: Job) -> bool:
+    """Copy the run dir's record files to the job's record dir (each atomically); False when there
+    is no run dir here or no record dir to keep it in."""
+    if job.record is None or job.from_record or not job.path.is_dir():
+        return False
+    job.record.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        source = job.path / name
+        if source.is_file():
+            tmp = job.record / f".{name}.tmp"
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, job.record / name)
+        else:
+            (job.record / name).unlink(missing_ok=True)  # not in the run dir: not in its record
+    return True
 
 
 def read_json(path: Path) -> dict:
@@ -200,10 +248,11 @@ def train(job: Job, overrides: list[str], position: str) -> int:
 def train_all(jobs: list[Job], overrides: list[str], parallel: int) -> dict[Job, int | None]:
     """Train every job that is not finished, `parallel` at once; exit status per job (None:
     already finished, skipped)."""
-    todo = [job for job in jobs if inspect(job).status != "finished"]
+    todo = [job for job in jobs if inspect(readable(job)).status != "finished"]
     for job in jobs:
         if job not in todo:
-            say(f"{job.label}: finished already ({job.cell.budget:,} env steps), skipped")
+            where = f" on another machine, its record: {job.record}" if readable(job).from_record else ""
+            say(f"{job.label}: finished already ({job.cell.budget:,} env steps{where}), skipped")
     say(
         f"{len(todo)} of {len(jobs)} runs to train"
         + (f", {min(parallel, len(todo))} at a time" if todo else "")
