@@ -404,6 +404,11 @@ def test_the_command_trains_skips_and_continues_runs(tmp_path):
     assert again.returncode == 0 and "0 of 2 runs to train" in again.stdout
     assert len(json.loads((seed1 / runs.LAUNCHES).read_text())["launches"]) == 1
 
+    (tmp_path / "runs").rename(tmp_path / "elsewhere")  # as on a fresh clone: only the records
+    dry = reproduce(tmp_path, "--budget", "80", "--dry-run")
+    assert f"seed 1: finished on another machine, its record: {record}" in dry.stdout
+    (tmp_path / "elsewhere").rename(tmp_path / "runs")
+
     longer = reproduce(tmp_path, "--budget", "160")  # continues both runs from their checkpoints
     assert longer.returncode == 0, longer.stdout + longer.stderr
     assert "continuing (80/160 steps)" in longer.stdout

@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for job in todo:
             state = runs.inspect(job)
+            if state.status == "missing" and (kept := runs.inspect(runs.readable(job))).status == "finished":
+                state = dataclasses.replace(kept, detail=f"on another machine, its record: {job.record}")
             print(f"{job.label}: {state.status} {state.detail}".rstrip())
             print("  " + " ".join(runs.command(job, overrides)))
         return 0
