@@ -188,6 +188,7 @@ def test_preset_composes(name):
             "mamujoco/halfcheetah_2x3/hasac",
             {
                 "n_envs": 20,
+                "algo.final_activation": "relu",  # not the reference's tanh, on purpose
                 "algo.auto_alpha": True,
                 "algo.alpha": 0.2,
                 "algo.lr": 1e-3,
