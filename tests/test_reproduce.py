@@ -352,6 +352,18 @@ def test_posture_of_a_run_without_checkpoints_is_its_kept_one(tmp_path):
     assert run_posture(tmp_path) == {"upside_down": 0.25, "env_steps": 10}
 
 
+def test_a_report_leaves_no_figures_of_an_earlier_one(fake_suite, tmp_path):
+    suite, jobs = fake_suite
+    docs = tmp_path / "docs"
+    report.write_report(suite, jobs, docs, ["fake", "--report"], reps=20)
+    assert (docs / "fake-aggregate.png").is_file()
+    happo_only = [j for j in jobs if j.cell.algo == "happo"]  # one algorithm: no aggregates
+    report.write_report(suite, happo_only, docs, ["fake", "--report"], reps=20)
+    assert not list(docs.glob("fake-aggregate.*"))
+    assert "Needs finished runs of at least two algorithms." in (docs / "fake.md").read_text()
+    assert (docs / "fake-curves.png").is_file()
+
+
 def test_absolute_return_reads_the_best_checkpoint_evaluation(tmp_path):
     write_run(tmp_path / "r", "t", "happo", 1, [(10, 1.0, 5.0)], absolute=[1.0, 2.0, 6.0])
     assert report.absolute_return(tmp_path / "r") == pytest.approx(3.0)

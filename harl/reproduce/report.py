@@ -349,6 +349,8 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     """`docs/<suite>.md`, `<suite>.csv`, `<suite>-curves.{png,pdf}` and `<suite>-aggregate.*`;
     returns them."""
     docs.mkdir(parents=True, exist_ok=True)
+    for stale in [*docs.glob(f"{suite.name}-curves.*"), *docs.glob(f"{suite.name}-aggregate.*")]:
+        stale.unlink()  # figures of an earlier report that this one may not draw again
     jobs = [readable(job) for job in jobs]  # runs trained elsewhere: from their kept records
     results = collect(jobs)
     metric = suite.metric
