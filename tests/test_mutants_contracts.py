@@ -21,6 +21,12 @@ def test_a_non_finite_loss_names_the_critic_a_label_or_the_agent(agent, who):
     check_finite(torch.tensor([1.0, 2.0]), "actor loss", agent)  # finite: silent
 
 
+def test_a_non_finite_loss_error_shows_the_first_four_values():
+    values = torch.tensor([1.0, float("nan"), 3.0, float("inf"), 5.0])
+    with pytest.raises(NonFiniteLossError, match=r"\(\[1\.0, nan, 3\.0, inf\]\);"):
+        check_finite(values, "critic loss", None)
+
+
 def test_a_target_network_is_a_copy_that_never_takes_gradients():
     source = nn.Linear(3, 2)
     target = frozen_copy(source)
