@@ -152,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = runs.jobs_for(out, suite.name, chosen, seeds, records)
     if args.dry_run:
         for job in todo:
-            state = runs.inspect(job)
-            if state.status == "missing" and (kept := runs.inspect(runs.readable(job))).status == "finished":
-                state = dataclasses.replace(kept, detail=f"on another machine, its record: {job.record}")
+            state = runs.current_state(job)
             print(f"{job.label}: {state.status} {state.detail}".rstrip())
             print("  " + " ".join(runs.command(job, overrides)))
         return 0

@@ -17,7 +17,16 @@ import pandas as pd
 from harl import plot
 from harl.common.jobs import fmt_duration
 from harl.logging.marl_eval import ABSOLUTE, METRICS_FILE
-from harl.reproduce.runs import LAUNCHES, Job, RunState, inspect, keep_record, read_json, readable
+from harl.reproduce.runs import (
+    LAUNCHES,
+    RECORD_FILES,
+    Job,
+    RunState,
+    inspect,
+    keep_record,
+    read_json,
+    readable,
+)
 from harl.reproduce.suites import Cell, Suite
 
 
@@ -439,9 +448,8 @@ def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], rep
     kept = [job for job in jobs if keep_record(job)]  # after postures: their posture.json too
     if kept or elsewhere:
         lines += [
-            f"Each run's record (progress.csv, config.yaml, metrics.json, run.json, {LAUNCHES}, "
-            f"posture.json; no checkpoints) is kept in `runs/`, beside this page, so that the "
-            "report can be regenerated on another machine. "
+            f"Each run's record ({', '.join(RECORD_FILES)}; no checkpoints) is kept in `runs/`, "
+            "beside this page, so that the report can be regenerated on another machine. "
             + (
                 f"{elsewhere} run(s) above were read from their records: their run directories "
                 "(with checkpoints) are not on the machine that wrote this page."

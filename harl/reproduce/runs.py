@@ -30,6 +30,7 @@ LAUNCHES = "reproduce.json"  # written into a run dir by harl.reproduce: one ent
 # report copies them from each run dir to `<docs>/runs/...`, so that a report regenerated on
 # another machine (a fresh clone) still has the runs trained elsewhere.
 RECORD_FILES = ("progress.csv", "config.yaml", "metrics.json", "run.json", LAUNCHES, "posture.json")
+# (posture.json is harl.posture.CACHE_FILE, named here so that harl.reproduce imports no simulator)
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,17 @@ def inspect(job: Job) -> RunState:
     return state
 
 
+def current_state(job: Job) -> RunState:
+    """`inspect` of the run dir; where that is missing and the kept record finished (on another
+    machine), the record's state, whose detail says so: such a run is not trained again."""
+    state = inspect(job)
+    if state.status == "missing" and (kept := readable(job)).from_record:
+        recorded = inspect(kept)
+        if recorded.status == "finished":
+            return dataclasses.replace(recorded, detail=f"on another machine, its record: {job.record}")
+    return state
+
+
 def exact_resume_overrides(algo: str) -> list[str]:
     """What a run needs to continue exactly where a stop left it: learners with a replay buffer
     keep it in the checkpoint (else a continued run would learn from an empty buffer)."""
@@ -248,10 +260,11 @@ def train(job: Job, overrides: list[str], position: str) -> int:
 def train_all(jobs: list[Job], overrides: list[str], parallel: int) -> dict[Job, int | None]:
     """Train every job that is not finished, `parallel` at once; exit status per job (None:
     already finished, skipped)."""
-    todo = [job for job in jobs if inspect(readable(job)).status != "finished"]
+    states = {job: current_state(job) for job in jobs}
+    todo = [job for job in jobs if states[job].status != "finished"]
     for job in jobs:
         if job not in todo:
-            where = f" on another machine, its record: {job.record}" if readable(job).from_record else ""
+            where = f" {states[job].detail}" if states[job].detail else ""
             say(f"{job.label}: finished already ({job.cell.budget:,} env steps{where}), skipped")
     say(
         f"{len(todo)} of {len(jobs)} runs to train"
