@@ -68,6 +68,15 @@ class OnPolicyConfig:
     # speed (CPU): the critic's epochs in a second thread while the actors update (they are
     # independent within an iteration); results are bit-identical to the serial order
     critic_in_parallel: bool = True
+    # speed (CPU): the critic's epochs of each iteration run in a second thread during the next
+    # rollout instead (the rollout needs only the actors; its values are computed once the
+    # critic is done), which leaves both cores to the actors' update (see actor_threads);
+    # bit-identical to the serial order at the same thread counts. Supersedes critic_in_parallel
+    critic_beside_rollout: bool = False
+    # torch threads of the actors' update; 0: torch_threads. Set it above torch_threads only
+    # where the actors have those cores to themselves (critic_beside_rollout, or
+    # critic_in_parallel=false; no env workers or other busy processes on them)
+    actor_threads: int = 0
     # speed: agents whose policies have the same layout (feed-forward, Gaussian) act in one
     # batched product per layer during rollouts; same noise, means equal up to rounding
     stack_inference: bool = True
@@ -527,6 +536,8 @@ RESUMABLE_OVERRIDES = (
     "save_interval",
     "algo.save_replay_buffer",
     "algo.critic_in_parallel",  # scheduling only: bit-identical results either way
+    "algo.critic_beside_rollout",  # the same
+    "algo.actor_threads",  # like torch_threads: where work runs (rounding may differ)
     "algo.targets_in_parallel",
     "logger.tensorboard",
     "logger.wandb",

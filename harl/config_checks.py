@@ -126,6 +126,7 @@ RANGES: dict[str, Range] = {
     # ---- TrainConfig
     "seed": Range(ge=0, integer=True),  # numpy's SeedSequence refuses negative seeds
     "torch_threads": COUNT,
+    "algo.actor_threads": COUNT_OR_OFF,  # 0: torch_threads
     "total_steps": COUNT,  # 0 or less: an empty run folder and nothing else
     "n_envs": COUNT,
     "n_workers": COUNT_OR_OFF,  # 0: every env steps in-process
@@ -261,6 +262,23 @@ def check_config(cfg: DictConfig) -> None:
             f"(= {cfg.n_envs}), as each worker steps at least one env"
         )
     _check_agent_states(cfg)
+    _check_actor_threads(cfg)
+
+
+def _check_actor_threads(cfg: DictConfig) -> None:
+    """More actor threads than torch_threads while the critic's thread runs beside the actors
+    would put three busy threads on two threads' cores (OpenMP then waits on a descheduled
+    thread at every op)."""
+    threads = _select(cfg, "algo.actor_threads")
+    if threads is _ABSENT or threads <= cfg.torch_threads:
+        return
+    if cfg.algo.critic_in_parallel and not cfg.algo.critic_beside_rollout:
+        raise ConfigError(
+            f"algo.actor_threads = {threads} (> torch_threads = {cfg.torch_threads}) needs the "
+            "cores the critic's thread uses beside the actors (algo.critic_in_parallel=true): "
+            "set algo.critic_beside_rollout=true (the critic then runs during the next rollout) "
+            "or algo.critic_in_parallel=false"
+        )
 
 
 def _check_agent_states(cfg: DictConfig) -> None:

@@ -585,7 +585,7 @@ class Runner:
                     "wall_time": counters.wall_time,
                     "fps": clock.fps(),
                     **self.tracker.pop_summary(),
-                    **train_info,
+                    **self.train_info_to_log(train_info),
                 }
             )
             self.logger.write(row)
@@ -595,6 +595,11 @@ class Runner:
             self.save(best=best)
         if last and self.metrics is not None:
             self.absolute_evaluation()
+
+    def train_info_to_log(self, train_info: dict[str, float]) -> dict[str, float]:
+        """The iteration's training diagnostics as logged (complete: a learner may finish part
+        of its update later, see `OnPolicyRunner`)."""
+        return train_info
 
     def absolute_evaluation(self) -> EvalResult | None:
         """Evaluate the best checkpoint (else the current weights) on 10 x eval_episodes

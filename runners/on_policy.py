@@ -56,11 +56,23 @@ class OnPolicyRunner(Runner):
         counters.env_steps += self.steps_per_iteration
         return train_info
 
+    def train_info_to_log(self, train_info: dict[str, float]) -> dict[str, float]:
+        # the critic's diagnostics of this iteration arrive when its epochs end
+        # (`algo.critic_beside_rollout`); in the serial order's key order
+        return {**train_info, **self.learner.finish_critic()}
+
     # ------------------------------------------------------------------ collection
     @torch.no_grad()
     def collect(self) -> None:
-        """Fill the buffer with rollout_length steps from every env (sampled actions)."""
+        """Fill the buffer with rollout_length steps from every env (sampled actions).
+
+        With `algo.critic_beside_rollout` the critic is still training on the last rollout
+        meanwhile: the steps are collected with the actors alone, and the values are computed
+        once it is done (`_values_after_rollout`), with the same calls as per step."""
         buf, learner, dev = self.buffer, self.learner, self.device
+        later = learner.critic_beside_rollout
+        truncations: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (t, rows, critic input)
+        critic_h0 = self._critic_h
         vobs = self._vobs
         for t in range(buf.T):
             obs, avail = [], []
@@ -76,10 +88,11 @@ class OnPolicyRunner(Runner):
                     actor_h_i[t].copy_(self._actor_h[i])
             buf.resets[t].copy_(self._resets)
             buf.state[t] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), obs)
-            if buf.critic_h is not None:
-                buf.critic_h[t].copy_(self._critic_h)
             actions, logps, self._actor_h = learner.act(obs, avail, self._actor_h, self._resets)
-            buf.values[t], next_critic_h = learner.values(buf.state[t], self._critic_h, self._resets)
+            if not later:
+                if buf.critic_h is not None:
+                    buf.critic_h[t].copy_(self._critic_h)
+                buf.values[t], next_critic_h = learner.values(buf.state[t], self._critic_h, self._resets)
             step = self.envs.step(actions_to_numpy(actions))
             for i in range(len(actions)):
                 buf.actions[i][t].copy_(actions[i])
@@ -90,7 +103,15 @@ class OnPolicyRunner(Runner):
             # the buffer is reused across rollouts: clear V(final state) left by an earlier one
             buf.final_values[t].zero_()
             if step.truncated.any():
-                self._bootstrap_truncated(t, step, next_critic_h)
+                truncation = (
+                    t,
+                    torch.from_numpy(step.truncated.copy()).to(dev),
+                    self._final_critic_inputs(step),
+                )
+                if later:
+                    truncations.append(truncation)
+                else:
+                    self._bootstrap_truncated(*truncation, next_critic_h)
             self.tracker.record(step.episode_infos)
             self._resets = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
             # a finished env starts its next episode with every agent alive: the alive flags
@@ -99,26 +120,53 @@ class OnPolicyRunner(Runner):
             self._alive = torch.where(self._resets[:, None] > 0, 1.0, alive)
             # a finished env's next episode starts from a zero hidden state: carry (and so
             # store at the next step) the state the networks will really act from
-            self._critic_h = _zero_where(next_critic_h, self._resets)
+            if not later:
+                self._critic_h = _zero_where(next_critic_h, self._resets)
             self._actor_h = [_zero_where(h, self._resets) for h in self._actor_h]
             vobs = step.next
         last_obs = [torch.as_tensor(o, device=dev) for o in vobs.obs]
         buf.state[buf.T] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), last_obs)
+        if later:
+            learner.finish_critic()  # its diagnostics were logged, if due, after its update
+            self._critic_h = self._values_after_rollout(critic_h0, truncations)
         if buf.critic_h is not None:
             buf.critic_h[buf.T].copy_(self._critic_h)
         buf.values[buf.T] = learner.values(buf.state[buf.T], self._critic_h, self._resets)[0]
         self._vobs = vobs
 
-    def _bootstrap_truncated(self, t: int, step: VecStep, critic_h: torch.Tensor | None) -> None:
-        """Store V(true final state) of the episodes a time limit cut at step t."""
-        learner, dev = self.learner, self.device
-        rows = torch.from_numpy(step.truncated).to(dev)
-        final_in = learner.critic_inputs(
+    def _values_after_rollout(
+        self, critic_h: torch.Tensor | None, truncations: list[tuple[int, torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor | None:
+        """The per-step critic calls of `collect`, made after the rollout, in the same order and
+        on the same inputs (so with the same results); returns the critic's hidden state to
+        carry past the last step."""
+        buf, learner = self.buffer, self.learner
+        truncated = {t: (rows, final_in) for t, rows, final_in in truncations}
+        for t in range(buf.T):
+            if buf.critic_h is not None and critic_h is not None:
+                buf.critic_h[t].copy_(critic_h)
+            buf.values[t], next_critic_h = learner.values(buf.state[t], critic_h, buf.resets[t])
+            if t in truncated:
+                self._bootstrap_truncated(t, *truncated[t], next_critic_h)
+            # the resets of the next step, as collect carried them
+            done = buf.resets[t + 1] if t + 1 < buf.T else self._resets
+            critic_h = _zero_where(next_critic_h, done)
+        return critic_h
+
+    def _final_critic_inputs(self, step: VecStep) -> torch.Tensor:
+        """The critic's inputs at the true final states of the episodes a time limit cut."""
+        dev = self.device
+        return self.learner.critic_inputs(
             torch.as_tensor(step.final_state[step.truncated], device=dev),
             [torch.as_tensor(o[step.truncated], device=dev) for o in step.final_obs],
         )
+
+    def _bootstrap_truncated(
+        self, t: int, rows: torch.Tensor, final_in: torch.Tensor, critic_h: torch.Tensor | None
+    ) -> None:
+        """Store V(true final state) of the episodes a time limit cut at step t."""
         # a recurrent critic continues the episode's own hidden state into its final state
-        self.buffer.final_values[t, rows] = learner.values(
+        self.buffer.final_values[t, rows] = self.learner.values(
             final_in, None if critic_h is None else critic_h[rows]
         )[0]
 

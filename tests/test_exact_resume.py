@@ -67,6 +67,14 @@ CASES = {
         "algo.data_chunk_length=5",
     ],
     "mappo-mamujoco": ["algo=mappo", *MAMUJOCO, *ON_POLICY],
+    # the critic's epochs run during the next rollout: a stop finds them unfinished
+    "happo-mamujoco-critic-beside-rollout": [
+        "algo=happo",
+        *MAMUJOCO,
+        *ON_POLICY,
+        "algo.critic_beside_rollout=true",
+        "algo.actor_threads=2",
+    ],
     "hatrpo-mpe-discrete": ["algo=hatrpo", *MPE, "env.continuous=false", *ON_POLICY, "algo.cg_iters=3"],
     "hasac-mpe": ["algo=hasac", *MPE, *OFF_POLICY],
     "hatd3-mamujoco": ["algo=hatd3", *MAMUJOCO, *OFF_POLICY],
@@ -161,6 +169,8 @@ def _stopped_and_resumed(tmp_path, monkeypatch, case: str, moment: str, call: in
         ("happo-mamujoco", "rollout", 45),
         ("happo-recurrent-mpe", "rollout", 47),
         ("mappo-mamujoco", "update", 9),
+        ("happo-mamujoco-critic-beside-rollout", "rollout", 25),
+        ("happo-mamujoco-critic-beside-rollout", "update", 14),
         ("hatrpo-mpe-discrete", "eval", 2),
         ("hasac-mpe", "update", 30),
         ("hasac-mpe", "rollout", 31),

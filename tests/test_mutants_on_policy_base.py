@@ -223,7 +223,7 @@ def test_critic_update_reports_the_average_over_every_minibatch_step():
         return norms[-1]
 
     learner.step_optimizer = spy
-    info = learner.update_critic(buf, returns)
+    info = learner.update_critic(buf.critic_batch(returns))
     assert len(losses) == 6 and len(set(losses)) == 6
     assert info["critic/value_loss"] == pytest.approx(sum(losses) / 6)
     assert info["critic/grad_norm"] == pytest.approx(sum(norms) / 6)

@@ -104,7 +104,12 @@ def test_an_error_in_the_targets_thread_reaches_the_caller(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("algo", "key"), [("hasac", "algo.targets_in_parallel"), ("happo", "algo.critic_in_parallel")]
+    ("algo", "key"),
+    [
+        ("hasac", "algo.targets_in_parallel"),
+        ("happo", "algo.critic_in_parallel"),
+        ("happo", "algo.critic_beside_rollout"),
+    ],
 )
 def test_the_scheduling_options_may_change_on_resume(tmp_path, algo, key):
     """They change where work runs, not what is computed: a run resumed with the option flipped

@@ -283,9 +283,9 @@ def test_train_feeds_actors_normalised_advantages_and_the_critic_raw_returns():
     adv, ret = learner.compute_returns(buf)
     seen = {}
     learner.update_actors = lambda batches, advs: seen.update(adv=advs) or {}
-    learner.update_critic = lambda b, returns, plan=None: seen.update(ret=returns) or {}
+    learner.update_critic = lambda batch, plan=None: seen.update(ret=batch.returns) or {}
     learner.train(buf)
-    torch.testing.assert_close(seen["ret"], ret)
+    torch.testing.assert_close(seen["ret"], buf.critic_batch(ret).returns)
     raw = buf.to_chunks(adv[..., 0])
     for i in range(2):
         active = buf.agent_batch(i).active
@@ -718,7 +718,7 @@ def critic_case(**overrides):
     buf = learner.make_buffer(2, 1)
     buf.state[..., 0] = 0.5
     buf.values[:] = 0.5  # rollout predictions = current predictions
-    info = learner.update_critic(buf, torch.tensor([1.0, 3.0]).view(2, 1, 1))
+    info = learner.update_critic(buf.critic_batch(torch.tensor([1.0, 3.0]).view(2, 1, 1)))
     return learner, info
 
 
@@ -750,7 +750,7 @@ def test_critic_gradient_norm_is_clipped_to_max_grad_norm():
 def test_valuenorm_is_updated_once_per_critic_minibatch():
     learner = make("happo", critic_epoch=3, critic_num_mini_batch=2)
     buf = rollouts.fill_buffer(learner, 2, 2, 2, seed=0)
-    learner.update_critic(buf, torch.ones(2, 2, 1))
+    learner.update_critic(buf.critic_batch(torch.ones(2, 2, 1)))
     assert learner.value_norm.debiasing_term.item() == pytest.approx(1 - 0.99999**6, rel=1e-9)
 
 

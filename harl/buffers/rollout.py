@@ -82,6 +82,14 @@ class CriticBatch:
     def n_chunks(self) -> int:
         return self.state.shape[0]
 
+    def snapshot(self) -> CriticBatch:
+        """A copy that owns its memory: the batch's tensors may be views of a rollout buffer
+        that the next rollout overwrites (`algo.critic_beside_rollout`)."""
+        h0 = None if self.h0 is None else self.h0.clone()
+        return CriticBatch(
+            self.state.clone(), self.old_values.clone(), self.returns.clone(), self.resets.clone(), h0
+        )
+
 
 def action_layout(space: spaces.Space) -> tuple[int, torch.dtype, int]:
     """(stored action width, dtype, number of log-prob columns) for an action space."""

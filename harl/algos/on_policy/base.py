@@ -5,6 +5,7 @@ checkpointable state."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
@@ -17,7 +18,8 @@ from torch import nn
 
 from harl.algos.base import Learner, adam, gradient_step
 from harl.algos.sequential import aggregate_ratio
-from harl.buffers.rollout import AgentBatch, RolloutBuffer
+from harl.buffers.rollout import AgentBatch, CriticBatch, RolloutBuffer
+from harl.common.device import torch_threads
 from harl.common.gae import compute_gae
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy import Hidden, StochasticPolicy, VCritic
@@ -132,6 +134,11 @@ class OnPolicyLearner(Learner):
         self.value_norm = ValueNorm().to(device) if cfg.use_valuenorm else None
         # the learner's own RNG for agent orders: seed-determined and saved with checkpoints
         self.order_rng = np.random.default_rng([seed, 0x0DE7])
+        # `critic_beside_rollout`: the critic's epochs of the last iteration, running in
+        # their own thread, and a learning rate set for the critic meanwhile
+        self._critic_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._critic_job: concurrent.futures.Future[dict[str, float]] | None = None
+        self._critic_lr_due: float | None = None
 
     # ------------------------------------------------------------------ building
     def _make_actors(self) -> tuple[list[StochasticPolicy], list[torch.optim.Optimizer]]:
@@ -269,8 +276,14 @@ class OnPolicyLearner(Learner):
         for _, optim in self.unique_actors():
             for group in optim.param_groups:
                 group["lr"] = self.cfg.lr * scale
+        if self._critic_job is not None:  # the critic is still on the last iteration's epochs
+            self._critic_lr_due = self.cfg.critic_lr * scale
+        else:
+            self._set_critic_lr(self.cfg.critic_lr * scale)
+
+    def _set_critic_lr(self, lr: float) -> None:
         for group in self.critic_optim.param_groups:
-            group["lr"] = self.cfg.critic_lr * scale
+            group["lr"] = lr
 
     # ------------------------------------------------------------------ evaluation on chunks
     def evaluate_actions(self, actor: StochasticPolicy, b: AgentBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,6 +326,10 @@ class OnPolicyLearner(Learner):
         )
 
     def train(self, buf: RolloutBuffer) -> dict[str, float]:
+        """One update on a full rollout buffer; returns its diagnostics. With
+        `critic_beside_rollout` the critic's part is started, not finished: its diagnostics come
+        from `finish_critic`."""
+        self.finish_critic()  # the runner has waited for it already; this keeps train safe alone
         advantages, returns = self.compute_returns(buf)
         batches = [buf.agent_batch(i) for i in range(self.n_agents)]
         agent_adv = self.normalised_advantages(
@@ -320,15 +337,60 @@ class OnPolicyLearner(Learner):
         )
         for actor, _ in self.unique_actors():
             actor.train()
-        # the critic in a second thread (CPU; where the actors announce their draws)
-        draws = self.actor_draws(batches) if self.cfg.critic_in_parallel else None
-        if draws is not None and self.device.type == "cpu":
-            info = self._update_actors_and_critic_concurrently(buf, returns, batches, agent_adv, draws)
+        if self.critic_beside_rollout:
+            info = self._update_actors_then_start_critic(buf.critic_batch(returns), batches, agent_adv)
         else:
-            info = self.update_actors(batches, agent_adv)
-            info.update(self.update_critic(buf, returns))
+            # the critic in a second thread (CPU; where the actors announce their draws)
+            draws = self.actor_draws(batches) if self.cfg.critic_in_parallel else None
+            if draws is not None and self.device.type == "cpu":
+                info = self._update_actors_and_critic_concurrently(buf, returns, batches, agent_adv, draws)
+            else:
+                info = self._update_actors(batches, agent_adv)
+                info.update(self.update_critic(buf.critic_batch(returns)))
         for actor, _ in self.unique_actors():
             actor.eval()
+        return info
+
+    def _update_actors(self, batches: list[AgentBatch], agent_adv: list[torch.Tensor]) -> dict[str, float]:
+        with torch_threads(self.cfg.actor_threads):
+            return self.update_actors(batches, agent_adv)
+
+    @property
+    def critic_beside_rollout(self) -> bool:
+        """Whether the critic's epochs run during the next rollout (`algo.critic_beside_rollout`,
+        CPU only: on a GPU both would queue on the same device anyway)."""
+        return bool(self.cfg.critic_beside_rollout) and self.device.type == "cpu"
+
+    def _update_actors_then_start_critic(
+        self, critic_batch: CriticBatch, batches: list[AgentBatch], agent_adv: list[torch.Tensor]
+    ) -> dict[str, float]:
+        """The actors' update, then the critic's epochs started in a second thread, to run while
+        the next rollout collects with the new actors (it needs no values until its end).
+
+        Bit-identical to the serial order: the critic's minibatches are drawn here, right after
+        the actors' draws, as the serial order draws them, and the critic trains on a copy of its
+        batch (the next rollout refills the buffer)."""
+        info = self._update_actors(batches, agent_adv)
+        c = self.cfg
+        batch = critic_batch.snapshot()
+        plan = [
+            minibatches(batch.n_chunks, c.critic_num_mini_batch, self.device) for _ in range(c.critic_epoch)
+        ]
+        if self._critic_pool is None:
+            self._critic_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harl-critic")
+        self._critic_job = self._critic_pool.submit(self.update_critic, batch, plan)
+        return info
+
+    def finish_critic(self) -> dict[str, float]:
+        """Wait for the critic's epochs started by `train` (`critic_beside_rollout`) and return
+        their diagnostics (re-raising their error, if any); {} when none are running."""
+        job, self._critic_job = self._critic_job, None
+        if job is None:
+            return {}
+        info = job.result()
+        if self._critic_lr_due is not None:
+            self._set_critic_lr(self._critic_lr_due)
+            self._critic_lr_due = None
         return info
 
     def actor_draws(self, batches: list[AgentBatch]) -> list[tuple[int, int]] | None:
@@ -352,8 +414,6 @@ class OnPolicyLearner(Learner):
         Bit-identical to the serial order: the critic's minibatches are drawn before the actors
         start, from a copy of torch's RNG advanced past the actors' draws (`actor_draws`), and
         the global RNG is left where the serial order would leave it."""
-        import concurrent.futures
-
         ahead = torch.Generator()
         ahead.set_state(torch.get_rng_state())
         for n, k in draws:
@@ -364,9 +424,9 @@ class OnPolicyLearner(Learner):
             for _ in range(self.cfg.critic_epoch)
         ]
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="harl-critic") as pool:
-            critic = pool.submit(self.update_critic, buf, returns, plan)
+            critic = pool.submit(self.update_critic, buf.critic_batch(returns), plan)
             try:
-                info = self.update_actors(batches, agent_adv)
+                info = self._update_actors(batches, agent_adv)
             finally:
                 critic_info = critic.result()  # waits; re-raises the critic's error, if any
         if not torch.equal(torch.get_rng_state(), after_actors):
@@ -446,12 +506,11 @@ class OnPolicyLearner(Learner):
         return gradient_step(optim, module, loss, self.cfg.max_grad_norm, quantity, agent)
 
     def update_critic(
-        self, buf: RolloutBuffer, returns: torch.Tensor, plan: list[list[torch.Tensor]] | None = None
+        self, cb: CriticBatch, plan: list[list[torch.Tensor]] | None = None
     ) -> dict[str, float]:
-        """`critic_epoch` passes over the value targets; `plan`: each epoch's minibatch
-        indices, drawn in advance (else drawn here from torch's RNG)."""
+        """`critic_epoch` passes over the value targets (`RolloutBuffer.critic_batch`); `plan`:
+        each epoch's minibatch indices, drawn in advance (else drawn here from torch's RNG)."""
         c = self.cfg
-        cb = buf.critic_batch(returns)
         totals = {"critic/value_loss": 0.0, "critic/grad_norm": 0.0}
         n_updates = 0
         for epoch in range(c.critic_epoch):
@@ -488,6 +547,7 @@ class OnPolicyLearner(Learner):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
+        self.finish_critic()  # the critic's weights and optimiser after this iteration's epochs
         return {
             "actors": [a.state_dict() for a in self.actors],
             "actor_optims": [o.state_dict() for o in self.actor_optims],
@@ -498,6 +558,7 @@ class OnPolicyLearner(Learner):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.finish_critic()
         if len(state["actors"]) != self.n_agents:
             raise ValueError(
                 f"checkpoint has {len(state['actors'])} actors, this run has {self.n_agents} agents"
