@@ -13,7 +13,8 @@ Groups
     whose config.yaml differ in anything but the run-only keys (seed, resume, results_dir,
     logger.*, and what a resume may change: total_steps, device, torch_threads, cpu_matmul,
     n_workers, trainer_block, the eval/log/save intervals, eval_episodes, n_eval_envs,
-    algo.save_replay_buffer, algo.critic_in_parallel, algo.targets_in_parallel) are separate
+    algo.save_replay_buffer, algo.critic_in_parallel, algo.critic_beside_rollout,
+    algo.actor_threads, algo.targets_in_parallel) are separate
     groups; keys a config.yaml lacks count as their schema default. One config per algorithm and
     task: the label is the algorithm. Several: each label says what differs, `happo [preset]`
     for a run started from the task's own `+experiment=` preset (from run.json or

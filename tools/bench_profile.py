@@ -24,7 +24,9 @@ own process only, the methods whose wall time it accumulates:
 
 With `algo.critic_in_parallel` (on-policy, CPU) the critic's epochs run in their own thread
 while the actors update: its row is shown but not summed into the iteration, and the time the
-update waits for it is in "update: GAE, batches, critic wait".
+update waits for it is in "update: GAE, batches, critic wait". With `algo.critic_beside_rollout`
+it runs during the next rollout instead, and the wait for it (and the values computed after the
+rollout) is in "collect: buffer writes, conversions" and "rollout inference".
 
 Inside actors / critic it also shows backward (Tensor.backward, torch.autograd.grad),
 clip_grad_norm_, the Adam steps and check_finite, and counts optimiser steps and host syncs
