@@ -493,3 +493,28 @@ def test_the_recorded_commit_says_when_the_checkout_had_uncommitted_changes():
     if commit == "unknown":
         pytest.skip("not a git checkout")
     assert commit.endswith("-dirty") == bool(status.strip())
+
+
+def test_a_report_that_would_leave_out_finished_runs_is_noticed(fake_suite, tmp_path):
+    suite, jobs = fake_suite
+    docs = tmp_path / "docs"
+    report.write_report(suite, jobs, docs, ["fake", "--report"], reps=20)
+    assert report.runs_it_would_drop(suite, jobs, docs) == []
+    shutil.rmtree(jobs[0].path)  # a|b happo seed 1, finished; no record was kept
+    assert report.runs_it_would_drop(suite, jobs, docs) == ["A|B happo: 3 in the report, 2 here"]
+
+
+def test_the_command_does_not_replace_a_report_with_one_that_leaves_out_finished_runs(tmp_path, capsys):
+    docs, out = tmp_path / "docs", tmp_path / "runs"
+    docs.mkdir()
+    # a report that counted 3 finished runs of one cell (the columns the check reads)
+    (docs / "mpe.csv").write_text(
+        'task,title,algo,seeds_finished\nsimple_spread_continuous,"simple_spread, continuous",happo,3\n'
+    )
+    base = ["mpe", "--report", "--docs", str(docs), "--out", str(out), "--reps", "20"]
+    assert cli.main(base) == 1
+    said = capsys.readouterr().out
+    assert "report not written" in said and "simple_spread, continuous happo: 3 in the report, 0 here" in said
+    assert "--overwrite-report" in said and not (docs / "mpe.md").exists()
+    assert cli.main([*base, "--overwrite-report"]) == 0
+    assert "0 of 108 runs finished" in (docs / "mpe.md").read_text()

@@ -22,7 +22,9 @@ listed), and again by --report. It keeps each run's record (progress.csv, config
 metrics.json, run.json, reproduce.json, posture.json: no checkpoints) in
 docs/reproduction/runs/<suite>/<task>/<algo>/seed<s>; a run whose run dir is not on this machine
 (trained on another one, a fresh clone) is read from its record, and is skipped by training when
-its record says it finished.
+its record says it finished. A report is not replaced by one that would count fewer finished runs
+for a cell (runs whose dirs and records are not on this machine): the tool says so and exits
+with status 1, unless --overwrite-report.
 """
 
 from __future__ import annotations
@@ -99,6 +101,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="bootstrap replications of the aggregate statistics (default: %(default)s)",
     )
     parser.add_argument("--report", action="store_true", help="train nothing; write the report")
+    parser.add_argument(
+        "--overwrite-report",
+        action="store_true",
+        help="write the report even where the one it replaces counts finished runs that this "
+        "machine has neither the run dirs nor the records of (they would be left out)",
+    )
     parser.add_argument("--no-report", action="store_true", help="train; write no report")
     parser.add_argument(
         "--dry-run",
@@ -157,6 +165,14 @@ def main(argv: list[str] | None = None) -> int:
             print("  " + " ".join(runs.command(job, overrides)))
         return 0
     status = 0
+    docs = args.docs.resolve()
+    writes_report = not args.no_report and not args.overwrite_report
+    if not args.report and writes_report and (dropped := report.runs_it_would_drop(suite, everything, docs)):
+        say(  # before hours of training, not only after them
+            f"note: {docs / suite.name}.md counts finished runs that are not on this machine (no run "
+            f"dir, no record): {'; '.join(dropped)}. It will not be replaced while they are "
+            "missing (--overwrite-report replaces it anyway)"
+        )
     if not args.report:
         say(f"{suite.name}: {len(chosen)} cells x {len(seeds)} seeds, runs in {out / suite.name}")
         try:
@@ -170,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         if failed := [job.label for job, rc in exits.items() if rc not in (None, 0)]:
             say(f"{len(failed)} run(s) stopped early: {', '.join(failed)} (see their stdout.log)")
             status = 1
+    if writes_report and (dropped := report.runs_it_would_drop(suite, everything, docs)):
+        say(
+            f"report not written: {docs / suite.name}.md counts finished runs that this machine "
+            f"cannot read: {'; '.join(dropped)}. Bring their run dirs (--out) or records "
+            f"({docs / RECORDS}), or pass --overwrite-report to leave them out"
+        )
+        return 1
     if not args.no_report:
-        written = report.write_report(suite, everything, args.docs.resolve(), argv, reps=args.reps)
+        written = report.write_report(suite, everything, docs, argv, reps=args.reps)
         say("report: " + ", ".join(str(p) for p in written))
     return status

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shlex
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -354,6 +355,23 @@ def aggregate(results: list[CellResult], metric: str, prefix: Path, reps: int) -
 
 
 # ----------------------------------------------------------------------------- the report
+def runs_it_would_drop(suite: Suite, jobs: list[Job], docs: Path) -> list[str]:
+    """Per cell, where the report now in `docs` counts more finished runs than this machine can
+    read (from run dirs or kept records): a new report would leave those runs out."""
+    try:
+        before = pd.read_csv(docs / f"{suite.name}.csv", dtype={"task": str, "algo": str})
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return []
+    if not {"task", "title", "algo", "seeds_finished"} <= set(before.columns):
+        return []
+    here = Counter((j.cell.task, j.cell.algo) for j in jobs if inspect(readable(j)).status == "finished")
+    return [
+        f"{row.title} {row.algo}: {int(row.seeds_finished)} in the report, {here[(row.task, row.algo)]} here"
+        for row in before.itertuples(index=False)
+        if int(row.seeds_finished) > here[(row.task, row.algo)]
+    ]
+
+
 def write_report(suite: Suite, jobs: list[Job], docs: Path, argv: list[str], reps: int = 2000) -> list[Path]:
     """`docs/<suite>.md`, `<suite>.csv`, `<suite>-curves.{png,pdf}` and `<suite>-aggregate.*`;
     returns them."""
