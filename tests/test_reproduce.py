@@ -402,18 +402,20 @@ def reproduce(tmp_path: Path, *args: str, overrides: tuple[str, ...] = ()) -> su
 
 
 def test_the_command_trains_skips_and_continues_runs(tmp_path):
-    first = reproduce(tmp_path, "--budget", "80")
+    first = reproduce(tmp_path, "--budget", "80", "--no-report")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "2 of 2 runs to train" in first.stdout
     seed1 = tmp_path / "runs" / "mpe" / "simple_spread_continuous" / "happo" / "seed1"
     assert pd.read_csv(seed1 / "progress.csv").env_steps.iloc[-1] == 80
-    page = (tmp_path / "docs" / "mpe.md").read_text()
-    assert "| simple_spread, continuous | happo | 2/2 | 80 |" in page
+    # a finished run's record is kept when it finishes, report or not
     record = tmp_path / "docs" / "runs" / "mpe" / "simple_spread_continuous" / "happo" / "seed1"
     assert (record / "progress.csv").read_text() == (seed1 / "progress.csv").read_text()
+    assert not (tmp_path / "docs" / "mpe.md").exists()
 
     again = reproduce(tmp_path, "--budget", "80")
     assert again.returncode == 0 and "0 of 2 runs to train" in again.stdout
+    page = (tmp_path / "docs" / "mpe.md").read_text()
+    assert "| simple_spread, continuous | happo | 2/2 | 80 |" in page
     assert len(json.loads((seed1 / runs.LAUNCHES).read_text())["launches"]) == 1
 
     (tmp_path / "runs").rename(tmp_path / "elsewhere")  # as on a fresh clone: only the records

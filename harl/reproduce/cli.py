@@ -18,9 +18,10 @@ finished runs. Runs whose dir has logs but no checkpoint start over.
 
 The report (`docs/reproduction/<suite>.md`, .csv, -curves.png/.pdf, -aggregate.*) is written
 after training, from whatever runs exist (finished runs give the numbers, unfinished ones are
-listed), and again by --report. It keeps each run's record (progress.csv, config.yaml,
-metrics.json, run.json, reproduce.json, posture.json: no checkpoints) in
-docs/reproduction/runs/<suite>/<task>/<algo>/seed<s>; a run whose run dir is not on this machine
+listed), and again by --report. Each run's record (progress.csv, config.yaml, metrics.json,
+run.json, reproduce.json, posture.json: no checkpoints) is kept in
+docs/reproduction/runs/<suite>/<task>/<algo>/seed<s> when the run finishes and when a report is
+written; a run whose run dir is not on this machine
 (trained on another one, a fresh clone) is read from its record, and is skipped by training when
 its record says it finished. A report is not replaced by one that would count fewer finished runs
 for a cell (runs whose dirs and records are not on this machine): the tool says so and exits

@@ -112,6 +112,19 @@ def keep_record(job: Job) -> bool:
     return True
 
 
+def keep_finished_record(job: Job) -> bool:
+    """A run that just finished: its posture measured (planar MaMuJoCo robots; posture.json) and
+    its record kept at once, so that it outlives this machine's run dir even before a report is
+    written (or when one is refused)."""
+    from harl.posture import run_posture
+
+    try:
+        run_posture(job.path)
+    except Exception as exc:  # the record is kept without it; a report measures it again
+        say(f"{job.label}: posture not measured ({type(exc).__name__}: {exc})")
+    return keep_record(job)
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -251,6 +264,7 @@ def train(job: Job, overrides: list[str], position: str) -> int:
     )
     if rc == 0 and after.status == "finished":
         say(f"{position} {job.label}: finished in {fmt_duration(wall)}")
+        keep_finished_record(job)
     else:
         why = error_line(job.path / LOG) if rc != 0 else "exited 0 before its budget"
         say(f"{position} {job.label}: stopped after {fmt_duration(wall)} with exit status {rc}: {why}")
