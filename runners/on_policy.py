@@ -66,11 +66,10 @@ class OnPolicyRunner(Runner):
     def collect(self) -> None:
         """Fill the buffer with rollout_length steps from every env (sampled actions).
 
-        With `algo.critic_beside_rollout` the critic is still training on the last rollout
-        meanwhile: the steps are collected with the actors alone, and the values are computed
-        once it is done (`_values_after_rollout`), with the same calls as per step."""
+        The steps are collected with the actors alone and the critic's values computed after the
+        last one (`_values_after_rollout`): with `algo.critic_beside_rollout` the critic is still
+        training on the last rollout meanwhile."""
         buf, learner, dev = self.buffer, self.learner, self.device
-        later = learner.critic_beside_rollout
         truncations: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (t, rows, critic input)
         critic_h0 = self._critic_h
         vobs = self._vobs
@@ -89,10 +88,6 @@ class OnPolicyRunner(Runner):
             buf.resets[t].copy_(self._resets)
             buf.state[t] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), obs)
             actions, logps, self._actor_h = learner.act(obs, avail, self._actor_h, self._resets)
-            if not later:
-                if buf.critic_h is not None:
-                    buf.critic_h[t].copy_(self._critic_h)
-                buf.values[t], next_critic_h = learner.values(buf.state[t], self._critic_h, self._resets)
             step = self.envs.step(actions_to_numpy(actions))
             for i in range(len(actions)):
                 buf.actions[i][t].copy_(actions[i])
@@ -103,15 +98,8 @@ class OnPolicyRunner(Runner):
             # the buffer is reused across rollouts: clear V(final state) left by an earlier one
             buf.final_values[t].zero_()
             if step.truncated.any():
-                truncation = (
-                    t,
-                    torch.from_numpy(step.truncated.copy()).to(dev),
-                    self._final_critic_inputs(step),
-                )
-                if later:
-                    truncations.append(truncation)
-                else:
-                    self._bootstrap_truncated(*truncation, next_critic_h)
+                rows = torch.from_numpy(step.truncated.copy()).to(dev)
+                truncations.append((t, rows, self._final_critic_inputs(step)))
             self.tracker.record(step.episode_infos)
             self._resets = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
             # a finished env starts its next episode with every agent alive: the alive flags
@@ -120,15 +108,12 @@ class OnPolicyRunner(Runner):
             self._alive = torch.where(self._resets[:, None] > 0, 1.0, alive)
             # a finished env's next episode starts from a zero hidden state: carry (and so
             # store at the next step) the state the networks will really act from
-            if not later:
-                self._critic_h = _zero_where(next_critic_h, self._resets)
             self._actor_h = [_zero_where(h, self._resets) for h in self._actor_h]
             vobs = step.next
         last_obs = [torch.as_tensor(o, device=dev) for o in vobs.obs]
         buf.state[buf.T] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), last_obs)
-        if later:
-            learner.finish_critic()  # its diagnostics were logged, if due, after its update
-            self._critic_h = self._values_after_rollout(critic_h0, truncations)
+        learner.finish_critic()  # its diagnostics were logged, if due, after its update
+        self._critic_h = self._values_after_rollout(critic_h0, truncations)
         if buf.critic_h is not None:
             buf.critic_h[buf.T].copy_(self._critic_h)
         buf.values[buf.T] = learner.values(buf.state[buf.T], self._critic_h, self._resets)[0]
@@ -137,9 +122,10 @@ class OnPolicyRunner(Runner):
     def _values_after_rollout(
         self, critic_h: torch.Tensor | None, truncations: list[tuple[int, torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor | None:
-        """The per-step critic calls of `collect`, made after the rollout, in the same order and
-        on the same inputs (so with the same results); returns the critic's hidden state to
-        carry past the last step."""
+        """The critic's value of every step, V(true final state) where a time limit cut an
+        episode, and a recurrent critic's hidden states, step by step on each step's inputs (the
+        same calls, and results, as during the rollout); returns the hidden state to carry past
+        the last step."""
         buf, learner = self.buffer, self.learner
         truncated = {t: (rows, final_in) for t, rows, final_in in truncations}
         for t in range(buf.T):
