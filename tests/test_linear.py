@@ -124,7 +124,7 @@ def test_ensemble_linear_onednn_path_matches_the_batched_product(onednn_calls):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 
 
-def test_bf16_option_rounds_the_operands_and_keeps_fp32_outputs(onednn_calls):
+def test_bf16_option_rounds_operands_and_results_and_returns_fp32(onednn_calls):
     torch.manual_seed(3)
     x = torch.randn(300, 64, requires_grad=True)
     w, b = torch.randn(32, 64, requires_grad=True), torch.randn(32, requires_grad=True)
@@ -144,6 +144,14 @@ def test_bf16_option_rounds_the_operands_and_keeps_fp32_outputs(onednn_calls):
         x.detach().bfloat16().float(), w.detach().bfloat16().float(), b.detach().bfloat16().float()
     )
     torch.testing.assert_close(y.detach(), rounded, rtol=1e-2, atol=1e-2)
+    # backward: the products round their operands (the upstream gradient 2y too) and their
+    # results (oneDNN returns bfloat16: 2^-8 relative); the bias gradient is the fp32 column sum
+    # of the unrounded upstream gradient
+    g, x16, w16 = 2 * y.detach(), x.detach().bfloat16().float(), w.detach().bfloat16().float()
+    g16 = g.bfloat16().float()
+    torch.testing.assert_close(grads[0], g16 @ w16, rtol=2**-8, atol=1e-3)
+    torch.testing.assert_close(grads[1], g16.t() @ x16, rtol=2**-8, atol=1e-2)
+    torch.testing.assert_close(grads[2], g.sum(0), rtol=1e-6, atol=1e-4)
 
 
 def test_unknown_cpu_matmul_is_refused_by_the_setter_and_the_config_check():

@@ -6,14 +6,16 @@
     python tools/bench_compare.py --baseline HEAD --variant cpu_matmul=default \\
         --case +experiment=mamujoco/halfcheetah_2x3/happo      # one option against its default
     python tools/bench_compare.py --suite issue15 --baseline 5682589 --rounds 2
+    python tools/bench_compare.py --baseline 5682589 --this-variant cpu_matmul=onednn_bf16 \\
+        --case +experiment=mamujoco/halfcheetah_2x3/happo      # an option of this checkout
 
 Each case is a `tools/bench.py` command line (training overrides). The baseline is either a git
 revision, checked out into a temporary worktree (its own `tools/bench.py` runs there, so "the
 code path of that commit" is what gets measured), and/or `--variant` overrides added to the
-baseline's command line. Runs alternate baseline / this checkout for `--rounds` rounds, so both
-see the same machine load (these machines are noisy), and the table gives each side's steady
-training rate (median over rounds) and the ratio. Nothing is timed in the test suite: this tool
-prints figures.
+baseline's command line; `--this-variant` adds overrides to this checkout's command line. Runs
+alternate baseline / this checkout for `--rounds` rounds, so both see the same machine load
+(these machines are noisy), and the table gives each side's steady training rate (median over
+rounds) and the ratio. Nothing is timed in the test suite: this tool prints figures.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def main() -> None:
     )
     parser.add_argument("--baseline", default="HEAD", help="git revision of the baseline (default HEAD)")
     parser.add_argument("--variant", default="", help="overrides added to the baseline's command line")
+    parser.add_argument("--this-variant", default="", help="overrides added to this checkout's command line")
     parser.add_argument("--case", action="append", default=[], help="bench.py overrides (repeatable)")
     parser.add_argument("--suite", choices=sorted(SUITES), help="a named list of cases")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per case")
@@ -79,14 +82,16 @@ def main() -> None:
     cases = [shlex.split(c) for c in args.case + SUITES.get(args.suite, [])]
     if not cases:
         parser.error("give --case or --suite")
-    variant = shlex.split(args.variant)
+    variant, this_variant = shlex.split(args.variant), shlex.split(args.this_variant)
     with tempfile.TemporaryDirectory() as tmp:
         base = worktree(args.baseline, Path(tmp))
         commit = subprocess.run(
             ["git", "rev-parse", "--short", args.baseline], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         try:
-            print(f"baseline: {commit} {shlex.join(variant)} | this checkout: {ROOT}")
+            print(
+                f"baseline: {commit} {shlex.join(variant)} | this checkout: {ROOT} {shlex.join(this_variant)}"
+            )
             print(
                 f"{'case':70} {'baseline':>9} {'this':>9} {'ratio':>6}   (steady env steps/s, "
                 f"median of {args.rounds})",
@@ -96,7 +101,7 @@ def main() -> None:
                 base_rates, new_rates = [], []
                 for _ in range(args.rounds):
                     base_rates.append(steady_rate(base, [*case, *variant]))
-                    new_rates.append(steady_rate(ROOT, case))
+                    new_rates.append(steady_rate(ROOT, [*case, *this_variant]))
                 b, n = statistics.median(base_rates), statistics.median(new_rates)
                 print(
                     f"{shlex.join(case)[:70]:70} {b:9,.0f} {n:9,.0f} {n / b:5.2f}x   "

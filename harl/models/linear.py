@@ -14,9 +14,12 @@ Small products stay on MKL, which is faster there: batches under `MIN_ROWS` rows
 inference over a handful of envs) and single-output layers (value heads).
 
 `cpu_matmul=onednn_bf16` (an option, off by default) rounds the same products' operands to
-bfloat16 (8 significant bits) and accumulates in fp32: about 1.3x the fp32 product rate with the
-conversions, at reduced precision; second-order products stay fp32 (HATRPO's Gauss-Newton
-Fisher products are first-order and do run in bfloat16 then).
+bfloat16 (8 significant bits); oneDNN accumulates in fp32 and returns bfloat16, so each
+product's result (a layer's output, its input and weight gradients) is rounded to 8 bits as
+well, then widened to fp32; bias gradients stay fp32 sums.
+About 1.3x the fp32 product rate with the conversions, at reduced precision; second-order
+products stay fp32 (HATRPO's Gauss-Newton Fisher products are first-order and do run in
+bfloat16 then).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def cpu_matmul() -> str:
 
 def _mm_t(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """a @ b.T (+ bias) through oneDNN; a [M, K], b [N, K], any strides. With onednn_bf16 the
-    operands are rounded to bfloat16 and the product (accumulated in fp32) returned as fp32."""
+    operands are rounded to bfloat16 (bf16 ones are used as they are) and the product,
+    accumulated in fp32 and rounded to bfloat16 by oneDNN, is returned widened to fp32."""
     if _bf16:
         bias16 = None if bias is None else bias.bfloat16()
         return torch.ops.mkldnn._linear_pointwise(a.bfloat16(), b.bfloat16(), bias16, "none", [], "").float()
@@ -75,21 +79,27 @@ class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """x [N, in] (2-d: an output that is a view could not be modified in place later)."""
-        ctx.save_for_backward(x, weight)
-        ctx.save_for_forward(x, weight)
         ctx.has_bias = bias is not None
+        ctx.save_for_forward(x, weight)
+        if _bf16:
+            # rounded once here and kept for the backward's products (same values as rounding
+            # them again there, one conversion pass fewer each)
+            x16, w16 = x.bfloat16(), weight.bfloat16()
+            ctx.save_for_backward(x, weight, x16, w16)
+            return _mm_t(x16, w16, bias)
+        ctx.save_for_backward(x, weight, None, None)
         return _mm_t(x, weight, bias)
 
     @staticmethod
     def jvp(ctx, x_t: torch.Tensor, weight_t: torch.Tensor, bias_t: torch.Tensor | None) -> torch.Tensor:
         """Forward mode (HATRPO's Gauss-Newton Fisher products): x_t W^T + x weight_t^T + bias_t.
         torch passes zeros for the inputs that carry no tangent (bias_t is None without a bias)."""
-        x, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors  # in jvp: the tensors of save_for_forward
         return _mm_t(x_t, weight) + _mm_t(x, weight_t, bias_t)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
+        x, weight, x16, w16 = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
             if ctx.needs_input_grad[0]:
@@ -99,6 +109,10 @@ class _OneDNNLinear(torch.autograd.Function):
             if ctx.has_bias and ctx.needs_input_grad[2]:
                 grad_b = grad.sum(0)
             return grad_x, grad_w, grad_b
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum(0)
+        if x16 is not None:  # onednn_bf16: the operands rounded once (_mm_t keeps bf16 as is)
+            x, weight, grad = x16, w16, grad.bfloat16()
         if ctx.needs_input_grad[0]:
             grad_x = _mm_t(grad, weight.t())
         if ctx.needs_input_grad[1]:
@@ -109,8 +123,6 @@ class _OneDNNLinear(torch.autograd.Function):
                 grad_w = _mm_t(grad.t(), x.t())
             else:
                 grad_w = _mm_t(x.t(), grad.t()).t().contiguous()
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum(0)
         return grad_x, grad_w, grad_b
 
 
