@@ -16,10 +16,9 @@ inference over a handful of envs) and single-output layers (value heads).
 `cpu_matmul=onednn_bf16` (an option, off by default) rounds the same products' operands to
 bfloat16 (8 significant bits); oneDNN accumulates in fp32 and returns bfloat16, so each
 product's result (a layer's output, its input and weight gradients) is rounded to 8 bits as
-well, then widened to fp32; bias gradients stay fp32 sums.
-About 1.3x the fp32 product rate with the conversions, at reduced precision; second-order
-products stay fp32 (HATRPO's Gauss-Newton Fisher products are first-order and do run in
-bfloat16 then).
+well, then widened to fp32; bias gradients stay fp32 sums. About 1.3x the fp32 product rate
+with the conversions, at reduced precision; second-order products stay fp32 (HATRPO's
+Gauss-Newton Fisher products are first-order and do run in bfloat16 then).
 """
 
 from __future__ import annotations
