@@ -70,7 +70,7 @@ class OnPolicyRunner(Runner):
         last one (`_values_after_rollout`): with `algo.critic_beside_rollout` the critic is still
         training on the last rollout meanwhile."""
         buf, learner, dev = self.buffer, self.learner, self.device
-        truncations: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (t, rows, critic input)
+        truncations: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # t -> (rows, critic input)
         critic_h0 = self._critic_h
         vobs = self._vobs
         for t in range(buf.T):
@@ -99,7 +99,7 @@ class OnPolicyRunner(Runner):
             buf.final_values[t].zero_()
             if step.truncated.any():
                 rows = torch.from_numpy(step.truncated.copy()).to(dev)
-                truncations.append((t, rows, self._final_critic_inputs(step)))
+                truncations[t] = (rows, self._final_critic_inputs(step))
             self.tracker.record(step.episode_infos)
             self._resets = torch.as_tensor(step.done, dtype=torch.float32, device=dev)
             # a finished env starts its next episode with every agent alive: the alive flags
@@ -120,20 +120,19 @@ class OnPolicyRunner(Runner):
         self._vobs = vobs
 
     def _values_after_rollout(
-        self, critic_h: torch.Tensor | None, truncations: list[tuple[int, torch.Tensor, torch.Tensor]]
+        self, critic_h: torch.Tensor | None, truncations: dict[int, tuple[torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor | None:
         """The critic's value of every step, V(true final state) where a time limit cut an
         episode, and a recurrent critic's hidden states, step by step on each step's inputs (the
         same calls, and results, as during the rollout); returns the hidden state to carry past
         the last step."""
         buf, learner = self.buffer, self.learner
-        truncated = {t: (rows, final_in) for t, rows, final_in in truncations}
         for t in range(buf.T):
             if buf.critic_h is not None and critic_h is not None:
                 buf.critic_h[t].copy_(critic_h)
             buf.values[t], next_critic_h = learner.values(buf.state[t], critic_h, buf.resets[t])
-            if t in truncated:
-                self._bootstrap_truncated(t, *truncated[t], next_critic_h)
+            if t in truncations:
+                self._bootstrap_truncated(t, *truncations[t], next_critic_h)
             # the resets of the next step, as collect carried them
             done = buf.resets[t + 1] if t + 1 < buf.T else self._resets
             critic_h = _zero_where(next_critic_h, done)
