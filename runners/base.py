@@ -585,21 +585,25 @@ class Runner:
                     "wall_time": counters.wall_time,
                     "fps": clock.fps(),
                     **self.tracker.pop_summary(),
-                    **self.train_info_to_log(train_info),
+                    **train_info,
                 }
             )
-            self.logger.write(row)
-            self.logger.console(row, clock.eta_text(c.total_steps))
+            self.log_row(row, clock.eta_text(c.total_steps))
         best = self._record_best(row)
         if due(counters, "save", c.save_interval) or last or best:
             self.save(best=best)
         if last and self.metrics is not None:
             self.absolute_evaluation()
 
-    def train_info_to_log(self, train_info: dict[str, float]) -> dict[str, float]:
-        """The iteration's training diagnostics as logged (complete: a learner may finish part
-        of its update later, see `OnPolicyRunner`)."""
-        return train_info
+    def log_row(self, row: dict[str, Any], eta: str) -> None:
+        """Write an iteration's progress row (csv, sinks, console). A runner whose learner
+        finishes part of its update later may hold the row back until then (`OnPolicyRunner`)."""
+        self.logger.write(row)
+        self.logger.console(row, eta)
+
+    def complete_log(self) -> None:
+        """Write any row still held back (`log_row`): a checkpoint records where the logs
+        stand, so it must come after every row of the iterations it holds."""
 
     def absolute_evaluation(self) -> EvalResult | None:
         """Evaluate the best checkpoint (else the current weights) on 10 x eval_episodes
@@ -654,6 +658,7 @@ class Runner:
     def save(self, best: bool = False) -> None:
         if self._saved_at == self.counters.env_steps and not best:
             return  # already on disk (a stop right after a scheduled save)
+        self.complete_log()
         self.write_checkpoint(best)
         self._saved_at = self.counters.env_steps
 

@@ -23,6 +23,8 @@ class OnPolicyRunner(Runner):
         super().__init__(cfg, learner, *args)
         self.buffer = learner.make_buffer(cfg.rollout_length, self.envs.n_envs)
         self.steps_per_iteration = cfg.rollout_length * self.envs.n_envs
+        # an iteration's progress row while it waits for its critic's diagnostics, with its ETA
+        self._held_row: tuple[dict[str, Any], str] | None = None
 
     # ------------------------------------------------------------------ loop
     def start(self) -> None:
@@ -56,10 +58,21 @@ class OnPolicyRunner(Runner):
         counters.env_steps += self.steps_per_iteration
         return train_info
 
-    def train_info_to_log(self, train_info: dict[str, float]) -> dict[str, float]:
-        # the critic's diagnostics of this iteration arrive when its epochs end
-        # (`algo.critic_beside_rollout`); in the serial order's key order
-        return {**train_info, **self.learner.finish_critic()}
+    def log_row(self, row: dict[str, Any], eta: str) -> None:
+        """With `algo.critic_beside_rollout` the row waits for the critic's diagnostics, which
+        arrive when its epochs end, during the next rollout: waiting for them here would keep
+        the critic from running beside that rollout."""
+        if self.learner.critic_training:
+            self._held_row = (row, eta)
+        else:
+            super().log_row(row, eta)
+
+    def complete_log(self) -> None:
+        held, self._held_row = self._held_row, None
+        critic_info = self.learner.finish_critic()
+        if held is not None:
+            row, eta = held
+            super().log_row({**row, **critic_info}, eta)  # the serial order's key order
 
     # ------------------------------------------------------------------ collection
     @torch.no_grad()
@@ -112,7 +125,7 @@ class OnPolicyRunner(Runner):
             vobs = step.next
         last_obs = [torch.as_tensor(o, device=dev) for o in vobs.obs]
         buf.state[buf.T] = learner.critic_inputs(torch.as_tensor(vobs.state, device=dev), last_obs)
-        learner.finish_critic()  # its diagnostics were logged, if due, after its update
+        self.complete_log()  # waits for the critic; writes the last iteration's row, if due
         self._critic_h = self._values_after_rollout(critic_h0, truncations)
         if buf.critic_h is not None:
             buf.critic_h[buf.T].copy_(self._critic_h)

@@ -96,9 +96,58 @@ def test_with_two_actor_threads_it_equals_the_serial_order_at_those_threads(tmp_
     assert torch.get_num_threads() == 1  # restored after every actors' update
 
 
-def test_a_stop_saves_the_critic_after_its_epochs_while_they_still_run(tmp_path, monkeypatch):
+def test_rows_at_every_iteration_equal_the_serial_orders(tmp_path):
+    """Every iteration's row waits for its critic's diagnostics, which arrive during the next
+    rollout: the same rows, in the same order, as the serial order writes at once."""
+    case = [*CASES["happo-mamujoco"], "log_interval=40"]
+    _train(tmp_path / "serial", [*case, *SERIAL])
+    _train(tmp_path / "beside", [*case, *BESIDE])
+    _assert_same_runs(tmp_path / "beside", tmp_path / "serial")
+    assert list(_progress(tmp_path / "beside")["env_steps"]) == [40, 80, 120, 160, 200, 240]
+
+
+def test_a_row_due_does_not_keep_the_critic_from_running_beside_the_next_rollout(tmp_path, monkeypatch):
+    """With a row due after every iteration, the critic's epochs of every iteration that no
+    checkpoint follows still overlap the next rollout's env steps: the row waits for the
+    critic, not the critic for the row."""
+    from envs.vector import VecEnv
+    from harl.algos.on_policy.base import OnPolicyLearner
+
+    steps, made, overlapped = [0], [], []
+    original_init, original_step = VecEnv.__init__, VecEnv.step
+    update_critic = OnPolicyLearner.update_critic
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        made.append(self)
+
+    def step(self, *args, **kwargs):
+        if self is made[0]:  # the training envs (built before the evaluation envs)
+            steps[0] += 1
+        return original_step(self, *args, **kwargs)
+
+    def update_critic_seeing_the_rollout(self, *args, **kwargs):
+        before, deadline = steps[0], time.monotonic() + 1.0
+        while steps[0] == before and time.monotonic() < deadline:  # give the rollout a chance
+            time.sleep(0.005)
+        overlapped.append(steps[0] > before)
+        return update_critic(self, *args, **kwargs)
+
+    monkeypatch.setattr(VecEnv, "__init__", init)
+    monkeypatch.setattr(VecEnv, "step", step)
+    monkeypatch.setattr(OnPolicyLearner, "update_critic", update_critic_seeing_the_rollout)
+    # checkpoints wait for the critic: the first iteration's and the last's (save_interval=200)
+    # and none for a new best evaluation (no evaluations but the last)
+    _train(tmp_path, [*CASES["happo-mamujoco"], *BESIDE, "eval_interval=0", "log_interval=40", "total_steps=160"])
+    assert overlapped == [False, True, True, False]
+    assert len(_progress(tmp_path)) == 4
+
+
+@pytest.mark.parametrize("log_interval", [200, 40])
+def test_a_stop_saves_the_critic_after_its_epochs_while_they_still_run(tmp_path, monkeypatch, log_interval):
     """A stop lands between iterations, where the last iteration's critic is still training
-    (slowed down here so that it surely is): the checkpoint must wait for it."""
+    (slowed down here so that it surely is): the checkpoint must wait for it, and with a row
+    due (log_interval=40) write that row, held for the critic's diagnostics, before it."""
     from envs.vector import VecEnv
     from harl.algos.on_policy.base import OnPolicyLearner
     from harl.common.stopping import StopRequest, TrainingStopped
@@ -111,7 +160,7 @@ def test_a_stop_saves_the_critic_after_its_epochs_while_they_still_run(tmp_path,
         return update_critic(self, *args, **kwargs)
 
     monkeypatch.setattr(OnPolicyLearner, "update_critic", slow)
-    case = [*BASE, *CASES["happo-mamujoco"], *BESIDE]
+    case = [*BASE, *CASES["happo-mamujoco"], *BESIDE, f"log_interval={log_interval}"]
     _train(tmp_path / "straight", case[len(BASE) :])
     stop, made = StopRequest(), []
     original_init = VecEnv.__init__
@@ -139,6 +188,8 @@ def test_a_stop_saves_the_critic_after_its_epochs_while_they_still_run(tmp_path,
     resumed = [*case, f"resume={tmp_path / 'resumed'}"]
     run(compose_config(*resumed), tmp_path / "resumed", resumed)
     _assert_same_runs(tmp_path / "resumed", tmp_path / "straight")
+    rows = 6 if log_interval == 40 else 3
+    assert len(_progress(tmp_path / "resumed")) == rows
 
 
 def test_an_error_in_the_critic_thread_reaches_the_caller(tmp_path, monkeypatch):

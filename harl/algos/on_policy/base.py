@@ -381,6 +381,11 @@ class OnPolicyLearner(Learner):
         self._critic_job = self._critic_pool.submit(self.update_critic, batch, plan)
         return info
 
+    @property
+    def critic_training(self) -> bool:
+        """Whether the critic's epochs started by `train` may still be running."""
+        return self._critic_job is not None
+
     def finish_critic(self) -> dict[str, float]:
         """Wait for the critic's epochs started by `train` (`critic_beside_rollout`) and return
         their diagnostics (re-raising their error, if any); {} when none are running."""
