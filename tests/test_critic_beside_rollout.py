@@ -138,7 +138,8 @@ def test_a_row_due_does_not_keep_the_critic_from_running_beside_the_next_rollout
     monkeypatch.setattr(OnPolicyLearner, "update_critic", update_critic_seeing_the_rollout)
     # checkpoints wait for the critic: the first iteration's and the last's (save_interval=200)
     # and none for a new best evaluation (no evaluations but the last)
-    _train(tmp_path, [*CASES["happo-mamujoco"], *BESIDE, "eval_interval=0", "log_interval=40", "total_steps=160"])
+    rows_every_iteration = ["eval_interval=0", "log_interval=40", "total_steps=160"]
+    _train(tmp_path, [*CASES["happo-mamujoco"], *BESIDE, *rows_every_iteration])
     assert overlapped == [False, True, True, False]
     assert len(_progress(tmp_path)) == 4
 
