@@ -53,6 +53,32 @@ def test_stacked_groups_act_like_the_per_agent_path(deterministic):
         torch.testing.assert_close(a1[2], mean)
 
 
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_a_groups_actions_are_bit_equal_to_sampling_each_agent_from_the_stacked_means(deterministic):
+    # the group's actions and log-probs come from one batched computation; given the same means
+    # they equal, bit for bit, each agent's own sample_params with its draw made at its turn
+    # (agent 1, alone, and agent 4, discrete, draw between the group's agents)
+    from harl.models.stacked import gaussian_head
+
+    learner = _learner(True, *MIXED)
+    obs = [torch.randn(20, s.shape[0]) for s in MIXED[0]]
+    actions, logps, rng = _act(learner, obs, deterministic)
+    ((idx, stack),) = learner._stacks
+    means, std = stack.means_and_std([obs[i] for i in idx])
+    torch.manual_seed(7)
+    expected = []
+    for i, actor in enumerate(learner.actors):
+        if i in idx:
+            j = idx.index(i)
+            expected.append(gaussian_head(actor).sample_params(means[j], std[j], deterministic))
+        else:
+            expected.append(actor.act(obs[i], None, deterministic)[:2])
+    assert torch.equal(rng, torch.get_rng_state())
+    for i, (action, logp) in enumerate(expected):
+        assert torch.equal(actions[i], action), i
+        assert torch.equal(logps[i], logp), i
+
+
 def test_stacked_weights_follow_optimiser_steps_and_loaded_state():
     stacked, plain = _learner(True, *MIXED), _learner(False, *MIXED)
     obs = [torch.randn(5, s.shape[0]) for s in MIXED[0]]

@@ -24,6 +24,15 @@ MASKED_LOGIT = -1e10
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+def gaussian_log_prob(
+    mean: torch.Tensor, std: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor
+) -> torch.Tensor:
+    """Per-dimension log-density of `action` under N(mean, std^2), given log(std) too (the
+    stacked rollout computes it once per weight update; the terms and their order are one
+    place, so both paths round alike)."""
+    return -((action - mean) ** 2) / (2 * std**2) - log_std - _LOG_SQRT_2PI
+
+
 class GaussianHead(nn.Module):
     """Diagonal Gaussian with a state-independent std = sigmoid(log_std / x) * y.
 
@@ -42,7 +51,7 @@ class GaussianHead(nn.Module):
         return torch.sigmoid(self.log_std / self.std_x_coef) * self.std_y_coef
 
     def _log_prob(self, mean: torch.Tensor, std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return -((action - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI
+        return gaussian_log_prob(mean, std, std.log(), action)
 
     def sample(
         self, features: torch.Tensor, avail: torch.Tensor | None, deterministic: bool

@@ -8,10 +8,14 @@ per layer computes every agent's output.
 
 The stacked weights are a copy, rebuilt whenever a parameter changed: torch bumps a tensor's
 version on every in-place update (optimiser steps, `load_state_dict`, HATRPO's step), and a
-`.data` assignment, which keeps the version, changes the storage; both are checked. Noise is drawn per agent,
-in agent order, by the same `GaussianHead.sample_params`, so the random stream is the one the
-per-agent path uses; the means differ from it only by rounding (a batched product and a separate
-LayerNorm affine, instead of one fused per agent).
+`.data` assignment, which keeps the version, changes the storage; both are checked (on the
+parameter objects listed once: harl never replaces a module's parameter objects). Noise is drawn
+per agent, in agent order, with the draw the per-agent path makes (`normal_` on an agent's own
+[B, act] block), so the random stream is the one the per-agent path uses; actions and
+log-probabilities are then computed for the whole group at once, with the per-agent path's
+operations element by element (`gaussian_log_prob`, log(std) taken per agent), so they are
+bit-equal to it given the means. The means differ from it only by rounding (a batched product
+and a separate LayerNorm affine, instead of one fused per agent).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harl.models.heads import GaussianHead
+from harl.models.heads import GaussianHead, gaussian_log_prob
 from harl.models.policy import StochasticPolicy
 
 
@@ -57,11 +61,10 @@ class StackedGaussianPolicies:
         if len(signatures) != 1 or None in signatures:
             raise ValueError("StackedGaussianPolicies needs feed-forward Gaussian policies of one layout")
         self.actors = list(actors)
+        # listed once: walking the modules each step cost 0.3 ms for Humanoid 17x1's 17 actors
+        self._params = [p for a in self.actors for p in a.parameters()]
         self._versions: tuple[tuple[int, int], ...] | None = None
         self._layers: list[tuple] = []
-
-    def _params(self) -> list[torch.Tensor]:
-        return [p for a in self.actors for p in a.parameters()]
 
     def _restack(self) -> None:
         """Stacked copies of every layer's parameters: [n, ...] per tensor."""
@@ -99,12 +102,14 @@ class StackedGaussianPolicies:
         self._head_w = stack(lambda a: a.head.mean.weight.t())
         self._head_b = stack(lambda a: a.head.mean.bias)[:, None]
         self._std = torch.stack([gaussian_head(a).std().detach() for a in self.actors])[:, None]
+        # per agent, on its own [1, act] std, as the per-agent path takes it
+        self._log_std = torch.stack([std.log() for std in self._std])
         self._versions = self._state()
 
     def _state(self) -> tuple[tuple[int, int], ...]:
         """Each weight's version and storage: an in-place update bumps the version, and a
         `.data` assignment (which keeps the version) changes the storage."""
-        return tuple((p._version, p.data_ptr()) for p in self._params())
+        return tuple((p._version, p.data_ptr()) for p in self._params)
 
     @torch.no_grad()
     def means_and_std(self, obs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +127,16 @@ class StackedGaussianPolicies:
             else:
                 x = layer[1](x)
         return torch.baddbmm(self._head_b, x, self._head_w), self._std
+
+    @torch.no_grad()
+    def actions_and_log_probs(
+        self, means: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions and per-dimension log-probs [n, B, act] from `means_and_std`'s means and
+        standard normal `noise` (None: act deterministically, at the means)."""
+        std = self._std
+        actions = means if noise is None else means + std * noise
+        return actions, gaussian_log_prob(means, std, self._log_std, actions)
 
 
 def stack_groups(actors: Sequence[StochasticPolicy]) -> list[list[int]]:

@@ -23,7 +23,7 @@ from harl.common.device import torch_threads
 from harl.common.gae import compute_gae
 from harl.common.valuenorm import ValueNorm
 from harl.models.policy import Hidden, StochasticPolicy, VCritic
-from harl.models.stacked import StackedGaussianPolicies, gaussian_head, stack_groups
+from harl.models.stacked import StackedGaussianPolicies, stack_groups
 from harl.models.tangents import Linearized
 
 if TYPE_CHECKING:
@@ -215,25 +215,29 @@ class OnPolicyLearner(Learner):
         """Per-agent (actions, per-dimension log-probs, next hidden states) for a batch of envs.
         `resets[e] = 1` where env e starts a new episode (recurrent policies forget)."""
         hidden = hidden if hidden is not None else [None] * self.n_agents
-        stacked = self._stacked_means(obs)
-        out: list[tuple[torch.Tensor, torch.Tensor, Hidden]] = []
+        groups = self._stack_groups()
+        means = [stack.means_and_std([obs[i] for i in idx])[0] for idx, stack in groups]
+        noise = [None if deterministic else torch.empty_like(m) for m in means]
+        slot = {i: (g, j) for g, (idx, _) in enumerate(groups) for j, i in enumerate(idx)}
+        out: dict[int, tuple[torch.Tensor, torch.Tensor, Hidden]] = {}
         for i, (actor, o, a, h) in enumerate(zip(self.actors, obs, avail, hidden)):
-            if i in stacked:  # noise still drawn here, in agent order (the per-agent stream)
-                out.append((*gaussian_head(actor).sample_params(*stacked[i], deterministic), None))
-            else:
-                out.append(actor.act(o, a, deterministic, h, resets))
-        return [a for a, _, _ in out], [lp for _, lp, _ in out], [h for _, _, h in out]
+            if i not in slot:
+                out[i] = actor.act(o, a, deterministic, h, resets)
+            elif (group_noise := noise[slot[i][0]]) is not None:
+                # a stacked agent's noise is drawn at its turn, as the per-agent path draws it
+                group_noise[slot[i][1]].normal_()
+        for (idx, stack), m, z in zip(groups, means, noise):
+            actions, logps = stack.actions_and_log_probs(m, z)
+            out.update((i, (actions[j], logps[j], None)) for j, i in enumerate(idx))
+        ordered = [out[i] for i in range(len(self.actors))]
+        return [a for a, _, _ in ordered], [lp for _, lp, _ in ordered], [h for _, _, h in ordered]
 
-    def _stacked_means(self, obs: Sequence[torch.Tensor]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """Agent -> (action mean, std) from the stacked groups (`algo.stack_inference`)."""
+    def _stack_groups(self) -> list[tuple[list[int], StackedGaussianPolicies]]:
+        """The agents that act through one stacked network (`algo.stack_inference`), by group."""
         if self._stacks is None:
             groups = stack_groups(self.actors) if self.cfg.stack_inference else []
             self._stacks = [(idx, StackedGaussianPolicies([self.actors[i] for i in idx])) for idx in groups]
-        out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        for idx, stack in self._stacks:
-            means, std = stack.means_and_std([obs[i] for i in idx])
-            out.update((i, (means[j], std[j])) for j, i in enumerate(idx))
-        return out
+        return self._stacks
 
     def critic_inputs(self, state: torch.Tensor, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         """The critic's input per env and value stream: [E, K, critic_input_dim]."""
