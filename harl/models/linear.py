@@ -1,11 +1,11 @@
 """Linear layers whose CPU fp32 matmuls can go through oneDNN instead of torch's default BLAS.
 
-PyTorch's CPU wheels run fp32 matmuls through MKL, which on AMD CPUs picks a code path that
-reaches about 45 % of the rate oneDNN (also in every CPU wheel) reaches on the same core: on a
-Zen 5 core about 100-110 against 240-250 GFLOP/s for the [4000 x 128] @ [128 x 128] products of
-a tuned preset's update (`tools/bench_profile.py` prints both). `cpu_matmul=onednn` (the
-default where the op exists) routes the forward product and both backward products (input and
-weight gradients) of every harl `Linear` and `EnsembleLinear` through
+PyTorch's CPU wheels run fp32 matmuls through MKL, which on some AMD CPUs picks a code path
+far below the rate oneDNN (also in every CPU wheel) reaches on the same core: on a Zen 5 core
+about 100-110 against 240-250 GFLOP/s for the [4000 x 128] @ [128 x 128] products of a tuned
+preset's update, on a Zen 4 core 95 against 107 (`tools/bench_profile.py` prints both).
+`cpu_matmul=onednn` (the default where the op exists) routes the forward product and both
+backward products (input and weight gradients) of every harl `Linear` and `EnsembleLinear` through
 `torch.ops.mkldnn._linear_pointwise`, in fp32: the same maths, summed in a different order, so
 results agree with MKL's to rounding (forward and input gradients are mostly bit-equal; weight
 gradients, sums over the batch, differ in the last bits).
