@@ -106,6 +106,24 @@ def test_rows_at_every_iteration_equal_the_serial_orders(tmp_path):
     assert list(_progress(tmp_path / "beside")["env_steps"]) == [40, 80, 120, 160, 200, 240]
 
 
+def test_without_the_option_a_row_due_is_written_before_the_next_rollout(tmp_path, monkeypatch):
+    """Rows are held back only while a critic still trains beside the rollout: in the default
+    order every due row is on disk before the next rollout starts (a crash there loses none)."""
+    from runners.on_policy import OnPolicyRunner
+
+    rows_at_rollout: list[int] = []
+    collect = OnPolicyRunner.collect
+
+    def counting_collect(self):
+        progress = tmp_path / "progress.csv"
+        rows_at_rollout.append(len(pd.read_csv(progress)) if progress.exists() else 0)
+        return collect(self)
+
+    monkeypatch.setattr(OnPolicyRunner, "collect", counting_collect)
+    _train(tmp_path, [*CASES["happo-mamujoco"], "eval_interval=0", "log_interval=40", "total_steps=160"])
+    assert rows_at_rollout == [0, 1, 2, 3]
+
+
 def test_a_row_due_does_not_keep_the_critic_from_running_beside_the_next_rollout(tmp_path, monkeypatch):
     """With a row due after every iteration, the critic's epochs of every iteration that no
     checkpoint follows still overlap the next rollout's env steps: the row waits for the
